@@ -1,0 +1,78 @@
+"""Shared helpers of the benchmark scripts: timing, machine facts, table printing, JSON output."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def sync(device: Optional[str] = None) -> None:
+    if torch.cuda.is_available() and (device is None or str(device).startswith("cuda")):
+        torch.cuda.synchronize()
+
+
+def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, device: Optional[str] = None) -> Dict[str, float]:
+    """Median / min / max wall seconds of ``fn()`` over ``repeats`` timed runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times: List[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+
+
+def machine_info() -> Dict[str, object]:
+    info: Dict[str, object] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    for name in ("numpy", "numba", "librosa", "torchaudio", "triton"):
+        try:
+            info[name] = __import__(name).__version__
+        except Exception:
+            info[name] = None
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def print_table(rows: List[Dict[str, object]], columns: List[str]) -> None:
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "" if v is None else str(v)
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def write_json(name: str, rows: List[Dict[str, object]], extra: Optional[Dict[str, object]] = None,
+               out_dir: Optional[Path] = None) -> Path:
+    """Write ``{"machine": ..., "rows": rows, **extra}`` to ``out_dir/name.json`` (default bench/results)."""
+    out = Path(out_dir or os.environ.get("DDFAD_BENCH_OUT", RESULTS_DIR))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine_info(), "rows": rows, **(extra or {})}, indent=2) + "\n")
+    return path

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``ddfad`` CLI (see ddfad_fast.cli)."""

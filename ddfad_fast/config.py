@@ -1,0 +1,185 @@
+"""Every default of the package, in one place, as typed dataclasses.
+
+Each dataclass converts to and from a plain dict (``to_dict`` / ``from_dict``) so that saved files
+carry their config and can be checked against the config of the run that loads them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Tuple, Type, TypeVar
+
+from .errors import ParameterError
+
+T = TypeVar("T", bound="_Config")
+
+
+class _Config:
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: Type[T], data: dict) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ParameterError(f"{cls.__name__}: unknown field(s) {unknown}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in data.items():
+            kind = hints.get(key)
+            if isinstance(kind, type) and issubclass(kind, _Config) and isinstance(value, dict):
+                value = kind.from_dict(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class FeatureConfig(_Config):
+    """FD-MFCC settings. The defaults are the FSDD preset of the design doc.
+
+    Times are in samples unless the name says otherwise; ``sample_rate`` in Hz.
+    Output of ``fd_mfcc``: (B, 3, n_mfcc, 1 + fixed_length // hop_length) for center=True.
+    """
+
+    sample_rate: int = 8000
+    fixed_length: Optional[int] = 8000      # pad (right, zeros) / crop every clip to this many samples; None keeps lengths
+    preemphasis: float = 0.97               # 0 disables; librosa.effects.preemphasis semantics
+    n_fft: int = 256
+    win_length: int = 160                   # 20 ms at 8 kHz
+    hop_length: int = 80                    # 10 ms at 8 kHz
+    window: str = "hann"                    # "hann" | "hamming" (periodic)
+    center: bool = True
+    pad_mode: str = "constant"
+    n_mels: int = 40
+    fmin: float = 0.0
+    fmax: Optional[float] = None            # None = sample_rate / 2
+    top_db: Optional[float] = 80.0          # per clip; None disables the floor
+    amin: float = 1e-10
+    ref: float = 1.0
+    n_mfcc: int = 20
+    delta_width: int = 9
+    short_clip_mode: str = "edge"           # deltas of clips shorter than delta_width frames: see features.deltas
+
+    @classmethod
+    def fsdd(cls) -> "FeatureConfig":
+        """8 kHz, 1 s, 20 ms Hann window, n_fft 256, hop 10 ms, 40 mels, 20 MFCCs: (3, 20, 101)."""
+        return cls()
+
+    @classmethod
+    def speech16k(cls) -> "FeatureConfig":
+        """16 kHz, 1 s, 20 ms window, n_fft 512, hop 128 (8 ms), 40 mels, 20 MFCCs: (3, 20, 126)."""
+        return cls(sample_rate=16000, fixed_length=16000, n_fft=512, win_length=320, hop_length=128)
+
+    @property
+    def n_freqs(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def f_max(self) -> float:
+        return float(self.fmax) if self.fmax is not None else self.sample_rate / 2.0
+
+    def n_frames(self, length: int) -> int:
+        """Frames for a clip of ``length`` samples (after pad/crop)."""
+        if self.center:
+            return 1 + length // self.hop_length
+        return 1 + max(length - self.n_fft, 0) // self.hop_length
+
+    def validate(self) -> "FeatureConfig":
+        if self.sample_rate <= 0:
+            raise ParameterError(f"sample_rate must be > 0, got {self.sample_rate}")
+        if self.fixed_length is not None and self.fixed_length <= 0:
+            raise ParameterError(f"fixed_length must be > 0 or None, got {self.fixed_length}")
+        if not 0 < self.win_length <= self.n_fft:
+            raise ParameterError(f"win_length must be in (0, n_fft={self.n_fft}], got {self.win_length}")
+        if self.hop_length <= 0:
+            raise ParameterError(f"hop_length must be > 0, got {self.hop_length}")
+        if self.window not in ("hann", "hamming"):
+            raise ParameterError(f"window must be 'hann' or 'hamming', got {self.window!r}")
+        if not 0 < self.n_mfcc <= self.n_mels:
+            raise ParameterError(f"n_mfcc must be in (0, n_mels={self.n_mels}], got {self.n_mfcc}")
+        if not 0.0 <= self.fmin < self.f_max <= self.sample_rate / 2.0:
+            raise ParameterError(f"need 0 <= fmin < fmax <= sr/2, got fmin={self.fmin}, fmax={self.fmax}")
+        if self.delta_width < 3 or self.delta_width % 2 == 0:
+            raise ParameterError(f"delta_width must be odd and >= 3, got {self.delta_width}")
+        if self.top_db is not None and self.top_db < 0:
+            raise ParameterError(f"top_db must be >= 0 or None, got {self.top_db}")
+        if not 0.0 <= self.preemphasis < 1.0:
+            raise ParameterError(f"preemphasis must be in [0, 1), got {self.preemphasis}")
+        return self
+
+
+@dataclass(frozen=True)
+class ReconstructConfig(_Config):
+    """Reconstruction (FD-MFCC -> WAV) settings."""
+
+    n_iter: int = 32                # Griffin-Lim iterations
+    momentum: float = 0.99          # fast Griffin-Lim momentum (0 = classic GLA)
+    nnls_iter: int = 200            # projected-gradient iterations of the mel -> linear NNLS
+    seed: int = 0                   # random initial phases
+    deemphasis: bool = True         # undo the pre-emphasis of the FeatureConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Config):
+    """Classifier architecture. ``name``: "convnet" (MTT ConvNet), "vgg", "resnet"."""
+
+    name: str = "convnet"
+    width: int = 128
+    depth: int = 3
+    norm: str = "instancenorm"      # "instancenorm" | "none"
+    activation: str = "relu"
+    pooling: str = "avgpool"
+
+
+@dataclass(frozen=True)
+class ExpertConfig(_Config):
+    """Teacher (expert) training: plain SGD, a flat parameter snapshot per epoch."""
+
+    num_experts: int = 100
+    epochs: int = 50
+    lr: float = 0.01
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@dataclass(frozen=True)
+class DistillConfig(_Config):
+    """MTT distillation (design doc section 6)."""
+
+    cpc: int = 10                       # synthetic clips per class
+    syn_steps: int = 40                 # N: student steps per iteration
+    expert_epochs: int = 2              # M: target is theta*_{t+M}
+    max_start_epoch: int = 20           # t is drawn from [0, max_start_epoch]
+    iterations: int = 5000
+    lr_data: float = 100.0              # SGD step on the synthetic features
+    lr_alpha: float = 1e-5              # SGD step on the learnable student step size
+    alpha_init: float = 0.01
+    momentum: float = 0.5
+    batch_syn: Optional[int] = None     # None = the whole synthetic set each step
+    unroll: str = "naive"               # "naive" | "reverse"
+    checkpoint_every: int = 200
+    eval_every: int = 500
+    max_memory_gb: Optional[float] = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Config):
+    """Train-from-scratch evaluation of a (distilled or real) training set."""
+
+    num_nets: int = 5
+    epochs: int = 300
+    lr: Optional[float] = None          # None = the distilled set's learned alpha (or 0.01 for real data)
+    batch_size: int = 256
+    models: Tuple[str, ...] = ("convnet",)
+    seed: int = 0

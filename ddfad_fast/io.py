@@ -1,0 +1,103 @@
+"""Saved files: atomic writes, a format version, the config they were made with, safe loading.
+
+Every file the package writes is a dict ``{"format": "ddfad_fast", "kind": KIND, "version": N,
+"config": {...}, ...payload}`` saved with torch.save and read back with
+``torch.load(weights_only=True)`` (tensors, numbers, strings, lists, dicts only: no pickled code).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import torch
+
+from .errors import FileFormatError
+
+FORMAT = "ddfad_fast"
+FORMAT_VERSION = 1
+PathLike = Union[str, os.PathLike]
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: PathLike, write) -> None:
+    """Write a file atomically: ``write(fileobj)`` into a temporary file beside ``path``, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_artifact(path: PathLike, kind: str, payload: Mapping[str, Any], config: Optional[Mapping[str, Any]] = None) -> None:
+    """Atomically save ``payload`` as a versioned ``kind`` file carrying ``config`` (a plain dict)."""
+    obj = {"format": FORMAT, "kind": kind, "version": FORMAT_VERSION, "config": dict(config or {})}
+    overlap = set(obj) & set(payload)
+    if overlap:
+        raise ValueError(f"payload keys {sorted(overlap)} are reserved")
+    obj.update(payload)
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_artifact(path: PathLike, kind: Optional[str] = None, expected_config: Optional[Mapping[str, Any]] = None,
+                  config_keys: Optional[tuple] = None, map_location: str = "cpu") -> dict:
+    """Load a file written by :func:`save_artifact`, refusing anything unexpected.
+
+    Raises :class:`FileFormatError` naming the file when it is unreadable, not ours, of another kind,
+    from another format version, contains pickled code, or was made with a config that differs from
+    ``expected_config`` (on ``config_keys`` if given, else on every key of ``expected_config``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for code payloads, RuntimeError for garbage
+        raise FileFormatError(f"{path}: not a loadable ddfad_fast file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise FileFormatError(f"{path}: not a ddfad_fast file")
+    if obj.get("version") != FORMAT_VERSION:
+        raise FileFormatError(f"{path}: format version {obj.get('version')} but this ddfad_fast reads version {FORMAT_VERSION}")
+    if kind is not None and obj.get("kind") != kind:
+        raise FileFormatError(f"{path}: holds {obj.get('kind')!r}, expected {kind!r}")
+    if expected_config is not None:
+        saved = obj.get("config", {})
+        keys = config_keys or tuple(expected_config)
+        diff = {k: (saved.get(k), expected_config.get(k)) for k in keys if saved.get(k) != expected_config.get(k)}
+        if diff:
+            details = ", ".join(f"{k}: file {a!r} vs run {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise FileFormatError(f"{path}: made with a different config ({details})")
+    return obj

@@ -183,3 +183,6 @@ class EvalConfig(_Config):
     batch_size: int = 256
     models: Tuple[str, ...] = ("convnet",)
     seed: int = 0
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    lr_decay_at_half: bool = True       # lr x 0.1 after half of the epochs

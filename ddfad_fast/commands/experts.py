@@ -1,0 +1,40 @@
+"""``ddfad experts --data DIR --out DIR``: train the expert trajectories of MTT."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "train expert (teacher) trajectories on a data source"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="FSDD-named folder, class sub-folders, or CSV manifest")
+    parser.add_argument("--out", required=True, type=Path, help="folder for expert_KKK.pt files")
+    parser.add_argument("--preset", default="cpu-small", help="configuration preset (default cpu-small)")
+    parser.add_argument("--num-experts", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--width", type=int, default=None, help="ConvNet width")
+    parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default OUT/cache)")
+    parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
+    parser.add_argument("--resume", action="store_true", help="keep finished experts, continue an unfinished one")
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..data import load_feature_split
+    from ..experts import train_experts
+    from ..presets import get_preset
+    preset = get_preset(args.preset)
+    expert = preset.expert
+    if args.num_experts is not None:
+        expert = expert.replace(num_experts=args.num_experts)
+    if args.epochs is not None:
+        expert = expert.replace(epochs=args.epochs)
+    if args.width is not None:
+        expert = expert.replace(model=expert.model.replace(width=args.width))
+    split = load_feature_split(args.data, preset.features, cache_dir=args.cache or args.out / "cache",
+                               max_per_class=args.max_per_class)
+    for path, reason in split.skipped:
+        print(f"skipped {path}: {reason}")
+    paths = train_experts(split, expert, args.out, resume=args.resume)
+    print(f"{len(paths)} expert trajectories in {args.out}")
+    return 0

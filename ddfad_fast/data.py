@@ -1,0 +1,340 @@
+"""Labelled audio datasets -> FD-MFCC feature tensors, with an on-disk feature cache.
+
+Sources (:func:`load_feature_split`):
+
+* a folder of FSDD-named WAVs ``{label}_{speaker}_{index}.wav``: the official split, index 0-4 is test;
+* a folder with one sub-folder per class: a deterministic seeded 10% test split per class;
+* a CSV manifest ``path,label[,split]`` (split "train" or "test"; rows without one are split like the
+  sub-folder layout); relative paths are relative to the CSV's folder; a header row is allowed.
+
+Files that cannot be read, and names/labels that don't parse, are skipped and listed with the reason
+in :attr:`FeatureSplit.skipped` (``strict=True`` raises :class:`AudioFileError` naming the file).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import re
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .config import FeatureConfig
+from .errors import AudioFileError, FileFormatError, ParameterError
+from .io import load_artifact, save_artifact
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+FSDD_PATTERN = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>\d+)\.wav$", re.IGNORECASE)
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/master.zip"
+FSDD_NUM_RECORDINGS = 3000
+TEST_FRACTION = 0.1
+_BATCH = 256
+
+
+@dataclass
+class FeatureSplit:
+    """Train/test FD-MFCC features: ``x_*`` (N, 3, n_mfcc, T) float32, ``y_*`` (N,) int64 class indices."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    class_names: List[str]
+    feature_config: FeatureConfig
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_shape(self) -> Tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: Path
+    label: str
+    split: Optional[str]     # "train" | "test" | None (decided by the seeded split)
+
+
+def _is_audio(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def discover(source: Union[str, Path]) -> Tuple[List[_Item], List[Tuple[str, str]]]:
+    """Labelled files of ``source`` (folder or CSV manifest) and the (file, reason) pairs skipped."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return _discover_csv(source)
+    if not source.is_dir():
+        raise ParameterError(f"data source {source} is neither a folder nor a .csv manifest")
+    subdirs = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if subdirs:
+        items = [_Item(f, d.name, None) for d in subdirs for f in sorted(d.iterdir()) if _is_audio(f)]
+        return items, []
+    items, skipped = [], []
+    for f in sorted(source.iterdir()):
+        if not _is_audio(f):
+            continue
+        m = FSDD_PATTERN.match(f.name)
+        if m is None:
+            skipped.append((str(f), "name does not match {label}_{speaker}_{index}.wav"))
+            continue
+        items.append(_Item(f, m.group("label"), "test" if int(m.group("index")) <= 4 else "train"))
+    return items, skipped
+
+
+def _discover_csv(manifest: Path) -> Tuple[List[_Item], List[Tuple[str, str]]]:
+    items, skipped = [], []
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    for line, row in enumerate(rows, start=2 if rows else 1):
+        row = [c.strip() for c in row]
+        if not row or not any(row):
+            continue
+        if len(row) < 2 or not row[1]:
+            skipped.append((f"{manifest}:{line}", "row needs path,label[,split]"))
+            continue
+        split = row[2].lower() if len(row) > 2 and row[2] else None
+        if split not in (None, "train", "test"):
+            skipped.append((row[0], f"split {row[2]!r} is not 'train' or 'test'"))
+            continue
+        path = Path(row[0]) if Path(row[0]).is_absolute() else manifest.parent / row[0]
+        items.append(_Item(path, row[1], split))
+    return items, skipped
+
+
+def _assign_splits(items: Sequence[_Item], seed: int = 0) -> List[_Item]:
+    """Give every item without a split one: per class, a seeded TEST_FRACTION (>= 1 if the class has >= 2)."""
+    by_label: Dict[str, List[_Item]] = {}
+    for it in items:
+        if it.split is None:
+            by_label.setdefault(it.label, []).append(it)
+    assigned = {}
+    for label, group in by_label.items():
+        order = sorted(group, key=lambda i: str(i.path))
+        random.Random(f"{seed}:{label}").shuffle(order)
+        n_test = max(1, round(TEST_FRACTION * len(order))) if len(order) >= 2 else 0
+        for k, it in enumerate(order):
+            assigned[it] = _Item(it.path, it.label, "test" if k < n_test else "train")
+    return [assigned.get(it, it) for it in items]
+
+
+def _limit_per_class(items: Sequence[_Item], max_per_class: Optional[int]) -> List[_Item]:
+    """At most ``max_per_class`` files per (class, split), first in sorted-path order."""
+    if max_per_class is None:
+        return list(items)
+    if max_per_class < 1:
+        raise ParameterError(f"max_per_class must be >= 1 or None, got {max_per_class}")
+    counts: Dict[Tuple[str, str], int] = {}
+    out = []
+    for it in sorted(items, key=lambda i: str(i.path)):
+        key = (it.label, it.split)
+        if counts.get(key, 0) < max_per_class:
+            counts[key] = counts.get(key, 0) + 1
+            out.append(it)
+    return out
+
+
+def _class_names(labels: Sequence[str]) -> List[str]:
+    unique = set(labels)
+    if all(l.lstrip("-").isdigit() for l in unique):
+        return sorted(unique, key=int)
+    return sorted(unique)
+
+
+def _cache_key(items: Sequence[_Item], config: FeatureConfig) -> str:
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for it in items:
+        try:
+            st = it.path.stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{it.path.resolve()}|{it.label}|{it.split}|{stamp}\n".encode())
+    return h.hexdigest()
+
+
+def _fit_length(wave: Tensor, length: int) -> Tensor:
+    if wave.numel() >= length:
+        return wave[:length]
+    return torch.nn.functional.pad(wave, (0, length - wave.numel()))
+
+
+def _extract(items: Sequence[_Item], config: FeatureConfig, strict: bool, progress: bool
+             ) -> Tuple[Tensor, List[_Item], List[Tuple[str, str]]]:
+    from .audio import load_audio
+    from .features import fd_mfcc
+
+    length = int(config.fixed_length)
+    kept, waves, skipped, feats = [], [], [], []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(items), desc="features", unit="clip")
+
+    def flush() -> None:
+        if waves:
+            feats.append(fd_mfcc(torch.stack(waves), config.sample_rate, config).float())
+            waves.clear()
+
+    for it in items:
+        try:
+            wave, _ = load_audio(it.path, sample_rate=config.sample_rate, mono=True)
+            if wave.numel() == 0:
+                raise AudioFileError(f"{it.path}: empty audio")
+            if not torch.isfinite(wave).all():
+                raise AudioFileError(f"{it.path}: non-finite samples")
+        except (AudioFileError, OSError) as exc:
+            if strict:
+                raise AudioFileError(f"{it.path}: {exc}") from exc
+            skipped.append((str(it.path), str(exc)))
+            if bar is not None:
+                bar.update(1)
+            continue
+        waves.append(_fit_length(wave.float(), length))
+        kept.append(it)
+        if len(waves) == _BATCH:
+            flush()
+        if bar is not None:
+            bar.update(1)
+    flush()
+    if bar is not None:
+        bar.close()
+    n_frames = config.n_frames(length)
+    x = torch.cat(feats) if feats else torch.zeros(0, 3, config.n_mfcc, n_frames)
+    return x, kept, skipped
+
+
+def load_feature_split(source: Union[str, Path], feature_config: Optional[FeatureConfig] = None,
+                       cache_dir: Optional[Path] = None, strict: bool = False, progress: bool = True,
+                       max_per_class: Optional[int] = None) -> FeatureSplit:
+    """FD-MFCC features (N, 3, n_mfcc, T) and labels of a labelled audio source, split train/test.
+
+    ``cache_dir``: features are cached there in a file named by a hash of the FeatureConfig and the
+    file list (paths, labels, splits, sizes, mtimes); a cache of another config or file list is never
+    used. ``max_per_class``: keep at most that many files per class in each split (sorted order).
+    Raises ParameterError if no class has training clips, AudioFileError on a bad file with ``strict``.
+    """
+    config = (feature_config or FeatureConfig()).validate()
+    if config.fixed_length is None:
+        raise ParameterError("datasets need FeatureConfig.fixed_length (clips are batched at one length), got None")
+    items, skipped = discover(source)
+    items = _limit_per_class(_assign_splits(items), max_per_class)
+    if not items:
+        raise ParameterError(f"no labelled audio files found in {source}")
+    key = _cache_key(items, config)
+    cache_file = Path(cache_dir) / f"features_{key[:20]}.pt" if cache_dir is not None else None
+    if cache_file is not None and cache_file.is_file():
+        try:
+            obj = load_artifact(cache_file, kind="feature_cache",
+                                expected_config={"features": config.to_dict(), "key": key})
+            return _make_split(obj["x"], list(obj["labels"]), list(obj["splits"]), config,
+                               skipped + [tuple(s) for s in obj["skipped"]])
+        except FileFormatError:
+            pass  # unreadable or another config: recompute and overwrite
+    x, kept, bad = _extract(items, config, strict, progress)
+    skipped = skipped + bad
+    if cache_file is not None:
+        save_artifact(cache_file, "feature_cache",
+                      {"x": x, "labels": [k.label for k in kept], "splits": [k.split for k in kept],
+                       "paths": [str(k.path) for k in kept], "skipped": [list(s) for s in bad]},
+                      config={"features": config.to_dict(), "key": key})
+    return _make_split(x, [k.label for k in kept], [k.split for k in kept], config, skipped)
+
+
+def _make_split(x: Tensor, labels: List[str], splits: List[str], config: FeatureConfig,
+                skipped: List[Tuple[str, str]]) -> FeatureSplit:
+    names = _class_names(labels)
+    index = {n: i for i, n in enumerate(names)}
+    y = torch.tensor([index[l] for l in labels], dtype=torch.int64)
+    is_test = torch.tensor([s == "test" for s in splits], dtype=torch.bool)
+    if (~is_test).sum() == 0:
+        raise ParameterError("the data source has no training clips")
+    return FeatureSplit(x[~is_test].contiguous(), y[~is_test], x[is_test].contiguous(), y[is_test],
+                        names, config, list(skipped))
+
+
+def channel_stats(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-channel mean and std (3,) of features (N, 3, n_mfcc, T) over samples and time-frequency."""
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return mean, std
+
+
+def standardize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """(x - mean) / std per channel; ``x`` (N, 3, F, T), ``mean``/``std`` (3,)."""
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def unstandardize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """Inverse of :func:`standardize`."""
+    return x * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+
+
+def extract_recordings(zip_path: Union[str, Path], to_dir: Union[str, Path],
+                       expected_count: Optional[int] = FSDD_NUM_RECORDINGS) -> List[Path]:
+    """Extract the ``*/recordings/*.wav`` members of an FSDD archive into ``to_dir`` (flat).
+
+    Raises FileFormatError if the archive is unreadable or holds a different number of recordings
+    than ``expected_count`` (None skips the check).
+    """
+    to_dir = Path(to_dir)
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FileFormatError(f"{zip_path}: not a readable zip archive ({exc})") from None
+    with archive:
+        members = [m for m in archive.infolist()
+                   if not m.is_dir() and "/recordings/" in f"/{m.filename}" and m.filename.lower().endswith(".wav")]
+        if expected_count is not None and len(members) != expected_count:
+            raise FileFormatError(f"{zip_path}: {len(members)} recordings, expected {expected_count}")
+        to_dir.mkdir(parents=True, exist_ok=True)
+        out = []
+        for m in members:
+            name = Path(m.filename).name
+            if not FSDD_PATTERN.match(name):
+                raise FileFormatError(f"{zip_path}: unexpected recording name {m.filename!r}")
+            target = to_dir / name
+            with archive.open(m) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            out.append(target)
+    return out
+
+
+def fetch_fsdd(to_dir: Union[str, Path], url: str = FSDD_URL, timeout: float = 60.0) -> List[Path]:
+    """Download the Free Spoken Digit Dataset archive from ``url`` and extract its 3,000 WAVs into ``to_dir``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        zip_path = Path(tmp) / "fsdd.zip"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(zip_path, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as exc:
+            raise AudioFileError(f"could not download {url}: {exc}") from None
+        return extract_recordings(zip_path, to_dir)
+
+
+def save_feature_stats(path: Union[str, Path], mean: Tensor, std: Tensor, config: FeatureConfig) -> None:
+    """Save per-channel standardisation statistics (3,) made on features of ``config``."""
+    save_artifact(path, "feature_stats", {"mean": mean.float(), "std": std.float()},
+                  config={"features": config.to_dict()})
+
+
+def load_feature_stats(path: Union[str, Path], config: Optional[FeatureConfig] = None) -> Tuple[Tensor, Tensor]:
+    """(mean, std) saved by :func:`save_feature_stats`; FileFormatError if made for another FeatureConfig."""
+    expected = {"features": config.to_dict()} if config is not None else None
+    obj = load_artifact(path, kind="feature_stats", expected_config=expected)
+    return obj["mean"], obj["std"]

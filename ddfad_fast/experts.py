@@ -1,0 +1,194 @@
+"""Expert (teacher) training for MTT: one trajectory file of flat parameter snapshots per expert.
+
+Expert ``k`` is seeded with ``config.seed + k`` (initialisation and batch order), trained with SGD
+(``config.lr``, ``config.momentum``, ``config.weight_decay``; MTT uses 0.01 / 0 / 0) on batches of
+``config.batch_size``, and its flat parameters (P,) are snapshotted at initialisation and after every
+epoch: ``params`` (epochs + 1, P) float32. Finished experts are skipped on resume; an unfinished one
+is checkpointed atomically after every epoch (``expert_{k:03d}.partial.pt``) and resumed exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import ExpertConfig, FeatureConfig
+from .errors import FileFormatError, ParameterError
+from .io import load_artifact, save_artifact
+from .models import FunctionalNet, build_model
+
+
+@dataclass
+class Trajectories:
+    """Expert trajectories: ``params`` is one (epochs + 1, P) float32 tensor per expert."""
+
+    params: List[Tensor]
+    expert_config: ExpertConfig
+    in_shape: Tuple[int, int, int]
+    num_classes: int
+    feature_config: FeatureConfig
+
+
+def expert_path(out_dir: Path, k: int) -> Path:
+    return Path(out_dir) / f"expert_{k:03d}.pt"
+
+
+def _partial_path(out_dir: Path, k: int) -> Path:
+    return Path(out_dir) / f"expert_{k:03d}.partial.pt"
+
+
+@torch.no_grad()
+def accuracy(net: FunctionalNet, params: Tensor, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
+    """Fraction of ``x`` (N, 3, F, T) classified as ``y`` (N,) by ``net`` under ``params`` (P,)."""
+    if len(y) == 0:
+        return float("nan")
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        correct += int((net.forward(params, x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    return correct / len(y)
+
+
+def sgd_epoch(net: FunctionalNet, params: Tensor, velocity: Tensor, x: Tensor, y: Tensor, lr: float,
+              momentum: float, weight_decay: float, batch_size: int, generator: torch.Generator) -> float:
+    """One epoch of SGD on a shuffled order drawn from ``generator``; updates ``params``/``velocity`` in place.
+
+    Returns the mean training loss of the epoch.
+    """
+    perm = torch.randperm(len(y), generator=generator)
+    total, count = 0.0, 0
+    for i in range(0, len(y), batch_size):
+        idx = perm[i:i + batch_size]
+        p = params.detach().requires_grad_()
+        loss = F.cross_entropy(net.forward(p, x[idx]), y[idx])
+        grad, = torch.autograd.grad(loss, p)
+        with torch.no_grad():
+            if weight_decay:
+                grad = grad + weight_decay * params
+            if momentum:
+                velocity.mul_(momentum).add_(grad)
+                grad = velocity
+            params.sub_(lr * grad)
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
+def _file_config(split, config: ExpertConfig) -> dict:
+    return {"features": split.feature_config.to_dict(), "expert": config.to_dict(),
+            "in_shape": list(split.in_shape), "num_classes": split.num_classes}
+
+
+def _check_same(path: Path, kind: str, file_config: dict) -> dict:
+    """Load ``path`` and check it was made with ``file_config`` (the expert count may differ)."""
+    obj = load_artifact(path, kind=kind, expected_config=file_config,
+                        config_keys=("features", "in_shape", "num_classes"))
+    saved = dict(obj["config"].get("expert", {}), num_experts=None)
+    if saved != dict(file_config["expert"], num_experts=None):
+        raise FileFormatError(f"{path}: made with a different expert config ({obj['config'].get('expert')} "
+                              f"vs {file_config['expert']})")
+    return obj
+
+
+def _validate(config: ExpertConfig, split) -> None:
+    if config.num_experts < 1 or config.epochs < 1:
+        raise ParameterError(f"num_experts and epochs must be >= 1, got {config.num_experts}, {config.epochs}")
+    if config.lr <= 0 or config.batch_size < 1:
+        raise ParameterError(f"expert lr must be > 0 and batch_size >= 1, got {config.lr}, {config.batch_size}")
+    if len(split.y_train) == 0:
+        raise ParameterError("the training split is empty")
+
+
+def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = False,
+                  progress: bool = True) -> List[Path]:
+    """Train ``config.num_experts`` experts on ``split`` (a FeatureSplit); one trajectory file each.
+
+    Returns the paths ``out_dir/expert_{k:03d}.pt``. Without ``resume`` an existing expert file is an
+    error (ParameterError naming it); with ``resume`` finished experts of the same config are kept and
+    an unfinished one continues from its last epoch.
+    """
+    _validate(config, split)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    file_config = _file_config(split, config)
+    net = build_model(config.model, split.in_shape, split.num_classes)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.num_experts * config.epochs, desc="experts", unit="epoch")
+    paths = []
+    for k in range(config.num_experts):
+        path = expert_path(out_dir, k)
+        if path.exists():
+            if not resume:
+                raise ParameterError(f"{path} exists; pass resume=True (--resume) to keep it or use another folder")
+            _check_same(path, "trajectory", file_config)
+            paths.append(path)
+            if bar is not None:
+                bar.update(config.epochs)
+            continue
+        _train_one(net, split, config, k, out_dir, file_config, resume, bar)
+        paths.append(path)
+    if bar is not None:
+        bar.close()
+    return paths
+
+
+def _train_one(net: FunctionalNet, split, config: ExpertConfig, k: int, out_dir: Path, file_config: dict,
+               resume: bool, bar) -> None:
+    partial = _partial_path(out_dir, k)
+    gen = torch.Generator().manual_seed(config.seed + k)
+    if resume and partial.exists():
+        state = _check_same(partial, "expert_progress", file_config)
+        snapshots = list(state["snapshots"])
+        params, velocity = state["params"].clone(), state["velocity"].clone()
+        gen.set_state(state["generator"])
+        train_loss, test_acc = list(state["train_loss"]), list(state["test_acc"])
+        if bar is not None:
+            bar.update(len(snapshots) - 1)
+    else:
+        params = net.init_params(gen)
+        velocity = torch.zeros_like(params)
+        snapshots, train_loss, test_acc = [params.clone()], [], []
+    for epoch in range(len(snapshots), config.epochs + 1):
+        loss = sgd_epoch(net, params, velocity, split.x_train, split.y_train, config.lr, config.momentum,
+                         config.weight_decay, config.batch_size, gen)
+        snapshots.append(params.clone())
+        train_loss.append(loss)
+        test_acc.append(accuracy(net, params, split.x_test, split.y_test))
+        if epoch < config.epochs:
+            save_artifact(partial, "expert_progress",
+                          {"snapshots": torch.stack(snapshots), "params": params, "velocity": velocity,
+                           "generator": gen.get_state(), "train_loss": train_loss, "test_acc": test_acc},
+                          config=file_config)
+        if bar is not None:
+            bar.set_postfix(expert=k, epoch=epoch, loss=f"{loss:.3f}", test_acc=f"{test_acc[-1]:.3f}")
+            bar.update(1)
+    save_artifact(expert_path(out_dir, k), "trajectory",
+                  {"params": torch.stack(snapshots).float(), "seed": config.seed + k,
+                   "train_loss": train_loss, "test_acc": test_acc}, config=file_config)
+    partial.unlink(missing_ok=True)
+
+
+def load_trajectories(out_dir: Path, feature_config: Optional[FeatureConfig] = None) -> Trajectories:
+    """All ``expert_*.pt`` trajectories of ``out_dir``; they must share one config (but the expert count).
+
+    ``expert_config.num_experts`` of the result is the number of files found.
+
+    Raises FileFormatError if there are none, if they disagree, or if ``feature_config`` is given and
+    differs from the one they were trained with.
+    """
+    out_dir = Path(out_dir)
+    files = sorted(p for p in out_dir.glob("expert_*.pt") if not p.name.endswith(".partial.pt"))
+    if not files:
+        raise FileFormatError(f"{out_dir}: no expert_*.pt trajectory files")
+    expected = {"features": feature_config.to_dict()} if feature_config is not None else None
+    first = load_artifact(files[0], kind="trajectory", expected_config=expected)
+    ref = first["config"]
+    params = [first["params"]] + [_check_same(f, "trajectory", ref)["params"] for f in files[1:]]
+    expert_config = ExpertConfig.from_dict(ref["expert"]).replace(num_experts=len(files))
+    return Trajectories(params, expert_config, tuple(ref["in_shape"]), int(ref["num_classes"]),
+                        FeatureConfig.from_dict(ref["features"]))

@@ -1,0 +1,143 @@
+"""The report of a `ddfad run`: report.json, report.md, accuracy_vs_cpc.png, distilled_grid.png.
+
+``results`` (what :func:`write_report` consumes) is a plain dict::
+
+    {"preset": {...}, "data": str, "cpcs": [1, 10], "classes": [...], "num_train": N, "num_test": M,
+     "accuracy": {"cpc10": {"distilled": {MODEL: eval dict}, "random": {MODEL: eval dict}},
+                  "full": {MODEL: eval dict}},
+     "alpha": {"cpc10": float}, "stage_seconds": {stage: seconds}, "skipped": [[file, reason], ...],
+     "audio": {"cpc10": "cpc10/audio/manifest.csv"}}
+
+where an eval dict is the return value of :func:`ddfad_fast.evaluate.evaluate_training_set`.
+Plots need matplotlib (the ``report`` extra); without it they are skipped with a note in report.md.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from torch import Tensor
+
+from .io import atomic_write, atomic_write_json, atomic_write_text
+
+
+def _pct(entry: Optional[dict]) -> str:
+    if not entry:
+        return "-"
+    return f"{100 * entry['mean']:.2f} ± {100 * entry['std']:.2f}"
+
+
+def markdown(results: dict, notes: List[str]) -> str:
+    """The report.md text: accuracy vs CPC per architecture, timings, config."""
+    lines = ["# DDFAD run report", "",
+             f"Data: `{results['data']}` ({len(results['classes'])} classes, {results['num_train']} train / "
+             f"{results['num_test']} test clips). Preset: `{results['preset']['name']}`.", "",
+             "## Test accuracy (%) vs clips per class", "",
+             "| CPC | model | distilled | random real | full data | learned alpha |",
+             "|---:|---|---:|---:|---:|---:|"]
+    full = results["accuracy"].get("full", {})
+    for cpc in results["cpcs"]:
+        acc = results["accuracy"].get(f"cpc{cpc}", {})
+        models = sorted(set(acc.get("distilled", {})) | set(acc.get("random", {})))
+        alpha = results.get("alpha", {}).get(f"cpc{cpc}")
+        alpha_text = f"{alpha:.4g}" if alpha is not None else "-"
+        for model in models:
+            lines.append(f"| {cpc} | {model} | {_pct(acc.get('distilled', {}).get(model))} | "
+                         f"{_pct(acc.get('random', {}).get(model))} | {_pct(full.get(model))} | {alpha_text} |")
+    lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---:|"]
+    for stage, seconds in results.get("stage_seconds", {}).items():
+        lines.append(f"| {stage} | {seconds:.1f} |")
+    if results.get("audio"):
+        lines += ["", "## Reconstructed audio", ""]
+        lines += [f"- {key}: `{path}`" for key, path in results["audio"].items()]
+    if results.get("skipped"):
+        lines += ["", f"## Skipped files ({len(results['skipped'])})", ""]
+        lines += [f"- `{f}`: {reason}" for f, reason in results["skipped"][:50]]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    lines += ["", "## Configuration", "", "```json"]
+    lines += [json.dumps(results["preset"], indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)
+
+
+def _save_figure(fig, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
+
+
+def plot_accuracy(results: dict, path: Path) -> None:
+    """accuracy_vs_cpc.png: distilled and random-real accuracy vs CPC, full data as a line, per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    cpcs = results["cpcs"]
+    models = sorted({m for c in cpcs for m in results["accuracy"].get(f"cpc{c}", {}).get("distilled", {})})
+    for model in models:
+        for kind, style in (("distilled", "-o"), ("random", "--s")):
+            pts = [(c, results["accuracy"][f"cpc{c}"][kind][model]) for c in cpcs
+                   if model in results["accuracy"].get(f"cpc{c}", {}).get(kind, {})]
+            if pts:
+                ax.errorbar([p[0] for p in pts], [100 * p[1]["mean"] for p in pts],
+                            yerr=[100 * p[1]["std"] for p in pts], fmt=style, capsize=3, label=f"{model} {kind}")
+        full = results["accuracy"].get("full", {}).get(model)
+        if full:
+            ax.axhline(100 * full["mean"], linestyle=":", color="gray", label=f"{model} full data")
+    ax.set_xscale("log")
+    ax.set_xlabel("clips per class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_distilled_grid(features: Tensor, labels: Tensor, class_names: List[str], path: Path,
+                        per_class: int = 5) -> None:
+    """distilled_grid.png: the MFCC channel of up to ``per_class`` distilled samples (rows: classes)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n_cols = max(1, min(per_class, max(int((labels == c).sum()) for c in range(len(class_names)))))
+    fig, axes = plt.subplots(len(class_names), n_cols, figsize=(1.8 * n_cols, 0.9 * len(class_names)),
+                             squeeze=False)
+    for c, name in enumerate(class_names):
+        idx = (labels == c).nonzero().flatten()[:n_cols]
+        for j in range(n_cols):
+            ax = axes[c][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(idx):
+                ax.imshow(features[idx[j], 0].detach().cpu().numpy(), origin="lower", aspect="auto", cmap="magma")
+            if j == 0:
+                ax.set_ylabel(name, rotation=0, labelpad=12)
+    _save_figure(fig, path)
+    plt.close(fig)
+
+
+def write_report(out_dir: Path, results: dict, distilled: Optional[Dict[int, tuple]] = None) -> List[Path]:
+    """Write report.json and report.md (and the PNGs when matplotlib is installed) into ``out_dir``.
+
+    ``distilled``: {cpc: (features (N, 3, F, T), labels (N,))} for the sample grid of the largest CPC.
+    Returns the paths written.
+    """
+    out_dir = Path(out_dir)
+    notes: List[str] = []
+    written = []
+    try:
+        import matplotlib  # noqa: F401
+        plots = True
+    except ImportError:
+        plots = False
+        notes.append("plots skipped: matplotlib is not installed (pip install 'ddfad_fast[report]')")
+    if plots:
+        plot_accuracy(results, out_dir / "accuracy_vs_cpc.png")
+        written.append(out_dir / "accuracy_vs_cpc.png")
+        if distilled:
+            cpc = max(distilled)
+            feats, labels = distilled[cpc]
+            plot_distilled_grid(feats, labels, results["classes"], out_dir / "distilled_grid.png")
+            written.append(out_dir / "distilled_grid.png")
+    atomic_write_json(out_dir / "report.json", results)
+    atomic_write_text(out_dir / "report.md", markdown(results, notes))
+    return [out_dir / "report.json", out_dir / "report.md"] + written

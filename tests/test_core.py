@@ -1,0 +1,133 @@
+"""Config round trips, the backend dispatcher, artifact files and the CLI frame."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from ddfad_fast import backends
+from ddfad_fast.cli import main as cli_main
+from ddfad_fast.config import DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
+from ddfad_fast.errors import BackendUnavailableError, FileFormatError, ParameterError
+from ddfad_fast.io import FORMAT_VERSION, atomic_write_json, load_artifact, save_artifact
+
+
+@pytest.mark.parametrize("cls", [FeatureConfig, ExpertConfig, DistillConfig, EvalConfig, ModelConfig])
+def test_config_round_trip(cls):
+    cfg = cls()
+    assert cls.from_dict(cfg.to_dict()) == cfg
+
+
+def test_config_nested_and_unknown_fields():
+    cfg = ExpertConfig(model=ModelConfig(width=32))
+    back = ExpertConfig.from_dict(cfg.to_dict())
+    assert back.model.width == 32 and isinstance(back.model, ModelConfig)
+    with pytest.raises(ParameterError, match="bogus"):
+        FeatureConfig.from_dict({"bogus": 1})
+
+
+def test_feature_presets_and_validation():
+    fsdd = FeatureConfig.fsdd().validate()
+    assert (fsdd.n_frames(fsdd.fixed_length), fsdd.n_freqs) == (101, 129)
+    s16 = FeatureConfig.speech16k().validate()
+    assert s16.n_frames(s16.fixed_length) == 126
+    for bad in (dict(win_length=300), dict(n_mfcc=41), dict(window="boxcar"), dict(delta_width=4),
+                dict(fmax=5000.0), dict(preemphasis=1.0), dict(hop_length=0)):
+        with pytest.raises(ParameterError):
+            FeatureConfig(**bad).validate()
+
+
+@pytest.fixture
+def toy_op():
+    name = "_toy_op"
+    backends.register(name, "reference", lambda x: ("ref", x), devices=("cpu", "cuda"))
+    backends.register(name, "numba", lambda x: ("numba", x), devices=("cpu",))
+    backends.register(name, "cpu", lambda x: ("cpu", x), devices=("cpu",), available=lambda: False)
+    yield name
+    backends._REGISTRY.pop(name)
+
+
+def test_dispatch_order_and_forcing(toy_op, monkeypatch):
+    monkeypatch.delenv("DDFAD_BACKEND", raising=False)
+    assert backends.candidates(toy_op, "cpu") == ["numba", "reference"]
+    assert backends.get(toy_op, torch.zeros(1))[0] == "numba"
+    assert backends.get(toy_op, "cpu", backend="reference")[0] == "reference"
+    monkeypatch.setenv("DDFAD_BACKEND", "reference")
+    assert backends.get(toy_op, "cpu")[0] == "reference"
+    # forcing an unavailable backend is an error, never a silent fallback
+    monkeypatch.setenv("DDFAD_BACKEND", "cpu")
+    with pytest.raises(BackendUnavailableError, match="'cpu'"):
+        backends.get(toy_op, "cpu")
+    monkeypatch.setenv("DDFAD_BACKEND", "triton")
+    with pytest.raises(BackendUnavailableError):
+        backends.get(toy_op, "cpu")
+    monkeypatch.setenv("DDFAD_BACKEND", "fortran")
+    with pytest.raises(ParameterError, match="fortran"):
+        backends.get(toy_op, "cpu")
+    with pytest.raises(ParameterError, match="unknown op"):
+        backends.get("no_such_op", "cpu", backend="reference")
+
+
+def test_artifact_round_trip_and_checks(tmp_path):
+    path = tmp_path / "a.pt"
+    cfg = {"features": FeatureConfig().to_dict()}
+    save_artifact(path, "features", {"features": torch.ones(2, 3), "names": ["x", "y"]}, config=cfg)
+    obj = load_artifact(path, kind="features", expected_config=cfg)
+    assert torch.equal(obj["features"], torch.ones(2, 3)) and obj["version"] == FORMAT_VERSION
+    assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"
+    with pytest.raises(FileFormatError, match="holds 'features'"):
+        load_artifact(path, kind="distilled")
+    other = {"features": FeatureConfig(n_mfcc=13).to_dict()}
+    with pytest.raises(FileFormatError, match="different config"):
+        load_artifact(path, expected_config=other)
+    with pytest.raises(FileFormatError, match="no such file"):
+        load_artifact(tmp_path / "missing.pt")
+
+
+def test_artifact_refuses_other_versions_and_foreign_files(tmp_path):
+    old = tmp_path / "old.pt"
+    torch.save({"format": "ddfad_fast", "kind": "features", "version": FORMAT_VERSION + 1, "config": {}}, old)
+    with pytest.raises(FileFormatError, match="format version"):
+        load_artifact(old)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(FileFormatError, match="not a ddfad_fast file"):
+        load_artifact(foreign)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a torch file at all")
+    with pytest.raises(FileFormatError, match="garbage.pt"):
+        load_artifact(garbage)
+
+
+class _Payload:
+    """Unpickling this runs os.mkdir(marker): a stand-in for arbitrary code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_pickle_with_code_payload_is_refused(tmp_path):
+    marker = tmp_path / "code_ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "ddfad_fast", "version": FORMAT_VERSION, "x": _Payload(marker)}, evil)
+    with pytest.raises(FileFormatError, match="evil.pt"):
+        load_artifact(evil)
+    assert not marker.exists(), "the payload's code ran"
+
+
+def test_atomic_json(tmp_path):
+    atomic_write_json(tmp_path / "sub" / "r.json", {"a": 1})
+    assert (tmp_path / "sub" / "r.json").read_text().strip().startswith("{")
+
+
+def test_cli_without_command_is_usage_error(capsys):
+    assert cli_main([]) == 2
+
+
+def test_cli_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "ddfad_fast.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "ddfad" in out.stdout

@@ -1,0 +1,55 @@
+"""Evaluation protocol: learns separable data, seeded, lr choice, random real subsets."""
+import pytest
+import torch
+
+from ddfad_fast.config import EvalConfig, ModelConfig
+from ddfad_fast.errors import ParameterError
+from ddfad_fast.evaluate import evaluate_training_set, random_real_subset
+from test_experts import make_split
+
+MODEL = ModelConfig(width=4, depth=2)
+CFG = EvalConfig(num_nets=2, epochs=30, batch_size=16)
+
+
+def test_learns_and_is_seeded():
+    s = make_split()
+    r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG)
+    assert set(r) == {"accs", "mean", "std", "model", "lr"} and len(r["accs"]) == 2
+    assert r["mean"] >= 0.9 and r["lr"] == 0.01 and r["model"] == "convnet"
+    again = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG)
+    assert again["accs"] == r["accs"]
+
+
+def test_untrainable_labels_stay_near_chance():
+    """Labels independent of the inputs: the test accuracy stays near chance (1/4)."""
+    s = make_split()
+    shuffled = s.y_train[torch.randperm(len(s.y_train), generator=torch.Generator().manual_seed(0))]
+    r = evaluate_training_set(s.x_train, shuffled, s.x_test, s.y_test, MODEL, CFG.replace(num_nets=1))
+    assert r["mean"] <= 0.6
+
+
+@pytest.mark.parametrize("name", ["vgg", "resnet"])
+def test_other_architectures(name):
+    s = make_split()
+    r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, ModelConfig(name=name, width=4, depth=2),
+                              CFG.replace(num_nets=1), lr=0.02)
+    assert r["model"] == name and r["lr"] == 0.02 and 0.0 <= r["mean"] <= 1.0 and r["std"] == 0.0
+
+
+def test_lr_precedence_and_errors():
+    s = make_split()
+    r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG.replace(num_nets=1, epochs=1, lr=0.05))
+    assert r["lr"] == 0.05
+    with pytest.raises(ParameterError, match="lr"):
+        evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG, lr=-1.0)
+
+
+def test_random_real_subset():
+    s = make_split()
+    x, y = random_real_subset(s.x_train, s.y_train, 3, seed=1)
+    assert x.shape == (12, *s.x_train.shape[1:]) and torch.bincount(y).tolist() == [3, 3, 3, 3]
+    x2, _ = random_real_subset(s.x_train, s.y_train, 3, seed=1)
+    x3, _ = random_real_subset(s.x_train, s.y_train, 3, seed=2)
+    assert torch.equal(x, x2) and not torch.equal(x, x3)
+    with pytest.raises(ParameterError, match="fewer than per_class"):
+        random_real_subset(s.x_train, s.y_train, 100)

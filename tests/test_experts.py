@@ -1,0 +1,126 @@
+"""Expert training: snapshots, seeding, exact resume, SGD vs torch.optim.SGD, trajectory files."""
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ddfad_fast.experts as experts
+from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
+from ddfad_fast.data import FeatureSplit
+from ddfad_fast.errors import FileFormatError, ParameterError
+from ddfad_fast.experts import load_trajectories, sgd_epoch, train_experts
+from ddfad_fast.io import load_artifact
+from ddfad_fast.models import build_model
+
+C, SHAPE = 4, (3, 6, 10)
+
+
+def make_split(seed: int = 0, n_train: int = 48, n_test: int = 24) -> FeatureSplit:
+    """Synthetic separable features: a random mean per class plus noise."""
+    gen = torch.Generator().manual_seed(seed)
+    means = 2 * torch.randn(C, *SHAPE, generator=gen)
+
+    def draw(n):
+        y = torch.arange(n) % C
+        return means[y] + torch.randn(n, *SHAPE, generator=gen), y
+
+    (xt, yt), (xs, ys) = draw(n_train), draw(n_test)
+    return FeatureSplit(xt, yt, xs, ys, [str(i) for i in range(C)], FeatureConfig(), [])
+
+
+CFG = ExpertConfig(num_experts=2, epochs=3, batch_size=16, model=ModelConfig(width=4, depth=2))
+
+
+def test_trajectory_files(tmp_path):
+    split = make_split()
+    paths = train_experts(split, CFG, tmp_path, progress=False)
+    assert paths == [tmp_path / "expert_000.pt", tmp_path / "expert_001.pt"]
+    obj = load_artifact(paths[1], kind="trajectory")
+    net = build_model(CFG.model, SHAPE, C)
+    assert obj["params"].shape == (CFG.epochs + 1, net.num_params) and obj["params"].dtype == torch.float32
+    assert obj["seed"] == CFG.seed + 1
+    torch.testing.assert_close(obj["params"][0], net.init_params(torch.Generator().manual_seed(CFG.seed + 1)))
+    assert len(obj["train_loss"]) == len(obj["test_acc"]) == CFG.epochs
+    assert obj["config"]["in_shape"] == list(SHAPE) and obj["config"]["num_classes"] == C
+    assert not list(tmp_path.glob("*.partial.pt"))
+    traj = load_trajectories(tmp_path, FeatureConfig())
+    assert len(traj.params) == 2 and traj.expert_config == CFG and traj.in_shape == SHAPE and traj.num_classes == C
+    assert not torch.equal(traj.params[0], traj.params[1])
+    with pytest.raises(FileFormatError, match="different config"):
+        load_trajectories(tmp_path, FeatureConfig(n_mfcc=13))
+
+
+def test_experts_learn(tmp_path):
+    split = make_split()
+    cfg = CFG.replace(num_experts=1, epochs=8, lr=0.05)
+    train_experts(split, cfg, tmp_path, progress=False)
+    obj = load_artifact(tmp_path / "expert_000.pt")
+    assert obj["test_acc"][-1] >= 0.9 and obj["train_loss"][-1] < obj["train_loss"][0]
+
+
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 5e-4)])
+def test_sgd_epoch_matches_torch_optim(momentum, weight_decay):
+    """Our flat-vector SGD step equals torch.optim.SGD on the same batches."""
+    split = make_split(1)
+    net = build_model(CFG.model, SHAPE, C)
+    init = net.init_params(torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = split.x_train.double()
+    params, velocity = init.clone(), torch.zeros_like(init)
+    sgd_epoch(net, params, velocity, x, split.y_train, 0.03, momentum, weight_decay, 16,
+              torch.Generator().manual_seed(7))
+    ref = init.clone().requires_grad_()
+    opt = torch.optim.SGD([ref], lr=0.03, momentum=momentum, weight_decay=weight_decay)
+    perm = torch.randperm(len(split.y_train), generator=torch.Generator().manual_seed(7))
+    for i in range(0, len(perm), 16):
+        idx = perm[i:i + 16]
+        opt.zero_grad()
+        F.cross_entropy(net.forward(ref, x[idx]), split.y_train[idx]).backward()
+        opt.step()
+    torch.testing.assert_close(params, ref.detach(), atol=1e-12, rtol=1e-10)
+
+
+def test_resume_is_exact(tmp_path, monkeypatch):
+    split = make_split()
+    cfg = CFG.replace(num_experts=2, epochs=4)
+    train_experts(split, cfg, tmp_path / "full", progress=False)
+
+    calls = {"n": 0}
+    real_epoch = experts.sgd_epoch
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # expert 1, epoch 3
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(experts, "sgd_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_experts(split, cfg, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(experts, "sgd_epoch", real_epoch)
+    assert (tmp_path / "resumed" / "expert_000.pt").exists()
+    assert (tmp_path / "resumed" / "expert_001.partial.pt").exists()
+    with pytest.raises(ParameterError, match="expert_000.pt exists"):
+        train_experts(split, cfg, tmp_path / "resumed", progress=False)
+    train_experts(split, cfg, tmp_path / "resumed", resume=True, progress=False)
+    for k in range(2):
+        a = load_artifact(tmp_path / "full" / f"expert_{k:03d}.pt")
+        b = load_artifact(tmp_path / "resumed" / f"expert_{k:03d}.pt")
+        assert torch.equal(a["params"], b["params"]) and a["test_acc"] == b["test_acc"]
+    assert not list((tmp_path / "resumed").glob("*.partial.pt"))
+
+
+def test_resume_refuses_other_config(tmp_path):
+    split = make_split()
+    train_experts(split, CFG.replace(num_experts=1), tmp_path, progress=False)
+    train_experts(split, CFG.replace(num_experts=2), tmp_path, resume=True, progress=False)  # more experts: fine
+    assert load_trajectories(tmp_path).expert_config == CFG.replace(num_experts=2)
+    with pytest.raises(FileFormatError, match="different expert config"):
+        train_experts(split, CFG.replace(num_experts=1, lr=0.02), tmp_path, resume=True, progress=False)
+
+
+def test_bad_config_and_empty_dir(tmp_path):
+    with pytest.raises(ParameterError, match="num_experts"):
+        train_experts(make_split(), CFG.replace(num_experts=0), tmp_path, progress=False)
+    with pytest.raises(FileFormatError, match="no expert"):
+        load_trajectories(Path(tmp_path))

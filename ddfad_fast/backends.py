@@ -40,6 +40,7 @@ class _Impl:
     fn: Callable
     devices: Tuple[str, ...]          # device types it runs on: "cpu", "cuda"
     available: Callable[[], bool]
+    dtypes: Tuple[torch.dtype, ...]   # input dtypes it accepts
 
 
 _REGISTRY: Dict[str, Dict[str, _Impl]] = {}
@@ -50,11 +51,12 @@ _import_errors: Dict[str, str] = {}
 
 
 def register(op: str, backend: str, fn: Callable, devices: Tuple[str, ...],
-             available: Callable[[], bool] = lambda: True) -> None:
-    """Register ``fn`` as the ``backend`` implementation of ``op`` for the given device types."""
+             available: Callable[[], bool] = lambda: True,
+             dtypes: Tuple[torch.dtype, ...] = (torch.float32, torch.float64)) -> None:
+    """Register ``fn`` as the ``backend`` implementation of ``op`` for the given device types and input dtypes."""
     if backend not in BACKENDS:
         raise ParameterError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    _REGISTRY.setdefault(op, {})[backend] = _Impl(fn, tuple(devices), available)
+    _REGISTRY.setdefault(op, {})[backend] = _Impl(fn, tuple(devices), available, tuple(dtypes))
 
 
 def set_preference(op: str, device_type: str, order: Tuple[str, ...]) -> None:
@@ -90,8 +92,10 @@ def forced_backend() -> Optional[str]:
     return name
 
 
-def _usable(impl: Optional[_Impl], device_type: str) -> bool:
+def _usable(impl: Optional[_Impl], device_type: str, dtype: Optional[torch.dtype] = None) -> bool:
     if impl is None or device_type not in impl.devices:
+        return False
+    if dtype is not None and dtype not in impl.dtypes:
         return False
     try:
         return bool(impl.available())
@@ -99,19 +103,21 @@ def _usable(impl: Optional[_Impl], device_type: str) -> bool:
         return False
 
 
-def candidates(op: str, device: Union[str, torch.device, torch.Tensor]) -> List[str]:
-    """Backends that can run ``op`` on ``device``, in the order :func:`get` tries them."""
+def candidates(op: str, device: Union[str, torch.device, torch.Tensor], dtype: Optional[torch.dtype] = None) -> List[str]:
+    """Backends that can run ``op`` on ``device`` (a tensor: its device and dtype), in the order :func:`get` tries them."""
     _load_providers()
     device_type = _device_type(device)
+    if dtype is None and isinstance(device, torch.Tensor):
+        dtype = device.dtype
     impls = _REGISTRY.get(op, {})
     default = GPU_BACKENDS if device_type == "cuda" else CPU_BACKENDS
     order = list(_PREFERENCE.get((op, device_type), default)) + ["reference"]
-    return [b for b in order if _usable(impls.get(b), device_type)]
+    return [b for b in order if _usable(impls.get(b), device_type, dtype)]
 
 
 def get(op: str, device: Union[str, torch.device, torch.Tensor],
         backend: Optional[str] = None) -> Tuple[str, Callable]:
-    """Return ``(backend_name, fn)`` for ``op`` on ``device``.
+    """Return ``(backend_name, fn)`` for ``op`` on ``device`` (a tensor: its device and dtype).
 
     ``backend`` (or the DDFAD_BACKEND environment variable) forces one backend.
     """
@@ -119,20 +125,22 @@ def get(op: str, device: Union[str, torch.device, torch.Tensor],
     if op not in _REGISTRY:
         raise ParameterError(f"unknown op {op!r}; registered: {sorted(_REGISTRY)}")
     device_type = _device_type(device)
+    dtype = device.dtype if isinstance(device, torch.Tensor) else None
     wanted = backend or forced_backend()
     if wanted is not None:
         if wanted not in BACKENDS:
             raise ParameterError(f"backend {wanted!r} is not one of {BACKENDS}")
         impl = _REGISTRY[op].get(wanted)
-        if not _usable(impl, device_type):
-            why = "not registered for this op" if impl is None else f"cannot run on {device_type!r} here"
+        if not _usable(impl, device_type, dtype):
+            why = ("not registered for this op" if impl is None else
+                   f"does not take {dtype}" if _usable(impl, device_type) else f"cannot run on {device_type!r} here")
             hint = "; ".join(f"{k}: {v}" for k, v in _import_errors.items())
             raise BackendUnavailableError(
                 f"backend {wanted!r} for op {op!r}: {why}" + (f" (provider import errors: {hint})" if hint else ""))
         return wanted, impl.fn
-    found = candidates(op, device_type)
+    found = candidates(op, device_type, dtype)
     if not found:
-        raise BackendUnavailableError(f"no backend can run op {op!r} on {device_type!r}")
+        raise BackendUnavailableError(f"no backend can run op {op!r} on {device_type!r}" + (f" with {dtype}" if dtype else ""))
     return found[0], _REGISTRY[op][found[0]].fn
 
 

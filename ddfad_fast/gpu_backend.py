@@ -262,6 +262,7 @@ def griffin_lim_cuda(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_l
                         init_phase, length, generator)
 
 
-backends.register("fd_mfcc", "triton", fd_mfcc_triton, devices=("cuda",), available=_triton_available)
+backends.register("fd_mfcc", "triton", fd_mfcc_triton, devices=("cuda",), available=_triton_available,
+                  dtypes=(torch.float32,))
 backends.register("griffin_lim", "triton", griffin_lim_triton, devices=("cuda",), available=_triton_available)
 backends.register("griffin_lim", "cuda", griffin_lim_cuda, devices=("cuda",), available=_cuda_available)

@@ -45,7 +45,7 @@ class FeatureConfig(_Config):
     """FD-MFCC settings. The defaults are the FSDD preset of the design doc.
 
     Times are in samples unless the name says otherwise; ``sample_rate`` in Hz.
-    Output of ``fd_mfcc``: (B, 3, n_mfcc, 1 + fixed_length // hop_length) for center=True.
+    Output of ``fd_mfcc``: (B, 3, n_mfcc, 1 + fixed_length // hop_length) (even n_fft).
     """
 
     sample_rate: int = 8000
@@ -88,7 +88,7 @@ class FeatureConfig(_Config):
     def n_frames(self, length: int) -> int:
         """Frames for a clip of ``length`` samples (after pad/crop)."""
         if self.center:
-            return 1 + length // self.hop_length
+            return 1 + (length + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
         return 1 + max(length - self.n_fft, 0) // self.hop_length
 
     def validate(self) -> "FeatureConfig":
@@ -100,6 +100,11 @@ class FeatureConfig(_Config):
             raise ParameterError(f"win_length must be in (0, n_fft={self.n_fft}], got {self.win_length}")
         if self.hop_length <= 0:
             raise ParameterError(f"hop_length must be > 0, got {self.hop_length}")
+        if not self.center or self.pad_mode != "constant":
+            raise ParameterError(f"only centred frames with zero padding are supported (center=True, pad_mode='constant'), "
+                                 f"got center={self.center}, pad_mode={self.pad_mode!r}")
+        if self.short_clip_mode != "edge":
+            raise ParameterError(f"short_clip_mode must be 'edge', got {self.short_clip_mode!r}")
         if self.window not in ("hann", "hamming"):
             raise ParameterError(f"window must be 'hann' or 'hamming', got {self.window!r}")
         if not 0 < self.n_mfcc <= self.n_mels:

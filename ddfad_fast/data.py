@@ -23,7 +23,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -168,55 +168,62 @@ def _cache_key(items: Sequence[_Item], config: FeatureConfig) -> str:
     return h.hexdigest()
 
 
-def _fit_length(wave: Tensor, length: int) -> Tensor:
-    if wave.numel() >= length:
-        return wave[:length]
-    return torch.nn.functional.pad(wave, (0, length - wave.numel()))
+def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, strict: bool = False,
+                     progress: Any = True, batch_size: int = _BATCH) -> Tuple[Tensor, List[int], List[Tuple[str, str]]]:
+    """FD-MFCC of audio files, batched: ``(features (N, 3, n_mfcc, T) float32, kept indices, skipped)``.
+
+    Each file is loaded with :func:`ddfad_fast.load_audio` (mono, resampled to ``config.sample_rate``)
+    and padded / cropped to ``config.fixed_length``. A file that cannot be used (unreadable, empty,
+    non-finite samples) is skipped and listed as (file, reason); with ``strict`` it raises
+    :class:`AudioFileError` naming the file instead. ``progress``: True for a progress bar, or a tqdm
+    bar to advance (one step per file).
+    """
+    from .audio import load_audio
+    from .features import fd_mfcc, fit_length
+
+    if config.fixed_length is None:
+        raise ParameterError("feature extraction of files needs FeatureConfig.fixed_length, got None")
+    kept: List[int] = []
+    skipped: List[Tuple[str, str]] = []
+    waves: List[Tensor] = []
+    chunks: List[Tensor] = []
+    bar, own_bar = (progress, False) if hasattr(progress, "update") else (None, bool(progress))
+    if own_bar:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(paths), desc="features", unit="clip")
+
+    def flush() -> None:
+        if waves:
+            chunks.append(fd_mfcc(torch.stack(waves), config.sample_rate, config).float())
+            waves.clear()
+
+    for index, path in enumerate(paths):
+        try:
+            wave, _ = load_audio(path, sample_rate=config.sample_rate, mono=True)
+        except AudioFileError as exc:
+            if strict:
+                raise
+            skipped.append((str(path), str(exc).split(": ", 1)[-1]))
+        else:
+            waves.append(fit_length(wave, config.fixed_length))
+            kept.append(index)
+            if len(waves) == batch_size:
+                flush()
+        if bar is not None:
+            bar.update(1)
+    flush()
+    if own_bar:
+        bar.set_postfix(read=len(kept), skipped=len(skipped))
+        bar.close()
+    n_frames = config.n_frames(config.fixed_length)
+    x = torch.cat(chunks) if chunks else torch.zeros(0, 3, config.n_mfcc, n_frames)
+    return x, kept, skipped
 
 
 def _extract(items: Sequence[_Item], config: FeatureConfig, strict: bool, progress: bool
              ) -> Tuple[Tensor, List[_Item], List[Tuple[str, str]]]:
-    from .audio import load_audio
-    from .features import fd_mfcc
-
-    length = int(config.fixed_length)
-    kept, waves, skipped, feats = [], [], [], []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(items), desc="features", unit="clip")
-
-    def flush() -> None:
-        if waves:
-            feats.append(fd_mfcc(torch.stack(waves), config.sample_rate, config).float())
-            waves.clear()
-
-    for it in items:
-        try:
-            wave, _ = load_audio(it.path, sample_rate=config.sample_rate, mono=True)
-            if wave.numel() == 0:
-                raise AudioFileError(f"{it.path}: empty audio")
-            if not torch.isfinite(wave).all():
-                raise AudioFileError(f"{it.path}: non-finite samples")
-        except (AudioFileError, OSError) as exc:
-            if strict:
-                raise AudioFileError(f"{it.path}: {exc}") from exc
-            skipped.append((str(it.path), str(exc)))
-            if bar is not None:
-                bar.update(1)
-            continue
-        waves.append(_fit_length(wave.float(), length))
-        kept.append(it)
-        if len(waves) == _BATCH:
-            flush()
-        if bar is not None:
-            bar.update(1)
-    flush()
-    if bar is not None:
-        bar.close()
-    n_frames = config.n_frames(length)
-    x = torch.cat(feats) if feats else torch.zeros(0, 3, config.n_mfcc, n_frames)
-    return x, kept, skipped
+    x, kept, skipped = extract_features([it.path for it in items], config, strict=strict, progress=progress)
+    return x, [items[i] for i in kept], skipped
 
 
 def load_feature_split(source: Union[str, Path], feature_config: Optional[FeatureConfig] = None,

@@ -19,6 +19,16 @@ from .errors import ParameterError
 WINDOWS = ("hann", "hamming")
 
 
+def n_frames(length: int, n_fft: int, hop_length: int) -> int:
+    """Frames of a centred STFT (n_fft // 2 zeros on each side) of ``length`` samples."""
+    return 1 + (length + 2 * (n_fft // 2) - n_fft) // hop_length
+
+
+def istft_length(n_frames: int, n_fft: int, hop_length: int) -> int:
+    """Default signal length of a centred inverse STFT of ``n_frames`` frames (librosa's ``length=None``)."""
+    return hop_length * (n_frames - 1) + n_fft % 2
+
+
 @lru_cache(maxsize=64)
 def window(name: str, win_length: int, n_fft: int) -> np.ndarray:
     """Periodic Hann or Hamming window of ``win_length`` samples, zero-padded (centred) to ``n_fft``: (n_fft,)."""

@@ -8,7 +8,7 @@ device; :func:`griffin_lim` dispatches to the fastest backend (see :mod:`ddfad_f
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -76,12 +76,10 @@ def mel_to_magnitude(mel_power: ArrayLike, config: Optional[FeatureConfig] = Non
     bank = dsp.as_tensor(bank_np, mel.dtype, mel.device)                         # (n_mels, F)
     pinv = dsp.as_tensor(dsp.pseudo_inverse(bank_np), mel.dtype, mel.device)     # (F, n_mels)
     step = 1.0 / dsp.spectral_norm(bank_np) ** 2          # 1 / Lipschitz constant of the gradient
-    gram = bank.T @ bank                                                          # (F, F)
-    target = bank.T @ mel                                                         # (B, F, T)
     x = (pinv @ mel).clamp_min(0)
     y, t = x, 1.0
     for _ in range(n_iter):
-        x_next = (y - step * (gram @ y - target)).clamp_min(0)
+        x_next = (y - step * (bank.T @ (bank @ y - mel))).clamp_min(0)
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         y = x_next + ((t - 1.0) / t_next) * (x_next - x)
         x, t = x_next, t_next
@@ -96,7 +94,7 @@ def griffin_lim(magnitude: ArrayLike, n_fft: int, hop_length: int, win_length: O
 
     magnitude: (B, n_fft // 2 + 1, T) or (F, T) non-negative. ``init_phase``: complex unit phasors of
     the same shape, or None for uniform random phases drawn from ``generator``. ``length``: output
-    samples (default hop_length * (T - 1)); it must give T frames. ``momentum`` 0 is classic GLA.
+    samples (default hop_length * (T - 1) + n_fft % 2, librosa's); it must give T frames. ``momentum`` 0 is classic GLA.
     Returns (B, length), the magnitude's dtype and device.
     """
     mag = _float_tensor(magnitude, "magnitude", 2, 3)
@@ -114,9 +112,10 @@ def griffin_lim(magnitude: ArrayLike, n_fft: int, hop_length: int, win_length: O
     if n_iter < 0 or momentum < 0:
         raise ParameterError(f"need n_iter >= 0 and momentum >= 0, got n_iter={n_iter}, momentum={momentum}")
     n_frames = mag.shape[2]
-    length = hop_length * (n_frames - 1) if length is None else int(length)
-    if length < 1 or 1 + length // hop_length != n_frames:
-        raise ParameterError(f"length={length} gives {1 + length // hop_length} frames, magnitude has {n_frames}")
+    length = dsp.istft_length(n_frames, n_fft, hop_length) if length is None else int(length)
+    if length < 1 or dsp.n_frames(length, n_fft, hop_length) != n_frames:
+        raise ParameterError(f"length={length} gives {dsp.n_frames(max(length, 0), n_fft, hop_length)} frames, "
+                             f"magnitude has {n_frames}")
     complex_dtype = mag.dtype.to_complex()
     if init_phase is None:
         device = generator.device if generator is not None else mag.device
@@ -136,14 +135,17 @@ def griffin_lim(magnitude: ArrayLike, n_fft: int, hop_length: int, win_length: O
 
 def fd_mfcc_to_audio(features: ArrayLike, sample_rate: int, config: Optional[FeatureConfig] = None,
                      n_iter: int = 32, reconstruct: Optional[ReconstructConfig] = None,
-                     generator: Optional[torch.Generator] = None) -> Tensor:
+                     generator: Optional[torch.Generator] = None,
+                     return_magnitude: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Audio from FD-MFCC: (B, 3, n_mfcc, T) or (3, n_mfcc, T) -> (B, L) at ``sample_rate`` Hz.
 
     Uses the MFCC channel (the deltas carry no extra information about the signal): inverse DCT ->
     dB to power -> NNLS mel inversion -> Griffin-Lim (``n_iter`` iterations, which takes precedence over
     ``reconstruct.n_iter``; momentum, NNLS iterations and de-emphasis from ``reconstruct``; random
     phases seeded by ``reconstruct.seed`` unless ``generator`` is given) ->
-    de-emphasis. L = ``config.fixed_length`` when set, else hop_length * (T - 1).
+    de-emphasis. L = ``config.fixed_length`` when it gives T frames, else hop_length * (T - 1) + n_fft % 2.
+    ``return_magnitude``: also return the magnitude (B, n_fft // 2 + 1, T) that Griffin-Lim matched; it
+    is the spectrum of the pre-emphasised signal (compare it with ``preemphasis(wave)``).
     """
     config = (config or FeatureConfig()).validate()
     reconstruct = (reconstruct or ReconstructConfig()).replace(n_iter=n_iter)
@@ -155,9 +157,9 @@ def fd_mfcc_to_audio(features: ArrayLike, sample_rate: int, config: Optional[Fea
     if feats.shape[1] != 3:
         raise ParameterError(f"features must be (B, 3, n_mfcc, T), got shape {tuple(feats.shape)}")
     n_frames = feats.shape[-1]
-    length = config.fixed_length if config.fixed_length is not None else config.hop_length * (n_frames - 1)
-    if 1 + length // config.hop_length != n_frames:
-        length = config.hop_length * (n_frames - 1)
+    length = config.fixed_length
+    if length is None or config.n_frames(length) != n_frames:
+        length = dsp.istft_length(n_frames, config.n_fft, config.hop_length)
     magnitude = mel_to_magnitude(mfcc_to_mel(feats[:, 0], config), config, n_iter=reconstruct.nnls_iter)
     if generator is None:
         generator = torch.Generator(device=magnitude.device).manual_seed(reconstruct.seed)
@@ -165,7 +167,7 @@ def fd_mfcc_to_audio(features: ArrayLike, sample_rate: int, config: Optional[Fea
                        reconstruct.momentum, length=length, window=config.window, generator=generator)
     if reconstruct.deemphasis and config.preemphasis:
         wave = deemphasis(wave, config.preemphasis)
-    return wave
+    return (wave, magnitude) if return_magnitude else wave
 
 
 def _magnitude_of(wave: ArrayLike, n_fft: int, hop_length: int, win_length: Optional[int], window: str) -> Tensor:

@@ -11,8 +11,6 @@ accuracies computed so far), stages.json (wall seconds per stage), the report fi
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import shutil
 import time
@@ -127,23 +125,11 @@ class _Stages:
 
 def _reconstruct(features: torch.Tensor, labels: torch.Tensor, class_names: List[str], feature_config,
                  audio_dir: Path) -> Path:
-    """One WAV per distilled sample (features in raw FD-MFCC units) plus manifest.csv; returns the manifest."""
-    from .. import fd_mfcc_to_audio, save_audio
-    waves = fd_mfcc_to_audio(features.float(), feature_config.sample_rate, feature_config)
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    counts: Dict[int, int] = {}
-    for wave, label in zip(waves, labels.tolist()):
-        k = counts.get(label, 0)
-        counts[label] = k + 1
-        name = f"{class_names[label]}_{k:03d}.wav"
-        save_audio(audio_dir / name, wave.detach().cpu(), feature_config.sample_rate)
-        rows.append((name, class_names[label]))
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["path", "label"])
-    writer.writerows(rows)
-    atomic_write_text(audio_dir / "manifest.csv", buf.getvalue())
+    """One WAV per distilled sample (features in raw FD-MFCC units), manifest.csv and reconstruction.json."""
+    from .reconstruct import class_clip_names, write_audio_set
+    labels_list = labels.tolist()
+    write_audio_set(features, class_clip_names(labels_list, class_names), [class_names[c] for c in labels_list],
+                    feature_config, audio_dir)
     return audio_dir / "manifest.csv"
 
 

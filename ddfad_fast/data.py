@@ -33,7 +33,8 @@ from .errors import AudioFileError, FileFormatError, ParameterError
 from .io import load_artifact, save_artifact
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
-FSDD_PATTERN = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>\d+)\.wav$", re.IGNORECASE)
+FSDD_PATTERN = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>\d+)\.(wav|flac|ogg|aiff|aif)$",
+                          re.IGNORECASE)
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/master.zip"
 FSDD_NUM_RECORDINGS = 3000
 TEST_FRACTION = 0.1
@@ -89,7 +90,7 @@ def discover(source: Union[str, Path]) -> Tuple[List[_Item], List[Tuple[str, str
             continue
         m = FSDD_PATTERN.match(f.name)
         if m is None:
-            skipped.append((str(f), "name does not match {label}_{speaker}_{index}.wav"))
+            skipped.append((str(f), "name does not match {label}_{speaker}_{index}.wav (or another audio suffix)"))
             continue
         items.append(_Item(f, m.group("label"), "test" if int(m.group("index")) <= 4 else "train"))
     return items, skipped

@@ -53,3 +53,42 @@ def test_random_real_subset():
     assert torch.equal(x, x2) and not torch.equal(x, x3)
     with pytest.raises(ParameterError, match="fewer than per_class"):
         random_real_subset(s.x_train, s.y_train, 100)
+
+
+def test_checkpoint_resume_is_exact(tmp_path, monkeypatch):
+    """Interrupted (Ctrl-C in the middle of an epoch) and resumed == uninterrupted."""
+    import ddfad_fast.evaluate as evaluate
+    s = make_split()
+    cfg = CFG.replace(num_nets=2, epochs=7)
+    want = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg)
+    ckpt = tmp_path / "eval.pt"
+    real = evaluate.sgd_epoch
+    for stop_at in (3, 10):                   # inside net 0, inside net 1
+        calls = {"n": 0}
+
+        def interrupted(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                args[1].add_(1.0)              # half-updated parameters must not be saved
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(evaluate, "sgd_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, checkpoint=ckpt,
+                                  checkpoint_every=2)
+        assert ckpt.is_file()
+        monkeypatch.setattr(evaluate, "sgd_epoch", real)
+        got = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, checkpoint=ckpt,
+                                    checkpoint_every=2)
+        assert got == want and not ckpt.exists()
+
+
+def test_checkpoint_of_other_data_is_refused(tmp_path, monkeypatch):
+    from ddfad_fast.errors import FileFormatError
+    from ddfad_fast.io import save_artifact
+    s = make_split()
+    ckpt = tmp_path / "eval.pt"
+    save_artifact(ckpt, "eval_progress", {"accs": [], "epoch": 0}, config={"data": "something else"})
+    with pytest.raises(FileFormatError, match="different config"):
+        evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG, checkpoint=ckpt)

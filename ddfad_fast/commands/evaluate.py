@@ -8,6 +8,8 @@ writes it) means the set lives in standardised feature space: the real data is s
 from __future__ import annotations
 
 import argparse
+import json
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -15,9 +17,11 @@ import torch
 
 from ..config import FeatureConfig
 from ..errors import ParameterError
+from ..io import atomic_write_json
 
 HELP = "evaluate a distilled set / random real subset / full data by training fresh networks"
 STATS_NAME = "feature_stats.pt"
+RESULTS_NAME = "eval.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="also evaluate the full training split")
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder")
     parser.add_argument("--max-per-class", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for eval.json and checkpoints (makes the evaluation resumable)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted evaluation in --out")
+    parser.add_argument("--overwrite", action="store_true", help="start again in an --out that holds results")
+    parser.add_argument("--strict", action="store_true", help="an unreadable audio file is an error, not a skip")
 
 
 def find_stats(distilled: Path) -> Optional[Path]:
@@ -56,7 +65,22 @@ def main(args: argparse.Namespace) -> int:
         stats_path = find_stats(args.distilled)
         if stats_path is not None:
             stats = load_feature_stats(stats_path, features)
-    split = load_feature_split(args.data, features, cache_dir=args.cache, max_per_class=args.max_per_class)
+    results: dict = {}
+    if args.out is not None:
+        results_file = args.out / RESULTS_NAME
+        if results_file.is_file() and not (args.resume or args.overwrite):
+            raise ParameterError(f"{results_file} exists; pass --resume to continue or --overwrite to start again")
+        if args.resume and args.overwrite:
+            raise ParameterError("--resume and --overwrite exclude each other")
+        if args.overwrite:
+            for old in [results_file, *args.out.glob("progress_*.pt")]:
+                old.unlink(missing_ok=True)
+        if results_file.is_file():
+            results = json.loads(results_file.read_text())
+    split = load_feature_split(args.data, features, cache_dir=args.cache, max_per_class=args.max_per_class,
+                               strict=args.strict)
+    for path, reason in split.skipped:
+        print(f"skipped {path}: {reason}")
     x_train, x_test = split.x_train, split.x_test
     if stats is not None:
         x_train, x_test = standardize(x_train, *stats), standardize(x_test, *stats)
@@ -74,8 +98,17 @@ def main(args: argparse.Namespace) -> int:
     model_config = preset.expert.model
     for label, xs, ys, lr, config in sets:
         for name in models:
-            r = evaluate_training_set(xs, ys, x_test, split.y_test, model_config.replace(name=name), config,
-                                      lr=lr, progress=True)
+            key = f"{label} | {name}"
+            r = results.get(key)
+            if r is None:
+                checkpoint = None
+                if args.out is not None:
+                    checkpoint = args.out / f"progress_{re.sub(r'[^A-Za-z0-9]+', '_', key).strip('_')}.pt"
+                r = evaluate_training_set(xs, ys, x_test, split.y_test, model_config.replace(name=name), config,
+                                          lr=lr, progress=True, checkpoint=checkpoint)
+                results[key] = r
+                if args.out is not None:
+                    atomic_write_json(args.out / RESULTS_NAME, results)
             print(f"{label:>20s}  {name:8s}  {100 * r['mean']:6.2f} +- {100 * r['std']:5.2f} %  (lr {r['lr']:.4g}, "
                   f"{config.num_nets} nets)")
     return 0

@@ -2,13 +2,15 @@
 
 * CPU sources (``csrc/cpu/*.cpp``) are always built, with OpenMP.
 * CUDA sources (``csrc/cuda/*.cu`` plus their ``*.cpp`` bindings) are added when the installed torch
-  has CUDA or when ``DDFAD_FORCE_CUDA=1``.
+  has CUDA and a CUDA toolkit (nvcc) is found, or when ``DDFAD_FORCE_CUDA=1``.
 * ``DDFAD_NO_EXT=1`` skips the extension entirely; ``import ddfad_fast`` never needs it.
 
 Install torch first, then ``pip install --no-build-isolation -e .``.
 """
+import ctypes.util
 import glob
 import os
+import platform
 import sys
 
 from setuptools import setup
@@ -32,18 +34,25 @@ def _extensions():
     if not cpu_sources:
         return [], {}
 
-    with_cuda = bool(cuda_sources) and (
-        torch.cuda.is_available() or torch.version.cuda is not None or os.environ.get("DDFAD_FORCE_CUDA", "0") == "1"
-    )
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-fno-math-errno"]
+    from torch.utils.cpp_extension import CUDA_HOME
+    forced = os.environ.get("DDFAD_FORCE_CUDA", "0") == "1"
+    with_cuda = bool(cuda_sources) and (forced or (
+        (torch.cuda.is_available() or torch.version.cuda is not None) and CUDA_HOME is not None))
+    cxx_flags = ["-O3", "-std=c++20", "-fopenmp", "-fno-math-errno"]  # C++20: the standard torch is built with
     if os.environ.get("DDFAD_PORTABLE", "0") != "1":
         cxx_flags.append("-march=native")
     define_macros = [("WITH_CUDA", None)] if with_cuda else []
+    link_args = ["-fopenmp"]
+    # glibc's vector math library (vectorised log in csrc/cpu/vecmath.h); without it the scalar log is used
+    if sys.platform.startswith("linux") and platform.machine() == "x86_64" and ctypes.util.find_library("mvec"):
+        link_args.append("-lmvec")
+    else:
+        define_macros.append(("DDFAD_NO_LIBMVEC", None))
     common = dict(
         name="ddfad_fast._C",
         include_dirs=[os.path.join(root, "csrc")],
         define_macros=define_macros,
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link_args,
     )
     if with_cuda:
         ext = CUDAExtension(

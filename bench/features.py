@@ -1,71 +1,141 @@
-"""Benchmark the CPU MFCC backends against librosa called per clip (and our reference when present).
+"""CPU benchmark of fd_mfcc: our fast backends vs librosa called per clip vs our plain-torch reference.
 
-Prints a table and writes bench/results/features.json. ``--quick`` uses fewer repeats.
-Usage: python bench/features.py [--quick]
+For the FSDD preset (8 kHz, n_fft 256, hop 80) and speech16k (16 kHz, n_fft 512, hop 128; FSDD clips
+resampled with ddfad_fast.audio.resample) and B in {1, 64, 256} real FSDD clips (float32, 1 s):
+median ms per batch over >= 20 timed runs after warm-up (each implementation after a short idle
+pause, so the thread pools of the one before have stopped spinning), clips/s, and the ratio vs
+librosa and vs the reference. librosa per clip = preemphasis + stft + |.|^2 + melspectrogram + power_to_db + mfcc +
+delta + delta (order 2), the work of one fd_mfcc row. Backends: ``cpu`` (C++ extension) and
+``numba`` (forced-only, benchmarked for the record) when they can run here.
+
+Prints a table and writes bench/results/features.json. Usage: python bench/features.py [--quick]
 """
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
+import time
 from pathlib import Path
+from typing import Callable, Dict, List
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, print_table, time_call, write_json  # noqa: E402
+from _common import print_table, write_json  # noqa: E402
 
 from ddfad_fast import backends  # noqa: E402
+from ddfad_fast.audio import resample  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
+from ddfad_fast.errors import BackendUnavailableError  # noqa: E402
 
-FSDD = Path("/work/shared/data/fsdd/recordings")
+FSDD = Path(os.environ.get("DDFAD_FSDD_DIR",
+                           Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd" / "recordings"))
+FAST_BACKENDS = ("cpu", "numba")
 
 
-def _clips(cfg: FeatureConfig, batch: int) -> np.ndarray:
-    """``batch`` FSDD clips padded/cropped to the preset length (resampled for 16 kHz), float32."""
-    import librosa
+def fsdd_clips(cfg: FeatureConfig, batch: int, folder: Path = FSDD) -> torch.Tensor:
+    """``batch`` FSDD clips (cycling through the folder), resampled to the preset's rate, padded /
+    cropped to its fixed length: (batch, L) float32."""
     import soundfile
-    files = sorted(FSDD.glob("*.wav"))[:batch]
-    out = np.zeros((batch, cfg.fixed_length), dtype=np.float32)
-    for i, path in enumerate(files):
-        y, sr = soundfile.read(path, dtype="float32")
+    files = sorted(folder.glob("*.wav"))
+    if not files:
+        raise SystemExit(f"no FSDD clips in {folder}")
+    out = torch.zeros(batch, cfg.fixed_length)
+    for i in range(batch):
+        y, sr = soundfile.read(files[(i * 37) % len(files)], dtype="float32")
+        clip = torch.from_numpy(y)
         if sr != cfg.sample_rate:
-            y = librosa.resample(y, orig_sr=sr, target_sr=cfg.sample_rate)
-        n = min(y.size, cfg.fixed_length)
-        out[i, :n] = y[:n]
+            clip = resample(clip, sr, cfg.sample_rate)
+        n = min(clip.numel(), cfg.fixed_length)
+        out[i, :n] = clip[:n]
     return out
 
 
-def _librosa_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> None:
+def time_each(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int = 3,
+              settle_s: float = 0.5) -> Dict[str, Dict[str, float]]:
+    """Median / min / max wall seconds of each callable: ``warmup`` untimed calls, then ``repeats`` timed ones.
+
+    The callables run one after the other, each after ``settle_s`` of idle time: thread pools of the
+    previous one (OpenBLAS under numpy/librosa, MKL and OpenMP under torch) spin for a while after their
+    last call and would otherwise steal the cores from the next one.
+    """
+    out = {}
+    for name, fn in fns.items():
+        time.sleep(settle_s)
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        out[name] = {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+                     "repeats": repeats}
+    return out
+
+
+def librosa_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> List[np.ndarray]:
+    """fd_mfcc the librosa way, one clip at a time: [(3, n_mfcc, T)] * B."""
     import librosa
+    out = []
     for clip in waves:
         y = librosa.effects.preemphasis(clip, coef=cfg.preemphasis)
         spec = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
                                    window=cfg.window, center=True, pad_mode="constant")) ** 2
-        mel = librosa.feature.melspectrogram(S=spec, sr=cfg.sample_rate, n_mels=cfg.n_mels, norm="slaney")
-        librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=cfg.top_db), n_mfcc=cfg.n_mfcc)
+        mel = librosa.feature.melspectrogram(S=spec, sr=cfg.sample_rate, n_mels=cfg.n_mels, fmin=cfg.fmin,
+                                             fmax=cfg.fmax, norm="slaney")
+        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, ref=cfg.ref, amin=cfg.amin, top_db=cfg.top_db),
+                                    n_mfcc=cfg.n_mfcc)
+        out.append(np.stack([mfcc, librosa.feature.delta(mfcc, width=cfg.delta_width, order=1),
+                             librosa.feature.delta(mfcc, width=cfg.delta_width, order=2)]))
+    return out
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 20")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3 repeats, B in {1, 64}: a smoke run")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per row (default 20)")
     args = parser.parse_args()
-    repeats = 3 if args.quick else 20
-    rows = []
-    for preset, cfg in (("fsdd8k", FeatureConfig()), ("speech16k", FeatureConfig.speech16k())):
-        for batch in (1, 64, 256):
-            waves = _clips(cfg, batch)
-            tensor = torch.from_numpy(waves)
-            lib = time_call(lambda: _librosa_mfcc(waves, cfg), repeats=repeats)["median_s"]
-            rows.append({"op": "mfcc", "preset": preset, "B": batch, "impl": "librosa", "ms": lib * 1e3,
-                         "clips_per_s": batch / lib, "x_librosa": 1.0})
-            for name in backends.candidates("mfcc", "cpu"):
-                fn = backends.get("mfcc", "cpu", backend=name)[1]
-                t = time_call(lambda: fn(tensor, cfg), repeats=repeats)["median_s"]
-                rows.append({"op": "mfcc", "preset": preset, "B": batch, "impl": name, "ms": t * 1e3,
-                             "clips_per_s": batch / t, "x_librosa": lib / t})
-    print_table(rows, ["op", "preset", "B", "impl", "ms", "clips_per_s", "x_librosa"])
-    print("wrote", write_json("features", rows, {"repeats": repeats, "threads": torch.get_num_threads()}))
+    repeats = 3 if args.quick else max(20, args.repeats)
+    batches = (1, 64) if args.quick else (1, 64, 256)
+    rows: List[Dict[str, object]] = []
+    load_before = os.getloadavg()
+    for preset, cfg in (("fsdd8k", FeatureConfig.fsdd()), ("speech16k", FeatureConfig.speech16k())):
+        for batch in batches:
+            waves = fsdd_clips(cfg, batch)
+            clips = waves.numpy()
+            fns: Dict[str, Callable[[], object]] = {"librosa": lambda: librosa_fd_mfcc(clips, cfg)}
+            for name in FAST_BACKENDS + ("reference",):
+                try:
+                    fn = backends.get("fd_mfcc", waves, backend=name)[1]
+                except BackendUnavailableError as exc:
+                    print(f"skip {name}: {exc}", file=sys.stderr)
+                    continue
+                fns[name] = (lambda f: lambda: f(waves, cfg))(fn)
+            timings = time_each(fns, repeats)
+            lib, ref = timings["librosa"]["median_s"], timings["reference"]["median_s"]
+            for name, t in timings.items():
+                med = t["median_s"]
+                rows.append({"op": "fd_mfcc", "preset": preset, "B": batch, "impl": name, "ms": med * 1e3,
+                             "ms_min": t["min_s"] * 1e3, "clips_per_s": batch / med, "x_librosa": lib / med,
+                             "x_reference": ref / med, "repeats": t["repeats"]})
+            print(f"done {preset} B={batch}", file=sys.stderr, flush=True)
+    print_table(rows, ["op", "preset", "B", "impl", "ms", "clips_per_s", "x_librosa", "x_reference"])
+    winners = {}
+    for preset in ("fsdd8k", "speech16k"):
+        for batch in batches:
+            fast = [r for r in rows if r["preset"] == preset and r["B"] == batch and r["impl"] in FAST_BACKENDS]
+            if fast:
+                winners[f"{preset}/B={batch}"] = min(fast, key=lambda r: r["ms"])["impl"]
+    print("fastest CPU backend:", winners)
+    extra = {"load_avg_before": load_before, "load_avg_after": os.getloadavg(), "repeats": repeats,
+             "threads": torch.get_num_threads(), "dtype": "float32", "winners": winners,
+             "notes": ("librosa timed per clip in a Python loop over the batch; input: real FSDD clips; each "
+                       "implementation timed after 0.5 s idle so other libraries' spinning thread pools settle")}
+    print("wrote", write_json("features", rows, extra))
     return 0
 
 

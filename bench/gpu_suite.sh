@@ -1,44 +1,93 @@
 #!/usr/bin/env bash
-# One-call GPU suite for a lent H100/H200 machine (fresh checkout, torch+CUDA and triton preinstalled).
-#   bash bench/gpu_suite.sh            # results and logs in $OUT, or bench/results/ when OUT is unset
-# Stages: compile-only checks, editable install (builds ddfad_fast._C with the CUDA sources), GPU tests, Triton kernel tests on
-# the GPU (no interpreter), benchmark. Each stage's failure is recorded in stages.txt; the rest still runs.
-# Without CUDA it runs only the compile-only checks and exits 0.
-set -euo pipefail
+# One-call GPU suite for a lent H100/H200 (fresh checkout; torch with CUDA, triton, nvcc preinstalled;
+# no network needed):
+#     bash bench/gpu_suite.sh          # results and logs in $OUT, or bench/results/gpu_suite/ when OUT is unset
+# Stages (each logged to its own file, its status appended to stages.txt; a failing stage does not stop
+# the others): compile-only checks -> editable install building ddfad_fast._C with the CUDA sources
+# (falls back to a JIT build of csrc/cuda if the extension does not import) -> GPU tests -> benchmark
+# -> Triton kernel tests on the GPU (no interpreter). Each stage has a time cap so that the whole suite
+# ends within SUITE_BUDGET seconds (default 570, under the device's 10-minute limit).
+# Files written (8 at most): stages.txt env.log compile_checks.log install.log gpu_tests.log bench.log
+# triton_tests.log gpu_bench.json. Without CUDA it runs the compile-only checks and exits 0.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT_DIR="${OUT:-bench/results}"
+START=$(date +%s)
+BUDGET="${SUITE_BUDGET:-570}"
+OUT_DIR="${OUT:-bench/results/gpu_suite}"
 mkdir -p "$OUT_DIR"
 STATUS="$OUT_DIR/stages.txt"
 : > "$STATUS"
 FAILED=0
+PY="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-stage() {  # stage NAME COMMAND...: run, log to $OUT_DIR/NAME.log, record ok/FAILED(rc)
-  local name="$1"; shift
-  local rc=0
-  echo "== $name: $*"
-  "$@" > "$OUT_DIR/$name.log" 2>&1 || rc=$?
-  tail -n 25 "$OUT_DIR/$name.log"
-  if [ "$rc" -eq 0 ]; then echo "$name ok" | tee -a "$STATUS"; else echo "$name FAILED($rc)" | tee -a "$STATUS"; FAILED=1; fi
+remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }
+
+# stage NAME CAP_SECONDS COMMAND...: run under a time cap (never past the budget), log to NAME.log
+stage() {
+  local name="$1" cap="$2"; shift 2
+  local left; left=$(remaining)
+  if [ "$left" -lt 20 ]; then echo "$name SKIPPED(out of time)" | tee -a "$STATUS"; FAILED=1; return; fi
+  [ "$cap" -gt "$left" ] && cap="$left"
+  local t0 rc=0; t0=$(date +%s)
+  echo "== $name (cap ${cap}s): $*"
+  timeout --kill-after=10 "$cap" "$@" > "$OUT_DIR/$name.log" 2>&1 || rc=$?
+  tail -n 15 "$OUT_DIR/$name.log"
+  local dt=$(( $(date +%s) - t0 ))
+  if [ "$rc" -eq 0 ]; then echo "$name ok ${dt}s" | tee -a "$STATUS"
+  elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "$name TIMEOUT(${cap}s)" | tee -a "$STATUS"; FAILED=1
+  else echo "$name FAILED(rc=$rc) ${dt}s" | tee -a "$STATUS"; FAILED=1; fi
 }
 
-stage compile_checks python -m pytest -q tests/test_cuda_sources.py
+stage compile_checks 120 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda_sources.py tests/test_cuda_logic.py
 
-if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "no CUDA device here: ran the compile-only checks only" | tee -a "$STATUS"
   exit 0
 fi
-
 unset TRITON_INTERPRET
-stage env python -c "import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__, torch.cuda.get_device_name(0))"
-stage nvidia_smi nvidia-smi
-# editable install maps kernels/ to ddfad_fast.kernels and builds ddfad_fast._C (needs no network)
-stage install pip install --no-build-isolation --no-deps -e .
-if ! python -c "import ddfad_fast.kernels"; then
-  echo "editable install unusable: ddfad_fast.kernels not importable" | tee -a "$STATUS"; FAILED=1
+
+{
+  "$PY" -c "import sys, torch, triton; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__); print(torch.cuda.get_device_name(0), torch.cuda.get_device_properties(0))"
+  "$PY" -c "import torchaudio; print('torchaudio', torchaudio.__version__)" || echo "torchaudio: not importable"
+  "$PY" -c "import librosa; print('librosa', librosa.__version__)" || echo "librosa: not importable (tests use the torch reference)"
+  nvcc --version | tail -n 2
+  nvidia-smi
+} > "$OUT_DIR/env.log" 2>&1
+head -n 4 "$OUT_DIR/env.log"
+
+# editable install: maps kernels/ to ddfad_fast.kernels and builds ddfad_fast._C (CPU + CUDA sources)
+export MAX_JOBS="${MAX_JOBS:-16}"
+stage install 300 "$PY" -m pip install --no-build-isolation --no-deps -v -e .
+if ! "$PY" -c "import ddfad_fast.kernels" 2>/dev/null; then
+  # the package as installed would be: ddfad_fast/ with kernels/ mapped into it (symlinks, no copy)
+  echo "editable install unusable: importing the source tree through a symlink overlay" | tee -a "$STATUS"
+  OVERLAY="$(mktemp -d)/site"
+  mkdir -p "$OVERLAY/ddfad_fast"
+  ln -s "$PWD"/ddfad_fast/* "$OVERLAY/ddfad_fast/"
+  ln -s "$PWD/kernels" "$OVERLAY/ddfad_fast/kernels"
+  export PYTHONPATH="$OVERLAY${PYTHONPATH:+:$PYTHONPATH}"
 fi
-stage extension python -c "import torch, ddfad_fast._C; print('ddfad ops:', torch.ops.ddfad.gla_step, torch.ops.ddfad.overlap_add)"
-stage gpu_tests python -m pytest -q -rs tests/test_gpu.py
-stage triton_tests_on_gpu python -m pytest -q -rs tests/test_triton_kernels.py
-stage bench python bench/gpu_bench.py --out "$OUT_DIR"
+if ! "$PY" -c "import ddfad_fast._C" >> "$OUT_DIR/install.log" 2>&1; then
+  echo "ddfad_fast._C does not import: JIT-building csrc/cuda (DDFAD_CUDA_JIT=1)" | tee -a "$STATUS"
+  export DDFAD_CUDA_JIT=1
+fi
+# (with DDFAD_CUDA_JIT=1 this first check builds the operators; later processes load them from the cache)
+timeout 240 "$PY" - >> "$OUT_DIR/install.log" 2>&1 <<'EOF'
+import torch
+from ddfad_fast import backends, gpu_backend
+ok = gpu_backend._cuda_ops_loaded()
+print("CUDA ops loaded:", ok, {op: gpu_backend._has_cuda_kernel(op) for op in
+      gpu_backend._CUDA_FD_MFCC_OPS + gpu_backend._CUDA_GLA_OPS})
+print("candidates:", {op: backends.candidates(op, "cuda", torch.float32) for op in ("fd_mfcc", "griffin_lim")})
+EOF
+tail -n 2 "$OUT_DIR/install.log" | tee -a "$STATUS"
+
+stage gpu_tests 240 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=15 tests/test_gpu.py
+stage bench 200 "$PY" bench/gpu_bench.py --out "$OUT_DIR"
+stage triton_tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=10 tests/test_triton_kernels.py
+
+echo "== total $(( $(date +%s) - START ))s"
 cat "$STATUS"
+grep -E "^(winner|\[MET\]|\[MISSED\])" "$OUT_DIR/bench.log" 2>/dev/null
 exit "$FAILED"

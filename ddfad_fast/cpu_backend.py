@@ -1,108 +1,238 @@
-"""CPU fast path: registers the ``numba`` backend of op ``mfcc``.
+"""CPU fast paths of the ops ``mfcc``, ``fd_mfcc`` and ``griffin_lim``: backends ``cpu`` and ``numba``.
 
-Pipeline per batch: pre-emphasis and a batched real FFT of the windowed, centre-padded frames in
-torch (MKL), then one fused numba kernel per clip (sparse Slaney mel, dB with a per-clip top_db
-floor, DCT-II ortho; see ``_numba_kernels.mel_db_dct``). Importing this module without numba raises
-ImportError, which the dispatcher treats as "registers nothing".
+``cpu`` (the dispatcher's choice for CPU tensors): the C++ operators of ``ddfad_fast._C`` (csrc/cpu,
+OpenMP over groups of clips): ``torch.ops.ddfad.fd_mfcc`` (pre-emphasis + framing, at::fft rfft, then
+power -> sparse mel -> dB with a per-clip top_db floor -> DCT -> deltas, fused per clip) and
+``torch.ops.ddfad.griffin_lim`` (the whole loop in C++ on frame-major state, each task iterating on its
+own group of clips while they stay in its cache).
+
+``numba``: the same pipelines with numba kernels around torch.fft (``_numba_kernels``). It lost every
+measured case to ``cpu`` (bench/features.py, bench/griffin_lim.py), so it is not in the automatic
+order: it runs only when forced (``DDFAD_BACKEND=numba`` or ``backend="numba"``), for comparison.
+
+Both take every constant from :mod:`ddfad_fast.dsp`. This module imports neither numba nor the
+extension: each backend probes for its dependency on first use, so a missing numba never hides the
+C++ backend and vice versa.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 from functools import lru_cache
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from . import backends
-from ._numba_kernels import mel_db_dct
+from . import backends, dsp
 from .config import FeatureConfig
+from .errors import BackendUnavailableError, ParameterError
+
+# Clips per group in the C++ operators (each task runs its group through every stage while the group's
+# frames and spectra stay in that core's cache); 0 lets the operator fit a group to ~1 MiB (csrc/cpu/common.h).
+FEATURE_GROUP = 0
+GLA_GROUP = 0
+NUMBA_FEATURE_CHUNK = 32
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    f = np.asarray(f, dtype=np.float64)
-    mel = 3.0 * f / 200.0
-    log_part = 15.0 + np.log(np.maximum(f, 1e-300) / 1000.0) / (math.log(6.4) / 27.0)
-    return np.where(f >= 1000.0, log_part, mel)
+# ----------------------------------------------------------------------------------------------------
+# availability
+@lru_cache(maxsize=1)
+def extension_loaded() -> bool:
+    """True when ``ddfad_fast._C`` imports and defines the CPU operators."""
+    try:
+        importlib.import_module("ddfad_fast._C")
+        torch.ops.ddfad.fd_mfcc  # noqa: B018  (AttributeError when the build predates the op)
+        torch.ops.ddfad.griffin_lim  # noqa: B018
+    except (ImportError, AttributeError, RuntimeError, OSError):
+        return False
+    return True
 
 
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    lin = 200.0 * m / 3.0
-    log_part = 1000.0 * np.exp((math.log(6.4) / 27.0) * (m - 15.0))
-    return np.where(m >= 15.0, log_part, lin)
+@lru_cache(maxsize=1)
+def numba_available() -> bool:
+    """True when numba is installed (its kernels compile on first use and are cached on disk)."""
+    return importlib.util.find_spec("numba") is not None
 
 
-@lru_cache(maxsize=16)
-def _constants(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, n_mfcc: int,
-               win_length: int, window: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
-    """Sparse Slaney mel bands (start, length, weights (M, W)), DCT (n_mfcc, M), window (n_fft,)."""
-    freqs = np.linspace(0.0, sr / 2.0, 1 + n_fft // 2)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = mel_f[:, None] - freqs[None, :]
-    weights = np.zeros((n_mels, freqs.size))
-    for i in range(n_mels):
-        lower = -ramps[i] / fdiff[i]
-        upper = ramps[i + 2] / fdiff[i + 1]
-        weights[i] = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
-    start = np.zeros(n_mels, dtype=np.int64)
-    length = np.zeros(n_mels, dtype=np.int64)
-    for i in range(n_mels):
-        nz = np.nonzero(weights[i])[0]
-        if nz.size:
-            start[i], length[i] = nz[0], nz[-1] - nz[0] + 1
-    band = np.zeros((n_mels, max(1, int(length.max()))))
-    for i in range(n_mels):
-        band[i, :length[i]] = weights[i, start[i]:start[i] + length[i]]
-    k = np.arange(n_mfcc)[:, None]
-    m = np.arange(n_mels)[None, :]
-    dct = np.cos(np.pi * k * (2 * m + 1) / (2 * n_mels)) * math.sqrt(2.0 / n_mels)
-    dct[0] *= 1.0 / math.sqrt(2.0)
-    n = torch.arange(win_length, dtype=torch.float64)
-    if window == "hann":
-        win = 0.5 - 0.5 * torch.cos(2 * math.pi * n / win_length)
-    else:
-        win = 0.54 - 0.46 * torch.cos(2 * math.pi * n / win_length)
-    left = (n_fft - win_length) // 2
-    full = torch.zeros(n_fft, dtype=torch.float64)
-    full[left:left + win_length] = win
-    return start, length, band, dct, full
+def _ops():
+    """``torch.ops.ddfad``, after loading the extension that defines its CPU operators."""
+    if not extension_loaded():
+        raise BackendUnavailableError("the C++ extension ddfad_fast._C is not built (pip install --no-build-isolation "
+                                      "-e . builds it; DDFAD_NO_EXT=1 skips it)")
+    return torch.ops.ddfad
 
 
-def _power_frames(waves: torch.Tensor, config: FeatureConfig, window: torch.Tensor) -> torch.Tensor:
-    """Pre-emphasis, centre padding, framing, window, rFFT, |.|^2 -> (B, T, F), waves' dtype."""
-    x = waves
-    if config.preemphasis:
-        # librosa passes zi = 2*y0 - y1 to lfilter as its state, so out[0] = y0 + zi
-        zi = 2 * x[:, :1] - x[:, 1:2] if x.shape[1] > 1 else x[:, :1]
-        prev = torch.cat([-zi / config.preemphasis, x[:, :-1]], dim=1)
-        x = x - config.preemphasis * prev
-    pad = config.n_fft // 2
-    x = torch.nn.functional.pad(x, (pad, pad))
-    # Only the win_length nonzero window taps are framed; rfft zero-pads to n_fft. That shifts each
-    # frame circularly by the window's left offset, which leaves the power spectrum unchanged.
-    n_frames = 1 + (x.shape[1] - config.n_fft) // config.hop_length
-    left = (config.n_fft - config.win_length) // 2
-    taps = x[:, left:left + (n_frames - 1) * config.hop_length + config.win_length]
-    frames = taps.unfold(1, config.win_length, config.hop_length) * window[left:left + config.win_length].to(x.dtype)
-    spec = torch.fft.rfft(frames, n=config.n_fft, dim=-1)
-    return spec.real.square() + spec.imag.square()
+def _kernels():
+    if not numba_available():
+        raise BackendUnavailableError("the numba backend needs numba (pip install numba)")
+    from . import _numba_kernels
+    return _numba_kernels
 
 
-def mfcc(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
-    """MFCCs of ``waves`` (B, L) float32/float64 -> (B, n_mfcc, T) in the waves' dtype."""
-    fmax = config.fmax if config.fmax is not None else config.sample_rate / 2.0
-    start, length, band, dct, window = _constants(
-        config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), float(fmax),
-        config.n_mfcc, config.win_length, config.window)
-    power = _power_frames(waves, config, window).contiguous().numpy()
-    out = np.empty((power.shape[0], config.n_mfcc, power.shape[1]), dtype=power.dtype)
-    ref_db = 10.0 * math.log10(max(config.amin, config.ref))
+# ----------------------------------------------------------------------------------------------------
+# constants, all derived from ddfad_fast.dsp
+@lru_cache(maxsize=32)
+def _mel_bands(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> Tuple[np.ndarray, np.ndarray]:
+    """The Slaney filterbank in band form: ((n_mels, 2) int64 [first bin, bin count], (n_mels, W) float64 weights)."""
+    bank = dsp.mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+    bands = np.zeros((n_mels, 2), dtype=np.int64)
+    for m, row in enumerate(bank):
+        nonzero = np.flatnonzero(row)
+        if nonzero.size:
+            bands[m] = nonzero[0], nonzero[-1] - nonzero[0] + 1
+    weights = np.zeros((n_mels, max(1, int(bands[:, 1].max()))))
+    for m, (first, count) in enumerate(bands):
+        weights[m, :count] = bank[m, first:first + count]
+    return bands, weights
+
+
+@lru_cache(maxsize=64)
+def _delta_bands(n_frames: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Deltas of order 1 and 2 in band form: ((T,) int64 first frame of each row's window, (2, W, T) float64).
+
+    Row t of ``dsp.delta_matrix(T, width, order)`` is nonzero only on frames [start[t], start[t] + min(W, T)).
+    """
+    span = min(width, n_frames)
+    half = width // 2
+    start = np.clip(np.arange(n_frames) - half, 0, n_frames - span).astype(np.int64)
+    coef = np.zeros((2, width, n_frames))
+    rows = np.arange(n_frames)
+    for i, order in enumerate((1, 2)):
+        matrix = dsp.delta_matrix(n_frames, width, order)
+        cols = start[None, :] + np.arange(span)[:, None]                # (span, T)
+        coef[i, :span] = matrix[rows[None, :], cols]
+        rebuilt = np.zeros_like(matrix)
+        rebuilt[rows[None, :], cols] = coef[i, :span]
+        if not np.array_equal(rebuilt, matrix):
+            raise AssertionError(f"delta matrix of {n_frames} frames is not banded with width {span}")
+    return start, coef
+
+
+def _tensor(array: np.ndarray, dtype: torch.dtype) -> Tensor:
+    return dsp.as_tensor(array, dtype)
+
+
+def _feature_tables(config: FeatureConfig, n_frames: int, dtype: torch.dtype) -> Dict[str, Tensor]:
+    bands, weights = _mel_bands(config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), config.f_max)
+    start, coef = _delta_bands(n_frames, config.delta_width)
+    return {
+        "window": _tensor(dsp.window(config.window, config.win_length, config.n_fft), dtype),
+        "mel_bands": _tensor(bands, torch.int64),
+        "mel_weights": _tensor(weights, dtype),
+        "dct": _tensor(dsp.dct_matrix(config.n_mels, config.n_mfcc), dtype),
+        "delta_start": _tensor(start, torch.int64),
+        "delta_coef": _tensor(coef, dtype),
+    }
+
+
+def _check_feature_config(config: FeatureConfig, backend: str) -> None:
+    if not config.center or config.pad_mode != "constant":
+        raise ParameterError(f"{backend} fd_mfcc needs center=True and pad_mode='constant', got "
+                             f"center={config.center}, pad_mode={config.pad_mode!r}")
+
+
+def _ref_db(config: FeatureConfig) -> float:
+    return 10.0 * math.log10(max(config.amin, config.ref))
+
+
+# ----------------------------------------------------------------------------------------------------
+# backend "cpu": C++ operators
+def _fd_mfcc_cpu(waves: Tensor, config: FeatureConfig, with_deltas: bool) -> Tensor:
+    _check_feature_config(config, "cpu")
+    tab = _feature_tables(config, config.n_frames(waves.shape[1]), waves.dtype)
+    top_db = None if config.top_db is None else float(config.top_db)
+    return _ops().fd_mfcc(waves.contiguous(), tab["window"], tab["mel_bands"], tab["mel_weights"], tab["dct"],
+                                   tab["delta_start"], tab["delta_coef"], config.hop_length, float(config.preemphasis),
+                                   float(config.amin), _ref_db(config), top_db, with_deltas, FEATURE_GROUP)
+
+
+def fd_mfcc_cpu(waves: Tensor, config: FeatureConfig) -> Tensor:
+    """FD-MFCC with the C++ extension: (B, L) float32/float64 contiguous -> (B, 3, n_mfcc, T), same dtype."""
+    return _fd_mfcc_cpu(waves, config, True)
+
+
+def mfcc_cpu(waves: Tensor, config: FeatureConfig) -> Tensor:
+    """MFCCs with the C++ extension: (B, L) -> (B, n_mfcc, T), same dtype."""
+    return _fd_mfcc_cpu(waves, config, False)
+
+
+def _gla_tables(n_fft: int, hop_length: int, win_length: int, window: str, n_frames: int,
+                dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+    win = _tensor(dsp.window(window, win_length, n_fft), dtype)
+    inv_env = _tensor(dsp.inverse_envelope(window, win_length, n_fft, hop_length, n_frames), dtype)
+    return win, inv_env
+
+
+def griffin_lim_cpu(magnitude: Tensor, n_fft: int, hop_length: int, win_length: int, window: str, n_iter: int,
+                    momentum: float, init_phase: Tensor, length: int) -> Tensor:
+    """Fast Griffin-Lim with the C++ extension: magnitude (B, F, T), init_phase (B, F, T) complex -> (B, length)."""
+    win, inv_env = _gla_tables(n_fft, hop_length, win_length, window, magnitude.shape[2], magnitude.dtype)
+    return _ops().griffin_lim(magnitude.contiguous(), init_phase.contiguous(), win, inv_env, hop_length,
+                                       n_iter, float(momentum), length, GLA_GROUP)
+
+
+# ----------------------------------------------------------------------------------------------------
+# backend "numba": numba kernels around torch.fft
+def _fd_mfcc_numba(waves: Tensor, config: FeatureConfig, with_deltas: bool) -> Tensor:
+    _check_feature_config(config, "numba")
+    kernels = _kernels()
+    n_frames = config.n_frames(waves.shape[1])
+    tab = {k: v.numpy() for k, v in _feature_tables(config, n_frames, waves.dtype).items()}
     top_db = -1.0 if config.top_db is None else float(config.top_db)
-    mel_db_dct(power, start, length, band, dct, float(config.amin), ref_db, top_db, out)
-    return torch.from_numpy(out)
+    source = waves.contiguous().numpy()
+    parts = []
+    for start in range(0, source.shape[0], NUMBA_FEATURE_CHUNK):     # chunks keep the FFT's data in cache
+        frames = kernels.frame_waves(source[start:start + NUMBA_FEATURE_CHUNK], tab["window"], config.hop_length,
+                                     float(config.preemphasis))
+        spec = torch.fft.rfft(torch.from_numpy(frames), dim=-1)
+        parts.append(kernels.spectrum_to_features(torch.view_as_real(spec).numpy(), tab["mel_bands"],
+                                                  tab["mel_weights"], tab["dct"], tab["delta_start"],
+                                                  tab["delta_coef"], float(config.amin), _ref_db(config), top_db,
+                                                  with_deltas))
+    out = torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
+    return out if with_deltas else out[:, 0]
 
 
-backends.register("mfcc", "numba", mfcc, devices=("cpu",))
+def fd_mfcc_numba(waves: Tensor, config: FeatureConfig) -> Tensor:
+    """FD-MFCC with numba kernels: (B, L) float32/float64 -> (B, 3, n_mfcc, T), same dtype."""
+    return _fd_mfcc_numba(waves, config, True)
+
+
+def mfcc_numba(waves: Tensor, config: FeatureConfig) -> Tensor:
+    """MFCCs with numba kernels: (B, L) -> (B, n_mfcc, T), same dtype."""
+    return _fd_mfcc_numba(waves, config, False)
+
+
+def griffin_lim_numba(magnitude: Tensor, n_fft: int, hop_length: int, win_length: int, window: str, n_iter: int,
+                      momentum: float, init_phase: Tensor, length: int) -> Tensor:
+    """Fast Griffin-Lim with numba overlap-add / step kernels around torch.fft; contract of :func:`griffin_lim_cpu`."""
+    kernels = _kernels()
+    win, inv_env = (t.numpy() for t in _gla_tables(n_fft, hop_length, win_length, window, magnitude.shape[2],
+                                                     magnitude.dtype))
+    mag = magnitude.transpose(1, 2).contiguous()                                      # (B, T, F)
+    x = (init_phase.to(magnitude.dtype.to_complex()) * magnitude).transpose(1, 2).contiguous()
+    cur, prev = torch.empty_like(x), torch.zeros_like(x)
+    mag_np, x_np = mag.numpy(), torch.view_as_real(x).numpy()
+    coef = momentum / (1.0 + momentum)
+    for _ in range(n_iter):
+        frames = kernels.overlap_add(torch.fft.irfft(x, n=n_fft).numpy(), win, inv_env, hop_length, length, True)
+        torch.fft.rfft(torch.from_numpy(frames), out=cur)
+        kernels.gla_step(x_np, torch.view_as_real(cur).numpy(), torch.view_as_real(prev).numpy(), mag_np, coef)
+        cur, prev = prev, cur
+    signal = kernels.overlap_add(torch.fft.irfft(x, n=n_fft).numpy(), win, inv_env, hop_length, length, False)
+    return torch.from_numpy(signal[:, 0])
+
+
+# ----------------------------------------------------------------------------------------------------
+for _op, _cpu, _numba in (("fd_mfcc", fd_mfcc_cpu, fd_mfcc_numba), ("mfcc", mfcc_cpu, mfcc_numba),
+                          ("griffin_lim", griffin_lim_cpu, griffin_lim_numba)):
+    backends.register(_op, "cpu", _cpu, devices=("cpu",), available=extension_loaded)
+    backends.register(_op, "numba", _numba, devices=("cpu",), available=numba_available)
+    # measured on 2 cores (bench/results/*.json): the C++ backend wins every op, preset and batch size.
+    # Without it, numba beats the reference for Griffin-Lim (3.3x at B=16) but not for fd_mfcc at B=64
+    # (0.84x): numba is a fallback for griffin_lim only, and forced-only for the feature ops.
+    backends.set_preference(_op, "cpu", ("cpu", "numba") if _op == "griffin_lim" else ("cpu",))
+del _op, _cpu, _numba

@@ -2,267 +2,432 @@
 
 Importing this module needs neither triton nor a CUDA build: kernels are imported on first use and
 availability is probed lazily. Each backend's work runs inside one ``torch.library.custom_op``
-(``ddfad_gpu::*``, with a fake implementation), so compiled callers keep one graph. The CUDA backend
-calls the ``ddfad::gla_step`` / ``ddfad::overlap_add`` operators of ``ddfad_fast._C`` (csrc/cuda).
-Constants (window, envelope, mel, DCT, delta matrices) are computed here in float64 and cached per
-device; call a backend once before capturing it in a CUDA graph. No TF32 anywhere.
+(``ddfad_gpu::fd_mfcc`` / ``ddfad_gpu::griffin_lim``, with fake implementations), so compiled callers
+keep one graph. The CUDA backend calls operators of ``ddfad_fast._C`` (csrc/cuda):
+
+* fd_mfcc: ``ddfad::fd_mfcc_fused`` for power-of-two n_fft (one pass frames, transforms in shared
+  memory, takes power, mel and dB of a tile of frames, a second the DCT and deltas: the frames and the
+  spectrum never reach device memory); otherwise ``ddfad::frame_waves`` -> ``torch.fft.rfft`` (cuFFT)
+  -> ``ddfad::mfcc_post``.
+* griffin_lim: ``ddfad::gla_fused_step`` (one kernel per iteration: inverse FFT, overlap-add, forward
+  FFT and the momentum step of a tile of frames, with its own shared-memory FFT; ~36 bytes a bin) for
+  power-of-two n_fft; otherwise, and for the final inverse STFT, ``torch.fft`` with ``ddfad::gla_step``
+  / ``ddfad::overlap_add_out``.
+
+The Triton backend (kernels/fd_mfcc.py, kernels/griffin_lim.py): framing -> rfft -> two tiled post-FFT
+passes; Griffin-Lim on pairs of real frames packed into complex C2C transforms (~76 bytes a bin).
+Inverse FFTs run unscaled (norm="forward", the 1/n_fft folded into the envelope) and no torch.fft
+out= variant is used: both would add a full pass over the data. Constants come from
+:mod:`ddfad_fast.dsp` (float64, cached per device by ``dsp.as_tensor``); call a backend once before
+capturing it in a CUDA graph so that they exist. No TF32 anywhere: every product is an fp32 FMA.
 """
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
-import json
 import math
-from typing import Dict, Optional, Tuple
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
 
-from . import backends
+from . import backends, dsp
 from .config import FeatureConfig
 from .errors import ParameterError
 
-_CACHE: Dict[tuple, Tuple[torch.Tensor, ...]] = {}
-MAX_TRITON_FRAMES = 512   # the fused post-FFT kernel keeps a whole clip's (T, n_mels) tile in one program
+MEL_GROUP = 16                 # mel bands per group of the Triton mel pass (kernels/fd_mfcc.py MEL_GROUP)
+FUSED_GLA_MAX_SMEM = 200 * 1024   # bytes of shared memory the fused CUDA iteration may use per block
+_CUDA_FD_MFCC_OPS = ("fd_mfcc_fused", "frame_waves", "mfcc_post")
+_CUDA_GLA_OPS = ("gla_step", "overlap_add", "overlap_add_out", "gla_fused_step")
 
 
+# ----------------------------------------------------------------------------------------------
+# availability
+# ----------------------------------------------------------------------------------------------
 def _triton_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
 
 
+def _on_device(tensor: torch.Tensor, backend: str) -> bool:
+    """CUDA tensors; CPU tensors too for Triton under TRITON_INTERPRET=1 (the tests without a GPU)."""
+    return tensor.is_cuda or (backend == "triton" and os.environ.get("TRITON_INTERPRET") == "1")
+
+
+def _has_cuda_kernel(op: str) -> bool:
+    try:
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key(f"ddfad::{op}", "CUDA"))
+    except RuntimeError:        # operator not registered at all
+        return False
+
+
+def _jit_build() -> None:
+    """Build the CUDA operators with torch.utils.cpp_extension.load (only with DDFAD_CUDA_JIT=1).
+
+    For development and the GPU suite when ``ddfad_fast._C`` cannot be imported at all (so the two never
+    define the same schema): csrc/cuda plus csrc/cpu/ops.cpp, which holds the shared schemas.
+    """
+    from torch.utils.cpp_extension import load
+
+    root = Path(__file__).resolve().parents[1] / "csrc"
+    sources = sorted(str(p) for p in (root / "cuda").glob("*.cu")) + sorted(str(p) for p in (root / "cuda").glob("*.cpp"))
+    if (root / "cpu" / "ops.cpp").exists():
+        sources.append(str(root / "cpu" / "ops.cpp"))
+    load(name="ddfad_cuda_jit", sources=sources, extra_include_paths=[str(root), str(root / "cuda")],
+         extra_cflags=["-O3", "-std=c++17", "-DWITH_CUDA"],
+         extra_cuda_cflags=["-O3", "-std=c++17", "-gencode=arch=compute_90,code=sm_90"],
+         is_python_module=False, verbose=os.environ.get("DDFAD_CUDA_JIT_VERBOSE", "0") == "1")
+
+
 @functools.lru_cache(maxsize=1)
-def _cuda_ext_loaded() -> bool:
+def _cuda_ops_loaded() -> bool:
+    if not torch.cuda.is_available():
+        return False
     try:
         importlib.import_module("ddfad_fast._C")
-        torch.ops.ddfad.gla_step  # noqa: B018  (raises AttributeError when built without CUDA sources)
-        torch.ops.ddfad.overlap_add  # noqa: B018
-    except (ImportError, AttributeError, RuntimeError):
-        return False
+    except ImportError:
+        if os.environ.get("DDFAD_CUDA_JIT", "0") != "1":
+            return False
+        try:
+            _jit_build()
+        except Exception as exc:  # a failed build means "no cuda backend", once, not an error at every probe
+            warnings.warn(f"DDFAD_CUDA_JIT=1: building csrc/cuda failed: {exc}", RuntimeWarning)
+            return False
     return True
 
 
-def _cuda_available() -> bool:
-    return torch.cuda.is_available() and _cuda_ext_loaded()
+def _cuda_available(ops: Tuple[str, ...]) -> bool:
+    return _cuda_ops_loaded() and all(_has_cuda_kernel(op) for op in ops)
 
 
-def window_vector(name: str, win_length: int, n_fft: int) -> np.ndarray:
-    """Periodic Hann / Hamming window of ``win_length`` zero-padded (centred) to ``n_fft``; float64."""
-    n = np.arange(win_length)
-    if name == "hann":
-        w = 0.5 - 0.5 * np.cos(2 * np.pi * n / win_length)
-    elif name == "hamming":
-        w = 0.54 - 0.46 * np.cos(2 * np.pi * n / win_length)
-    else:
-        raise ParameterError(f"window must be 'hann' or 'hamming', got {name!r}")
-    out = np.zeros(n_fft)
-    start = (n_fft - win_length) // 2
-    out[start:start + win_length] = w
+# ----------------------------------------------------------------------------------------------
+# constants (numpy, cached so that dsp.as_tensor caches their device copies)
+# ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def mel_band_ranges(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """(n_mels, 2) int32: the non-zero bins [lo, hi) of each Slaney band (lo = hi = 0 for an empty band)."""
+    bank = dsp.mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+    out = np.zeros((n_mels, 2), dtype=np.int32)
+    for m in range(n_mels):
+        nz = np.flatnonzero(bank[m])
+        if nz.size:
+            out[m] = (nz[0], nz[-1] + 1)
     return out
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    f = np.asarray(f, dtype=np.float64)
-    lin = f / (200.0 / 3)
-    logstep = math.log(6.4) / 27.0
-    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-30) / 1000.0) / logstep, lin)
+@functools.lru_cache(maxsize=64)
+def mel_group_ranges(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
+                     group: int = MEL_GROUP) -> np.ndarray:
+    """(ceil(n_mels / group), 2) int32: the bins [lo, hi) where any band of each group of ``group`` is non-zero."""
+    bands = mel_band_ranges(sample_rate, n_fft, n_mels, fmin, fmax)
+    out = np.zeros(((n_mels + group - 1) // group, 2), dtype=np.int32)
+    for g in range(out.shape[0]):
+        rows = bands[g * group:(g + 1) * group]
+        rows = rows[rows[:, 1] > rows[:, 0]]
+        if rows.size:
+            out[g] = (rows[:, 0].min(), rows[:, 1].max())
+    return out
 
 
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    logstep = math.log(6.4) / 27.0
-    return np.where(m >= 15.0, 1000.0 * np.exp(logstep * (m - 15.0)), (200.0 / 3) * m)
+@functools.lru_cache(maxsize=16)
+def delta_coefficients(width: int) -> np.ndarray:
+    """(2, width, width) float64: [order - 1, x0] = Savitzky-Golay weights of a frame at position x0 of its window.
 
-
-def mel_matrix(cfg: FeatureConfig) -> np.ndarray:
-    """Slaney-scale, Slaney-normalised mel filterbank (n_mels, n_fft//2 + 1), float64."""
-    fft_freqs = np.linspace(0, cfg.sample_rate / 2, cfg.n_freqs)
-    mel_pts = np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(cfg.f_max), cfg.n_mels + 2)
-    hz = _mel_to_hz(mel_pts)
-    fdiff = np.diff(hz)
-    ramps = hz[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
-    return weights * (2.0 / (hz[2:] - hz[:-2]))[:, None]
-
-
-def dct_basis(n_mels: int, n_mfcc: int) -> np.ndarray:
-    """Ortho DCT-II as an (n_mels, n_mfcc) matrix: mfcc = log_mel @ basis; float64."""
-    m = np.arange(n_mels)
-    c = np.arange(n_mfcc)
-    basis = np.cos(np.pi * c[None, :] * (2 * m[:, None] + 1) / (2 * n_mels)) * math.sqrt(2.0 / n_mels)
-    basis[:, 0] = math.sqrt(1.0 / n_mels)
-    return basis
-
-
-def delta_matrix(n_frames: int, width: int, order: int) -> np.ndarray:
-    """(T, T) matrix D with delta = D @ x along time: librosa ``feature.delta(width, order, mode="interp")``.
-
-    Each output frame is the ``order``-th derivative, at that frame, of the degree-``order`` least-squares
-    polynomial through the ``width``-frame window centred on it (clamped inside the clip at the edges),
-    which is Savitzky-Golay with interp edges. Clips shorter than ``width`` frames are edge-padded to
-    ``width`` frames first and the result cropped back (the "edge" short-clip rule).
+    Row x0 of ``dsp.delta_matrix(width, width, order)``: for a clip of exactly ``width`` frames every
+    window starts at frame 0, so frame x0's weights are the ones any frame at offset x0 of its window uses.
     """
-    if n_frames < width:
-        pad_left = (width - n_frames) // 2
-        src = np.clip(np.arange(width) - pad_left, 0, n_frames - 1)
-        expand = np.zeros((width, n_frames))
-        expand[np.arange(width), src] = 1.0
-        return delta_matrix(width, width, order)[pad_left:pad_left + n_frames] @ expand
-    x = np.arange(width, dtype=np.float64)
-    vander = x[:, None] ** np.arange(order + 1)[None, :]
-    fit = np.linalg.pinv(vander)                                        # (order+1, width)
-    out = np.zeros((n_frames, n_frames))
-    half = width // 2
-    for t in range(n_frames):
-        start = min(max(t - half, 0), n_frames - width)
-        x0 = t - start
-        deriv = np.array([math.factorial(j) / math.factorial(j - order) * x0 ** (j - order) if j >= order else 0.0
-                          for j in range(order + 1)])
-        out[t, start:start + width] = deriv @ fit
-    return out
+    return np.stack([dsp.delta_matrix(width, width, 1), dsp.delta_matrix(width, width, 2)])
 
 
-def feature_constants(cfg: FeatureConfig, n_frames: int, device: torch.device) -> Tuple[torch.Tensor, ...]:
-    """(window (n_fft,), mel_t (F, n_mels), dct (n_mels, n_mfcc), d1 (T, T), d2 (T, T)) float32 on device."""
-    key = ("feat", json.dumps(cfg.to_dict(), sort_keys=True), n_frames, str(device))
-    if key not in _CACHE:
-        arrays = (window_vector(cfg.window, cfg.win_length, cfg.n_fft), mel_matrix(cfg).T,
-                  dct_basis(cfg.n_mels, cfg.n_mfcc), delta_matrix(n_frames, cfg.delta_width, 1),
-                  delta_matrix(n_frames, cfg.delta_width, 2))
-        _CACHE[key] = tuple(torch.tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device) for a in arrays)
-    return _CACHE[key]
+@functools.lru_cache(maxsize=16)
+def fft_twiddles(n_fft: int) -> np.ndarray:
+    """(n_fft // 2, 2) float64: (cos, sin) of -2 pi k / n_fft, the twiddle table of the fused CUDA FFT."""
+    k = np.arange(n_fft // 2)
+    angle = -2.0 * np.pi * k / n_fft
+    return np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
-def gla_constants(n_fft: int, hop_length: int, win_length: int, window: str, n_frames: int,
-                  dtype: torch.dtype, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(window (n_fft,), inverse envelope (n_fft + hop*(T-1),)) for the overlap-add, in ``dtype``."""
-    key = ("gla", n_fft, hop_length, win_length, window, n_frames, dtype, str(device))
-    if key not in _CACHE:
-        w = window_vector(window, win_length, n_fft)
-        env = np.zeros(n_fft + hop_length * (n_frames - 1))
-        for t in range(n_frames):
-            env[t * hop_length:t * hop_length + n_fft] += w * w
-        tiny = np.finfo(np.float32 if dtype == torch.float32 else np.float64).tiny
-        inv = np.where(env > tiny, 1.0 / np.where(env > tiny, env, 1.0), 1.0)
-        _CACHE[key] = (torch.tensor(w, dtype=dtype, device=device), torch.tensor(inv, dtype=dtype, device=device))
-    return _CACHE[key]
+@dataclass(frozen=True)
+class FeatureTensors:
+    """Device constants of one FeatureConfig (float32 unless said)."""
+
+    window: torch.Tensor        # (n_fft,)
+    mel: torch.Tensor           # (n_mels, F)
+    groups: torch.Tensor        # (ceil(n_mels / 16), 2) int32
+    bands: torch.Tensor         # (n_mels, 2) int32
+    dct: torch.Tensor           # (n_mfcc, n_mels)
+    delta: torch.Tensor         # (2, W, W)
 
 
+def feature_tensors(cfg: FeatureConfig, device: torch.device) -> FeatureTensors:
+    """The constants the GPU fd_mfcc backends need, on ``device`` (cached)."""
+    mel_args = (cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max)
+    f32 = torch.float32
+    return FeatureTensors(
+        window=dsp.as_tensor(dsp.window(cfg.window, cfg.win_length, cfg.n_fft), f32, device),
+        mel=dsp.as_tensor(dsp.mel_filterbank(*mel_args), f32, device),
+        groups=dsp.as_tensor(mel_group_ranges(*mel_args), torch.int32, device),
+        bands=dsp.as_tensor(mel_band_ranges(*mel_args), torch.int32, device),
+        dct=dsp.as_tensor(dsp.dct_matrix(cfg.n_mels, cfg.n_mfcc), f32, device),
+        delta=dsp.as_tensor(delta_coefficients(cfg.delta_width), f32, device),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def scaled_inverse_envelope(window: str, win_length: int, n_fft: int, hop_length: int, n_frames: int) -> np.ndarray:
+    """dsp.inverse_envelope / n_fft: the overlap-add normalisation of frames from an unscaled inverse FFT.
+
+    The loops call the inverse FFTs with norm="forward" (no scaling): torch applies the default 1/n_fft
+    as one more pass over the frames, which this folds into the envelope for free.
+    """
+    return dsp.inverse_envelope(window, win_length, n_fft, hop_length, n_frames) / n_fft
+
+
+def gla_tensors(n_fft: int, hop_length: int, win_length: int, window: str, n_frames: int,
+                dtype: torch.dtype, device: torch.device, unscaled: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(window (n_fft,), inverse envelope (n_fft + hop*(T-1),)) in ``dtype`` on ``device`` (cached).
+
+    unscaled=True: the envelope divided by n_fft too, for frames of an inverse FFT with norm="forward".
+    """
+    env = (scaled_inverse_envelope if unscaled else dsp.inverse_envelope)(window, win_length, n_fft, hop_length,
+                                                                          n_frames)
+    return dsp.as_tensor(dsp.window(window, win_length, n_fft), dtype, device), dsp.as_tensor(env, dtype, device)
+
+
+# ----------------------------------------------------------------------------------------------
+# fd_mfcc
+# ----------------------------------------------------------------------------------------------
 _FEATURE_FIELDS = ("sample_rate", "preemphasis", "n_fft", "win_length", "hop_length", "window", "n_mels", "fmin",
                    "fmax", "top_db", "amin", "ref", "n_mfcc", "delta_width")
 
 
-def _fd_mfcc_impl(waves: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
-    from ddfad_fast.kernels.fd_mfcc import frame_waves, mfcc_from_spectrum
+def fused_stft_supported(n_fft: int) -> bool:
+    """Whether ``ddfad::fd_mfcc_fused`` handles n_fft: a power of two in [4, 8192]."""
+    return 4 <= n_fft <= 8192 and n_fft & (n_fft - 1) == 0
 
+
+def _fd_mfcc_impl(waves: torch.Tensor, cfg: FeatureConfig, backend: str) -> torch.Tensor:
     B, L = waves.shape
     T = cfg.n_frames(L)
-    window, mel_t, dct, d1, d2 = feature_constants(cfg, T, waves.device)
-    frames = frame_waves(waves, window, cfg.hop_length, cfg.preemphasis)
-    spec = torch.fft.rfft(frames).reshape(B, T, cfg.n_freqs)
-    return mfcc_from_spectrum(spec, mel_t, dct, d1, d2, cfg.amin, cfg.ref, cfg.top_db)
-
-
-def _gla_kernels(backend: str):
+    c = feature_tensors(cfg, waves.device)
     if backend == "triton":
-        from ddfad_fast.kernels.griffin_lim import gla_step, overlap_add
-        return gla_step, overlap_add
-    return torch.ops.ddfad.gla_step, torch.ops.ddfad.overlap_add
+        from ddfad_fast.kernels.fd_mfcc import frame_waves, mfcc_from_spectrum
+
+        frames = frame_waves(waves, c.window, cfg.hop_length, cfg.preemphasis)
+        spec = torch.fft.rfft(frames).view(B, T, cfg.n_freqs)
+        return mfcc_from_spectrum(spec, c.mel, c.groups, c.dct, c.delta, cfg.amin, cfg.ref, cfg.top_db)
+    ref_db = 10.0 * math.log10(max(cfg.amin, cfg.ref))
+    top_db = None if cfg.top_db is None else float(cfg.top_db)
+    if fused_stft_supported(cfg.n_fft):
+        twiddle = dsp.as_tensor(fft_twiddles(cfg.n_fft), torch.float32, waves.device)
+        return torch.ops.ddfad.fd_mfcc_fused(waves, c.window, twiddle, c.mel, c.bands, c.dct, c.delta, cfg.hop_length,
+                                             float(cfg.preemphasis), float(cfg.amin), ref_db, top_db, 0, 0)
+    frames = torch.ops.ddfad.frame_waves(waves, c.window, cfg.hop_length, float(cfg.preemphasis))
+    spec = torch.fft.rfft(frames).view(B, T, cfg.n_freqs)
+    return torch.ops.ddfad.mfcc_post(spec, c.mel, c.bands, c.dct, c.delta, float(cfg.amin), ref_db, top_db)
+
+
+@torch.library.custom_op("ddfad_gpu::fd_mfcc", mutates_args=())
+def _fd_mfcc_op(waves: torch.Tensor, sample_rate: int, preemphasis: float, n_fft: int, win_length: int,
+                hop_length: int, window: str, n_mels: int, fmin: float, fmax: Optional[float],
+                top_db: Optional[float], amin: float, ref: float, n_mfcc: int, delta_width: int,
+                backend: str) -> torch.Tensor:
+    cfg = FeatureConfig(sample_rate=sample_rate, fixed_length=None, preemphasis=preemphasis, n_fft=n_fft,
+                        win_length=win_length, hop_length=hop_length, window=window, n_mels=n_mels, fmin=fmin,
+                        fmax=fmax, top_db=top_db, amin=amin, ref=ref, n_mfcc=n_mfcc, delta_width=delta_width)
+    return _fd_mfcc_impl(waves, cfg, backend)
+
+
+@_fd_mfcc_op.register_fake
+def _(waves, sample_rate, preemphasis, n_fft, win_length, hop_length, window, n_mels, fmin, fmax, top_db, amin,
+      ref, n_mfcc, delta_width, backend):
+    return waves.new_empty((waves.shape[0], 3, n_mfcc, 1 + waves.shape[1] // hop_length))
+
+
+def _fd_mfcc(backend: str, waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    if waves.dim() != 2 or waves.dtype != torch.float32 or not _on_device(waves, backend):
+        raise ParameterError(f"{backend} fd_mfcc needs (B, L) float32 CUDA waves, got {tuple(waves.shape)} "
+                             f"{waves.dtype} on {waves.device}")
+    # like the reference, the STFT is centred with zero padding (config.center / pad_mode are not consulted)
+    return _fd_mfcc_op(waves.contiguous(), *(getattr(config, name) for name in _FEATURE_FIELDS), backend)
+
+
+def fd_mfcc_triton(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """FD-MFCC with Triton kernels. waves: (B, L) float32 CUDA -> (B, 3, n_mfcc, 1 + L // hop) float32."""
+    return _fd_mfcc("triton", waves, config)
+
+
+def fd_mfcc_cuda(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """FD-MFCC with the CUDA kernels of ddfad_fast._C; same contract as :func:`fd_mfcc_triton`."""
+    return _fd_mfcc("cuda", waves, config)
+
+
+# ----------------------------------------------------------------------------------------------
+# griffin_lim
+# ----------------------------------------------------------------------------------------------
+def fused_gla_smem_bytes(n_fft: int, hop_length: int, tile_frames: int, itemsize: int) -> int:
+    """Shared memory of one block of ``ddfad::gla_fused_step`` (must match csrc/cuda/griffin_lim_kernels.cu)."""
+    halo = (n_fft - 1) // hop_length
+    in_frames = tile_frames + 2 * halo
+    segment = (tile_frames - 1) * hop_length + n_fft
+    return itemsize * (n_fft + in_frames * n_fft + segment)       # twiddles, frame buffers, signal segment
+
+
+def fused_gla_supported(n_fft: int, hop_length: int, dtype: torch.dtype) -> bool:
+    """Whether ``ddfad::gla_fused_step`` handles this size: power-of-two n_fft in [4, 8192] and a one-frame tile fits."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return (4 <= n_fft <= 8192 and n_fft & (n_fft - 1) == 0
+            and fused_gla_smem_bytes(n_fft, hop_length, 1, itemsize) <= FUSED_GLA_MAX_SMEM)
+
+
+def _initial_state(magnitude: torch.Tensor, init_phase: torch.Tensor, n_fft: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(magnitude (B, T, F), x = init_phase * magnitude (B, T, F) complex with real DC / Nyquist bins)."""
+    mag = magnitude.transpose(1, 2).contiguous()
+    x = (init_phase.to(mag.dtype.to_complex()).transpose(1, 2) * mag).contiguous()
+    real = torch.view_as_real(x)
+    real[:, :, 0, 1] = 0          # an inverse real FFT reads only the real part of these bins
+    if n_fft % 2 == 0:
+        real[:, :, -1, 1] = 0
+    return mag, x
+
+
+def _gla_cufft(step: Callable, ola: Callable, mag: torch.Tensor, x: torch.Tensor, win: torch.Tensor,
+               inv_env: torch.Tensor, n_fft: int, hop_length: int, n_iter: int, length: int) -> torch.Tensor:
+    """The per-frame loop with cuFFT R2C / C2R transforms (inv_env: the unscaled-inverse envelope)."""
+    B, T, _ = mag.shape
+    reframed = torch.empty((B, T, n_fft), dtype=mag.dtype, device=mag.device)
+    prev = torch.zeros_like(x)
+    for _ in range(n_iter):
+        ola(torch.fft.irfft(x, n=n_fft, norm="forward"), win, inv_env, hop_length, length, True, reframed)
+        cur = torch.fft.rfft(reframed)
+        step(x, cur, prev, mag)
+        prev = cur
+    out = torch.empty((B, length), dtype=mag.dtype, device=mag.device)
+    ola(torch.fft.irfft(x, n=n_fft, norm="forward"), win, inv_env, hop_length, length, False, out)
+    return out
+
+
+def _gla_triton(mag: torch.Tensor, x: torch.Tensor, win: torch.Tensor, inv_env: torch.Tensor, params: torch.Tensor,
+                n_fft: int, hop_length: int, n_iter: int, length: int) -> torch.Tensor:
+    """The Triton loop on paired frames (kernels/griffin_lim.py): C2C transforms, 76 bytes a bin an iteration."""
+    from ddfad_fast.kernels.griffin_lim import gla_step_pairs, overlap_add_pairs, pack_pairs
+
+    B, T, F = mag.shape
+    rows = mag.view(B * T, F)
+    z_spec = pack_pairs(x.view(B * T, F), n_fft)          # (P, n_fft): two frames' spectra per row
+    reframed = torch.zeros_like(z_spec)                   # a missing last frame of an odd B*T stays zero
+    w_prev = torch.zeros_like(z_spec)
+    for _ in range(n_iter):
+        overlap_add_pairs(torch.fft.ifft(z_spec, norm="forward"), win, inv_env, B, T, hop_length, length, reframed,
+                          reframe=True)
+        w = torch.fft.fft(reframed)
+        gla_step_pairs(z_spec, w, w_prev, rows, params)
+        w_prev = w
+    out = torch.empty((B, length), dtype=mag.dtype, device=mag.device)
+    return overlap_add_pairs(torch.fft.ifft(z_spec, norm="forward"), win, inv_env, B, T, hop_length, length, out,
+                             reframe=False)
 
 
 def _griffin_lim_impl(magnitude: torch.Tensor, init_phase: torch.Tensor, n_fft: int, hop_length: int,
                       win_length: int, window: str, n_iter: int, momentum: float, length: int,
-                      backend: str) -> torch.Tensor:
-    step, ola = _gla_kernels(backend)
+                      backend: str, tile_frames: int, max_radix: int) -> torch.Tensor:
     B, F, T = magnitude.shape
-    win, inv_env = gla_constants(n_fft, hop_length, win_length, window, T, magnitude.dtype, magnitude.device)
-    mag = magnitude.transpose(1, 2).contiguous()                       # (B, T, F)
-    x = (init_phase.to(mag.dtype.to_complex()).transpose(1, 2) * mag).contiguous()
+    win, inv_env = gla_tensors(n_fft, hop_length, win_length, window, T, magnitude.dtype, magnitude.device,
+                               unscaled=True)
+    mag, x = _initial_state(magnitude, init_phase, n_fft)
+    if backend == "triton":
+        params = torch.empty(2, dtype=mag.dtype, device=mag.device)   # filled by kernels: capturable
+        params[0].fill_(momentum / (1.0 + momentum))
+        params[1].fill_(torch.finfo(mag.dtype).tiny)
+        return _gla_triton(mag, x, win, inv_env, params, n_fft, hop_length, n_iter, length)
+    ops = torch.ops.ddfad
+    ola = lambda f, w, e, h, n, r, o: ops.overlap_add_out(f, w, e, h, n, r, o)  # noqa: E731
+    if tile_frames < 0 or not fused_gla_supported(n_fft, hop_length, mag.dtype):
+        def step(x_, c_, p_, m_):
+            ops.gla_step(x_, c_, p_, m_, momentum)
+            if n_fft % 2 == 0:      # the op stores the DC bin real; the Nyquist bin needs n_fft's parity
+                torch.view_as_real(x_)[:, :, -1, 1].zero_()
+        return _gla_cufft(step, ola, mag, x, win, inv_env, n_fft, hop_length, n_iter, length)
+    twiddle = dsp.as_tensor(fft_twiddles(n_fft), mag.dtype, mag.device)
+    win_plain, inv_env_plain = gla_tensors(n_fft, hop_length, win_length, window, T, mag.dtype, mag.device)
+    x_next = torch.empty_like(x)
     prev = torch.zeros_like(x)
-    cur = torch.empty_like(x)
     for _ in range(n_iter):
-        frames = ola(torch.fft.irfft(x, n=n_fft), win, inv_env, hop_length, length, True)
-        torch.fft.rfft(frames, out=cur)
-        step(x, cur, prev, mag, momentum)
-        prev, cur = cur, prev
-    return ola(torch.fft.irfft(x, n=n_fft), win, inv_env, hop_length, length, False)
-
-
-@torch.library.custom_op("ddfad_gpu::fd_mfcc_triton", mutates_args=())
-def _fd_mfcc_triton_op(waves: torch.Tensor, sample_rate: int, preemphasis: float, n_fft: int, win_length: int,
-                       hop_length: int, window: str, n_mels: int, fmin: float, fmax: Optional[float],
-                       top_db: Optional[float], amin: float, ref: float, n_mfcc: int,
-                       delta_width: int) -> torch.Tensor:
-    cfg = FeatureConfig(sample_rate=sample_rate, fixed_length=None, preemphasis=preemphasis, n_fft=n_fft,
-                        win_length=win_length, hop_length=hop_length, window=window, n_mels=n_mels, fmin=fmin,
-                        fmax=fmax, top_db=top_db, amin=amin, ref=ref, n_mfcc=n_mfcc, delta_width=delta_width)
-    return _fd_mfcc_impl(waves, cfg)
-
-
-@_fd_mfcc_triton_op.register_fake
-def _(waves, sample_rate, preemphasis, n_fft, win_length, hop_length, window, n_mels, fmin, fmax, top_db, amin,
-      ref, n_mfcc, delta_width):
-    return waves.new_empty((waves.shape[0], 3, n_mfcc, 1 + waves.shape[1] // hop_length))
+        ops.gla_fused_step(x, x_next, prev, mag, win_plain, inv_env_plain, twiddle, n_fft, hop_length, length,
+                           momentum, tile_frames, max_radix)
+        x, x_next = x_next, x
+    out = torch.empty((B, length), dtype=mag.dtype, device=mag.device)
+    ola(torch.fft.irfft(x, n=n_fft, norm="forward"), win, inv_env, hop_length, length, False, out)
+    return out
 
 
 @torch.library.custom_op("ddfad_gpu::griffin_lim", mutates_args=())
 def _griffin_lim_op(magnitude: torch.Tensor, init_phase: torch.Tensor, n_fft: int, hop_length: int,
                     win_length: int, window: str, n_iter: int, momentum: float, length: int,
-                    backend: str) -> torch.Tensor:
+                    backend: str, tile_frames: int, max_radix: int) -> torch.Tensor:
     return _griffin_lim_impl(magnitude, init_phase, n_fft, hop_length, win_length, window, n_iter, momentum,
-                             length, backend)
+                             length, backend, tile_frames, max_radix)
 
 
 @_griffin_lim_op.register_fake
-def _(magnitude, init_phase, n_fft, hop_length, win_length, window, n_iter, momentum, length, backend):
+def _(magnitude, init_phase, n_fft, hop_length, win_length, window, n_iter, momentum, length, backend, tile_frames,
+      max_radix):
     return magnitude.new_empty((magnitude.shape[0], length))
 
 
-def fd_mfcc_triton(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
-    """FD-MFCC on the GPU with Triton. waves: (B, L) float32 contiguous -> (B, 3, n_mfcc, T) float32."""
-    if not config.center or config.pad_mode != "constant":
-        raise ParameterError(f"triton fd_mfcc needs center=True and pad_mode='constant', got "
-                             f"center={config.center}, pad_mode={config.pad_mode!r}")
-    if config.n_frames(waves.shape[1]) > MAX_TRITON_FRAMES:
-        raise ParameterError(f"triton fd_mfcc handles up to {MAX_TRITON_FRAMES} frames per clip (one program per "
-                             f"clip), got {config.n_frames(waves.shape[1])} for length {waves.shape[1]}")
-    return _fd_mfcc_triton_op(waves, *(getattr(config, name) for name in _FEATURE_FIELDS))
-
-
 def _griffin_lim(backend: str, magnitude: torch.Tensor, n_fft: int, hop_length: int, win_length: int,
-                 window: str, n_iter: int, momentum: float, init_phase: Optional[torch.Tensor],
-                 length: Optional[int], generator: Optional[torch.Generator]) -> torch.Tensor:
+                 window: str, n_iter: int, momentum: float, init_phase: torch.Tensor, length: int,
+                 tile_frames: int = 0, max_radix: int = 0) -> torch.Tensor:
+    if (magnitude.dim() != 3 or magnitude.dtype not in (torch.float32, torch.float64)
+            or not _on_device(magnitude, backend)):
+        raise ParameterError(f"{backend} griffin_lim needs (B, F, T) float32/float64 CUDA magnitudes, got "
+                             f"{tuple(magnitude.shape)} {magnitude.dtype} on {magnitude.device}")
     B, F, T = magnitude.shape
     if F != n_fft // 2 + 1:
         raise ParameterError(f"magnitude has {F} frequency bins, expected n_fft//2+1 = {n_fft // 2 + 1}")
-    out_len = hop_length * (T - 1) if length is None else int(length)
-    if 1 + out_len // hop_length != T:
-        raise ParameterError(f"length={length} gives {1 + out_len // hop_length} frames, magnitude has {T}")
-    if init_phase is None:
-        gen_device = generator.device if generator is not None else magnitude.device
-        u = torch.rand(magnitude.shape, generator=generator, device=gen_device, dtype=magnitude.dtype)
-        init_phase = torch.polar(torch.ones_like(u), 2 * math.pi * u).to(magnitude.device)
-    return _griffin_lim_op(magnitude.contiguous(), init_phase, n_fft, hop_length, win_length, window, n_iter,
-                           float(momentum), out_len, backend)
+    if length < 1 or 1 + length // hop_length != T:
+        raise ParameterError(f"length={length} gives {1 + length // hop_length} frames, magnitude has {T}")
+    if tuple(init_phase.shape) != (B, F, T):
+        raise ParameterError(f"init_phase has shape {tuple(init_phase.shape)}, magnitude {(B, F, T)}")
+    if max_radix not in (0, 2, 4, 8, 16):
+        raise ParameterError(f"max_radix must be 0 (default), 2, 4, 8 or 16, got {max_radix}")
+    return _griffin_lim_op(magnitude.contiguous(), init_phase.to(magnitude.device), n_fft, hop_length, win_length,
+                           window, int(n_iter), float(momentum), int(length), backend, int(tile_frames),
+                           int(max_radix))
 
 
 def griffin_lim_triton(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: str,
-                       n_iter: int, momentum: float, init_phase: Optional[torch.Tensor] = None,
-                       length: Optional[int] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Fast Griffin-Lim with Triton kernels. magnitude (B, F, T) real -> signal (B, L), L = length or hop*(T-1)."""
+                       n_iter: int, momentum: float, init_phase: torch.Tensor, length: int) -> torch.Tensor:
+    """Fast Griffin-Lim with Triton kernels and cuFFT.
+
+    magnitude: (B, n_fft//2 + 1, T) float32/float64 CUDA; init_phase: (B, F, T) complex unit phasors;
+    length: output samples (1 + length // hop_length must equal T). Returns (B, length), magnitude's dtype.
+    """
     return _griffin_lim("triton", magnitude, n_fft, hop_length, win_length, window, n_iter, momentum,
-                        init_phase, length, generator)
+                        init_phase, length)
 
 
 def griffin_lim_cuda(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: str,
-                     n_iter: int, momentum: float, init_phase: Optional[torch.Tensor] = None,
-                     length: Optional[int] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Fast Griffin-Lim with the CUDA kernels of ddfad_fast._C; same contract as :func:`griffin_lim_triton`."""
+                     n_iter: int, momentum: float, init_phase: torch.Tensor, length: int,
+                     tile_frames: int = 0, max_radix: int = 0) -> torch.Tensor:
+    """Fast Griffin-Lim with the CUDA kernels of ddfad_fast._C; same contract as :func:`griffin_lim_triton`.
+
+    Power-of-two n_fft runs one fused kernel per iteration: ``tile_frames`` output frames per block
+    (0 = chosen by the op), FFT passes of at most ``max_radix`` points (0 = 8). Other sizes, and
+    ``tile_frames < 0`` (for benchmarks), use cuFFT with the CUDA step and overlap-add kernels.
+    """
     return _griffin_lim("cuda", magnitude, n_fft, hop_length, win_length, window, n_iter, momentum,
-                        init_phase, length, generator)
+                        init_phase, length, tile_frames, max_radix)
 
 
 backends.register("fd_mfcc", "triton", fd_mfcc_triton, devices=("cuda",), available=_triton_available,
                   dtypes=(torch.float32,))
+backends.register("fd_mfcc", "cuda", fd_mfcc_cuda, devices=("cuda",),
+                  available=lambda: _cuda_available(_CUDA_FD_MFCC_OPS), dtypes=(torch.float32,))
 backends.register("griffin_lim", "triton", griffin_lim_triton, devices=("cuda",), available=_triton_available)
-backends.register("griffin_lim", "cuda", griffin_lim_cuda, devices=("cuda",), available=_cuda_available)
+backends.register("griffin_lim", "cuda", griffin_lim_cuda, devices=("cuda",),
+                  available=lambda: _cuda_available(_CUDA_GLA_OPS))

@@ -1,9 +1,21 @@
-"""Triton kernels of FD-MFCC: framing before the FFT and the fused post-FFT stage.
+"""Triton kernels of FD-MFCC: framing before the FFT, and the post-FFT stage in two tiled passes.
 
-Pipeline (design doc section 3): ``frame_waves`` (pre-emphasis + center zero padding + framing +
-window, written as (B*T, n_fft) for ``torch.fft.rfft``) -> rfft (cuFFT) -> ``mfcc_from_spectrum``
-(power, mel product, log10 with amin, per-clip top_db floor, DCT-II, both Savitzky-Golay deltas as
-(T, T) matrices, one (B, 3, n_mfcc, T) write). Every ``tl.dot`` uses ``input_precision="ieee"``.
+Pipeline (design doc section 3):
+
+1. ``frame_waves``: pre-emphasis + centre zero padding + framing + window, written as (B*T, n_fft)
+   for ``torch.fft.rfft`` (cuFFT).
+2. ``mel_db``: one program per (clip, tile of ``MEL_TILE`` frames): power |X|^2, the mel product as
+   ``tl.dot`` over the non-zero frequency range of each group of 16 mel bands only (the Slaney
+   filterbank is banded, so this does about a quarter of the dense product's work), and
+   10 log10(max(mel, amin)) - 10 log10(max(amin, ref)). Writes dB (B, T, n_mels) and the maximum of each tile.
+3. ``dct_deltas``: one program per (clip, tile of ``OUT_TILE`` frames): the clip's peak from the tile
+   maxima (per-clip top_db floor), the floored dB of the tile and of the ``delta_width`` frames each
+   output frame's Savitzky-Golay window needs (gathered rows of the dB scratch, which is complete
+   once pass 2 has finished), the deltas in the dB domain (they commute with the DCT, both being
+   linear along different axes), then three DCT products and one (B, 3, n_mfcc, T) write.
+
+Tiling time makes clips of any length work; nothing depends on the batch, so a clip's result does
+not depend on its neighbours. Every ``tl.dot`` uses ``input_precision="ieee"`` (no TF32).
 """
 from __future__ import annotations
 
@@ -12,6 +24,13 @@ import math
 import torch
 import triton
 import triton.language as tl
+
+MEL_TILE = 64          # frames per program of the mel pass
+MEL_GROUP = 16         # mel bands per dot (the N dimension of the mel product)
+FREQ_BLOCK = 32        # frequency bins per dot (its K dimension)
+OUT_TILE = 64          # frames per program of the DCT / delta pass
+MEL_BLOCK = 16         # mel bands per step of the DCT / delta pass
+TEN_LOG10_2 = 3.0102999566398120   # 10 * log10(2): 10 log10(x) = TEN_LOG10_2 * log2(x)
 
 
 @triton.jit
@@ -38,7 +57,7 @@ def _frame_kernel(x_ptr, win_ptr, out_ptr, L, T, coef, zi_scale,
 
 
 def frame_waves(waves: torch.Tensor, window: torch.Tensor, hop_length: int, preemphasis: float) -> torch.Tensor:
-    """Pre-emphasised, center-zero-padded, windowed frames.
+    """Pre-emphasised, centre-zero-padded, windowed frames.
 
     waves: (B, L) float32 contiguous; window: (n_fft,) float32 (win_length window zero-padded, centred).
     Returns (B * T, n_fft) float32 with T = 1 + L // hop_length.
@@ -49,74 +68,128 @@ def frame_waves(waves: torch.Tensor, window: torch.Tensor, hop_length: int, pree
     out = torch.empty((B * T, n_fft), dtype=waves.dtype, device=waves.device)
     block = min(triton.next_power_of_2(n_fft), 1024)
     grid = (B * T, triton.cdiv(n_fft, block))
-    _frame_kernel[grid](waves, window, out, L, T, float(preemphasis), 1.0 if preemphasis else 0.0, N_FFT=n_fft, HOP=hop_length, BLOCK=block)
+    _frame_kernel[grid](waves, window, out, L, T, float(preemphasis), 1.0 if preemphasis else 0.0,
+                        N_FFT=n_fft, HOP=hop_length, BLOCK=block)
     return out
 
 
 @triton.jit
-def _mfcc_kernel(spec_ptr, mel_ptr, dct_ptr, d1_ptr, d2_ptr, out_ptr,
-                 T, F, NMELS, NMFCC, amin, ref_db, top_db,
-                 USE_TOP_DB: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr,
-                 BM: tl.constexpr, BC: tl.constexpr):
-    b = tl.program_id(0)
-    t = tl.arange(0, BT)
+def _mel_db_kernel(spec_ptr, mel_ptr, groups_ptr, db_ptr, tile_max_ptr, T, F, N_MELS, N_TILES, amin, ref_db,
+                   N_GROUPS: tl.constexpr, BT: tl.constexpr, BF: tl.constexpr, BG: tl.constexpr):
+    pid = tl.program_id(0)
+    b = pid // N_TILES
+    t = (pid % N_TILES) * BT + tl.arange(0, BT)
     tmask = t < T
-    m = tl.arange(0, BM)
-    mmask = m < NMELS
-    spec_base = spec_ptr + b.to(tl.int64) * T * F * 2
-    acc = tl.zeros((BT, BM), dtype=tl.float32)
-    for f0 in range(0, F, BF):
-        f = f0 + tl.arange(0, BF)
-        fmask = f < F
-        offs = (t[:, None] * F + f[None, :]) * 2
-        msk = tmask[:, None] & fmask[None, :]
-        re = tl.load(spec_base + offs, mask=msk, other=0.0)
-        im = tl.load(spec_base + offs + 1, mask=msk, other=0.0)
-        power = re * re + im * im                                     # (BT, BF)
-        melw = tl.load(mel_ptr + f[:, None] * NMELS + m[None, :],
-                       mask=fmask[:, None] & mmask[None, :], other=0.0)  # (BF, BM)
-        acc += tl.dot(power, melw, input_precision="ieee")
-    log_mel = 3.0102999566398120 * tl.log2(tl.maximum(acc, amin)) - ref_db  # 10*log10
-    valid = tmask[:, None] & mmask[None, :]
+    rows = b.to(tl.int64) * T + t                       # (BT,) row of the (B*T, F) spectrum
+    pair = tl.arange(0, 2)
+    peak = tl.full((), float("-inf"), tl.float32)
+    for g in range(N_GROUPS):
+        f_lo = tl.load(groups_ptr + 2 * g)              # non-zero bins of this group's bands: [f_lo, f_hi)
+        f_hi = tl.load(groups_ptr + 2 * g + 1)
+        m = g * BG + tl.arange(0, BG)
+        mmask = m < N_MELS
+        acc = tl.zeros((BT, BG), dtype=tl.float32)
+        for f0 in range(f_lo, f_hi, BF):
+            f = f0 + tl.arange(0, BF)
+            fmask = f < f_hi
+            # (re, im) pairs as the innermost axis: 8-byte loads, power summed inside each thread
+            offs = rows[:, None, None] * (2 * F) + (2 * f)[None, :, None] + pair[None, None, :]
+            xy = tl.load(spec_ptr + offs, mask=(tmask[:, None] & fmask[None, :])[:, :, None], other=0.0)
+            power = tl.sum(xy * xy, axis=2)                                  # (BT, BF)
+            w = tl.load(mel_ptr + m[None, :] * F + f[:, None], mask=fmask[:, None] & mmask[None, :],
+                        other=0.0)                                           # (BF, BG)
+            acc += tl.dot(power, w, input_precision="ieee")
+        db = 3.0102999566398120 * tl.log2(tl.maximum(acc, amin)) - ref_db
+        valid = tmask[:, None] & mmask[None, :]
+        tl.store(db_ptr + rows[:, None] * N_MELS + m[None, :], db, mask=valid)
+        peak = tl.maximum(peak, tl.max(tl.max(tl.where(valid, db, float("-inf")), axis=1), axis=0))
+    tl.store(tile_max_ptr + pid, peak)
+
+
+@triton.jit
+def _dct_delta_kernel(db_ptr, tile_max_ptr, dct_ptr, coef_ptr, out_ptr, T, N_MELS, N_MFCC, N_TILES,
+                      N_MEL_TILES, top_db,
+                      WIDTH: tl.constexpr, USE_TOP_DB: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
+                      BC: tl.constexpr, BR: tl.constexpr):
+    pid = tl.program_id(0)
+    b = pid // N_TILES
+    t = (pid % N_TILES) * BT + tl.arange(0, BT)
+    tmask = t < T
+    clip = b.to(tl.int64) * T                           # first row of this clip in the (B*T, n_mels) scratch
     if USE_TOP_DB:
-        peak = tl.max(tl.max(tl.where(valid, log_mel, float("-inf")), axis=1), axis=0)
-        log_mel = tl.maximum(log_mel, peak - top_db)
-    log_mel = tl.where(valid, log_mel, 0.0)
+        peak = tl.full((), float("-inf"), tl.float32)
+        for i0 in range(0, N_MEL_TILES, BR):
+            i = i0 + tl.arange(0, BR)
+            v = tl.load(tile_max_ptr + b.to(tl.int64) * N_MEL_TILES + i, mask=i < N_MEL_TILES,
+                        other=float("-inf"))
+            peak = tl.maximum(peak, tl.max(v, axis=0))
+        floor = peak - top_db
+    else:
+        floor = float("-inf")
+    # Savitzky-Golay window of each output frame: frames clamp(s + k, 0, T-1), k < WIDTH, weighted by
+    # coef[order, x0, k]; interp edges for T >= WIDTH, the edge-padding rule for shorter clips
+    start_long = tl.minimum(tl.maximum(t - WIDTH // 2, 0), T - WIDTH)
+    start = tl.where(T >= WIDTH, start_long, -((WIDTH - tl.minimum(T, WIDTH)) // 2))
+    x0 = t - start
     c = tl.arange(0, BC)
-    cmask = c < NMFCC
-    dct = tl.load(dct_ptr + m[:, None] * NMFCC + c[None, :], mask=mmask[:, None] & cmask[None, :], other=0.0)
-    mfcc = tl.dot(log_mel, dct, input_precision="ieee")                # (BT, BC)
-    out_base = out_ptr + b.to(tl.int64) * 3 * NMFCC * T
-    offs_out = c[None, :] * T + t[:, None]
+    cmask = c < N_MFCC
+    mfcc = tl.zeros((BT, BC), dtype=tl.float32)
+    d1 = tl.zeros((BT, BC), dtype=tl.float32)
+    d2 = tl.zeros((BT, BC), dtype=tl.float32)
+    for m0 in range(0, N_MELS, BM):
+        m = m0 + tl.arange(0, BM)
+        mmask = m < N_MELS
+        lmask = tmask[:, None] & mmask[None, :]
+        centre = tl.load(db_ptr + (clip + t)[:, None] * N_MELS + m[None, :], mask=lmask, other=0.0)
+        centre = tl.maximum(centre, floor)
+        acc1 = tl.zeros((BT, BM), dtype=tl.float32)
+        acc2 = tl.zeros((BT, BM), dtype=tl.float32)
+        for k in tl.static_range(WIDTH):
+            r = tl.minimum(tl.maximum(start + k, 0), T - 1)
+            v = tl.load(db_ptr + (clip + r)[:, None] * N_MELS + m[None, :], mask=lmask, other=0.0)
+            v = tl.maximum(v, floor)
+            w1 = tl.load(coef_ptr + x0 * WIDTH + k, mask=tmask, other=0.0)
+            w2 = tl.load(coef_ptr + (WIDTH + x0) * WIDTH + k, mask=tmask, other=0.0)
+            acc1 += w1[:, None] * v
+            acc2 += w2[:, None] * v
+        dct = tl.load(dct_ptr + c[None, :] * N_MELS + m[:, None], mask=mmask[:, None] & cmask[None, :],
+                      other=0.0)                                             # (BM, BC) = dct.T block
+        mfcc += tl.dot(centre, dct, input_precision="ieee")
+        d1 += tl.dot(acc1, dct, input_precision="ieee")
+        d2 += tl.dot(acc2, dct, input_precision="ieee")
+    out = out_ptr + b.to(tl.int64) * 3 * N_MFCC * T + c[None, :] * T + t[:, None]
     omask = tmask[:, None] & cmask[None, :]
-    tl.store(out_base + offs_out, mfcc, mask=omask)
-    s = tl.arange(0, BT)
-    dmask = tmask[:, None] & (s[None, :] < T)
-    d1 = tl.load(d1_ptr + t[:, None] * T + s[None, :], mask=dmask, other=0.0)
-    tl.store(out_base + NMFCC * T + offs_out, tl.dot(d1, mfcc, input_precision="ieee"), mask=omask)
-    d2 = tl.load(d2_ptr + t[:, None] * T + s[None, :], mask=dmask, other=0.0)
-    delta2 = tl.dot(d2, mfcc, input_precision="ieee")
-    tl.store(out_base + 2 * NMFCC * T + offs_out, delta2, mask=omask)
+    tl.store(out, mfcc, mask=omask)
+    tl.store(out + N_MFCC * T, d1, mask=omask)
+    tl.store(out + 2 * N_MFCC * T, d2, mask=omask)
 
 
-def mfcc_from_spectrum(spec: torch.Tensor, mel_t: torch.Tensor, dct: torch.Tensor, d1: torch.Tensor,
-                       d2: torch.Tensor, amin: float, ref: float, top_db: float | None) -> torch.Tensor:
+def mfcc_from_spectrum(spec: torch.Tensor, mel: torch.Tensor, groups: torch.Tensor, dct: torch.Tensor,
+                       delta_coef: torch.Tensor, amin: float, ref: float, top_db: float | None) -> torch.Tensor:
     """FD-MFCC from the complex STFT.
 
-    spec: (B, T, F) complex64 contiguous (rfft of the frames); mel_t: (F, n_mels) filterbank transposed;
-    dct: (n_mels, n_mfcc) ortho DCT-II; d1, d2: (T, T) delta / delta-delta matrices (row t = output frame).
-    Returns (B, 3, n_mfcc, T) float32: MFCC, delta, delta-delta. ``top_db`` is applied per clip.
+    spec: (B, T, F) complex64 contiguous (rfft of the frames); mel: (n_mels, F) float32 filterbank;
+    groups: (ceil(n_mels / 16), 2) int32, the non-zero bin range [lo, hi) of each group of 16 bands;
+    dct: (n_mfcc, n_mels) float32 ortho DCT-II rows; delta_coef: (2, W, W) float32, row [order-1, x0]
+    the Savitzky-Golay weights of an output frame at position x0 of its W-frame window.
+    Returns (B, 3, n_mfcc, T) float32: MFCC, delta, delta-delta; ``top_db`` is applied per clip.
     """
     B, T, F = spec.shape
-    n_mels, n_mfcc = dct.shape
-    out = torch.empty((B, 3, n_mfcc, T), dtype=torch.float32, device=spec.device)
-    bt = max(16, triton.next_power_of_2(T))
-    bm = max(16, triton.next_power_of_2(n_mels))
-    bc = max(16, triton.next_power_of_2(n_mfcc))
-    bf = 32 if bt >= 128 else 64
+    n_mels = mel.shape[0]
+    n_mfcc = dct.shape[0]
+    width = delta_coef.shape[1]
+    device = spec.device
+    mel_tiles = triton.cdiv(T, MEL_TILE)
+    db = torch.empty((B, T, n_mels), dtype=torch.float32, device=device)
+    tile_max = torch.empty((B, mel_tiles), dtype=torch.float32, device=device)
     ref_db = 10.0 * math.log10(max(amin, ref))
-    _mfcc_kernel[(B,)](torch.view_as_real(spec), mel_t, dct, d1, d2, out,
-                       T, F, n_mels, n_mfcc, float(amin), float(ref_db), float(top_db or 0.0),
-                       USE_TOP_DB=top_db is not None, BT=bt, BF=bf, BM=bm, BC=bc,
-                       num_warps=8 if bt >= 128 else 4)
+    _mel_db_kernel[(B * mel_tiles,)](torch.view_as_real(spec), mel, groups, db, tile_max, T, F, n_mels, mel_tiles,
+                                     float(amin), float(ref_db), N_GROUPS=groups.shape[0], BT=MEL_TILE,
+                                     BF=FREQ_BLOCK, BG=MEL_GROUP, num_warps=4)
+    out = torch.empty((B, 3, n_mfcc, T), dtype=torch.float32, device=device)
+    out_tiles = triton.cdiv(T, OUT_TILE)
+    _dct_delta_kernel[(B * out_tiles,)](db, tile_max, dct, delta_coef, out, T, n_mels, n_mfcc, out_tiles, mel_tiles,
+                                        float(top_db or 0.0), WIDTH=width, USE_TOP_DB=top_db is not None,
+                                        BT=OUT_TILE, BM=MEL_BLOCK, BC=max(16, triton.next_power_of_2(n_mfcc)),
+                                        BR=min(1024, max(16, triton.next_power_of_2(mel_tiles))), num_warps=4)
     return out

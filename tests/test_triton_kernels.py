@@ -1,161 +1,303 @@
-"""Triton kernels vs librosa (the reference semantics), small shapes.
+"""Triton kernels vs the plain-torch reference (float64) and librosa, small shapes.
 
 Without CUDA these run under TRITON_INTERPRET=1 on CPU tensors (set by conftest); on a GPU machine the
-same tests run the compiled kernels on the device. tl.dot uses ieee fp32, so design-doc tolerances apply.
+same tests run the compiled kernels on the device. tl.dot uses ieee fp32, so design-doc tolerances
+apply. The oracle is ddfad_fast.reference (itself tested against librosa in test_core / test_features);
+tests marked with the ``librosa`` fixture also compare with librosa directly and skip without it.
 """
+import math
+
 import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("triton")
-librosa = pytest.importorskip("librosa")
-sf = pytest.importorskip("soundfile")
 
-from ddfad_fast import gpu_backend as gb  # noqa: E402
+from ddfad_fast import dsp, gpu_backend as gb, reference as ref  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 from ddfad_fast.errors import ParameterError  # noqa: E402
-from ddfad_fast.kernels.fd_mfcc import frame_waves  # noqa: E402
-from ddfad_fast.kernels.griffin_lim import overlap_add  # noqa: E402
+from ddfad_fast.kernels.fd_mfcc import MEL_GROUP, OUT_TILE, frame_waves  # noqa: E402
+from ddfad_fast.kernels.griffin_lim import (gla_step, gla_step_pairs, overlap_add, overlap_add_pairs,  # noqa: E402
+                                            pack_pairs)
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _librosa_fd_mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    y = librosa.effects.preemphasis(y, coef=cfg.preemphasis) if cfg.preemphasis else y
-    power = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
-                                window=cfg.window, center=True, pad_mode="constant")) ** 2
-    mel = librosa.feature.melspectrogram(S=power, sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels)
-    db = librosa.power_to_db(mel, ref=cfg.ref, amin=cfg.amin, top_db=cfg.top_db)
-    mfcc = librosa.feature.mfcc(S=db, n_mfcc=cfg.n_mfcc)
-    return np.stack([mfcc, librosa.feature.delta(mfcc, width=cfg.delta_width, order=1),
-                     librosa.feature.delta(mfcc, width=cfg.delta_width, order=2)])
+@pytest.fixture(scope="module")
+def librosa():
+    return pytest.importorskip("librosa")
 
 
 def _triton_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     x = torch.tensor(waves, dtype=torch.float32, device=DEVICE).contiguous()
-    return gb.fd_mfcc_triton(x, cfg).cpu().numpy()
+    out = gb.fd_mfcc_triton(x, cfg).cpu().numpy()
+    assert np.isfinite(out).all()
+    return out
 
 
-@pytest.mark.parametrize("length,coef,window", [(1001, 0.97, "hann"), (50, 0.97, "hamming"), (400, 0.0, "hann")])
-def test_frame_waves_matches_librosa_framing(length, coef, window):
+def _check_fd_mfcc(got: np.ndarray, want: np.ndarray) -> None:
+    """Design tolerances: MFCC max abs 5e-4 (rtol 1e-5), deltas max abs 1e-4 on every frame."""
+    np.testing.assert_allclose(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4)
+
+
+def _reference_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    return ref.fd_mfcc(torch.from_numpy(np.asarray(waves, dtype=np.float64)), cfg).numpy()
+
+
+# ---- constants shared by the Triton and CUDA kernels ----------------------------------------------
+def test_mel_ranges_cover_every_nonzero_weight():
+    assert gb.MEL_GROUP == MEL_GROUP                     # the groups the kernel's dot assumes
+    for args in [(8000, 256, 40, 0.0, 4000.0), (16000, 512, 40, 0.0, 8000.0), (8000, 64, 40, 0.0, 4000.0)]:
+        bank = dsp.mel_filterbank(*args)
+        bands, groups = gb.mel_band_ranges(*args), gb.mel_group_ranges(*args)
+        cols = np.arange(bank.shape[1])
+        for m in range(bank.shape[0]):
+            inside = (cols >= bands[m, 0]) & (cols < bands[m, 1])
+            assert not bank[m, ~inside].any()
+            g = groups[m // gb.MEL_GROUP]
+            assert not bank[m, (cols < g[0]) | (cols >= g[1])].any()
+
+
+@pytest.mark.parametrize("width", [3, 5, 9])
+@pytest.mark.parametrize("T", [1, 2, 4, 8, 9, 10, 23])
+def test_delta_window_rule_reproduces_delta_matrix(T, width):
+    """The kernels' gather rule (start, x0, clamped rows) equals dsp.delta_matrix, short clips included."""
+    coef = gb.delta_coefficients(width)
+    for order in (1, 2):
+        got = np.zeros((T, T))
+        for t in range(T):
+            start = min(max(t - width // 2, 0), T - width) if T >= width else -((width - T) // 2)
+            for k in range(width):
+                got[t, min(max(start + k, 0), T - 1)] += coef[order - 1, t - start, k]
+        np.testing.assert_allclose(got, dsp.delta_matrix(T, width, order), atol=1e-12)
+
+
+# ---- framing ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("length,coef,window", [(1001, 0.97, "hann"), (50, 0.97, "hamming"), (400, 0.0, "hann"),
+                                                (1, 0.97, "hann")])
+def test_frame_waves_matches_reference_framing(length, coef, window):
     rng = np.random.default_rng(length)
     x = rng.standard_normal((2, length)).astype(np.float32)
     n_fft, hop, win_length = 64, 20, 48
-    w = gb.window_vector(window, win_length, n_fft)
+    w = dsp.window(window, win_length, n_fft)
     got = frame_waves(torch.tensor(x, device=DEVICE), torch.tensor(w, dtype=torch.float32, device=DEVICE),
                       hop, coef).cpu().numpy()
+    y = ref.preemphasis(torch.from_numpy(x).double(), coef).numpy()
+    T = 1 + length // hop
     for b in range(2):
-        y = librosa.effects.preemphasis(x[b], coef=coef) if coef else x[b]
-        padded = np.pad(y, n_fft // 2)
-        T = 1 + length // hop
+        padded = np.pad(y[b], n_fft // 2)
         want = np.stack([padded[t * hop:t * hop + n_fft] for t in range(T)]) * w
         np.testing.assert_allclose(got[b * T:(b + 1) * T], want, atol=1e-6, rtol=1e-5)
 
 
-def test_feature_constants_match_librosa():
-    cfg = FeatureConfig()
-    np.testing.assert_allclose(gb.mel_matrix(cfg), librosa.filters.mel(sr=8000, n_fft=256, n_mels=40,
-                                                                       dtype=np.float64), atol=1e-12)
-    w = librosa.util.pad_center(librosa.filters.get_window("hamming", 160, fftbins=True), size=256)
-    np.testing.assert_allclose(gb.window_vector("hamming", 160, 256), w, atol=1e-12)
-    rng = np.random.default_rng(3)
-    for T in (9, 10, 23):
-        x = rng.standard_normal((4, T))
-        for order in (1, 2):
-            want = librosa.feature.delta(x, width=9, order=order)
-            np.testing.assert_allclose(x @ gb.delta_matrix(T, 9, order).T, want, atol=1e-10)
-
-
-def test_delta_matrix_short_clip_rule_is_edge_padding():
-    rng = np.random.default_rng(4)
-    for T in (1, 4, 8):
-        x = rng.standard_normal((3, T))
-        left = (9 - T) // 2
-        padded = np.pad(x, ((0, 0), (left, 9 - T - left)), mode="edge")
-        for order in (1, 2):
-            want = librosa.feature.delta(padded, width=9, order=order)[:, left:left + T]
-            np.testing.assert_allclose(x @ gb.delta_matrix(T, 9, order).T, want, atol=1e-10)
-
-
-def test_fd_mfcc_random_matches_librosa_per_clip():
-    cfg = FeatureConfig(fixed_length=1203)
-    rng = np.random.default_rng(11)
-    waves = rng.standard_normal((2, 1203)).astype(np.float32)
-    waves[1] *= 1e-4                                      # quiet clip beside a loud one: per-clip top_db
+# ---- fd_mfcc ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("length,changes", [
+    (1203, {}),                                        # 16 frames
+    (8000, {}),                                        # the FSDD preset, 101 frames: two output tiles
+    (300, {"top_db": None}),                           # 4 frames: fewer than delta_width
+    (50, {}),                                          # shorter than one hop: 1 frame
+    (4000, {"sample_rate": 16000, "n_fft": 512, "win_length": 320, "hop_length": 128}),
+    (2000, {"n_mels": 48, "n_mfcc": 13, "delta_width": 5, "window": "hamming", "preemphasis": 0.0}),
+])
+def test_fd_mfcc_matches_reference(length, changes):
+    cfg = FeatureConfig(fixed_length=length, **changes)
+    rng = np.random.default_rng(length)
+    waves = rng.standard_normal((3, length)).astype(np.float32)
+    waves[1] *= 1e-4                                   # a quiet clip beside loud ones
     got = _triton_fd_mfcc(waves, cfg)
-    assert got.shape == (2, 3, 20, 16)
-    for b in range(2):
-        want = _librosa_fd_mfcc(waves[b], cfg)
-        np.testing.assert_allclose(got[b, 0], want[0], atol=5e-4, rtol=1e-5)
-        np.testing.assert_allclose(got[b, 1:], want[1:], atol=1e-4)
+    assert got.shape == (3, 3, cfg.n_mfcc, 1 + length // cfg.hop_length)
+    _check_fd_mfcc(got, _reference_fd_mfcc(waves, cfg))
+
+
+def test_fd_mfcc_per_clip_top_db_equals_solo_result():
+    cfg = FeatureConfig(fixed_length=1203)
+    waves = np.random.default_rng(11).standard_normal((2, 1203)).astype(np.float32)
+    waves[1] *= 1e-5
+    got = _triton_fd_mfcc(waves, cfg)
     solo = _triton_fd_mfcc(waves[1:], cfg)
     np.testing.assert_array_equal(got[1], solo[0])
 
 
-def test_fd_mfcc_fsdd_clips_speech16k_shapes(fsdd_files):
-    cfg = FeatureConfig(fixed_length=2000)
-    clips = [sf.read(str(p), dtype="float32")[0] for p in fsdd_files[:2]]
-    waves = np.stack([np.pad(c, (0, max(0, 2000 - len(c))))[:2000] for c in clips])
+def test_fd_mfcc_long_clip_spans_many_tiles():
+    """More frames than one program holds: tiles in time, deltas reading across tile borders."""
+    cfg = FeatureConfig(fixed_length=None)
+    length = 80 * (5 * OUT_TILE + 3) + 17
+    waves = np.random.default_rng(12).standard_normal((1, length)).astype(np.float32)
+    waves[0, : length // 2] *= 1e-3                   # the clip's peak lies in a late tile
     got = _triton_fd_mfcc(waves, cfg)
-    for b in range(len(clips)):
-        want = _librosa_fd_mfcc(waves[b], cfg)
-        np.testing.assert_allclose(got[b, 0], want[0], atol=5e-4, rtol=1e-5)
-        np.testing.assert_allclose(got[b, 1:], want[1:], atol=1e-4)
+    assert got.shape[-1] == 5 * OUT_TILE + 4
+    _check_fd_mfcc(got, _reference_fd_mfcc(waves, cfg))
 
 
-def test_fd_mfcc_short_clip_uses_edge_rule():
-    cfg = FeatureConfig(fixed_length=300, top_db=None)    # 4 frames: fewer than delta_width
-    wave = np.random.default_rng(5).standard_normal((1, 300)).astype(np.float32)
-    got = _triton_fd_mfcc(wave, cfg)
-    y = librosa.effects.preemphasis(wave[0], coef=0.97)
-    power = np.abs(librosa.stft(y, n_fft=256, hop_length=80, win_length=160, pad_mode="constant")) ** 2
-    db = librosa.power_to_db(librosa.feature.melspectrogram(S=power, sr=8000, n_mels=40), top_db=None)
-    mfcc = librosa.feature.mfcc(S=db, n_mfcc=20)
-    np.testing.assert_allclose(got[0, 0], mfcc, atol=5e-4, rtol=1e-5)
-    np.testing.assert_allclose(got[0, 1], mfcc @ gb.delta_matrix(4, 9, 1).T, atol=1e-4)
+def test_fd_mfcc_random_matches_librosa_per_clip(librosa):
+    cfg = FeatureConfig(fixed_length=1203)
+    waves = np.random.default_rng(13).standard_normal((2, 1203)).astype(np.float32)
+    waves[1] *= 1e-4
+    got = _triton_fd_mfcc(waves, cfg)
+    for b in range(2):
+        y = librosa.effects.preemphasis(waves[b], coef=cfg.preemphasis)
+        power = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                                    window=cfg.window, center=True, pad_mode="constant")) ** 2
+        mel = librosa.feature.melspectrogram(S=power, sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels)
+        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=cfg.top_db), n_mfcc=cfg.n_mfcc)
+        want = np.stack([mfcc, librosa.feature.delta(mfcc, width=9, order=1),
+                         librosa.feature.delta(mfcc, width=9, order=2)])
+        _check_fd_mfcc(got[b:b + 1], want[None])
 
 
-def test_overlap_add_matches_librosa_istft():
+def test_fd_mfcc_fsdd_clips(fsdd_files):
+    sf = pytest.importorskip("soundfile")
+    cfg = FeatureConfig()
+    clips = [sf.read(str(p), dtype="float32")[0] for p in fsdd_files[:3]]
+    waves = np.stack([np.pad(c, (0, max(0, 8000 - len(c))))[:8000] for c in clips])
+    _check_fd_mfcc(_triton_fd_mfcc(waves, cfg), _reference_fd_mfcc(waves, cfg))
+
+
+def test_fd_mfcc_rejects_float64_and_wrong_rank():
+    cfg = FeatureConfig(fixed_length=None)
+    with pytest.raises(ParameterError, match="float32"):
+        gb.fd_mfcc_triton(torch.zeros(1, 400, dtype=torch.float64, device=DEVICE), cfg)
+    with pytest.raises(ParameterError, match="float32"):
+        gb.fd_mfcc_triton(torch.zeros(400, device=DEVICE), cfg)
+
+
+# ---- Griffin-Lim -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_fft", [64, 63])
+def test_gla_step_kernel(n_fft):
+    F = n_fft // 2 + 1
+    g = torch.Generator().manual_seed(n_fft)
+    cur = torch.randn(2, 5, F, dtype=torch.complex128, generator=g)
+    prev = torch.randn(2, 5, F, dtype=torch.complex128, generator=g)
+    prev[0, 0, 3] = cur[0, 0, 3] / (0.99 / 1.99)      # a = 0 exactly: the eps guard
+    mag = torch.rand(2, 5, F, dtype=torch.float64, generator=g)
+    coef, eps = 0.99 / 1.99, torch.finfo(torch.float64).tiny
+    params = torch.tensor([coef, eps], dtype=torch.float64)
+    x = torch.full_like(cur, float("nan"))
+    args = [t.to(DEVICE) for t in (x, cur, prev, mag, params)]
+    gla_step(*args[:4], args[4], n_fft)
+    a = cur - coef * prev
+    want = mag * a / (a.abs() + eps)
+    want[..., 0] = want[..., 0].real
+    if n_fft % 2 == 0:
+        want[..., -1] = want[..., -1].real
+    torch.testing.assert_close(args[0].cpu(), want, atol=1e-14, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_fft,frames", [(64, 7), (63, 6)])
+def test_gla_step_pairs_kernel(n_fft, frames):
+    """Two real frames per complex FFT: unpack, step, pack equals the per-frame step (odd frame count too)."""
+    F = n_fft // 2 + 1
+    g = torch.Generator().manual_seed(n_fft + frames)
+    P = (frames + 1) // 2
+    reals = torch.randn(2, 2 * P, n_fft, dtype=torch.float64, generator=g)    # rebuilt and previous frames
+    if frames % 2:
+        reals[:, -1] = 0                                      # the missing frame of an odd count is zero
+    w, w_prev = (torch.fft.fft(torch.complex(r[0::2], r[1::2])) for r in reals)
+    mag = torch.rand(frames, F, dtype=torch.float64, generator=g)
+    coef, eps = 0.99 / 1.99, torch.finfo(torch.float64).tiny
+    params = torch.tensor([coef, eps], dtype=torch.float64)
+    z = torch.full((P, n_fft), float("nan"), dtype=torch.complex128)
+    args = [t.to(DEVICE) for t in (z, w, w_prev, mag, params)]
+    gla_step_pairs(*args)
+    a = torch.fft.rfft(reals[0]) - coef * torch.fft.rfft(reals[1])             # per-frame spectra
+    x = torch.zeros(2 * P, F, dtype=torch.complex128)
+    x[:frames] = mag * a[:frames] / (a[:frames].abs() + eps)
+    x[:, 0] = x[:, 0].real
+    if n_fft % 2 == 0:
+        x[:, -1] = x[:, -1].real
+    torch.testing.assert_close(args[0].cpu(), pack_pairs(x[:frames], n_fft), atol=1e-12, rtol=1e-10)
+    unpacked = torch.fft.ifft(args[0].cpu())                                   # = irfft of each frame
+    torch.testing.assert_close(unpacked.real, torch.fft.irfft(x[0::2], n=n_fft), atol=1e-12, rtol=0)
+    torch.testing.assert_close(unpacked.imag, torch.fft.irfft(x[1::2], n=n_fft), atol=1e-12, rtol=0)
+
+
+def test_overlap_add_pairs_matches_per_frame():
+    n_fft, hop, win_length, B, length = 64, 16, 48, 3, 200                    # B*T = 39 frames: odd
+    T = 1 + length // hop
+    g = torch.Generator().manual_seed(4)
+    frames = torch.randn(B, T, n_fft, dtype=torch.float64, generator=g)
+    flat = torch.cat([frames.reshape(B * T, n_fft), torch.zeros(1, n_fft, dtype=torch.float64)])
+    pairs = torch.complex(flat[0::2], flat[1::2]).contiguous()
+    win, inv_env = gb.gla_tensors(n_fft, hop, win_length, "hann", T, torch.float64, torch.device(DEVICE))
+    signal = overlap_add_pairs(pairs.to(DEVICE), win, inv_env, B, T, hop, length,
+                               torch.empty(B, length, dtype=torch.float64, device=DEVICE), reframe=False)
+    torch.testing.assert_close(signal.cpu(), overlap_add(frames.to(DEVICE), win, inv_env, hop, length, False).cpu(),
+                               atol=1e-13, rtol=0)
+    out = torch.zeros_like(pairs).to(DEVICE)
+    overlap_add_pairs(pairs.to(DEVICE), win, inv_env, B, T, hop, length, out, reframe=True)
+    want = overlap_add(frames.to(DEVICE), win, inv_env, hop, length, True).cpu().reshape(B * T, n_fft)
+    got = torch.view_as_real(out.cpu()).permute(0, 2, 1).reshape(-1, n_fft)[:B * T]
+    torch.testing.assert_close(got, want, atol=1e-13, rtol=0)
+    assert not out.imag[-1].cpu().any()                                          # the missing frame stays zero
+
+
+def test_overlap_add_matches_reference_istft_and_stft_framing():
+    n_fft, hop, win_length = 64, 16, 48
     rng = np.random.default_rng(6)
-    y = rng.standard_normal(1000)
-    spec = librosa.stft(y, n_fft=64, hop_length=16, win_length=48, center=True, pad_mode="constant")
-    frames = torch.fft.irfft(torch.tensor(spec.T[None], device=DEVICE), n=64).contiguous()
-    win, inv_env = gb.gla_constants(64, 16, 48, "hann", spec.shape[1], torch.float64, torch.device(DEVICE))
-    for length in (1000, 1003):
-        got = overlap_add(frames, win, inv_env, 16, length, reframe=False).cpu().numpy()[0]
-        want = librosa.istft(spec, hop_length=16, win_length=48, n_fft=64, length=length)
-        np.testing.assert_allclose(got, want, atol=1e-10)
+    y = torch.from_numpy(rng.standard_normal((2, 1000)))
+    spec = ref.stft(y, n_fft, hop, win_length, "hann")                        # (B, F, T)
+    T = spec.shape[-1]
+    frames = torch.fft.irfft(spec.transpose(1, 2), n=n_fft, norm="forward").contiguous().to(DEVICE)
+    win, inv_env = gb.gla_tensors(n_fft, hop, win_length, "hann", T, torch.float64, torch.device(DEVICE),
+                                  unscaled=True)
+    for length in (1000, 1003, 990):
+        got = overlap_add(frames, win, inv_env, hop, length, reframe=False).cpu()
+        want = ref.istft(spec, n_fft, hop, win_length, "hann", length)
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+        if 1 + length // hop != T:
+            continue
+        reframed = overlap_add(frames, win, inv_env, hop, length, reframe=True).cpu()
+        rebuilt = torch.fft.rfft(reframed)
+        torch.testing.assert_close(rebuilt.transpose(1, 2), ref.stft(want, n_fft, hop, win_length, "hann"),
+                                   atol=1e-10, rtol=0)
+
+
+def _gla_case(n_fft, hop, win_length, length, seed, batch=2):
+    rng = np.random.default_rng(seed)
+    y = torch.from_numpy(rng.standard_normal((batch, length)))
+    mag = ref.stft(y, n_fft, hop, win_length, "hann").abs()
+    phase = torch.polar(torch.ones_like(mag), torch.from_numpy(2 * np.pi * rng.random(mag.shape)))
+    return mag, phase
 
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 5e-5), (torch.float32, 1e-4)])
-@pytest.mark.parametrize("win_length,length", [(64, None), (48, 2005)])
-def test_griffin_lim_matches_librosa(dtype, atol, win_length, length):
+@pytest.mark.parametrize("n_fft,hop,win_length,length,batch", [(64, 16, 64, 2000, 2), (64, 16, 48, 2005, 2),
+                                                               (63, 20, 40, 1001, 2), (64, 16, 64, 2016, 1)])
+def test_griffin_lim_matches_reference(dtype, atol, n_fft, hop, win_length, length, batch):
+    """Includes odd n_fft and an odd number of frames (the last pair has one frame)."""
+    mag, phase = _gla_case(n_fft, hop, win_length, length, seed=n_fft + length, batch=batch)
+    want = ref.griffin_lim(mag, n_fft, hop, win_length, "hann", 8, 0.99, phase, length)
+    got = gb.griffin_lim_triton(mag.to(dtype).to(DEVICE), n_fft, hop, win_length, "hann", 8, 0.99,
+                                phase.to(dtype.to_complex()).to(DEVICE), length)
+    assert got.dtype == dtype and got.shape == (batch, length)
+    torch.testing.assert_close(got.cpu().double(), want, atol=atol * max(1.0, want.abs().max().item()), rtol=0)
+
+
+def test_griffin_lim_matches_librosa_float64(librosa):
     y = np.random.default_rng(7).standard_normal(2000)
-    S = np.abs(librosa.stft(y, n_fft=64, hop_length=16, win_length=win_length, center=True, pad_mode="constant"))
+    S = np.abs(librosa.stft(y, n_fft=64, hop_length=16, win_length=48, center=True, pad_mode="constant"))
     phase = np.exp(2j * np.pi * np.random.default_rng(8).random(S.shape))
-    want = librosa.griffinlim(S, n_iter=8, hop_length=16, win_length=win_length, n_fft=64, momentum=0.99,
-                              init="random", random_state=np.random.default_rng(8), length=length)
-    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    got = gb._griffin_lim("triton", torch.tensor(S[None], dtype=dtype, device=DEVICE), 64, 16, win_length, "hann",
-                          8, 0.99, torch.tensor(phase[None], dtype=cdtype, device=DEVICE), length, None)
-    assert got.dtype == dtype and got.shape == (1, len(want))
-    np.testing.assert_allclose(got[0].cpu().numpy(), want, atol=atol * max(1.0, np.abs(want).max()))
+    want = librosa.griffinlim(S, n_iter=8, hop_length=16, win_length=48, n_fft=64, momentum=0.99,
+                              init="random", random_state=np.random.default_rng(8), length=2005)
+    got = gb.griffin_lim_triton(torch.tensor(S[None], device=DEVICE), 64, 16, 48, "hann", 8, 0.99,
+                                torch.tensor(phase[None], device=DEVICE), 2005)
+    np.testing.assert_allclose(got[0].cpu().numpy(), want, atol=5e-5 * max(1.0, np.abs(want).max()))
 
 
-def test_griffin_lim_random_init_follows_generator_and_checks_length():
-    S = torch.rand(1, 33, 20, dtype=torch.float32, device=DEVICE)
-    runs = [gb.griffin_lim_triton(S, 64, 16, 64, "hann", 2, 0.99,
-                                  generator=torch.Generator(DEVICE).manual_seed(9)) for _ in range(2)]
-    other = gb.griffin_lim_triton(S, 64, 16, 64, "hann", 2, 0.99, generator=torch.Generator(DEVICE).manual_seed(10))
-    assert runs[0].shape == (1, 16 * 19)
-    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
-    assert not torch.equal(runs[0], other)
+def test_griffin_lim_zero_iterations_is_istft_of_initial_estimate():
+    mag, phase = _gla_case(64, 16, 64, 500, seed=3)
+    got = gb.griffin_lim_triton(mag.to(DEVICE), 64, 16, 64, "hann", 0, 0.99, phase.to(DEVICE), 500).cpu()
+    torch.testing.assert_close(got, ref.griffin_lim(mag, 64, 16, 64, "hann", 0, 0.99, phase, 500),
+                               atol=1e-12, rtol=0)
+
+
+def test_griffin_lim_checks_shapes():
+    S = torch.rand(1, 33, 20, device=DEVICE)
+    phase = torch.polar(torch.ones_like(S), 2 * math.pi * torch.rand_like(S))
     with pytest.raises(ParameterError, match="length=100"):
-        gb.griffin_lim_triton(S, 64, 16, 64, "hann", 2, 0.99, length=100)
-
-
-def test_fd_mfcc_rejects_clips_longer_than_one_program():
-    cfg = FeatureConfig(fixed_length=None)
-    waves = torch.zeros(1, 80 * gb.MAX_TRITON_FRAMES, device=DEVICE)
-    with pytest.raises(ParameterError, match="frames per clip"):
-        gb.fd_mfcc_triton(waves, cfg)
+        gb.griffin_lim_triton(S, 64, 16, 64, "hann", 2, 0.99, phase, 100)
+    with pytest.raises(ParameterError, match="frequency bins"):
+        gb.griffin_lim_triton(S, 128, 16, 64, "hann", 2, 0.99, phase, 16 * 19)
+    with pytest.raises(ParameterError, match="init_phase"):
+        gb.griffin_lim_triton(S, 64, 16, 64, "hann", 2, 0.99, phase[..., :3], 16 * 19)

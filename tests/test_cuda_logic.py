@@ -1,0 +1,268 @@
+"""The CUDA kernels' math, run on the CPU: csrc/cuda/host/harness.cc compiled with g++.
+
+The kernel bodies (csrc/cuda/*_math.h) are host/device functions of (block, thread, thread count,
+shared memory, barrier); the harness runs them with host threads and a real barrier, shared memory
+poisoned with NaN, and is compared here with the plain-torch reference (float64) at the design
+tolerances. So the CUDA logic is tested in CI without a GPU; tests/test_gpu.py runs the real kernels.
+"""
+import ctypes
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddfad_fast import dsp, gpu_backend as gb, reference as ref
+from ddfad_fast.config import FeatureConfig
+
+CUDA_DIR = Path(__file__).resolve().parents[1] / "csrc" / "cuda"
+HARNESS = CUDA_DIR / "host" / "harness.cc"
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
+
+_I64, _I32, _F32, _F64, _P = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
+_SIGNATURES = {
+    "ddfad_frame_waves": [_P, _P, _P, _I64, _I64, _I32, _I32, _F32],
+    "ddfad_mfcc_post": [_P] * 8 + [_I64] + [_I32] * 5 + [_F32] * 3 + [_I32] * 3,
+    "ddfad_fd_mfcc_fused": [_P] * 10 + [_I64, _I64] + [_I32] * 5 + [_F32] * 4 + [_I32] * 4,
+    "ddfad_gla_step_f64": [_P] * 4 + [_I64, _I64, _F64, _F64],
+    "ddfad_overlap_add_f64": [_P] * 4 + [_I64, _I64, _I32, _I32, _I64, _I32],
+    "ddfad_gla_fused_f64": [_P] * 7 + [_I64, _I32, _I32, _I32, _I64, _F64, _F64, _I32, _I32, _I32],
+    "ddfad_gla_fused_f32": [_P] * 7 + [_I64, _I32, _I32, _I32, _I64, _F32, _F32, _I32, _I32, _I32],
+    "ddfad_fft_f64": [_P, _I32, _I32, _P, _I32, _I32, _I32],
+    "ddfad_gla_fused_smem_scalars": [_I32, _I32, _I32],
+}
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    out = tmp_path_factory.mktemp("harness") / "libharness.so"
+    cmd = ["g++", "-std=c++17", "-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-Werror", f"-I{CUDA_DIR}",
+           str(HARNESS), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    handle = ctypes.CDLL(str(out))
+    for name, args in _SIGNATURES.items():
+        getattr(handle, name).argtypes = args
+    handle.ddfad_gla_fused_smem_scalars.restype = _I64
+    return handle
+
+
+def _ptr(a: np.ndarray):
+    assert a.flags.c_contiguous
+    return a.ctypes.data_as(ctypes.c_void_p)
+
+
+def _frames(lib, waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    B, L = waves.shape
+    T = 1 + L // cfg.hop_length
+    window = dsp.window(cfg.window, cfg.win_length, cfg.n_fft).astype(np.float32)
+    frames = np.full((B * T, cfg.n_fft), np.nan, dtype=np.float32)
+    lib.ddfad_frame_waves(_ptr(waves), _ptr(window), _ptr(frames), B, L, cfg.n_fft, cfg.hop_length,
+                          cfg.preemphasis)
+    return frames
+
+
+def _fd_mfcc(lib, waves: np.ndarray, cfg: FeatureConfig, mel_tile: int, delta_tile: int, nth: int) -> np.ndarray:
+    B, L = waves.shape
+    T = 1 + L // cfg.hop_length
+    spec = torch.fft.rfft(torch.from_numpy(_frames(lib, waves, cfg))).numpy().astype(np.complex64)
+    mel_args = (cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max)
+    mel = dsp.mel_filterbank(*mel_args).astype(np.float32)
+    bands = gb.mel_band_ranges(*mel_args)
+    dct = dsp.dct_matrix(cfg.n_mels, cfg.n_mfcc).astype(np.float32)
+    coef = gb.delta_coefficients(cfg.delta_width).astype(np.float32)
+    db = np.full((B, T, cfg.n_mels), np.nan, dtype=np.float32)
+    tile_max = np.full((B, -(-T // mel_tile)), np.nan, dtype=np.float32)
+    out = np.full((B, 3, cfg.n_mfcc, T), np.nan, dtype=np.float32)
+    ref_db = 10.0 * math.log10(max(cfg.amin, cfg.ref))
+    lib.ddfad_mfcc_post(_ptr(spec), _ptr(mel), _ptr(bands), _ptr(dct), _ptr(coef), _ptr(db), _ptr(tile_max),
+                        _ptr(out), B, T, cfg.n_freqs, cfg.n_mels, cfg.n_mfcc, cfg.delta_width, cfg.amin, ref_db,
+                        -1.0 if cfg.top_db is None else cfg.top_db, mel_tile, delta_tile, nth)
+    return out
+
+
+@pytest.mark.parametrize("length,coef,window", [(1001, 0.97, "hann"), (1, 0.97, "hann"), (400, 0.0, "hamming")])
+def test_frame_value_matches_reference_framing(lib, length, coef, window):
+    cfg = FeatureConfig(fixed_length=length, preemphasis=coef, window=window)
+    x = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
+    got = _frames(lib, x, cfg)
+    y = ref.preemphasis(torch.from_numpy(x).double(), coef).numpy()
+    padded = np.pad(y, ((0, 0), (cfg.n_fft // 2, cfg.n_fft // 2)))
+    T = 1 + length // cfg.hop_length
+    w = dsp.window(window, cfg.win_length, cfg.n_fft)
+    want = np.stack([padded[:, t * cfg.hop_length:t * cfg.hop_length + cfg.n_fft] * w for t in range(T)], axis=1)
+    np.testing.assert_allclose(got, want.reshape(-1, cfg.n_fft), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("length,changes,mel_tile,delta_tile,nth", [
+    (1203, {}, 4, 6, 5),                                           # several tiles per clip, odd thread count
+    (300, {"top_db": None}, 16, 32, 3),                             # 4 frames: the short-clip delta rule
+    (80 * 130 + 7, {}, 16, 32, 32),                                 # T = 131: halo rows across tiles
+    (50, {}, 1, 1, 2),                                              # one frame
+    (960, {}, 5, 12, 4),                                            # a tile starting at the last frame
+    (4000, {"sample_rate": 16000, "n_fft": 512, "win_length": 320, "hop_length": 128, "n_mels": 48,
+            "n_mfcc": 13, "delta_width": 5}, 7, 9, 16),
+])
+def test_mfcc_post_matches_reference(lib, length, changes, mel_tile, delta_tile, nth):
+    cfg = FeatureConfig(fixed_length=length, **changes)
+    waves = np.random.default_rng(length).standard_normal((3, length)).astype(np.float32)
+    waves[1] *= 1e-4                                   # a quiet clip beside loud ones: per-clip top_db
+    got = _fd_mfcc(lib, waves, cfg, mel_tile, delta_tile, nth)
+    want = ref.fd_mfcc(torch.from_numpy(waves).double(), cfg).numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4)
+    solo = _fd_mfcc(lib, waves[1:2], cfg, mel_tile, delta_tile, nth)
+    np.testing.assert_array_equal(got[1], solo[0])
+
+
+def _fd_mfcc_fused(lib, waves: np.ndarray, cfg: FeatureConfig, tile: int, delta_tile: int, max_radix: int,
+                   nth: int) -> np.ndarray:
+    B, L = waves.shape
+    T = 1 + L // cfg.hop_length
+    mel_args = (cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max)
+    f32 = [np.ascontiguousarray(a, dtype=np.float32) for a in (
+        dsp.window(cfg.window, cfg.win_length, cfg.n_fft), gb.fft_twiddles(cfg.n_fft), dsp.mel_filterbank(*mel_args))]
+    bands = gb.mel_band_ranges(*mel_args)
+    dct = dsp.dct_matrix(cfg.n_mels, cfg.n_mfcc).astype(np.float32)
+    coef = gb.delta_coefficients(cfg.delta_width).astype(np.float32)
+    db = np.full((B, T, cfg.n_mels), np.nan, dtype=np.float32)
+    tile_max = np.full((B, -(-T // tile)), np.nan, dtype=np.float32)
+    out = np.full((B, 3, cfg.n_mfcc, T), np.nan, dtype=np.float32)
+    rc = lib.ddfad_fd_mfcc_fused(_ptr(np.ascontiguousarray(waves)), *map(_ptr, f32), _ptr(bands), _ptr(dct), _ptr(coef),
+                                 _ptr(db), _ptr(tile_max), _ptr(out), B, L, cfg.n_fft,
+                                 cfg.hop_length, cfg.n_mels, cfg.n_mfcc, cfg.delta_width, cfg.preemphasis, cfg.amin,
+                                 10.0 * math.log10(max(cfg.amin, cfg.ref)), -1.0 if cfg.top_db is None else cfg.top_db,
+                                 tile, delta_tile, max_radix, nth)
+    assert rc == 0
+    return out
+
+
+@pytest.mark.parametrize("length,changes,tile,delta_tile,max_radix,nth", [
+    (1203, {}, 4, 6, 8, 64),                                                  # n_fft 256: 8 x 8 x 2
+    (300, {"top_db": None, "preemphasis": 0.0}, 16, 32, 16, 64),
+    (80 * 130 + 7, {}, 16, 32, 4, 64),
+    (50, {}, 1, 1, 16, 16),
+    (4000, {"sample_rate": 16000, "n_fft": 512, "win_length": 320, "hop_length": 128, "n_mels": 48,
+            "n_mfcc": 13, "delta_width": 5, "window": "hamming"}, 7, 9, 16, 32),
+])
+def test_fd_mfcc_fused_matches_reference(lib, length, changes, tile, delta_tile, max_radix, nth):
+    cfg = FeatureConfig(fixed_length=length, **changes)
+    waves = np.random.default_rng(length + 1).standard_normal((3, length)).astype(np.float32)
+    waves[1] *= 1e-4
+    got = _fd_mfcc_fused(lib, waves, cfg, tile, delta_tile, max_radix, nth)
+    want = ref.fd_mfcc(torch.from_numpy(waves).double(), cfg).numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4)
+    solo = _fd_mfcc_fused(lib, waves[1:2], cfg, tile, delta_tile, max_radix, nth)
+    np.testing.assert_array_equal(got[1], solo[0])
+
+
+def _gla_case(n_fft, hop, win_length, length, batch=2, seed=0):
+    T = 1 + length // hop
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal((batch, length))
+    mag = ref.stft(torch.from_numpy(y), n_fft, hop, win_length, "hann").abs()                  # (B, F, T)
+    phase = torch.polar(torch.ones_like(mag), torch.from_numpy(2 * np.pi * rng.random(mag.shape)))
+    assert mag.shape[-1] == T
+    return mag, phase
+
+
+def _istft(x_btf: np.ndarray, n_fft, hop, win_length, length) -> np.ndarray:
+    return ref.istft(torch.from_numpy(x_btf).transpose(1, 2), n_fft, hop, win_length, "hann", length).numpy()
+
+
+def test_gla_step_and_overlap_add_loop_matches_reference(lib):
+    n_fft, hop, win_length, length, n_iter = 64, 16, 48, 1000, 6
+    mag, phase = _gla_case(n_fft, hop, win_length, length)
+    B, F, T = mag.shape
+    magnitude, x = gb._initial_state(mag, phase, n_fft)
+    magnitude, x = magnitude.numpy(), x.numpy()
+    win = dsp.window("hann", win_length, n_fft)
+    inv_env = dsp.inverse_envelope("hann", win_length, n_fft, hop, T)
+    prev = np.zeros_like(x)
+    coef, eps = 0.99 / 1.99, np.finfo(np.float64).tiny
+    for _ in range(n_iter):
+        frames = np.ascontiguousarray(np.fft.irfft(x, n=n_fft))
+        reframed = np.full_like(frames, np.nan)
+        lib.ddfad_overlap_add_f64(_ptr(frames), _ptr(win), _ptr(inv_env), _ptr(reframed), B, T, n_fft, hop, length, 1)
+        cur = np.ascontiguousarray(np.fft.rfft(reframed))
+        lib.ddfad_gla_step_f64(_ptr(x), _ptr(cur), _ptr(prev), _ptr(magnitude), x.size, F, coef, eps)
+        prev = cur
+    frames = np.ascontiguousarray(np.fft.irfft(x, n=n_fft))
+    out = np.full((B, length), np.nan)
+    lib.ddfad_overlap_add_f64(_ptr(frames), _ptr(win), _ptr(inv_env), _ptr(out), B, T, n_fft, hop, length, 0)
+    want = ref.griffin_lim(mag, n_fft, hop, win_length, "hann", n_iter, 0.99, phase, length).numpy()
+    np.testing.assert_allclose(out, want, atol=1e-10)
+
+
+def _fused(lib, mag, phase, n_fft, hop, win_length, length, n_iter, tile, nth, dtype, max_radix=16):
+    B, F, T = mag.shape
+    magnitude, x = gb._initial_state(mag.to(dtype), phase.to(dtype.to_complex()), n_fft)
+    np_real = np.float64 if dtype == torch.float64 else np.float32
+    magnitude, x = magnitude.numpy(), x.numpy()
+    consts = [np.ascontiguousarray(a, dtype=np_real) for a in (
+        dsp.window("hann", win_length, n_fft), dsp.inverse_envelope("hann", win_length, n_fft, hop, T),
+        gb.fft_twiddles(n_fft))]
+    prev = np.zeros_like(x)
+    nxt = np.full_like(x, np.nan)
+    fn = lib.ddfad_gla_fused_f64 if dtype == torch.float64 else lib.ddfad_gla_fused_f32
+    coef = 0.99 / 1.99
+    for _ in range(n_iter):
+        rc = fn(_ptr(x), _ptr(nxt), _ptr(prev), _ptr(magnitude), *map(_ptr, consts), B, T, n_fft, hop, length,
+                coef, np.finfo(np_real).tiny, tile, max_radix, nth)
+        assert rc == 0, "fewer harness threads than butterflies of one FFT pass"
+        x, nxt = nxt, x
+    return x, prev
+
+
+@pytest.mark.parametrize("log2m", [1, 2, 3, 4, 5, 7, 8, 9])
+@pytest.mark.parametrize("max_radix", [2, 4, 8, 16])
+def test_stockham_fft_matches_numpy(lib, log2m, max_radix):
+    m = 1 << log2m
+    rng = np.random.default_rng(log2m * 31 + max_radix)
+    data = rng.standard_normal((3, m)) + 1j * rng.standard_normal((3, m))
+    twiddle = np.ascontiguousarray(gb.fft_twiddles(2 * m))
+    nth = max(1, m // 2) + 3                               # enough threads for any pass, not a power of two
+    for inverse in (0, 1):
+        buf = np.ascontiguousarray(data.copy())
+        assert lib.ddfad_fft_f64(_ptr(buf), 3, log2m, _ptr(twiddle), inverse, max_radix, nth) == 0
+        want = np.fft.ifft(data, axis=1) * m if inverse else np.fft.fft(data, axis=1)
+        np.testing.assert_allclose(buf, want, atol=1e-11 * m)
+    if m // 2 > 1:                                          # a radix-2 pass with too few threads is refused
+        assert lib.ddfad_fft_f64(_ptr(np.ascontiguousarray(data.copy())), 3, log2m, _ptr(twiddle), 0, 2,
+                                 m // 2 - 1) == -1
+
+
+@pytest.mark.parametrize("n_fft,hop,win_length,length,tile,nth,max_radix", [
+    (64, 16, 64, 2000, 4, 16, 16),       # 32-point FFT as 16 x 2
+    (64, 16, 48, 2005, 3, 9, 8),         # length not a multiple of hop; tile not dividing T; 9 threads
+    (64, 24, 64, 700, 2, 16, 2),         # hop not dividing n_fft: halo (n_fft - 1) // hop = 2; radix-2 passes
+    (32, 12, 32, 30, 8, 3, 16),          # T = 3 < tile
+    (128, 32, 100, 1000, 16, 16, 4),
+    (256, 64, 200, 1500, 5, 64, 8),      # 128-point FFT as 8 x 8 x 2
+    (16, 8, 16, 100, 1, 1, 16),
+])
+def test_gla_fused_iteration_matches_reference_float64(lib, n_fft, hop, win_length, length, tile, nth, max_radix):
+    n_iter = 4
+    mag, phase = _gla_case(n_fft, hop, win_length, length, seed=n_fft + tile)
+    x, prev = _fused(lib, mag, phase, n_fft, hop, win_length, length, n_iter, tile, nth, torch.float64, max_radix)
+    assert np.isfinite(x).all() and np.isfinite(prev).all()
+    got = _istft(x, n_fft, hop, win_length, length)
+    want = ref.griffin_lim(mag, n_fft, hop, win_length, "hann", n_iter, 0.99, phase, length).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+def test_gla_fused_iteration_float32_and_smem_formula(lib):
+    n_fft, hop, win_length, length = 64, 16, 48, 2000
+    mag, phase = _gla_case(n_fft, hop, win_length, length, seed=3)
+    x, _ = _fused(lib, mag, phase, n_fft, hop, win_length, length, 8, 4, 16, torch.float32)
+    got = _istft(x.astype(np.complex128), n_fft, hop, win_length, length)
+    want = ref.griffin_lim(mag, n_fft, hop, win_length, "hann", 8, 0.99, phase, length).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
+    for args in [(512, 128, 8), (256, 80, 16), (64, 24, 1)]:
+        assert lib.ddfad_gla_fused_smem_scalars(*args) * 4 == gb.fused_gla_smem_bytes(*args, 4)

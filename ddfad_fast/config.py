@@ -159,7 +159,7 @@ class ExpertConfig(_Config):
 
 @dataclass(frozen=True)
 class DistillConfig(_Config):
-    """MTT distillation (design doc section 6)."""
+    """MTT distillation (design doc section 6). Step sizes are per unit of the features the nets see."""
 
     cpc: int = 10                       # synthetic clips per class
     syn_steps: int = 40                 # N: student steps per iteration
@@ -171,11 +171,16 @@ class DistillConfig(_Config):
     alpha_init: float = 0.01
     momentum: float = 0.5
     batch_syn: Optional[int] = None     # None = the whole synthetic set each step
-    unroll: str = "naive"               # "naive" | "reverse"
-    checkpoint_every: int = 200
-    eval_every: int = 500
-    max_memory_gb: Optional[float] = None
+    unroll: str = "reverse"             # "reverse" (exact, memory constant in N) | "naive" (full graph)
+    checkpoint_every: int = 200         # iterations between checkpoints (0: only at the end / on Ctrl-C)
+    eval_every: int = 500               # iterations between evaluate_fn calls (0 disables)
+    max_memory_gb: Optional[float] = None   # choose unroll / batch_syn to fit, or refuse before starting
     seed: int = 0
+    compile: bool = True                # torch.compile the reverse mode's per-step functions (eager fallback)
+    augment: bool = False               # differentiable time shift + time/frequency masking per step (see distill.py)
+    aug_shift: int = 3                  # max circular time shift, frames
+    aug_time_mask: int = 5              # max zeroed time band, frames
+    aug_freq_mask: int = 2              # max zeroed coefficient band
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,170 @@
+"""``ddfad distill --data SRC --experts DIR --cpc N --out DIR``: distil a data set by trajectory matching.
+
+Writes ``OUT/distilled.pt`` (kind "distilled": features, labels, the learned alpha, history), plus
+``OUT/checkpoint.pt``, ``OUT/history.json`` and ``OUT/distill.json`` (the configuration used).
+
+Features are computed with the FeatureConfig the experts were trained with. Standardisation follows
+the experts: a ``feature_stats.pt`` in the experts folder or its parent (``ddfad run`` writes one
+beside ``experts/``) means the experts saw standardised features, so the real data is standardised
+with those statistics before distilling and the file is copied to ``OUT/feature_stats.pt`` (where
+``ddfad evaluate OUT/distilled.pt`` looks for it). Without one (``ddfad experts`` output) the raw
+features are used. Presets give the DistillConfig; flags override it. Settings and ``--max-memory`` are
+checked before ``--overwrite`` deletes anything.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from ..errors import ParameterError
+
+HELP = "distil a data set into CPC synthetic clips per class by matching expert trajectories (MTT)"
+STATS_NAME = "feature_stats.pt"
+DISTILLED_NAME = "distilled.pt"
+CONFIG_NAME = "distill.json"
+_OWN_FILES = (DISTILLED_NAME, CONFIG_NAME, "checkpoint.pt", "history.json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..presets import PRESET_NAMES
+    parser.add_argument("--data", required=True, help="FSDD-named folder, class sub-folders, or CSV manifest")
+    parser.add_argument("--experts", required=True, type=Path, help="folder of expert_KKK.pt trajectories")
+    parser.add_argument("--cpc", required=True, type=int, help="synthetic clips per class")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (distilled.pt, checkpoint.pt)")
+    parser.add_argument("--preset", default="cpu-small", choices=PRESET_NAMES, help="DistillConfig defaults")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true", help="delete a previous distillation in OUT first")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="feature cache folder (default: EXPERTS/cache when it exists, else OUT/cache)")
+    parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("overrides of the preset's DistillConfig")
+    group.add_argument("--iterations", type=int, default=None)
+    group.add_argument("--syn-steps", type=int, default=None, help="student steps per iteration (N)")
+    group.add_argument("--expert-epochs", type=int, default=None, help="M: match theta*_{t+M}")
+    group.add_argument("--max-start-epoch", type=int, default=None)
+    group.add_argument("--lr-data", type=float, default=None)
+    group.add_argument("--lr-alpha", type=float, default=None)
+    group.add_argument("--alpha-init", type=float, default=None)
+    group.add_argument("--batch-syn", type=int, default=None, help="synthetic minibatch per step (default: all)")
+    group.add_argument("--unroll", choices=("naive", "reverse"), default=None)
+    group.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                       help="choose unroll mode and batch to fit GB GiB, or refuse before starting")
+    group.add_argument("--compile", dest="compile", action="store_true", default=None,
+                       help="torch.compile the per-step functions (reverse mode)")
+    group.add_argument("--no-compile", dest="compile", action="store_false")
+    group.add_argument("--augment", dest="augment", action="store_true", default=None,
+                       help="differentiable time shift and time/frequency masking")
+    group.add_argument("--no-augment", dest="augment", action="store_false")
+    group.add_argument("--checkpoint-every", type=int, default=None)
+    group.add_argument("--eval-every", type=int, default=None,
+                       help="train one net on the synthetic set every N iterations (0: never)")
+    group.add_argument("--seed", type=int, default=None)
+
+
+_OVERRIDES = ("iterations", "syn_steps", "expert_epochs", "lr_data", "lr_alpha", "alpha_init", "batch_syn",
+              "unroll", "compile", "augment", "checkpoint_every", "eval_every", "seed")
+
+
+def distill_config(preset, args: argparse.Namespace, expert_epochs: int):
+    """The preset's DistillConfig with the flags applied; max_start_epoch is clamped to the experts'
+    epochs unless given explicitly."""
+    config = preset.distill.replace(cpc=args.cpc)
+    changes = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
+    if args.max_memory is not None:
+        changes["max_memory_gb"] = args.max_memory
+    if args.max_start_epoch is not None:
+        changes["max_start_epoch"] = args.max_start_epoch
+    config = config.replace(**changes)
+    if args.max_start_epoch is None and config.max_start_epoch + config.expert_epochs > expert_epochs:
+        config = config.replace(max_start_epoch=max(0, expert_epochs - config.expert_epochs))
+    return config
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Whether ``out`` holds something to delete (with --overwrite); refuses unsafe combinations."""
+    if resume and overwrite:
+        raise ParameterError("--resume and --overwrite exclude each other")
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out} is a file, not a folder")
+    if not (out.exists() and any(out.iterdir())):
+        return False
+    if overwrite:
+        if not any((out / name).exists() for name in _OWN_FILES):
+            raise ParameterError(f"{out} does not hold a distillation ({', '.join(_OWN_FILES)}); refusing to delete it")
+        return True
+    if not resume:
+        raise ParameterError(f"{out} exists; pass --resume to continue it or --overwrite to start again")
+    return False
+
+
+def _feature_cache(args: argparse.Namespace) -> Path:
+    """--cache, else an existing cache of the experts (``ddfad experts`` / ``ddfad run`` layout), else OUT/cache."""
+    if args.cache is not None:
+        return args.cache
+    for folder in (args.experts / "cache", args.experts.parent / "cache"):
+        if folder.is_dir():
+            return folder
+    return args.out / "cache"
+
+
+def find_expert_stats(experts: Path) -> Optional[Path]:
+    """The feature_stats.pt the experts were trained with: in the experts folder or its parent."""
+    for folder in (experts, experts.parent):
+        if (folder / STATS_NAME).is_file():
+            return folder / STATS_NAME
+    return None
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..data import load_feature_split, load_feature_stats, standardize
+    from ..distill import distill, preflight
+    from ..evaluate import evaluate_training_set
+    from ..experts import load_trajectories
+    from ..io import atomic_write_json
+    from ..presets import get_preset
+
+    out: Path = args.out
+    delete = _check_out(out, args.resume, args.overwrite)
+    trajectories = load_trajectories(args.experts)
+    features = trajectories.feature_config
+    preset = get_preset(args.preset)
+    config = distill_config(preset, args, trajectories.expert_config.epochs)
+    split = load_feature_split(args.data, features, cache_dir=_feature_cache(args), max_per_class=args.max_per_class,
+                               progress=not args.quiet)
+    if tuple(split.in_shape) != tuple(trajectories.in_shape) or split.num_classes != trajectories.num_classes:
+        raise ParameterError(f"--data gives {split.num_classes} classes of shape {split.in_shape} but the experts in "
+                             f"{args.experts} were trained on {trajectories.num_classes} of {trajectories.in_shape}")
+    stats_path = find_expert_stats(args.experts)
+    x_train, x_test = split.x_train, split.x_test
+    if stats_path is not None:
+        stats = load_feature_stats(stats_path, features)
+        x_train, x_test = standardize(x_train, *stats), standardize(x_test, *stats)
+    preflight(x_train, split.y_train, trajectories, config)     # bad settings / --max-memory: before any deletion
+    if delete:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if stats_path is not None and stats_path.resolve() != (out / STATS_NAME).resolve():
+        shutil.copyfile(stats_path, out / STATS_NAME)
+    atomic_write_json(out / CONFIG_NAME, {"data": str(args.data), "experts": str(args.experts),
+                                          "standardized_with": str(stats_path) if stats_path else None,
+                                          "preset": args.preset, "distill": config.to_dict(),
+                                          "expert": trajectories.expert_config.to_dict(),
+                                          "features": features.to_dict()})
+
+    def monitor(xs, ys, lr):
+        return evaluate_training_set(xs, ys, x_test, split.y_test, trajectories.expert_config.model,
+                                     preset.eval.replace(num_nets=1), lr=lr)
+
+    result = distill(x_train, split.y_train, trajectories, config, out_dir=out, resume=args.resume,
+                     evaluate_fn=monitor if config.eval_every and len(split.y_test) else None,
+                     progress=not args.quiet)
+    result.save(out / DISTILLED_NAME, features, trajectories.expert_config)
+    session = result.history["sessions"][-1]
+    loss = result.history["loss"]
+    print(f"distilled {len(result.labels)} clips ({config.cpc} per class) in {out / DISTILLED_NAME}: "
+          f"alpha {result.alpha:.4g}, loss {loss[-1] if loss else float('nan'):.4f} after {len(loss)} iterations "
+          f"({session['unroll']} unroll, {'compiled' if session['compiled'] else 'eager'})")
+    return 0

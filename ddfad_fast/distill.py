@@ -1,0 +1,410 @@
+"""The MTT outer loop (design doc section 6) with atomic checkpoints and exact resume.
+
+Every iteration draws, from one seeded generator, an expert k and a start epoch t in
+[0, max_start_epoch], the student's minibatches and augmentation seeds; unrolls ``syn_steps`` student
+steps from theta*_t (:mod:`ddfad_fast.unroll`); and takes one SGD-with-momentum step on the synthetic
+features (``lr_data``) and on the student step size alpha (``lr_alpha``). The synthetic set starts as
+``cpc`` random real clips of every class.
+
+Files in ``out_dir``: ``checkpoint.pt`` (kind "distill_checkpoint": synthetic data, alpha, momentum
+buffers, iteration, generator state, history; written atomically every ``checkpoint_every``
+iterations, at the end and on Ctrl-C) and ``history.json`` (the same history, readable). A checkpoint
+made with another configuration, expert set or training data is refused (FileFormatError). A resumed
+run ends exactly where an uninterrupted one would (same unroll mode, compile setting and thread count
+assumed: they change rounding only).
+
+Defaults, measured on the shared 2-core CPU (bench/mtt_memory.py and a 60-iteration FSDD run):
+
+* ``unroll="reverse"``: exact like "naive" (float64 gradients agree to 1e-12) and flat in N; see
+  bench/results/mtt_memory.json for memory and time against the naive unroll.
+* ``compile=True``: compiled reverse steps ran 2-2.5x faster than eager ones (ConvNet width 32, batch
+  20, N 12: 0.30 s vs 0.71 s per iteration; naive 0.51 s). Compilation costs ~40 s once per shape (a few
+  seconds from inductor's disk cache), so it pays off beyond ~100 iterations of that size; a 60-iteration
+  width-16 run took 22 s compiled vs 8 s eager. Unavailable or failing compilation falls back to eager,
+  logged and recorded in ``history["sessions"]``.
+* ``augment=False``: on FSDD (50 clips per class, width 16, 3 experts x 8 epochs, 1 clip per class, 60
+  iterations, 4 evaluation nets, two seeds) no augmentation gave 24.8 / 24.6 % test accuracy, the
+  default-size augmentation (shift 3, masks 5 / 2) 25.8 / 22.0 %, a larger one (8, 10 / 3) 22.8 / 20.0 %;
+  random real clips 16.7 %. It stays available (``augment=True``) for longer runs.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .config import DistillConfig, ExpertConfig, FeatureConfig
+from .errors import DDFADError, FileFormatError, ParameterError, ResourceError
+from .experts import Trajectories
+from .io import atomic_write_json, load_artifact, save_artifact
+from .models import FunctionalNet, build_model
+from .unroll import (UNROLL_MODES, Augment, Stepper, activation_elements_per_sample, estimate_unroll_bytes,
+                     make_plan, unroll)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "history.json"
+CHECKPOINT_KIND = "distill_checkpoint"
+# DistillConfig fields that do not change the result of a run (the rest must match to resume)
+_FREE_FIELDS = ("iterations", "checkpoint_every", "eval_every", "max_memory_gb", "unroll", "compile", "batch_syn")
+EvaluateFn = Callable[[Tensor, Tensor, float], dict]
+GIB = 1024 ** 3
+
+
+class DistillationDiverged(DDFADError):
+    """The trajectory-matching loss became NaN or infinite."""
+
+
+@dataclass
+class DistillResult:
+    """A distilled set: ``features`` (N, 3, F, T) float32, ``labels`` (N,) int64, the learned ``alpha``."""
+
+    features: Tensor
+    labels: Tensor
+    alpha: float
+    history: dict
+    config: DistillConfig
+    num_classes: int
+
+    def save(self, path, feature_config: FeatureConfig, expert_config: Optional[ExpertConfig] = None) -> None:
+        """Atomically write a "distilled" file (torch.load(weights_only=True) reads it back)."""
+        config = {"features": feature_config.to_dict(), "num_classes": self.num_classes,
+                  "distill": self.config.to_dict()}
+        if expert_config is not None:
+            config["expert"] = expert_config.to_dict()
+        save_artifact(path, "distilled", {"features": self.features.detach().float().cpu(),
+                                          "labels": self.labels.long().cpu(),
+                                          "alpha": torch.tensor(float(self.alpha)),
+                                          "history": self.history}, config=config)
+
+
+@dataclass
+class MemoryPlan:
+    """The unroll mode and per-step batch a run uses, and its estimated peak (bytes)."""
+
+    unroll: str
+    batch_syn: Optional[int]
+    estimate_bytes: int
+    baseline_bytes: int
+    changed: List[str] = field(default_factory=list)
+
+
+@dataclass
+class _State:
+    """Everything an iteration changes; replaced as a whole once an iteration is complete."""
+
+    x: Tensor
+    alpha: Tensor
+    mom_x: Tensor
+    mom_alpha: Tensor
+    iteration: int
+    generator_state: Tensor
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: DistillConfig) -> None:
+    c = config
+    checks = [
+        (c.cpc >= 1, f"cpc must be >= 1, got {c.cpc}"),
+        (c.syn_steps >= 1, f"syn_steps must be >= 1, got {c.syn_steps}"),
+        (c.expert_epochs >= 1, f"expert_epochs must be >= 1, got {c.expert_epochs}"),
+        (c.max_start_epoch >= 0, f"max_start_epoch must be >= 0, got {c.max_start_epoch}"),
+        (c.iterations >= 0, f"iterations must be >= 0, got {c.iterations}"),
+        (c.lr_data > 0 and c.lr_alpha >= 0, f"need lr_data > 0 and lr_alpha >= 0, got {c.lr_data}, {c.lr_alpha}"),
+        (c.alpha_init > 0, f"alpha_init must be > 0, got {c.alpha_init}"),
+        (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
+        (c.batch_syn is None or c.batch_syn >= 1, f"batch_syn must be >= 1 or None, got {c.batch_syn}"),
+        (c.unroll in UNROLL_MODES, f"unroll must be one of {UNROLL_MODES}, got {c.unroll!r}"),
+        (c.checkpoint_every >= 0 and c.eval_every >= 0,
+         f"checkpoint_every and eval_every must be >= 0, got {c.checkpoint_every}, {c.eval_every}"),
+        (c.max_memory_gb is None or c.max_memory_gb > 0, f"max_memory_gb must be > 0, got {c.max_memory_gb}"),
+        (min(c.aug_shift, c.aug_time_mask, c.aug_freq_mask) >= 0,
+         f"augmentation sizes must be >= 0, got {c.aug_shift}, {c.aug_time_mask}, {c.aug_freq_mask}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ParameterError(message)
+    epochs = min(int(p.shape[0]) for p in traj.params) - 1
+    if c.max_start_epoch + c.expert_epochs > epochs:
+        raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
+                             f"the {epochs} epochs of the expert trajectories")
+    if x_train.dim() != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
+        raise ParameterError(f"x_train must have shape (N, {', '.join(map(str, traj.in_shape))}) like the experts' "
+                             f"inputs, got {tuple(x_train.shape)}")
+    if y_train.shape != (x_train.shape[0],):
+        raise ParameterError(f"y_train must have shape ({x_train.shape[0]},), got {tuple(y_train.shape)}")
+    counts = torch.bincount(y_train.long(), minlength=traj.num_classes)
+    if len(counts) != traj.num_classes:
+        raise ParameterError(f"y_train has labels up to {len(counts) - 1} but the experts know "
+                             f"{traj.num_classes} classes")
+    if int(counts.min()) < c.cpc:
+        raise ParameterError(f"cpc={c.cpc} exceeds the {int(counts.min())} training clips of class "
+                             f"{int(counts.argmin())}")
+
+
+# ----------------------------------------------------------------------------- memory
+
+def _process_bytes(device: torch.device) -> int:
+    """Memory already in use: the resident set on CPU, the allocated bytes on a GPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def plan_memory(net: FunctionalNet, n_syn: int, config: DistillConfig, dtype: torch.dtype = torch.float32,
+                device: torch.device = torch.device("cpu")) -> MemoryPlan:
+    """The (unroll, batch_syn) to run with, fitting ``config.max_memory_gb`` when it is set.
+
+    The estimate is the memory already in use plus the synthetic set, its gradient and momentum
+    (3 copies) plus :func:`ddfad_fast.unroll.estimate_unroll_bytes`. Tries the configured mode and
+    batch, then the reverse mode, then halves the batch down to 1. Raises ResourceError naming the
+    need and the limit when nothing fits.
+    """
+    elem = torch.empty((), dtype=dtype).element_size()
+    act = activation_elements_per_sample(net)
+    baseline = _process_bytes(device) + 3 * n_syn * math.prod(net.in_shape) * elem
+
+    def need(mode: str, batch: Optional[int]) -> int:
+        b = n_syn if batch is None else min(batch, n_syn)
+        return baseline + estimate_unroll_bytes(net, b, config.syn_steps, mode, dtype, act)
+
+    first = need(config.unroll, config.batch_syn)
+    if config.max_memory_gb is None:
+        return MemoryPlan(config.unroll, config.batch_syn, first, baseline)
+    limit = int(config.max_memory_gb * GIB)
+    candidates: List[Tuple[str, Optional[int]]] = [(config.unroll, config.batch_syn)]
+    if config.unroll != "reverse":
+        candidates.append(("reverse", config.batch_syn))
+    batch = n_syn if config.batch_syn is None else min(config.batch_syn, n_syn)
+    while batch > 1:
+        batch = batch // 2
+        candidates.append(("reverse", batch))
+    for mode, b in candidates:
+        estimate = need(mode, b)
+        if estimate <= limit:
+            changed = []
+            if mode != config.unroll:
+                changed.append(f"unroll {config.unroll} -> {mode}")
+            if b != config.batch_syn:
+                changed.append(f"batch_syn {config.batch_syn} -> {b}")
+            return MemoryPlan(mode, b, estimate, baseline, changed)
+    smallest = need("reverse", 1)
+    raise ResourceError(
+        f"distillation needs about {first / GIB:.2f} GiB ({config.unroll} unroll, batch "
+        f"{config.batch_syn or n_syn}, {config.syn_steps} steps) and at least {smallest / GIB:.2f} GiB with the "
+        f"reverse unroll at batch 1 ({baseline / GIB:.2f} GiB of it already in use), but max_memory_gb is "
+        f"{config.max_memory_gb:g} GiB")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _data_fingerprint(x: Tensor, y: Tensor) -> List[float]:
+    x64 = x.detach().double()
+    return [float(x.shape[0]), float(x64.sum()), float((x64 * x64).sum()), float(y.long().sum())]
+
+
+def _identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int], x: Tensor, y: Tensor) -> dict:
+    """What a checkpoint must have been made with to be resumed."""
+    distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
+    return {"distill": distill, "batch_syn": batch_syn, "expert": traj.expert_config.to_dict(),
+            "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
+            "in_shape": list(traj.in_shape), "data": _data_fingerprint(x, y)}
+
+
+_PER_ITERATION = ("loss", "alpha", "expert", "start_epoch", "seconds")
+
+
+def _new_history() -> dict:
+    """Per iteration: loss, alpha (before the update), expert, start_epoch, seconds (of the unroll);
+    ``eval``: [{iteration, mean, std}]; ``sessions``: one dict per (re)start (unroll, compiled, ...)."""
+    return {**{k: [] for k in _PER_ITERATION}, "eval": [], "sessions": []}
+
+
+def _history_upto(history: dict, iteration: int) -> dict:
+    """A copy of ``history`` holding the first ``iteration`` iterations only."""
+    out = {k: list(history[k][:iteration]) for k in _PER_ITERATION}
+    out["eval"] = [dict(e) for e in history["eval"] if e["iteration"] <= iteration]
+    out["sessions"] = [dict(s) for s in history["sessions"]]
+    return out
+
+
+def _save_checkpoint(out_dir: Path, state: _State, history: dict, labels: Tensor, identity: dict) -> None:
+    history = _history_upto(history, state.iteration)
+    save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND,
+                  {"x": state.x.detach().cpu(), "labels": labels.cpu(), "alpha": state.alpha.detach().cpu(),
+                   "mom_x": state.mom_x.cpu(), "mom_alpha": state.mom_alpha.cpu(), "iteration": state.iteration,
+                   "generator": state.generator_state, "history": history}, config=identity)
+    atomic_write_json(out_dir / HISTORY_NAME, history)
+
+
+def _load_checkpoint(path: Path, identity: dict, device: torch.device) -> Tuple[_State, dict, Tensor]:
+    obj = load_artifact(path, kind=CHECKPOINT_KIND, expected_config=identity)
+    state = _State(obj["x"].to(device), obj["alpha"].to(device), obj["mom_x"].to(device),
+                   obj["mom_alpha"].to(device), int(obj["iteration"]), obj["generator"])
+    return state, obj["history"], obj["labels"].to(device)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def _initial_state(x_train: Tensor, y_train: Tensor, num_classes: int, config: DistillConfig) -> Tuple[_State, Tensor]:
+    """``cpc`` random real clips per class (seeded), alpha = alpha_init, zero momentum."""
+    gen = torch.Generator().manual_seed(config.seed)
+    idx, labels = [], []
+    for c in range(num_classes):
+        members = torch.nonzero(y_train.cpu() == c).flatten()
+        idx.append(members[torch.randperm(len(members), generator=gen)[:config.cpc]])
+        labels.append(torch.full((config.cpc,), c, dtype=torch.int64))
+    x = x_train[torch.cat(idx).to(x_train.device)].detach().clone()
+    alpha = torch.tensor(config.alpha_init, dtype=x.dtype, device=x.device)
+    state = _State(x, alpha, torch.zeros_like(x), torch.zeros_like(alpha), 0, gen.get_state())
+    return state, torch.cat(labels).to(x.device)
+
+
+def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
+               config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment]) -> _State:
+    """One MTT iteration: the new state (``state`` is left untouched); appends to ``history``."""
+    gen = torch.Generator()
+    gen.set_state(state.generator_state)
+    expert = int(torch.randint(len(traj.params), (1,), generator=gen))
+    start = int(torch.randint(config.max_start_epoch + 1, (1,), generator=gen))
+    params = traj.params[expert]
+    theta0 = params[start].to(device=state.x.device, dtype=state.x.dtype)
+    target = params[start + config.expert_epochs].to(device=state.x.device, dtype=state.x.dtype)
+    steps = make_plan(len(labels), plan.batch_syn, config.syn_steps, gen, augment is not None)
+    steps.indices = steps.indices.to(state.x.device)
+    began = time.perf_counter()
+    out = unroll(net, state.x, labels, state.alpha, theta0, target, steps, plan.unroll, augment, stepper)
+    loss = float(out.loss)
+    if not math.isfinite(loss) or not bool(torch.isfinite(out.grad_x).all()):
+        raise DistillationDiverged(f"trajectory-matching loss is {loss} at iteration {state.iteration + 1} "
+                                   f"(alpha {float(state.alpha):.4g}); lower lr_data ({config.lr_data:g}) or lr_alpha")
+    mom_x = config.momentum * state.mom_x + out.grad_x
+    mom_alpha = config.momentum * state.mom_alpha + out.grad_alpha
+    for key, value in zip(_PER_ITERATION, (loss, float(state.alpha), expert, start, time.perf_counter() - began)):
+        del history[key][state.iteration:]
+        history[key].append(value)
+    return _State(state.x - config.lr_data * mom_x, state.alpha - config.lr_alpha * mom_alpha, mom_x, mom_alpha,
+                  state.iteration + 1, gen.get_state())
+
+
+def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig) -> dict:
+    return {"start_iteration": start_iteration, "unroll": plan.unroll, "batch_syn": plan.batch_syn,
+            "compile_requested": bool(config.compile and plan.unroll == "reverse"), "compiled": stepper.compiled,
+            "compile_error": stepper.compile_error, "memory_estimate_gb": plan.estimate_bytes / GIB,
+            "memory_changes": list(plan.changed), "augment": config.augment}
+
+
+def _report(message: str, bar, level: int = logging.INFO) -> None:
+    """A log line; also above the progress bar when there is one."""
+    log.log(level, message)
+    if bar is not None and level < logging.WARNING:
+        bar.write(f"distill: {message}")
+
+
+def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories,
+              config: DistillConfig) -> Tuple[FunctionalNet, MemoryPlan]:
+    """Check a distillation before it starts: ParameterError for bad settings, ResourceError when it
+    cannot fit ``config.max_memory_gb``. Returns the student net and the memory plan."""
+    _validate(x_train, y_train, trajectories, config)
+    net = build_model(trajectories.expert_config.model, trajectories.in_shape, trajectories.num_classes)
+    plan = plan_memory(net, config.cpc * trajectories.num_classes, config, x_train.dtype, x_train.device)
+    return net, plan
+
+
+def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
+            out_dir=None, resume: bool = False, evaluate_fn: Optional[EvaluateFn] = None,
+            progress: bool = True) -> DistillResult:
+    """Distil ``cpc`` clips per class from (x_train (N, 3, F, T), y_train (N,)) by matching ``trajectories``.
+
+    ``out_dir``: where checkpoints go (None: no files). ``resume``: continue from ``out_dir``'s
+    checkpoint (it must match this config, expert set and data; FileFormatError otherwise); without
+    ``resume`` an existing checkpoint is an error (ParameterError). ``evaluate_fn(x, y, alpha)`` ->
+    dict with "mean" runs every ``config.eval_every`` iterations. ``config.max_memory_gb``: the unroll
+    mode and batch are chosen to fit it, or ResourceError is raised before anything starts.
+    On Ctrl-C a checkpoint of the last complete iteration is written, then KeyboardInterrupt re-raised.
+    """
+    net, plan = preflight(x_train, y_train, trajectories, config)
+    device = x_train.device
+    identity = _identity(config, trajectories, plan.batch_syn, x_train, y_train)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        if not resume:
+            raise ParameterError(f"{checkpoint} exists; pass resume=True (--resume) to continue it")
+        state, history, labels = _load_checkpoint(checkpoint, identity, device)
+        if state.iteration > config.iterations:
+            raise ParameterError(f"{checkpoint} is at iteration {state.iteration}, beyond iterations="
+                                 f"{config.iterations}")
+    else:
+        state, labels = _initial_state(x_train, y_train, trajectories.num_classes, config)
+        history = _new_history()
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    stepper = Stepper(net, compile=config.compile and plan.unroll == "reverse")
+    augment = Augment(config.aug_shift, config.aug_time_mask, config.aug_freq_mask) if config.augment else None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.iterations, initial=state.iteration, desc=f"distill cpc{config.cpc}", unit="it")
+    for change in plan.changed:
+        _report(f"to fit max_memory_gb={config.max_memory_gb:g}: {change}", bar)
+    session = _session_info(plan, stepper, state.iteration, config)
+    history["sessions"].append(session)
+    latest = [state]            # the last complete state; replaced whole, so Ctrl-C never sees half an update
+    try:
+        _run(latest, history, labels, net, trajectories, config, plan, stepper, augment, evaluate_fn, out_dir,
+             identity, bar, session)
+    except KeyboardInterrupt:
+        if out_dir is not None:
+            _save_checkpoint(out_dir, latest[0], history, labels, identity)
+            _report(f"interrupted: checkpoint at iteration {latest[0].iteration} in {checkpoint}", bar)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    state = latest[0]
+    return DistillResult(state.x.detach().clone(), labels.clone(), float(state.alpha),
+                         _history_upto(history, state.iteration), config, trajectories.num_classes)
+
+
+def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
+         config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment], evaluate_fn: Optional[EvaluateFn],
+         out_dir: Optional[Path], identity: dict, bar, session: dict) -> None:
+    """Iterate until ``config.iterations``, keeping the last complete state in ``latest[0]``."""
+    reported = False
+    while latest[0].iteration < config.iterations:
+        new = _iteration(latest[0], history, labels, net, traj, config, plan, stepper, augment)
+        if session["compile_requested"] and (not reported or session["compiled"] != stepper.compiled):
+            session.update(compiled=stepper.compiled, compile_error=stepper.compile_error)
+            if stepper.compiled:
+                _report("per-step functions compiled with torch.compile", bar)
+            else:
+                _report(f"torch.compile unavailable, running eager: {stepper.compile_error}", bar, logging.WARNING)
+            reported = True
+        if evaluate_fn is not None and config.eval_every and new.iteration % config.eval_every == 0:
+            result = evaluate_fn(new.x.detach().clone(), labels.clone(), float(new.alpha))
+            history["eval"] = [e for e in history["eval"] if e["iteration"] < new.iteration]
+            history["eval"].append({"iteration": new.iteration, "mean": float(result["mean"]),
+                                    "std": float(result.get("std", 0.0))})
+            _report(f"iteration {new.iteration}: evaluation accuracy {100 * float(result['mean']):.2f} %", bar)
+        latest[0] = new
+        if out_dir is not None and (new.iteration == config.iterations or
+                                    (config.checkpoint_every and new.iteration % config.checkpoint_every == 0)):
+            _save_checkpoint(out_dir, new, history, labels, identity)
+        if bar is not None:
+            bar.set_postfix(loss=f"{history['loss'][new.iteration - 1]:.4f}", alpha=f"{float(new.alpha):.4g}")
+            bar.update(1)

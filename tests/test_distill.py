@@ -1,0 +1,262 @@
+"""MTT distillation: exact resume, Ctrl-C, refused checkpoints, --max-memory, learning, the CLI."""
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from ddfad_fast.cli import main
+from ddfad_fast.config import DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
+from ddfad_fast.data import FeatureSplit, save_feature_stats
+from ddfad_fast.distill import CHECKPOINT_NAME, DistillationDiverged, distill, plan_memory
+from ddfad_fast.errors import FileFormatError, ParameterError, ResourceError
+from ddfad_fast.evaluate import evaluate_training_set, random_real_subset
+from ddfad_fast.experts import load_trajectories, train_experts
+from ddfad_fast.io import load_artifact
+from ddfad_fast.models import build_model
+from test_experts import C, SHAPE, make_split
+
+MODEL = ModelConfig(width=4, depth=2)
+EXPERTS = ExpertConfig(num_experts=2, epochs=5, batch_size=16, lr=0.05, model=MODEL)
+BASE = DistillConfig(cpc=2, syn_steps=4, expert_epochs=2, max_start_epoch=2, iterations=8, lr_data=10.0,
+                     lr_alpha=1e-4, batch_syn=3, augment=True, compile=False, checkpoint_every=3, eval_every=0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny nets: one thread is faster and immune to other processes' load on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    split = make_split()
+    folder = tmp_path_factory.mktemp("experts")
+    train_experts(split, EXPERTS, folder, progress=False)
+    return split, load_trajectories(folder)
+
+
+@pytest.fixture(scope="module")
+def hard_setup(tmp_path_factory):
+    """Like make_split, but class means closer (scale 1 instead of 2) so that one random clip per class
+    is a poor training set; more clips."""
+    gen = torch.Generator().manual_seed(0)
+    means = torch.randn(C, *SHAPE, generator=gen)
+
+    def draw(n):
+        y = torch.arange(n) % C
+        return means[y] + torch.randn(n, *SHAPE, generator=gen), y
+
+    (xt, yt), (xs, ys) = draw(96), draw(96)
+    split = FeatureSplit(xt, yt, xs, ys, [str(i) for i in range(C)], FeatureConfig(), [])
+    folder = tmp_path_factory.mktemp("hard_experts")
+    train_experts(split, EXPERTS.replace(epochs=6), folder, progress=False)
+    return split, load_trajectories(folder)
+
+
+def _same(a, b):
+    assert torch.equal(a.features, b.features) and torch.equal(a.labels, b.labels) and a.alpha == b.alpha
+    for key in ("loss", "alpha", "expert", "start_epoch", "eval"):
+        assert a.history[key] == b.history[key], key
+
+
+def test_resume_is_exact(setup, tmp_path):
+    """Interrupted (Ctrl-C inside iteration 6, and a shorter run extended) == uninterrupted, bit for bit."""
+    split, traj = setup
+    calls = []
+
+    def monitor(xs, ys, lr):
+        calls.append(len(calls))
+        return {"mean": float(xs.abs().mean()), "std": 0.0}
+
+    config = BASE.replace(eval_every=2)
+    full = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "full", evaluate_fn=monitor,
+                   progress=False)
+    assert len(full.history["loss"]) == 8 and [e["iteration"] for e in full.history["eval"]] == [2, 4, 6, 8]
+
+    def interrupting(xs, ys, lr):
+        if len(calls) == 6:            # 4 calls of the full run, then iterations 2 and 4 of this one
+            raise KeyboardInterrupt    # Ctrl-C while iteration 6 is being evaluated
+        return monitor(xs, ys, lr)
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "cut", evaluate_fn=interrupting,
+                progress=False)
+    saved = load_artifact(tmp_path / "cut" / CHECKPOINT_NAME, kind="distill_checkpoint")
+    assert saved["iteration"] == 5 and len(saved["history"]["loss"]) == 5
+    assert json.loads((tmp_path / "cut" / "history.json").read_text())["loss"] == saved["history"]["loss"]
+    resumed = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "cut", resume=True,
+                      evaluate_fn=monitor, progress=False)
+    _same(resumed, full)
+    assert len(resumed.history["sessions"]) == 2 and resumed.history["sessions"][1]["start_iteration"] == 5
+
+    short = config.replace(iterations=4)
+    distill(split.x_train, split.y_train, traj, short, out_dir=tmp_path / "ext", evaluate_fn=monitor, progress=False)
+    extended = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "ext", resume=True,
+                       evaluate_fn=monitor, progress=False)
+    _same(extended, full)
+    # a finished run resumes to the same result without any work
+    again = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "full", resume=True,
+                    progress=False)
+    _same(again, full)
+
+
+def test_refuses_foreign_checkpoints(setup, tmp_path):
+    split, traj = setup
+    config = BASE.replace(iterations=2)
+    distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path, progress=False)
+    with pytest.raises(ParameterError, match="resume"):
+        distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path, progress=False)
+    with pytest.raises(FileFormatError, match="different config"):
+        distill(split.x_train, split.y_train, traj, config.replace(lr_data=5.0), out_dir=tmp_path, resume=True,
+                progress=False)
+    with pytest.raises(FileFormatError, match="data"):
+        distill(split.x_train + 1, split.y_train, traj, config, out_dir=tmp_path, resume=True, progress=False)
+    with pytest.raises(FileFormatError, match="batch_syn"):
+        distill(split.x_train, split.y_train, traj, config.replace(batch_syn=4), out_dir=tmp_path, resume=True,
+                progress=False)
+    # settings that do not change the result may differ
+    distill(split.x_train, split.y_train, traj, config.replace(iterations=3, checkpoint_every=1, eval_every=7),
+            out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_max_memory(setup, tmp_path):
+    split, traj = setup
+    with pytest.raises(ResourceError, match=r"needs about .* GiB.*max_memory_gb is 0.001 GiB"):
+        distill(split.x_train, split.y_train, traj, BASE.replace(max_memory_gb=0.001), out_dir=tmp_path / "o",
+                progress=False)
+    assert not (tmp_path / "o").exists()                 # refused before anything started
+    # the benchmark's shapes (estimates only: nothing of this size is allocated)
+    net = build_model(ModelConfig(width=64, depth=3), (3, 20, 101), 10)
+    config = DistillConfig(cpc=10, unroll="naive", syn_steps=40)
+    naive = plan_memory(net, 100, config).estimate_bytes
+    reverse = plan_memory(net, 100, config.replace(unroll="reverse")).estimate_bytes
+    assert reverse < naive / 8
+    limit = (reverse + naive) / 2 / 2 ** 30
+    plan = plan_memory(net, 100, config.replace(max_memory_gb=limit))
+    assert (plan.unroll, plan.batch_syn) == ("reverse", None) and plan.changed == ["unroll naive -> reverse"]
+    # a synthetic set too big for one whole-set step at the limit: the batch shrinks
+    whole = plan_memory(net, 500, DistillConfig(cpc=50, syn_steps=10))
+    small = plan_memory(net, 500, DistillConfig(cpc=50, syn_steps=10, batch_syn=50))
+    limit = (whole.estimate_bytes + small.estimate_bytes) / 2 / 2 ** 30
+    plan = plan_memory(net, 500, DistillConfig(cpc=50, syn_steps=10, max_memory_gb=limit))
+    assert plan.unroll == "reverse" and plan.batch_syn is not None and 50 <= plan.batch_syn < 500
+    assert plan.estimate_bytes <= limit * 2 ** 30
+
+
+def test_distilled_set_beats_random_real(hard_setup):
+    """Tiny separable problem, 1 clip per class: the distilled set trains better nets than a random real one."""
+    split, traj = hard_setup
+    config = DistillConfig(cpc=1, syn_steps=8, expert_epochs=2, max_start_epoch=3, iterations=40, lr_data=10.0,
+                           lr_alpha=1e-4, compile=False, eval_every=0)
+    result = distill(split.x_train, split.y_train, traj, config, progress=False)
+    loss = result.history["loss"]
+    assert np.mean(loss[-5:]) < 0.7 * np.mean(loss[:5])
+    ev = EvalConfig(num_nets=3, epochs=40, batch_size=16)
+    distilled = evaluate_training_set(result.features, result.labels, split.x_test, split.y_test, MODEL, ev,
+                                      lr=result.alpha)["mean"]
+    xr, yr = random_real_subset(split.x_train, split.y_train, 1, seed=0)
+    random = evaluate_training_set(xr, yr, split.x_test, split.y_test, MODEL, ev)["mean"]
+    assert distilled > random + 0.1, (distilled, random)
+
+
+def test_naive_and_reverse_runs_agree(setup):
+    split, traj = setup
+    config = BASE.replace(iterations=3)
+    a = distill(split.x_train.double(), split.y_train, traj, config.replace(unroll="naive"), progress=False)
+    b = distill(split.x_train.double(), split.y_train, traj, config.replace(unroll="reverse"), progress=False)
+    torch.testing.assert_close(a.features, b.features, rtol=1e-9, atol=1e-9)
+    assert abs(a.alpha - b.alpha) < 1e-12
+
+
+def test_compile_fallback_is_reported(setup, monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("inductor is broken here")
+        return run
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    split, traj = setup
+    result = distill(split.x_train, split.y_train, traj, BASE.replace(iterations=2, compile=True), progress=False)
+    session = result.history["sessions"][0]
+    assert session["compile_requested"] and not session["compiled"]
+    assert "inductor is broken here" in session["compile_error"]
+
+
+def test_bad_configs_and_divergence(setup):
+    split, traj = setup
+    with pytest.raises(ParameterError, match="max_start_epoch"):
+        distill(split.x_train, split.y_train, traj, BASE.replace(max_start_epoch=4), progress=False)
+    with pytest.raises(ParameterError, match="cpc=100"):
+        distill(split.x_train, split.y_train, traj, BASE.replace(cpc=100), progress=False)
+    with pytest.raises(ParameterError, match="unroll"):
+        distill(split.x_train, split.y_train, traj, BASE.replace(unroll="sideways"), progress=False)
+    with pytest.raises(DistillationDiverged, match="lr_data"):
+        distill(split.x_train, split.y_train, traj, BASE.replace(lr_data=1e30, iterations=5), progress=False)
+
+
+def test_distilled_file(setup, tmp_path):
+    split, traj = setup
+    result = distill(split.x_train, split.y_train, traj, BASE.replace(iterations=1), progress=False)
+    result.save(tmp_path / "distilled.pt", traj.feature_config, traj.expert_config)
+    obj = torch.load(tmp_path / "distilled.pt", weights_only=True)
+    assert obj["kind"] == "distilled" and obj["features"].shape == (2 * C, *SHAPE)
+    assert obj["labels"].dtype == torch.int64 and obj["labels"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert float(obj["alpha"]) == result.alpha and obj["history"]["loss"] == result.history["loss"]
+    assert obj["config"]["features"] == FeatureConfig().to_dict() and obj["config"]["num_classes"] == C
+    assert obj["config"]["distill"]["cpc"] == 2 and obj["config"]["expert"]["model"]["width"] == 4
+
+
+def _tone_dataset(folder, classes=3, per_class=10, sr=8000):
+    """Class sub-folders of short tones (one pitch per class, random phase and noise)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(sr // 2) / sr
+    for c in range(classes):
+        (folder / f"c{c}").mkdir(parents=True)
+        for k in range(per_class):
+            wave = 0.3 * np.sin(2 * np.pi * (300 + 400 * c) * t + rng.uniform(0, 6.3))
+            wave += 0.01 * rng.standard_normal(t.size)
+            soundfile.write(folder / f"c{c}" / f"{k}.wav", wave.astype(np.float32), sr)
+
+
+def test_cli(tmp_path, capsys):
+    data, experts, out = tmp_path / "data", tmp_path / "experts", tmp_path / "out"
+    _tone_dataset(data)
+    assert main(["experts", "--data", str(data), "--out", str(experts), "--num-experts", "1", "--epochs", "3",
+                 "--width", "4"]) == 0
+
+    def distill_args(folder):
+        return ["distill", "--data", str(data), "--experts", str(experts), "--cpc", "1", "--out", str(folder),
+                "--iterations", "2", "--syn-steps", "2", "--no-compile", "--quiet", "--eval-every", "0"]
+
+    args = distill_args(out)
+    assert main(args) == 0
+    assert "distilled 3 clips" in capsys.readouterr().out
+    obj = torch.load(out / "distilled.pt", weights_only=True)
+    assert obj["features"].shape == (3, 3, 20, 101) and obj["labels"].tolist() == [0, 1, 2]
+    assert obj["config"]["features"] == FeatureConfig().to_dict()
+    assert not (out / "feature_stats.pt").exists()              # experts of raw features: none to copy
+    assert json.loads((out / "distill.json").read_text())["distill"]["max_start_epoch"] == 1   # clamped to 3 - 2
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+    assert main(args + ["--overwrite", "--iterations", "3"]) == 0
+    assert len(torch.load(out / "distilled.pt", weights_only=True)["history"]["loss"]) == 3
+    assert main(args + ["--overwrite", "--max-memory", "0.0001"]) == 2
+    assert "max_memory_gb" in capsys.readouterr().err
+    assert (out / "distilled.pt").is_file()                    # refused before --overwrite deleted anything
+    # experts trained on standardised features: the data is standardised alike, the statistics travel along
+    save_feature_stats(experts / "feature_stats.pt", torch.full((3,), 5.0), torch.full((3,), 1e3), FeatureConfig())
+    assert main(distill_args(tmp_path / "std") + ["--iterations", "0"]) == 0     # the initial real clips
+    assert (tmp_path / "std" / "feature_stats.pt").read_bytes() == (experts / "feature_stats.pt").read_bytes()
+    raw = torch.load(out / "distilled.pt", weights_only=True)["features"]
+    std = torch.load(tmp_path / "std" / "distilled.pt", weights_only=True)["features"]
+    assert raw.abs().max() > 50 and std.abs().max() < 1
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("keep")
+    assert main(distill_args(foreign) + ["--overwrite"]) == 2
+    assert (foreign / "keep.txt").read_text() == "keep"

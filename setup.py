@@ -3,7 +3,7 @@
 * CPU sources (``csrc/cpu/*.cpp``) are always built, with OpenMP.
 * CUDA sources (``csrc/cuda/*.cu`` plus their ``*.cpp`` bindings) are added when the installed torch
   has CUDA and a CUDA toolkit (nvcc) is found, or when ``DDFAD_FORCE_CUDA=1``.
-* ``DDFAD_NO_EXT=1`` skips the extension entirely; ``import ddfad_fast`` never needs it.
+* ``DDFAD_NO_CUDA=1`` builds the CPU sources only; ``DDFAD_NO_EXT=1`` skips the extension entirely; ``import ddfad_fast`` never needs it.
 
 Install torch first, then ``pip install --no-build-isolation -e .``.
 """
@@ -36,7 +36,7 @@ def _extensions():
 
     from torch.utils.cpp_extension import CUDA_HOME
     forced = os.environ.get("DDFAD_FORCE_CUDA", "0") == "1"
-    with_cuda = bool(cuda_sources) and (forced or (
+    with_cuda = bool(cuda_sources) and os.environ.get("DDFAD_NO_CUDA", "0") != "1" and (forced or (
         (torch.cuda.is_available() or torch.version.cuda is not None) and CUDA_HOME is not None))
     cxx_flags = ["-O3", "-std=c++20", "-fopenmp", "-fno-math-errno"]  # C++20: the standard torch is built with
     if os.environ.get("DDFAD_PORTABLE", "0") != "1":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .errors import AudioFileError, ParameterError
+from .io import temporary_beside
 
 PathLike = Union[str, os.PathLike]
 RESAMPLE_ZEROS = 16          # zero crossings of the sinc on each side (at the lower of the two rates)
@@ -127,7 +127,7 @@ def save_audio(path: PathLike, wave: Union[Tensor, np.ndarray], sample_rate: int
     if subtype.startswith("PCM"):
         data = np.clip(data, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = temporary_beside(path, suffix=path.suffix)
     os.close(fd)
     try:
         soundfile.write(tmp, data.T if data.ndim == 2 else data, int(sample_rate), subtype=subtype)

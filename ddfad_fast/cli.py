@@ -40,7 +40,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args._main(args) or 0)
     except KeyboardInterrupt:
-        print("ddfad: interrupted", file=sys.stderr)
+        print(f"ddfad {args.command}: interrupted; finished work is saved, run the same command with --resume "
+              "to continue", file=sys.stderr)
         return 130
     except (ParameterError, FileFormatError, ResourceError) as exc:
         print(f"ddfad {args.command}: error: {exc}", file=sys.stderr)

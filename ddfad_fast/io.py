@@ -6,11 +6,12 @@ Every file the package writes is a dict ``{"format": "ddfad_fast", "kind": KIND,
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -34,11 +35,31 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temporary_beside(path: Path, suffix: str = ".tmp") -> Tuple[int, str]:
+    """A new temporary file ``.NAME.XXXXXXXX<suffix>`` in ``path``'s folder, with the permissions a plain
+    ``open`` would give (umask).
+
+    Temporaries of ``path`` left by a process killed mid-write (SIGKILL, power loss) are removed first:
+    the file they were meant to become is being written again now.
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}{glob.escape(suffix)}"):
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
 def atomic_write(path: PathLike, write) -> None:
     """Write a file atomically: ``write(fileobj)`` into a temporary file beside ``path``, fsync, rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)

@@ -35,4 +35,11 @@ def rng():
     return np.random.default_rng(1234)
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a module of tiny nets: faster, and immune to other processes' load."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+

@@ -3,10 +3,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
-from ddfad_fast import backends
+from ddfad_fast import backends, save_audio
 from ddfad_fast.cli import main as cli_main
 from ddfad_fast.config import DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.errors import BackendUnavailableError, FileFormatError, ParameterError
@@ -131,3 +132,27 @@ def test_cli_without_command_is_usage_error(capsys):
 def test_cli_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "ddfad_fast.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "ddfad" in out.stdout
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+        save_artifact(tmp_path / "a.pt", "features", {"x": torch.zeros(1)})
+    finally:
+        os.umask(old)
+    for name in ("r.json", "a.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_temporaries_of_a_killed_write_are_removed_when_the_file_is_written_again(tmp_path):
+    # what a process killed between mkstemp and rename leaves behind
+    stale = [tmp_path / ".r.json.k1lled_1.tmp", tmp_path / ".clip[1].wav.k1lled_2.wav"]
+    other = [tmp_path / ".other.json.abcdefgh.tmp", tmp_path / "keep.tmp"]
+    for path in stale + other:
+        path.write_bytes(b"partial")
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    save_audio(tmp_path / "clip[1].wav", np.zeros(80, np.float32), 8000)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in other)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in other] + ["r.json", "clip[1].wav"])

@@ -23,13 +23,7 @@ BASE = DistillConfig(cpc=2, syn_steps=4, expert_epochs=2, max_start_epoch=2, ite
                      lr_alpha=1e-4, batch_syn=3, augment=True, compile=False, checkpoint_every=3, eval_every=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets: one thread is faster and immune to other processes' load on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ from ddfad_fast.unroll import (Augment, Stepper, apply_augment, augment_tensors,
 C, SHAPE, N_SYN = 4, (3, 6, 10), 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets: one thread is faster and immune to other processes' load on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _net(width=4, depth=2):

@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=None,
                         help="feature cache folder (default: EXPERTS/cache when it exists, else OUT/cache)")
     parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
+    parser.add_argument("--strict", action="store_true", help="an unusable audio file is an error, not a skip")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     group = parser.add_argument_group("overrides of the preset's DistillConfig")
     group.add_argument("--iterations", type=int, default=None)
@@ -133,7 +134,7 @@ def main(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     config = distill_config(preset, args, trajectories.expert_config.epochs)
     split = load_feature_split(args.data, features, cache_dir=_feature_cache(args), max_per_class=args.max_per_class,
-                               progress=not args.quiet)
+                               strict=args.strict, progress=not args.quiet)
     if tuple(split.in_shape) != tuple(trajectories.in_shape) or split.num_classes != trajectories.num_classes:
         raise ParameterError(f"--data gives {split.num_classes} classes of shape {split.in_shape} but the experts in "
                              f"{args.experts} were trained on {trajectories.num_classes} of {trajectories.in_shape}")

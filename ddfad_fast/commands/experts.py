@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default OUT/cache)")
     parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
     parser.add_argument("--resume", action="store_true", help="keep finished experts, continue an unfinished one")
+    parser.add_argument("--strict", action="store_true", help="an unusable audio file is an error, not a skip")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
     if args.width is not None:
         expert = expert.replace(model=expert.model.replace(width=args.width))
     split = load_feature_split(args.data, preset.features, cache_dir=args.cache or args.out / "cache",
-                               max_per_class=args.max_per_class)
+                               max_per_class=args.max_per_class, strict=args.strict)
     for path, reason in split.skipped:
         print(f"skipped {path}: {reason}")
     paths = train_experts(split, expert, args.out, resume=args.resume)

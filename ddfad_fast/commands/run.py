@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue a run in --out")
     parser.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
+    parser.add_argument("--strict", action="store_true", help="an unusable audio file is an error, not a skip")
     group = parser.add_argument_group("overrides of the preset")
     group.add_argument("--width", type=int, default=None, help="ConvNet width (experts, student, evaluation)")
     group.add_argument("--depth", type=int, default=None)
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--syn-steps", type=int, default=None)
     group.add_argument("--max-start-epoch", type=int, default=None)
     group.add_argument("--lr-data", type=float, default=None)
+    group.add_argument("--batch-syn", type=int, default=None, help="synthetic clips per student step")
+    group.add_argument("--checkpoint-every", type=int, default=None, help="distillation iterations per checkpoint")
+    group.add_argument("--no-compile", action="store_true", help="run the student steps eagerly")
+    group.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                       help="distillation memory limit: batch and unroll mode are chosen to fit, or the run refuses")
     group.add_argument("--num-nets", type=int, default=None, help="evaluation nets per set")
     group.add_argument("--eval-epochs", type=int, default=None, help="epochs of distilled / random-real evaluation")
     group.add_argument("--full-epochs", type=int, default=None, help="epochs of the full-data evaluation")
@@ -67,10 +73,13 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
     if args.expert_batch_size is not None:
         expert = expert.replace(batch_size=args.expert_batch_size)
     distill = preset.distill
-    for flag, name in (("iterations", "iterations"), ("syn_steps", "syn_steps"),
-                       ("max_start_epoch", "max_start_epoch"), ("lr_data", "lr_data")):
-        if getattr(args, flag) is not None:
-            distill = distill.replace(**{name: getattr(args, flag)})
+    for name in ("iterations", "syn_steps", "max_start_epoch", "lr_data", "batch_syn", "checkpoint_every"):
+        if getattr(args, name) is not None:
+            distill = distill.replace(**{name: getattr(args, name)})
+    if args.no_compile:
+        distill = distill.replace(compile=False)
+    if args.max_memory is not None:
+        distill = distill.replace(max_memory_gb=args.max_memory)
     if distill.max_start_epoch + distill.expert_epochs > expert.epochs:
         distill = distill.replace(max_start_epoch=max(0, expert.epochs - distill.expert_epochs))
     ev, ev_full = preset.eval, preset.eval_full
@@ -135,7 +144,7 @@ def _reconstruct(features: torch.Tensor, labels: torch.Tensor, class_names: List
 
 def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: bool = False,
                  overwrite: bool = False, max_per_class: Optional[int] = None, audio: bool = True,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, strict: bool = False) -> dict:
     """Run (or resume) every stage; returns the results dict written to report.json."""
     from ..data import channel_stats, load_feature_split, load_feature_stats, save_feature_stats, standardize
     from ..data import unstandardize
@@ -153,7 +162,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
 
     def features_stage():
         split = load_feature_split(data, preset.features, cache_dir=out / "cache", progress=progress,
-                                   max_per_class=max_per_class)
+                                   max_per_class=max_per_class, strict=strict)
         stats_path = out / "feature_stats.pt"
         if preset.standardize:
             if stats_path.is_file():
@@ -184,8 +193,9 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         for name in config.models:
             if name in node.get(key[-1], {}):
                 continue
+            progress_file = out / "eval_progress" / f"{'_'.join(key)}_{name}.pt"
             r = evaluate_training_set(xs, ys, split.x_test, split.y_test, preset.expert.model.replace(name=name),
-                                      config, lr=lr, progress=progress)
+                                      config, lr=lr, progress=progress, checkpoint=progress_file)
             node.setdefault(key[-1], {})[name] = r
             atomic_write_json(eval_path, accuracy)
 
@@ -238,7 +248,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
 def main(args: argparse.Namespace) -> int:
     preset = apply_overrides(get_preset(args.preset), args)
     results = run_pipeline(args.data, args.cpc, args.out, preset, resume=args.resume, overwrite=args.overwrite,
-                           max_per_class=args.max_per_class, audio=not args.no_audio)
+                           max_per_class=args.max_per_class, audio=not args.no_audio, strict=args.strict)
     for cpc in results["cpcs"]:
         acc = results["accuracy"][f"cpc{cpc}"]
         for model in acc["distilled"]:

@@ -176,7 +176,8 @@ def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, s
     Each file is loaded with :func:`ddfad_fast.load_audio` (mono, resampled to ``config.sample_rate``)
     and padded / cropped to ``config.fixed_length``. A file that cannot be used (unreadable, empty,
     non-finite samples) is skipped and listed as (file, reason); with ``strict`` it raises
-    :class:`AudioFileError` naming the file instead. ``progress``: True for a progress bar, or a tqdm
+    :class:`AudioFileError` naming the file instead, and a file at another sample rate is refused
+    rather than resampled. ``progress``: True for a progress bar, or a tqdm
     bar to advance (one step per file).
     """
     from .audio import load_audio
@@ -200,7 +201,7 @@ def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, s
 
     for index, path in enumerate(paths):
         try:
-            wave, _ = load_audio(path, sample_rate=config.sample_rate, mono=True)
+            wave, _ = load_audio(path, sample_rate=config.sample_rate, mono=True, resample_ok=not strict)
         except AudioFileError as exc:
             if strict:
                 raise

@@ -96,6 +96,19 @@ def test_corpus_through_the_features_command(tmp_path, capsys):
     assert main(["features", str(folder), "--out", str(tmp_path / "g.pt"), "--quiet", "--strict"]) == 1
 
 
+def test_strict_refuses_another_sample_rate_instead_of_resampling(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "0_a_5.wav", speech_like(0.4), SR, subtype="PCM_16")
+    sf.write(folder / "1_b_5.wav", speech_like(0.4, sr=16000), 16000, subtype="PCM_16")
+    assert main(["features", str(folder), "--out", str(tmp_path / "f.pt"), "--quiet"]) == 0
+    assert len(load_artifact(tmp_path / "f.pt", kind="features")["paths"]) == 2      # resampled
+    assert main(["features", str(folder), "--out", str(tmp_path / "g.pt"), "--quiet", "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "1_b_5.wav" in err and "16000 Hz" in err and "8000 Hz" in err
+    assert not (tmp_path / "g.pt").exists()
+
+
 def test_discover_reports_unparseable_names(tmp_path):
     folder = tmp_path / "corpus"
     expected = build_corpus(folder)

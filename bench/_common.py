@@ -76,3 +76,37 @@ def write_json(name: str, rows: List[Dict[str, object]], extra: Optional[Dict[st
     path = out / f"{name}.json"
     path.write_text(json.dumps({"machine": machine_info(), "rows": rows, **(extra or {})}, indent=2) + "\n")
     return path
+
+
+# ---- torchaudio anchors (None where torchaudio does not import beside this torch build) -----------
+def torchaudio_fd_mfcc(cfg, device: str = "cpu") -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """torchaudio's MFCC (Slaney mels, constant padding, dB, top_db 80) + compute_deltas twice, stacked
+    like fd_mfcc: (B, L) -> (B, 3, n_mfcc, T). No pre-emphasis: torchaudio has none in its MFCC."""
+    try:
+        import torchaudio
+    except Exception:
+        return None
+    mfcc = torchaudio.transforms.MFCC(sample_rate=cfg.sample_rate, n_mfcc=cfg.n_mfcc, norm="ortho", log_mels=False,
+                                      melkwargs=dict(n_fft=cfg.n_fft, win_length=cfg.win_length,
+                                                     hop_length=cfg.hop_length, n_mels=cfg.n_mels, center=True,
+                                                     pad_mode="constant", norm="slaney", mel_scale="slaney")).to(device)
+    delta = torchaudio.functional.compute_deltas
+
+    def run(waves: torch.Tensor) -> torch.Tensor:
+        m = mfcc(waves)
+        d1 = delta(m, win_length=cfg.delta_width)
+        return torch.stack([m, d1, delta(d1, win_length=cfg.delta_width)], dim=1)
+    return run
+
+
+def torchaudio_griffin_lim(cfg, n_iter: int, momentum: float, device: str = "cpu"
+                           ) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
+    """torchaudio.functional.griffinlim with our conventions (magnitude in, Hann window, fixed length)."""
+    try:
+        import torchaudio
+    except Exception:
+        return None
+    window = torch.hann_window(cfg.win_length, device=device)
+    return lambda mag: torchaudio.functional.griffinlim(mag, window, cfg.n_fft, cfg.hop_length, cfg.win_length, 1.0,
+                                                        n_iter, momentum, cfg.fixed_length, True)
+

@@ -4,7 +4,8 @@ For the FSDD preset (8 kHz, n_fft 256, hop 80) and speech16k (16 kHz, n_fft 512,
 resampled with ddfad_fast.audio.resample) and B in {1, 64, 256} real FSDD clips (float32, 1 s):
 median ms per batch over >= 20 timed runs after warm-up (each implementation after a short idle
 pause, so the thread pools of the one before have stopped spinning), clips/s, and the ratio vs
-librosa and vs the reference. librosa per clip = preemphasis + stft + |.|^2 + melspectrogram + power_to_db + mfcc +
+librosa, vs the reference and vs torchaudio (MFCC + compute_deltas twice, batched; a row only where
+torchaudio imports beside this torch build). librosa per clip = preemphasis + stft + |.|^2 + melspectrogram + power_to_db + mfcc +
 delta + delta (order 2), the work of one fd_mfcc row. Backends: ``cpu`` (C++ extension) and
 ``numba`` (forced-only, benchmarked for the record) when they can run here.
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import print_table, torchaudio_fd_mfcc, write_json  # noqa: E402
 
 from ddfad_fast import backends  # noqa: E402
 from ddfad_fast.audio import resample  # noqa: E402
@@ -115,15 +116,20 @@ def main() -> int:
                     print(f"skip {name}: {exc}", file=sys.stderr)
                     continue
                 fns[name] = (lambda f: lambda: f(waves, cfg))(fn)
+            anchor = torchaudio_fd_mfcc(cfg)
+            if anchor is not None:
+                fns["torchaudio"] = lambda: anchor(waves)
             timings = time_each(fns, repeats)
             lib, ref = timings["librosa"]["median_s"], timings["reference"]["median_s"]
+            ta = timings.get("torchaudio", {}).get("median_s")
             for name, t in timings.items():
                 med = t["median_s"]
                 rows.append({"op": "fd_mfcc", "preset": preset, "B": batch, "impl": name, "ms": med * 1e3,
                              "ms_min": t["min_s"] * 1e3, "clips_per_s": batch / med, "x_librosa": lib / med,
-                             "x_reference": ref / med, "repeats": t["repeats"]})
+                             "x_reference": ref / med, "x_torchaudio": (ta / med) if ta else None,
+                             "repeats": t["repeats"]})
             print(f"done {preset} B={batch}", file=sys.stderr, flush=True)
-    print_table(rows, ["op", "preset", "B", "impl", "ms", "clips_per_s", "x_librosa", "x_reference"])
+    print_table(rows, ["op", "preset", "B", "impl", "ms", "clips_per_s", "x_librosa", "x_reference", "x_torchaudio"])
     winners = {}
     for preset in ("fsdd8k", "speech16k"):
         for batch in batches:

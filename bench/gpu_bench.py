@@ -34,7 +34,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_info, print_table, write_json  # noqa: E402
+from _common import print_table, torchaudio_fd_mfcc, torchaudio_griffin_lim, write_json  # noqa: E402
 
 from ddfad_fast import backends, gpu_backend as gb, reference as ref  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
@@ -93,36 +93,6 @@ def graph_of(fn: Callable[[], object]) -> Callable[[], None]:
     return graph.replay
 
 
-# ---- anchors -------------------------------------------------------------------------------------
-def torchaudio_fd_mfcc(cfg: FeatureConfig) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
-    """torchaudio MFCC (Slaney mels, constant padding, dB) + compute_deltas twice: the anchor of the target."""
-    try:
-        import torchaudio
-    except ImportError:
-        return None
-    mfcc = torchaudio.transforms.MFCC(sample_rate=cfg.sample_rate, n_mfcc=cfg.n_mfcc, norm="ortho", log_mels=False,
-                                      melkwargs=dict(n_fft=cfg.n_fft, win_length=cfg.win_length,
-                                                     hop_length=cfg.hop_length, n_mels=cfg.n_mels, center=True,
-                                                     pad_mode="constant", norm="slaney", mel_scale="slaney")).cuda()
-    delta = torchaudio.functional.compute_deltas
-
-    def run(waves: torch.Tensor) -> torch.Tensor:
-        m = mfcc(waves)
-        d1 = delta(m, win_length=cfg.delta_width)
-        return torch.stack([m, d1, delta(d1, win_length=cfg.delta_width)], dim=1)
-    return run
-
-
-def torchaudio_griffin_lim(cfg: FeatureConfig) -> Optional[Callable[[torch.Tensor], torch.Tensor]]:
-    try:
-        import torchaudio
-    except ImportError:
-        return None
-    window = torch.hann_window(cfg.win_length, device="cuda")
-    return lambda mag: torchaudio.functional.griffinlim(mag, window, cfg.n_fft, cfg.hop_length, cfg.win_length, 1.0,
-                                                        N_ITER, 0.99, cfg.fixed_length, False)
-
-
 def our_fn(op: str, name: str) -> Optional[Callable]:
     if name not in backends.candidates(op, "cuda", torch.float32):
         return None
@@ -171,7 +141,7 @@ def bench_fd_mfcc(rows: List[Dict], preset: str, cfg: FeatureConfig, B: int, rep
         if fn is not None:
             measure(rows, "fd_mfcc", preset, B, name, lambda f=fn: f(waves, cfg), minimal, 1, repeats, copy_gbs,
                     pipeline_bytes=pipeline)
-    ta = torchaudio_fd_mfcc(cfg)
+    ta = torchaudio_fd_mfcc(cfg, "cuda")
     if ta is not None:
         measure(rows, "fd_mfcc", preset, B, "torchaudio", lambda: ta(waves), minimal, 1, repeats, copy_gbs)
     measure(rows, "fd_mfcc", preset, B, "reference", lambda: ref.fd_mfcc(waves, cfg), minimal, 1, repeats, copy_gbs)
@@ -245,7 +215,7 @@ def bench_griffin_lim(rows: List[Dict], preset: str, cfg: FeatureConfig, B: int,
             except Exception as exc:
                 rows.append({"op": "griffin_lim graph", "preset": preset, "B": B, "impl": name,
                              "error": f"{type(exc).__name__}: {exc}"[:300]})
-    tg = torchaudio_griffin_lim(cfg)
+    tg = torchaudio_griffin_lim(cfg, N_ITER, 0.99, "cuda")
     if tg is not None:
         measure(rows, "griffin_lim", preset, B, "torchaudio", lambda: tg(mag), nbytes, N_ITER, max(5, repeats // 4),
                 copy_gbs)

@@ -24,34 +24,19 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import print_table, torchaudio_griffin_lim, write_json  # noqa: E402
 from features import fsdd_clips, time_each  # noqa: E402
 
-from ddfad_fast import backends, dsp, reference  # noqa: E402
+from ddfad_fast import backends, reference  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 from ddfad_fast.errors import BackendUnavailableError  # noqa: E402
 
 N_ITER = 32
 MOMENTUM = 0.99
 FAST_BACKENDS = ("cpu", "numba")
-
-
-def _torchaudio_griffin_lim(cfg: FeatureConfig):
-    """torchaudio.transforms.GriffinLim with our conventions (power=1, zero padding), or None."""
-    try:
-        import torchaudio
-    except Exception:   # not installable beside this torch build
-        return None
-    window = torch.tensor(dsp.window(cfg.window, cfg.win_length, cfg.win_length), dtype=torch.float32)
-    transform = torchaudio.transforms.GriffinLim(n_fft=cfg.n_fft, n_iter=N_ITER, win_length=cfg.win_length,
-                                                 hop_length=cfg.hop_length, window_fn=lambda n: window,
-                                                 power=1.0, momentum=MOMENTUM, length=cfg.fixed_length,
-                                                 rand_init=True)
-    return transform
 
 
 def main() -> int:
@@ -90,7 +75,7 @@ def main() -> int:
                     continue
                 fns[name] = (lambda f: lambda: f(mag, cfg.n_fft, cfg.hop_length, cfg.win_length, cfg.window,
                                                   N_ITER, MOMENTUM, phase, length))(fn)
-            transform = _torchaudio_griffin_lim(cfg)
+            transform = torchaudio_griffin_lim(cfg, N_ITER, MOMENTUM)
             if transform is not None:
                 fns["torchaudio"] = lambda: transform(mag)
             timings = time_each(fns, repeats, warmup=2)

@@ -94,13 +94,20 @@ def plot_accuracy(results: dict, path: Path) -> None:
 
 def plot_distilled_grid(features: Tensor, labels: Tensor, class_names: List[str], path: Path,
                         per_class: int = 5) -> None:
-    """distilled_grid.png: the MFCC channel of up to ``per_class`` distilled samples (rows: classes)."""
+    """distilled_grid.png: the MFCC channel of up to ``per_class`` distilled samples (rows: classes).
+
+    Each coefficient is shown standardised over all samples and frames of the grid (one shared colour
+    scale), so that c0, the log energy, does not drown out the other coefficients.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     n_cols = max(1, min(per_class, max(int((labels == c).sum()) for c in range(len(class_names)))))
     fig, axes = plt.subplots(len(class_names), n_cols, figsize=(1.8 * n_cols, 0.9 * len(class_names)),
                              squeeze=False)
+    mfcc = features[:, 0].detach().float().cpu()                                       # (N, F, T)
+    mean, std = mfcc.mean(dim=(0, 2), keepdim=True), mfcc.std(dim=(0, 2), keepdim=True)
+    mfcc = ((mfcc - mean) / std.clamp_min(1e-6)).numpy()
     for c, name in enumerate(class_names):
         idx = (labels == c).nonzero().flatten()[:n_cols]
         for j in range(n_cols):
@@ -108,7 +115,7 @@ def plot_distilled_grid(features: Tensor, labels: Tensor, class_names: List[str]
             ax.set_xticks([])
             ax.set_yticks([])
             if j < len(idx):
-                ax.imshow(features[idx[j], 0].detach().cpu().numpy(), origin="lower", aspect="auto", cmap="magma")
+                ax.imshow(mfcc[idx[j]], origin="lower", aspect="auto", cmap="magma", vmin=-3, vmax=3)
             if j == 0:
                 ax.set_ylabel(name, rotation=0, labelpad=12)
     _save_figure(fig, path)

@@ -68,6 +68,16 @@ def print_table(rows: List[Dict[str, object]], columns: List[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
+def fastest(rows: List[Dict[str, object]], impls) -> Dict[str, str]:
+    """The fastest of ``impls`` per (preset, B): {"PRESET/B=N": impl}, from rows with preset, B, impl, ms."""
+    best: Dict[str, Dict[str, object]] = {}
+    for r in rows:
+        key = f"{r['preset']}/B={r['B']}"
+        if r["impl"] in impls and (key not in best or r["ms"] < best[key]["ms"]):
+            best[key] = r
+    return {key: str(r["impl"]) for key, r in best.items()}
+
+
 def write_json(name: str, rows: List[Dict[str, object]], extra: Optional[Dict[str, object]] = None,
                out_dir: Optional[Path] = None) -> Path:
     """Write ``{"machine": ..., "rows": rows, **extra}`` to ``out_dir/name.json`` (default bench/results)."""

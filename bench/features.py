@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, torchaudio_fd_mfcc, write_json  # noqa: E402
+from _common import fastest, print_table, torchaudio_fd_mfcc, write_json  # noqa: E402
 
 from ddfad_fast import backends  # noqa: E402
 from ddfad_fast.audio import resample  # noqa: E402
@@ -130,12 +130,7 @@ def main() -> int:
                              "repeats": t["repeats"]})
             print(f"done {preset} B={batch}", file=sys.stderr, flush=True)
     print_table(rows, ["op", "preset", "B", "impl", "ms", "clips_per_s", "x_librosa", "x_reference", "x_torchaudio"])
-    winners = {}
-    for preset in ("fsdd8k", "speech16k"):
-        for batch in batches:
-            fast = [r for r in rows if r["preset"] == preset and r["B"] == batch and r["impl"] in FAST_BACKENDS]
-            if fast:
-                winners[f"{preset}/B={batch}"] = min(fast, key=lambda r: r["ms"])["impl"]
+    winners = fastest(rows, FAST_BACKENDS)
     print("fastest CPU backend:", winners)
     extra = {"load_avg_before": load_before, "load_avg_after": os.getloadavg(), "repeats": repeats,
              "threads": torch.get_num_threads(), "dtype": "float32", "winners": winners,

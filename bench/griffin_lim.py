@@ -27,7 +27,7 @@ from typing import Callable, Dict, List
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, torchaudio_griffin_lim, write_json  # noqa: E402
+from _common import fastest, print_table, torchaudio_griffin_lim, write_json  # noqa: E402
 from features import fsdd_clips, time_each  # noqa: E402
 
 from ddfad_fast import backends, reference  # noqa: E402
@@ -96,12 +96,7 @@ def main() -> int:
     if not have_ta:
         print("torchaudio: not importable beside this torch build; the reference row (torch.stft/istft, the ops "
               "torchaudio.transforms.GriffinLim uses) stands in for it")
-    winners = {}
-    for preset in ("fsdd8k", "speech16k"):
-        for batch in batches:
-            fast = [r for r in rows if r["preset"] == preset and r["B"] == batch and r["impl"] in FAST_BACKENDS]
-            if fast:
-                winners[f"{preset}/B={batch}"] = min(fast, key=lambda r: r["ms"])["impl"]
+    winners = fastest(rows, FAST_BACKENDS)
     print("fastest CPU backend:", winners)
     extra = {"load_avg_before": load_before, "load_avg_after": os.getloadavg(), "repeats": repeats,
              "threads": torch.get_num_threads(), "dtype": "float32", "n_iter": N_ITER,

@@ -14,6 +14,17 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True)
+def _nonzero_taps(window: np.ndarray):
+    """(lo, hi): the window's taps outside [lo, hi) are zero (a short window centred in n_fft)."""
+    lo, hi = 0, window.shape[0]
+    while lo < hi and window[lo] == 0:
+        lo += 1
+    while hi > lo and window[hi - 1] == 0:
+        hi -= 1
+    return lo, hi
+
+
 @numba.njit(parallel=True, cache=True)
 def frame_waves(waves: np.ndarray, window: np.ndarray, hop: int, coef: float) -> np.ndarray:
     """Pre-emphasised (librosa's initial state), centre-zero-padded, windowed frames: (B, L) -> (B, T, n_fft)."""
@@ -23,11 +34,7 @@ def frame_waves(waves: np.ndarray, window: np.ndarray, hop: int, coef: float) ->
     n_frames = 1 + length // hop
     out = np.zeros((n_batch, n_frames, n_fft), dtype=waves.dtype)
     c = waves.dtype.type(coef)
-    lo, hi = 0, n_fft                       # the window's nonzero taps
-    while lo < hi and window[lo] == 0:
-        lo += 1
-    while hi > lo and window[hi - 1] == 0:
-        hi -= 1
+    lo, hi = _nonzero_taps(window)
     for b in numba.prange(n_batch):
         x = waves[b]
         second = x[1] if length > 1 else x.dtype.type(0)
@@ -112,11 +119,7 @@ def overlap_add(frames: np.ndarray, window: np.ndarray, inv_env: np.ndarray, hop
     total = max(env_len, half + length)
     stop = half + length
     out = np.zeros((n_batch, n_frames, n_fft) if reframe else (n_batch, 1, length), dtype=frames.dtype)
-    lo, hi = 0, n_fft                       # the window's nonzero taps
-    while lo < hi and window[lo] == 0:
-        lo += 1
-    while hi > lo and window[hi - 1] == 0:
-        hi -= 1
+    lo, hi = _nonzero_taps(window)
     for b in numba.prange(n_batch):
         signal = np.zeros(total, dtype=frames.dtype)
         for t in range(n_frames):

@@ -6,10 +6,8 @@ Every file the package writes is a dict ``{"format": "ddfad_fast", "kind": KIND,
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple, Union
 
@@ -35,24 +33,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def temporary_beside(path: Path, suffix: str = "") -> Tuple[int, str]:
+    """The temporary file ``.NAME.tmp<suffix>`` beside ``path``, opened for writing: ``(fd, its path)``.
 
-
-def temporary_beside(path: Path, suffix: str = ".tmp") -> Tuple[int, str]:
-    """A new temporary file ``.NAME.XXXXXXXX<suffix>`` in ``path``'s folder, with the permissions a plain
-    ``open`` would give (umask).
-
-    Temporaries of ``path`` left by a process killed mid-write (SIGKILL, power loss) are removed first:
-    the file they were meant to become is being written again now.
+    One fixed name per target: a temporary left by a process killed mid-write (SIGKILL, power loss) is
+    truncated and reused by the next write of the same file, so none accumulate. Created with the
+    permissions a plain ``open`` gives (mode 0o666 less the umask). One writer per file is assumed.
     """
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}{glob.escape(suffix)}"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, tmp
+    tmp = path.parent / f".{path.name}.tmp{suffix}"
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), str(tmp)
 
 
 def atomic_write(path: PathLike, write) -> None:

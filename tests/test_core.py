@@ -147,8 +147,8 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
 
 def test_temporaries_of_a_killed_write_are_removed_when_the_file_is_written_again(tmp_path):
     # what a process killed between mkstemp and rename leaves behind
-    stale = [tmp_path / ".r.json.k1lled_1.tmp", tmp_path / ".clip[1].wav.k1lled_2.wav"]
-    other = [tmp_path / ".other.json.abcdefgh.tmp", tmp_path / "keep.tmp"]
+    stale = [tmp_path / ".r.json.tmp", tmp_path / ".clip[1].wav.tmp.wav"]
+    other = [tmp_path / ".other.json.tmp", tmp_path / "keep.tmp"]
     for path in stale + other:
         path.write_bytes(b"partial")
     atomic_write_json(tmp_path / "r.json", {"a": 1})

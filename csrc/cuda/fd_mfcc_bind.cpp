@@ -23,6 +23,24 @@ void check_input(const at::Tensor& t, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype, ", got ", t.scalar_type());
 }
 
+// The feature tables of mfcc_post and fd_mfcc_fused: mel (n_mels, n_freqs) float32, bands (n_mels, 2)
+// int32, dct (n_mfcc, n_mels) float32, delta_coef (2, W, W) float32; returns n_mels.
+int64_t check_tables(const at::Tensor& mel, const at::Tensor& bands, const at::Tensor& dct,
+                     const at::Tensor& delta_coef, int64_t n_freqs, std::optional<double> top_db) {
+  check_input(mel, "mel", at::kFloat);
+  check_input(bands, "bands", at::kInt);
+  check_input(dct, "dct", at::kFloat);
+  check_input(delta_coef, "delta_coef", at::kFloat);
+  TORCH_CHECK(mel.dim() == 2 && mel.size(1) == n_freqs, "mel must be (n_mels, ", n_freqs, "), got ", mel.sizes());
+  const int64_t n_mels = mel.size(0);
+  TORCH_CHECK(bands.dim() == 2 && bands.size(0) == n_mels && bands.size(1) == 2, "bands must be (n_mels, 2)");
+  TORCH_CHECK(dct.dim() == 2 && dct.size(1) == n_mels, "dct must be (n_mfcc, n_mels), got ", dct.sizes());
+  TORCH_CHECK(delta_coef.dim() == 3 && delta_coef.size(0) == 2 && delta_coef.size(1) == delta_coef.size(2),
+              "delta_coef must be (2, W, W), got ", delta_coef.sizes());
+  TORCH_CHECK(!top_db.has_value() || *top_db >= 0.0, "top_db must be >= 0 or None");
+  return n_mels;
+}
+
 // waves (B, L) float32 -> frames (B * T, n_fft), T = 1 + L // hop: librosa pre-emphasis (coefficient
 // `preemphasis`, 0 = off), centre zero padding, window (n_fft,) (win_length taps centred).
 at::Tensor frame_waves_cuda(const at::Tensor& waves, const at::Tensor& window, int64_t hop_length,
@@ -50,19 +68,9 @@ at::Tensor mfcc_post_cuda(const at::Tensor& spec, const at::Tensor& mel, const a
                           const at::Tensor& dct, const at::Tensor& delta_coef, double amin, double ref_db,
                           std::optional<double> top_db) {
   check_input(spec, "spec", at::kComplexFloat);
-  check_input(mel, "mel", at::kFloat);
-  check_input(bands, "bands", at::kInt);
-  check_input(dct, "dct", at::kFloat);
-  check_input(delta_coef, "delta_coef", at::kFloat);
   TORCH_CHECK(spec.dim() == 3, "spec must be (B, T, F), got ", spec.sizes());
   const int64_t batch = spec.size(0), n_frames = spec.size(1), n_freqs = spec.size(2);
-  TORCH_CHECK(mel.dim() == 2 && mel.size(1) == n_freqs, "mel must be (n_mels, ", n_freqs, "), got ", mel.sizes());
-  const int64_t n_mels = mel.size(0);
-  TORCH_CHECK(bands.dim() == 2 && bands.size(0) == n_mels && bands.size(1) == 2, "bands must be (n_mels, 2)");
-  TORCH_CHECK(dct.dim() == 2 && dct.size(1) == n_mels, "dct must be (n_mfcc, n_mels), got ", dct.sizes());
-  TORCH_CHECK(delta_coef.dim() == 3 && delta_coef.size(0) == 2 && delta_coef.size(1) == delta_coef.size(2),
-              "delta_coef must be (2, W, W), got ", delta_coef.sizes());
-  TORCH_CHECK(!top_db.has_value() || *top_db >= 0.0, "top_db must be >= 0 or None");
+  const int64_t n_mels = check_tables(mel, bands, dct, delta_coef, n_freqs, top_db);
   TORCH_CHECK(n_frames > 0, "need at least one frame");
   const int64_t n_mfcc = dct.size(0);
   const c10::cuda::CUDAGuard guard(spec.device());
@@ -92,10 +100,6 @@ at::Tensor fd_mfcc_fused_cuda(const at::Tensor& waves, const at::Tensor& window,
   check_input(waves, "waves", at::kFloat);
   check_input(window, "window", at::kFloat);
   check_input(twiddle, "twiddle", at::kFloat);
-  check_input(mel, "mel", at::kFloat);
-  check_input(bands, "bands", at::kInt);
-  check_input(dct, "dct", at::kFloat);
-  check_input(delta_coef, "delta_coef", at::kFloat);
   if (max_radix == 0) max_radix = 8;
   TORCH_CHECK(waves.dim() == 2 && waves.size(1) > 0, "waves must be (B, L) with L > 0, got ", waves.sizes());
   const int64_t batch = waves.size(0), length = waves.size(1), n_fft = window.numel();
@@ -103,13 +107,7 @@ at::Tensor fd_mfcc_fused_cuda(const at::Tensor& waves, const at::Tensor& window,
   TORCH_CHECK(ddfad::stft_mel_supported(n_fft, max_radix), "fd_mfcc_fused needs a power-of-two n_fft in [4, 8192] ",
               "whose FFT fits passes of at most ", max_radix, " points, got ", n_fft);
   TORCH_CHECK(twiddle.numel() == n_fft, "twiddle must be (n_fft/2, 2)");
-  TORCH_CHECK(mel.dim() == 2 && mel.size(1) == n_fft / 2 + 1, "mel must be (n_mels, n_fft/2+1), got ", mel.sizes());
-  const int64_t n_mels = mel.size(0);
-  TORCH_CHECK(bands.dim() == 2 && bands.size(0) == n_mels && bands.size(1) == 2, "bands must be (n_mels, 2)");
-  TORCH_CHECK(dct.dim() == 2 && dct.size(1) == n_mels, "dct must be (n_mfcc, n_mels), got ", dct.sizes());
-  TORCH_CHECK(delta_coef.dim() == 3 && delta_coef.size(0) == 2 && delta_coef.size(1) == delta_coef.size(2),
-              "delta_coef must be (2, W, W), got ", delta_coef.sizes());
-  TORCH_CHECK(!top_db.has_value() || *top_db >= 0.0, "top_db must be >= 0 or None");
+  const int64_t n_mels = check_tables(mel, bands, dct, delta_coef, n_fft / 2 + 1, top_db);
   const int64_t n_frames = 1 + length / hop_length;
   const int64_t tile = ddfad::stft_mel_tile_frames(n_fft, tile_frames);
   const c10::cuda::CUDAGuard guard(waves.device());

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -34,6 +35,20 @@ def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, devi
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
 
+def git_commit() -> str:
+    """HEAD of the checkout (with "+dirty" for uncommitted changes), or DDFAD_GIT_COMMIT where there is no .git."""
+    try:
+        root = Path(__file__).resolve().parents[1]
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("DDFAD_GIT_COMMIT", "unknown")
+
+
 def machine_info() -> Dict[str, object]:
     info: Dict[str, object] = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -43,6 +58,8 @@ def machine_info() -> Dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "git_commit": git_commit(),
+        "load_average_1_5_15": list(os.getloadavg()),
     }
     for name in ("numpy", "numba", "librosa", "torchaudio", "triton"):
         try:

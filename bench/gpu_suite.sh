@@ -68,7 +68,8 @@ if ! "$PY" -c "import ddfad_fast.kernels" 2>/dev/null; then
   ln -s "$PWD/kernels" "$OVERLAY/ddfad_fast/kernels"
   export PYTHONPATH="$OVERLAY${PYTHONPATH:+:$PYTHONPATH}"
 fi
-if ! "$PY" -c "import ddfad_fast._C" >> "$OUT_DIR/install.log" 2>&1; then
+# (the extension links libtorch without an rpath: torch is imported first, as the package itself does)
+if ! "$PY" -c "import torch, ddfad_fast._C" >> "$OUT_DIR/install.log" 2>&1; then
   echo "ddfad_fast._C does not import: JIT-building csrc/cuda (DDFAD_CUDA_JIT=1)" | tee -a "$STATUS"
   export DDFAD_CUDA_JIT=1
 fi

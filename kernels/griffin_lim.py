@@ -226,10 +226,21 @@ def gla_step_pairs(z: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor, magni
 
 
 def pack_pairs(x: torch.Tensor, n_fft: int) -> torch.Tensor:
-    """(R, F) one-sided spectra with real DC / Nyquist bins -> (ceil(R/2), n_fft) pair spectra A + iB."""
+    """(R, F) one-sided spectra with real DC / Nyquist bins -> (ceil(R/2), n_fft) pair spectra A + iB.
+
+    Z[k] = A[k] + i B[k] for k < F and Z[n_fft - k] = conj(A[k]) + i conj(B[k]), written with real
+    arithmetic on view_as_real: with a lazy conj() view and a complex scalar the packing came out wrong
+    when the op ran inside an AOTAutograd-compiled graph on a GPU (torch 2.11; test_gpu's torch.compile test).
+    """
     R, F = x.shape
     if R % 2:
         x = torch.cat([x, x.new_zeros(1, F)])
-    def full(half: torch.Tensor) -> torch.Tensor:
-        return torch.cat([half, half[:, 1:n_fft - F + 1].flip(-1).conj()], dim=-1)
-    return (full(x[0::2]) + 1j * full(x[1::2])).contiguous()
+    a = torch.view_as_real(x[0::2])                       # (P, F, 2)
+    b = torch.view_as_real(x[1::2])
+    z = torch.empty((a.shape[0], n_fft, 2), dtype=a.dtype, device=a.device)
+    z[:, :F, 0] = a[..., 0] - b[..., 1]
+    z[:, :F, 1] = a[..., 1] + b[..., 0]
+    mirror = slice(1, n_fft - F + 1)                      # bins k whose partner n_fft - k lies beyond F
+    z[:, F:, 0] = (a[:, mirror, 0] + b[:, mirror, 1]).flip(-1)
+    z[:, F:, 1] = (b[:, mirror, 0] - a[:, mirror, 1]).flip(-1)
+    return torch.view_as_complex(z)

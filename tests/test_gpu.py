@@ -33,11 +33,21 @@ def _waves(batch: int, length: int, seed: int) -> torch.Tensor:
     return waves
 
 
-def _check_fd_mfcc(got: torch.Tensor, want: torch.Tensor) -> None:
+def _check_fd_mfcc(got: torch.Tensor, want: torch.Tensor, width: int = 9) -> None:
+    """The design tolerances: MFCC within 5e-4 + 1e-5 |MFCC| of the reference; the delta channels within
+    1e-4 + 1e-5 * (largest |MFCC| of that clip and coefficient) of the reference deltas *of the kernel's own
+    MFCCs* (float32 rounding grows with the size of the values filtered: c0 of a -100 dB clip is near -700)
+    and, end to end, within the MFCC tolerance (a Savitzky-Golay filter of L1 norm < 1 cannot amplify the
+    MFCC's error)."""
     got = got.double().cpu()
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
-    torch.testing.assert_close(got[:, 1:], want[:, 1:], atol=1e-4, rtol=0)
+    scale = got[:, 0].abs().amax(dim=-1, keepdim=True)
+    for order in (1, 2):
+        err = (got[:, order] - ref.deltas(got[:, 0], order, width)).abs()
+        assert (err <= 1e-4 + 1e-5 * scale).all(), f"delta order {order}: max error {err.max().item():.3g}"
+        err = (got[:, order] - want[:, order]).abs()
+        assert (err <= 5e-4 + 1e-5 * scale).all(), f"delta order {order} vs reference: {err.max().item():.3g}"
 
 
 # ---- fd_mfcc -----------------------------------------------------------------------------------
@@ -54,7 +64,7 @@ def test_fd_mfcc_matches_reference(backend, cfg, length):
     waves = _waves(3, length, seed=length)
     got = fn(waves.cuda(), cfg)
     assert got.shape == (3, 3, cfg.n_mfcc, 1 + length // cfg.hop_length) and got.dtype == torch.float32
-    _check_fd_mfcc(got, ref.fd_mfcc(waves.double(), cfg))
+    _check_fd_mfcc(got, ref.fd_mfcc(waves.double(), cfg), cfg.delta_width)
     solo = fn(waves[1:2].cuda(), cfg)
     torch.testing.assert_close(got[1], solo[0], atol=0, rtol=0)
 
@@ -70,7 +80,7 @@ def test_cuda_fd_mfcc_fused_variants(tile_frames, max_radix):
     got = torch.ops.ddfad.fd_mfcc_fused(waves.cuda(), c.window, twiddle, c.mel, c.bands, c.dct, c.delta,
                                         cfg.hop_length, cfg.preemphasis, cfg.amin, 0.0, cfg.top_db, tile_frames,
                                         max_radix)
-    _check_fd_mfcc(got, ref.fd_mfcc(waves.double(), cfg))
+    _check_fd_mfcc(got, ref.fd_mfcc(waves.double(), cfg), cfg.delta_width)
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

@@ -169,7 +169,7 @@ def test_gla_step_kernel(n_fft):
     g = torch.Generator().manual_seed(n_fft)
     cur = torch.randn(2, 5, F, dtype=torch.complex128, generator=g)
     prev = torch.randn(2, 5, F, dtype=torch.complex128, generator=g)
-    prev[0, 0, 3] = cur[0, 0, 3] / (0.99 / 1.99)      # a = 0 exactly: the eps guard
+    cur[0, 0, 3] = prev[0, 0, 3] = 0                  # a = 0 exactly, with or without FMA: the eps guard
     mag = torch.rand(2, 5, F, dtype=torch.float64, generator=g)
     coef, eps = 0.99 / 1.99, torch.finfo(torch.float64).tiny
     params = torch.tensor([coef, eps], dtype=torch.float64)
@@ -210,6 +210,16 @@ def test_gla_step_pairs_kernel(n_fft, frames):
     unpacked = torch.fft.ifft(args[0].cpu())                                   # = irfft of each frame
     torch.testing.assert_close(unpacked.real, torch.fft.irfft(x[0::2], n=n_fft), atol=1e-12, rtol=0)
     torch.testing.assert_close(unpacked.imag, torch.fft.irfft(x[1::2], n=n_fft), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("n_fft,frames", [(64, 6), (63, 7), (8, 1)])
+def test_pack_pairs_is_the_fft_of_paired_frames(n_fft, frames):
+    """pack_pairs(rfft of real frames) = fft(frame 2p + i frame 2p+1), with a zero frame after an odd count."""
+    g = torch.Generator().manual_seed(n_fft + frames)
+    reals = torch.randn(frames + frames % 2, n_fft, dtype=torch.float64, generator=g)
+    reals[frames:] = 0
+    want = torch.fft.fft(torch.complex(reals[0::2], reals[1::2]))
+    torch.testing.assert_close(pack_pairs(torch.fft.rfft(reals[:frames]), n_fft), want, atol=1e-12, rtol=0)
 
 
 def test_overlap_add_pairs_matches_per_frame():

@@ -121,7 +121,8 @@ void overlap_add_out_cuda(const at::Tensor& frames, const at::Tensor& window, co
 // prev <- STFT(ISTFT(x_in)). x_in, x_out, prev complex (B, T, F); magnitude real (B, T, F); window
 // (n_fft); inv_envelope (n_fft + hop*(T-1)); twiddle (n_fft/2, 2) real: exp(-2 pi i k / n_fft).
 // tile_frames: output frames per block, 0 = the launcher's choice; max_radix: the largest FFT pass (2, 4,
-// 8 or 16 points; 0 = 8: radix 16 needs 128 registers a thread in float32, radix 8 about 71).
+// 8 or 16 points; 0 = 4: radix 16 needs 128 registers a thread in float32, radix 8 about 71; on an H100
+// radix 4 was fastest in 3 of the 4 cases of bench/gpu_bench.py, 2026-11-25).
 void gla_fused_step_cuda(const at::Tensor& x_in, at::Tensor x_out, at::Tensor prev, const at::Tensor& magnitude,
                          const at::Tensor& window, const at::Tensor& inv_envelope, const at::Tensor& twiddle,
                          int64_t n_fft, int64_t hop_length, int64_t length, double momentum, int64_t tile_frames,
@@ -133,7 +134,7 @@ void gla_fused_step_cuda(const at::Tensor& x_in, at::Tensor x_out, at::Tensor pr
   }
   TORCH_CHECK(magnitude.dim() == 3, "magnitude must be (B, T, F), got ", magnitude.sizes());
   const int64_t batch = magnitude.size(0), n_frames = magnitude.size(1), n_freqs = magnitude.size(2);
-  if (max_radix == 0) max_radix = 8;
+  if (max_radix == 0) max_radix = 4;
   TORCH_CHECK(ddfad::gla_fused_fft_supported(n_fft, max_radix), "gla_fused_step needs a power-of-two n_fft in [4, ",
               "8192] whose FFT fits passes of at most ", max_radix, " points, got n_fft = ", n_fft);
   TORCH_CHECK(n_fft + hop_length * (magnitude.size(1) - 1) < (int64_t{1} << 31) && length < (int64_t{1} << 31),

@@ -29,6 +29,8 @@ class _Config:
         kwargs = {}
         for key, value in data.items():
             kind = hints.get(key)
+            if typing.get_origin(kind) is typing.Union:            # Optional[SomeConfig]
+                kind = next((k for k in typing.get_args(kind) if k is not type(None)), kind)
             if isinstance(kind, type) and issubclass(kind, _Config) and isinstance(value, dict):
                 value = kind.from_dict(value)
             elif isinstance(value, list):
@@ -132,6 +134,26 @@ class ReconstructConfig(_Config):
 
 
 @dataclass(frozen=True)
+class Augment(_Config):
+    """Differentiable FD-MFCC augmentation, drawn per clip and shared by the three channels.
+
+    Every size is a maximum, drawn uniformly per clip: ``max_shift`` circular time shift in frames (+-),
+    ``time_mask`` width in frames of a zeroed time band, ``freq_mask`` width in coefficients of a zeroed
+    coefficient band (each band at most half of its axis). One instance is used alike by expert training, the distillation unroll and
+    evaluation training (the same protocol for every row of a report).
+    """
+
+    max_shift: int = 8
+    time_mask: int = 10
+    freq_mask: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("max_shift", "time_mask", "freq_mask"):
+            if getattr(self, name) < 0:
+                raise ParameterError(f"augmentation {name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class ModelConfig(_Config):
     """Classifier architecture. ``name``: "convnet" (MTT ConvNet), "vgg", "resnet"."""
 
@@ -155,6 +177,7 @@ class ExpertConfig(_Config):
     batch_size: int = 256
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
+    augment: Optional[Augment] = None   # applied to every training batch (None: no augmentation)
 
 
 @dataclass(frozen=True)
@@ -177,10 +200,11 @@ class DistillConfig(_Config):
     max_memory_gb: Optional[float] = None   # choose unroll / batch_syn to fit, or refuse before starting
     seed: int = 0
     compile: bool = True                # torch.compile the reverse mode's per-step functions (eager fallback)
-    augment: bool = False               # differentiable time shift + time/frequency masking per step (see distill.py)
-    aug_shift: int = 3                  # max circular time shift, frames
-    aug_time_mask: int = 5              # max zeroed time band, frames
-    aug_freq_mask: int = 2              # max zeroed coefficient band
+    augment: Optional[Augment] = None   # applied to every student step (None: no augmentation)
+    init: str = "random"                # initial clips: "random" real ones, or a "herding" coreset in an expert's embedding
+    labels: str = "hard"                # "hard" (class indices) | "soft" (learned logits, initialised from an expert)
+    lr_labels: float = 10.0             # SGD step on the soft-label logits (labels="soft")
+    label_expert_epoch: int = -1        # the expert snapshot whose logits initialise soft labels (-1: the last)
 
 
 @dataclass(frozen=True)
@@ -196,3 +220,4 @@ class EvalConfig(_Config):
     momentum: float = 0.9
     weight_decay: float = 0.0005
     lr_decay_at_half: bool = True       # lr x 0.1 after half of the epochs
+    augment: Optional[Augment] = None   # applied to every training batch (None: no augmentation)

@@ -13,8 +13,11 @@ in :attr:`FeatureSplit.skipped` (``strict=True`` raises :class:`AudioFileError` 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
+import logging
+import math
 import random
 import re
 import shutil
@@ -38,12 +41,14 @@ FSDD_PATTERN = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>\d+)\
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/master.zip"
 FSDD_NUM_RECORDINGS = 3000
 TEST_FRACTION = 0.1
+log = logging.getLogger(__name__)
 _BATCH = 256
 
 
 @dataclass
 class FeatureSplit:
-    """Train/test FD-MFCC features: ``x_*`` (N, 3, n_mfcc, T) float32, ``y_*`` (N,) int64 class indices."""
+    """Train/test (and, after :func:`carve_validation`, validation) FD-MFCC features: ``x_*`` (N, 3, n_mfcc, T)
+    float32, ``y_*`` (N,) int64 class indices."""
 
     x_train: Tensor
     y_train: Tensor
@@ -52,6 +57,25 @@ class FeatureSplit:
     class_names: List[str]
     feature_config: FeatureConfig
     skipped: List[Tuple[str, str]] = field(default_factory=list)
+    speakers_train: Optional[List[Optional[str]]] = None     # per training clip, where the source names speakers
+    x_val: Optional[Tensor] = None                           # validation clips carved from the training data
+    y_val: Optional[Tensor] = None
+    norm: Optional["FeatureNorm"] = None                     # set when the x_* are standardised with it
+
+    def standardized(self, norm: Optional["FeatureNorm"] = None) -> "FeatureSplit":
+        """A copy whose features are standardised with ``norm`` (default: fitted on ``x_train``)."""
+        if self.norm is not None:
+            raise ParameterError("this split is already standardised")
+        norm = norm or FeatureNorm.fit(self.x_train)
+        return dataclasses.replace(self, x_train=norm.apply(self.x_train), x_test=norm.apply(self.x_test),
+                                   x_val=None if self.x_val is None else norm.apply(self.x_val), norm=norm)
+
+    def monitor_set(self) -> Tuple[str, Tensor, Tensor]:
+        """("val", x_val, y_val) when there is a validation split, else ("test", x_test, y_test): what
+        progress bars and other choices during a run may look at."""
+        if self.x_val is not None and len(self.y_val):
+            return "val", self.x_val, self.y_val
+        return "test", self.x_test, self.y_test
 
     @property
     def num_classes(self) -> int:
@@ -67,6 +91,7 @@ class _Item:
     path: Path
     label: str
     split: Optional[str]     # "train" | "test" | None (decided by the seeded split)
+    speaker: Optional[str] = None   # FSDD names and a manifest's 4th column name one; used to stratify validation
 
 
 def _is_audio(path: Path) -> bool:
@@ -92,7 +117,7 @@ def discover(source: Union[str, Path]) -> Tuple[List[_Item], List[Tuple[str, str
         if m is None:
             skipped.append((str(f), "name does not match {label}_{speaker}_{index}.wav (or another audio suffix)"))
             continue
-        items.append(_Item(f, m.group("label"), "test" if int(m.group("index")) <= 4 else "train"))
+        items.append(_Item(f, m.group("label"), "test" if int(m.group("index")) <= 4 else "train", m.group("speaker")))
     return items, skipped
 
 
@@ -114,7 +139,8 @@ def _discover_csv(manifest: Path) -> Tuple[List[_Item], List[Tuple[str, str]]]:
             skipped.append((row[0], f"split {row[2]!r} is not 'train' or 'test'"))
             continue
         path = Path(row[0]) if Path(row[0]).is_absolute() else manifest.parent / row[0]
-        items.append(_Item(path, row[1], split))
+        speaker = row[3] if len(row) > 3 and row[3] else None
+        items.append(_Item(path, row[1], split, speaker))
     return items, skipped
 
 
@@ -130,7 +156,7 @@ def _assign_splits(items: Sequence[_Item], seed: int = 0) -> List[_Item]:
         random.Random(f"{seed}:{label}").shuffle(order)
         n_test = max(1, round(TEST_FRACTION * len(order))) if len(order) >= 2 else 0
         for k, it in enumerate(order):
-            assigned[it] = _Item(it.path, it.label, "test" if k < n_test else "train")
+            assigned[it] = _Item(it.path, it.label, "test" if k < n_test else "train", it.speaker)
     return [assigned.get(it, it) for it in items]
 
 
@@ -165,7 +191,7 @@ def _cache_key(items: Sequence[_Item], config: FeatureConfig) -> str:
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"{it.path.resolve()}|{it.label}|{it.split}|{stamp}\n".encode())
+        h.update(f"{it.path.resolve()}|{it.label}|{it.split}|{it.speaker}|{stamp}\n".encode())
     return h.hexdigest()
 
 
@@ -230,13 +256,15 @@ def _extract(items: Sequence[_Item], config: FeatureConfig, strict: bool, progre
 
 def load_feature_split(source: Union[str, Path], feature_config: Optional[FeatureConfig] = None,
                        cache_dir: Optional[Path] = None, strict: bool = False, progress: bool = True,
-                       max_per_class: Optional[int] = None) -> FeatureSplit:
+                       max_per_class: Optional[int] = None, val_fraction: float = 0.0) -> FeatureSplit:
     """FD-MFCC features (N, 3, n_mfcc, T) and labels of a labelled audio source, split train/test.
 
-    ``cache_dir``: features are cached there in a file named by a hash of the FeatureConfig and the
-    file list (paths, labels, splits, sizes, mtimes); a cache of another config or file list is never
-    used. ``max_per_class``: keep at most that many files per class in each split (sorted order).
-    Raises ParameterError if no class has training clips, AudioFileError on a bad file with ``strict``.
+    ``cache_dir``: features are cached there in a file named by a hash of the FeatureConfig, ``strict``
+    and the file list (paths, labels, splits, speakers, sizes, mtimes); a cache of another config or file
+    list is never used. ``max_per_class``: keep at most that many files per class in each split (sorted
+    order). ``val_fraction`` > 0 carves a validation split from the training clips
+    (:func:`carve_validation`). Raises ParameterError if no class has training clips, AudioFileError on a
+    bad file with ``strict``.
     """
     config = (feature_config or FeatureConfig()).validate()
     if config.fixed_length is None:
@@ -245,53 +273,129 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
     items = _limit_per_class(_assign_splits(items), max_per_class)
     if not items:
         raise ParameterError(f"no labelled audio files found in {source}")
-    key = _cache_key(items, config)
+    key = _cache_key(items, config) + (":strict" if strict else "")
+    key = hashlib.sha256(key.encode()).hexdigest()
     cache_file = Path(cache_dir) / f"features_{key[:20]}.pt" if cache_dir is not None else None
+    split = None
     if cache_file is not None and cache_file.is_file():
         try:
             obj = load_artifact(cache_file, kind="feature_cache",
                                 expected_config={"features": config.to_dict(), "key": key})
-            return _make_split(obj["x"], list(obj["labels"]), list(obj["splits"]), config,
-                               skipped + [tuple(s) for s in obj["skipped"]])
+            split = _make_split(obj["x"], list(obj["labels"]), list(obj["splits"]), config,
+                                skipped + [tuple(s) for s in obj["skipped"]], list(obj.get("speakers") or []))
         except FileFormatError:
             pass  # unreadable or another config: recompute and overwrite
-    x, kept, bad = _extract(items, config, strict, progress)
-    skipped = skipped + bad
-    if cache_file is not None:
-        save_artifact(cache_file, "feature_cache",
-                      {"x": x, "labels": [k.label for k in kept], "splits": [k.split for k in kept],
-                       "paths": [str(k.path) for k in kept], "skipped": [list(s) for s in bad]},
-                      config={"features": config.to_dict(), "key": key})
-    return _make_split(x, [k.label for k in kept], [k.split for k in kept], config, skipped)
+    if split is None:
+        x, kept, bad = _extract(items, config, strict, progress)
+        if cache_file is not None:
+            save_artifact(cache_file, "feature_cache",
+                          {"x": x, "labels": [k.label for k in kept], "splits": [k.split for k in kept],
+                           "speakers": [k.speaker for k in kept], "paths": [str(k.path) for k in kept],
+                           "skipped": [list(s) for s in bad]},
+                          config={"features": config.to_dict(), "key": key})
+        split = _make_split(x, [k.label for k in kept], [k.split for k in kept], config, skipped + bad,
+                            [k.speaker for k in kept])
+    return carve_validation(split, val_fraction) if val_fraction > 0 else split
 
 
 def _make_split(x: Tensor, labels: List[str], splits: List[str], config: FeatureConfig,
-                skipped: List[Tuple[str, str]]) -> FeatureSplit:
+                skipped: List[Tuple[str, str]], speakers: Optional[List[Optional[str]]] = None) -> FeatureSplit:
     names = _class_names(labels)
     index = {n: i for i, n in enumerate(names)}
     y = torch.tensor([index[l] for l in labels], dtype=torch.int64)
     is_test = torch.tensor([s == "test" for s in splits], dtype=torch.bool)
     if (~is_test).sum() == 0:
         raise ParameterError("the data source has no training clips")
+    train_speakers = None
+    if speakers and len(speakers) == len(labels):
+        train_speakers = [sp for sp, test in zip(speakers, is_test.tolist()) if not test]
     return FeatureSplit(x[~is_test].contiguous(), y[~is_test], x[is_test].contiguous(), y[is_test],
-                        names, config, list(skipped))
+                        names, config, list(skipped), train_speakers)
 
 
-def channel_stats(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """Per-channel mean and std (3,) of features (N, 3, n_mfcc, T) over samples and time-frequency."""
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
-    return mean, std
+def carve_validation(split: FeatureSplit, fraction: float = 0.1, seed: int = 0) -> FeatureSplit:
+    """Move a seeded, stratified ``fraction`` of the training clips into a validation split.
+
+    Strata are (class, speaker) where the source names speakers (FSDD names, a manifest's 4th column),
+    else classes; each stratum gives round(fraction x size) clips (at least 1 from a stratum of >= 2 when
+    that rounds to 0, at most size - 1), drawn by a permutation seeded with ``seed`` and the stratum's
+    name, so the split does not depend on file order or on other classes. Every choice of a preset,
+    early stopping or sweep is made on this split; the test split is kept for the reported numbers.
+    Returns a new FeatureSplit with ``x_val`` / ``y_val`` set and ``x_train`` / ``y_train`` reduced.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ParameterError(f"validation fraction must be in (0, 1), got {fraction}")
+    if split.x_val is not None:
+        raise ParameterError("this split already has a validation split")
+    speakers = split.speakers_train or [None] * len(split.y_train)
+    strata: Dict[Tuple[int, str], List[int]] = {}
+    for i, (label, speaker) in enumerate(zip(split.y_train.tolist(), speakers)):
+        strata.setdefault((label, speaker or ""), []).append(i)
+    val: List[int] = []
+    for (label, speaker), members in sorted(strata.items()):
+        n = len(members)
+        take = int(math.floor(fraction * n + 0.5))
+        take = min(max(take, 1 if n >= 2 else 0), n - 1)
+        if take > 0:
+            gen = torch.Generator().manual_seed(int(hashlib.sha256(f"{seed}:{split.class_names[label]}:{speaker}"
+                                                                   .encode()).hexdigest()[:15], 16))
+            order = torch.randperm(n, generator=gen)[:take]
+            val.extend(members[j] for j in order.tolist())
+    is_val = torch.zeros(len(split.y_train), dtype=torch.bool)
+    is_val[torch.tensor(sorted(val), dtype=torch.int64)] = True
+    if bool(is_val.all()):
+        raise ParameterError(f"cannot carve a validation split of {fraction:g} from {len(split.y_train)} training clips")
+    if not bool(is_val.any()):          # every stratum has a single clip: no validation split (monitor_set says so)
+        log.warning("no validation split: every (class, speaker) group of the training clips has a single clip")
+    keep = (~is_val).tolist()
+    return dataclasses.replace(
+        split, x_train=split.x_train[~is_val].contiguous(), y_train=split.y_train[~is_val],
+        speakers_train=[sp for sp, k in zip(speakers, keep) if k] if split.speakers_train else None,
+        x_val=split.x_train[is_val].contiguous(), y_val=split.y_train[is_val])
 
 
-def standardize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """(x - mean) / std per channel; ``x`` (N, 3, F, T), ``mean``/``std`` (3,)."""
-    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+@dataclass(frozen=True)
+class FeatureNorm:
+    """Standardisation of FD-MFCC features: ``(x - mean) / std`` with ``mean``/``std`` (3, n_mfcc, 1), one
+    pair per channel and coefficient (a per-channel scalar would leave c0, tens of dB wider than the other
+    coefficients, dominating). Travels inside every artefact that needs it (experts, distilled sets)."""
 
+    mean: Tensor
+    std: Tensor
 
-def unstandardize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """Inverse of :func:`standardize`."""
-    return x * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+    @classmethod
+    def fit(cls, x: Tensor) -> "FeatureNorm":
+        """Mean and std over clips and frames of training features ``x`` (N, 3, n_mfcc, T)."""
+        if x.dim() != 4 or x.shape[0] < 2:
+            raise ParameterError(f"need (N >= 2, 3, n_mfcc, T) features to fit a standardisation, got {tuple(x.shape)}")
+        x64 = x.detach().double()
+        mean = x64.mean(dim=(0, 3), keepdim=True)[0]
+        std = x64.std(dim=(0, 3), keepdim=True)[0].clamp_min(1e-6)
+        return cls(mean.float(), std.float())
+
+    def apply(self, x: Tensor) -> Tensor:
+        """Standardised features, (N, 3, n_mfcc, T) -> same shape."""
+        self._check(x)
+        return (x - self.mean.to(x)) / self.std.to(x)
+
+    def invert(self, x: Tensor) -> Tensor:
+        """Features in raw FD-MFCC units (dB-scaled cepstra) from standardised ones."""
+        self._check(x)
+        return x * self.std.to(x) + self.mean.to(x)
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 4 or tuple(x.shape[1:3]) != tuple(self.mean.shape[:2]):
+            raise ParameterError(f"features of shape {tuple(x.shape)} do not match a standardisation of "
+                                 f"(3, {self.mean.shape[1]}) channels x coefficients")
+
+    def to_payload(self) -> Dict[str, Tensor]:
+        return {"norm_mean": self.mean.float().cpu(), "norm_std": self.std.float().cpu()}
+
+    @classmethod
+    def from_payload(cls, obj: Dict[str, Any], where: str = "") -> "FeatureNorm":
+        if "norm_mean" not in obj or "norm_std" not in obj:
+            raise FileFormatError(f"{where}: holds no feature standardisation (norm_mean / norm_std)")
+        return cls(obj["norm_mean"].float(), obj["norm_std"].float())
 
 
 def extract_recordings(zip_path: Union[str, Path], to_dir: Union[str, Path],
@@ -334,16 +438,3 @@ def fetch_fsdd(to_dir: Union[str, Path], url: str = FSDD_URL, timeout: float = 6
         except OSError as exc:
             raise AudioFileError(f"could not download {url}: {exc}") from None
         return extract_recordings(zip_path, to_dir)
-
-
-def save_feature_stats(path: Union[str, Path], mean: Tensor, std: Tensor, config: FeatureConfig) -> None:
-    """Save per-channel standardisation statistics (3,) made on features of ``config``."""
-    save_artifact(path, "feature_stats", {"mean": mean.float(), "std": std.float()},
-                  config={"features": config.to_dict()})
-
-
-def load_feature_stats(path: Union[str, Path], config: Optional[FeatureConfig] = None) -> Tuple[Tensor, Tensor]:
-    """(mean, std) saved by :func:`save_feature_stats`; FileFormatError if made for another FeatureConfig."""
-    expected = {"features": config.to_dict()} if config is not None else None
-    obj = load_artifact(path, kind="feature_stats", expected_config=expected)
-    return obj["mean"], obj["std"]

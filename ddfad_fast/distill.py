@@ -22,10 +22,11 @@ Defaults, measured on the shared 2-core CPU (bench/mtt_memory.py and a 60-iterat
   seconds from inductor's disk cache), so it pays off beyond ~100 iterations of that size; a 60-iteration
   width-16 run took 22 s compiled vs 8 s eager. Unavailable or failing compilation falls back to eager,
   logged and recorded in ``history["sessions"]``.
-* ``augment=False``: on FSDD (50 clips per class, width 16, 3 experts x 8 epochs, 1 clip per class, 60
-  iterations, 4 evaluation nets, two seeds) no augmentation gave 24.8 / 24.6 % test accuracy, the
-  default-size augmentation (shift 3, masks 5 / 2) 25.8 / 22.0 %, a larger one (8, 10 / 3) 22.8 / 20.0 %;
-  random real clips 16.7 %. It stays available (``augment=True``) for longer runs.
+* ``augment``: the :class:`~ddfad_fast.config.Augment` of the experts and of evaluation, applied to every
+  student step (the presets set one family for all three; see ddfad_fast/presets.py for measurements).
+* ``labels="soft"``: the labels are learnable logits (N, C), initialised with the logits that an
+  expert's snapshot ``label_expert_epoch`` gives the initial clips, and updated by SGD with momentum
+  (``lr_labels``) from the same reverse sweep; evaluation trains towards their softmax.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ import torch
 from torch import Tensor
 
 from .config import DistillConfig, ExpertConfig, FeatureConfig
+from .data import FeatureNorm
 from .errors import DDFADError, FileFormatError, ParameterError, ResourceError
 from .experts import Trajectories
 from .io import atomic_write_json, load_artifact, save_artifact
@@ -57,6 +59,7 @@ CHECKPOINT_KIND = "distill_checkpoint"
 _FREE_FIELDS = ("iterations", "checkpoint_every", "eval_every", "max_memory_gb", "unroll", "compile", "batch_syn")
 EvaluateFn = Callable[[Tensor, Tensor, float], dict]
 GIB = 1024 ** 3
+ALPHA_FLOOR = 0.01        # the learned step size never falls below this fraction of alpha_init
 
 
 class DistillationDiverged(DDFADError):
@@ -65,7 +68,9 @@ class DistillationDiverged(DDFADError):
 
 @dataclass
 class DistillResult:
-    """A distilled set: ``features`` (N, 3, F, T) float32, ``labels`` (N,) int64, the learned ``alpha``."""
+    """A distilled set: ``features`` (N, 3, F, T) float32 (standardised with ``norm`` when set),
+    ``labels`` (N,) int64 classes, ``soft_labels`` (N, C) learned logits (labels="soft") or None, the
+    learned ``alpha``."""
 
     features: Tensor
     labels: Tensor
@@ -73,17 +78,26 @@ class DistillResult:
     history: dict
     config: DistillConfig
     num_classes: int
+    soft_labels: Optional[Tensor] = None
+    norm: Optional[FeatureNorm] = None
 
-    def save(self, path, feature_config: FeatureConfig, expert_config: Optional[ExpertConfig] = None) -> None:
-        """Atomically write a "distilled" file (torch.load(weights_only=True) reads it back)."""
+    def save(self, path, feature_config: FeatureConfig, expert_config: Optional[ExpertConfig] = None,
+             class_names: Optional[List[str]] = None) -> None:
+        """Atomically write a "distilled" file (torch.load(weights_only=True) reads it back). It carries
+        everything evaluation and reconstruction need: the feature config and standardisation, the model
+        and training protocol of the experts, the label form and the class names."""
         config = {"features": feature_config.to_dict(), "num_classes": self.num_classes,
-                  "distill": self.config.to_dict()}
+                  "distill": self.config.to_dict(), "standardized": self.norm is not None,
+                  "class_names": list(class_names) if class_names is not None else None}
         if expert_config is not None:
             config["expert"] = expert_config.to_dict()
-        save_artifact(path, "distilled", {"features": self.features.detach().float().cpu(),
-                                          "labels": self.labels.long().cpu(),
-                                          "alpha": torch.tensor(float(self.alpha)),
-                                          "history": self.history}, config=config)
+        payload = {"features": self.features.detach().float().cpu(), "labels": self.labels.long().cpu(),
+                   "alpha": torch.tensor(float(self.alpha)), "history": self.history}
+        if self.soft_labels is not None:
+            payload["soft_labels"] = self.soft_labels.detach().float().cpu()
+        if self.norm is not None:
+            payload.update(self.norm.to_payload())
+        save_artifact(path, "distilled", payload, config=config)
 
 
 @dataclass
@@ -107,6 +121,8 @@ class _State:
     mom_alpha: Tensor
     iteration: int
     generator_state: Tensor
+    y: Tensor                   # the classes (N,) int64, or the learned label logits (N, C)
+    mom_y: Optional[Tensor]     # momentum of the label logits (None for class labels)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -127,13 +143,16 @@ def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: Dist
         (c.checkpoint_every >= 0 and c.eval_every >= 0,
          f"checkpoint_every and eval_every must be >= 0, got {c.checkpoint_every}, {c.eval_every}"),
         (c.max_memory_gb is None or c.max_memory_gb > 0, f"max_memory_gb must be > 0, got {c.max_memory_gb}"),
-        (min(c.aug_shift, c.aug_time_mask, c.aug_freq_mask) >= 0,
-         f"augmentation sizes must be >= 0, got {c.aug_shift}, {c.aug_time_mask}, {c.aug_freq_mask}"),
+        (c.labels in ("hard", "soft"), f"labels must be 'hard' or 'soft', got {c.labels!r}"),
+        (c.init in ("random", "herding"), f"init must be 'random' or 'herding', got {c.init!r}"),
+        (c.lr_labels > 0, f"lr_labels must be > 0, got {c.lr_labels}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ParameterError(message)
     epochs = min(int(p.shape[0]) for p in traj.params) - 1
+    if not -(epochs + 1) <= c.label_expert_epoch <= epochs:
+        raise ParameterError(f"label_expert_epoch={c.label_expert_epoch} is outside the {epochs} epochs of the experts")
     if c.max_start_epoch + c.expert_epochs > epochs:
         raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
                              f"the {epochs} epochs of the expert trajectories")
@@ -243,34 +262,55 @@ def _history_upto(history: dict, iteration: int) -> dict:
 
 def _save_checkpoint(out_dir: Path, state: _State, history: dict, labels: Tensor, identity: dict) -> None:
     history = _history_upto(history, state.iteration)
-    save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND,
-                  {"x": state.x.detach().cpu(), "labels": labels.cpu(), "alpha": state.alpha.detach().cpu(),
-                   "mom_x": state.mom_x.cpu(), "mom_alpha": state.mom_alpha.cpu(), "iteration": state.iteration,
-                   "generator": state.generator_state, "history": history}, config=identity)
+    payload = {"x": state.x.detach().cpu(), "labels": labels.cpu(), "alpha": state.alpha.detach().cpu(),
+               "mom_x": state.mom_x.cpu(), "mom_alpha": state.mom_alpha.cpu(), "iteration": state.iteration,
+               "generator": state.generator_state, "history": history}
+    if state.mom_y is not None:
+        payload.update(soft_labels=state.y.detach().cpu(), mom_y=state.mom_y.cpu())
+    save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND, payload, config=identity)
     atomic_write_json(out_dir / HISTORY_NAME, history)
 
 
 def _load_checkpoint(path: Path, identity: dict, device: torch.device) -> Tuple[_State, dict, Tensor]:
     obj = load_artifact(path, kind=CHECKPOINT_KIND, expected_config=identity)
+    labels = obj["labels"].to(device)
+    soft = "soft_labels" in obj
     state = _State(obj["x"].to(device), obj["alpha"].to(device), obj["mom_x"].to(device),
-                   obj["mom_alpha"].to(device), int(obj["iteration"]), obj["generator"])
-    return state, obj["history"], obj["labels"].to(device)
+                   obj["mom_alpha"].to(device), int(obj["iteration"]), obj["generator"],
+                   obj["soft_labels"].to(device) if soft else labels, obj["mom_y"].to(device) if soft else None)
+    return state, obj["history"], labels
 
 
 # ----------------------------------------------------------------------------- the loop
 
-def _initial_state(x_train: Tensor, y_train: Tensor, num_classes: int, config: DistillConfig) -> Tuple[_State, Tensor]:
-    """``cpc`` random real clips per class (seeded), alpha = alpha_init, zero momentum."""
+def _initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Trajectories,
+                   config: DistillConfig) -> Tuple[_State, Tensor]:
+    """``cpc`` real clips per class: seeded random ones, or (init="herding") the herding coreset in the
+    embedding of expert 0's last snapshot; alpha = alpha_init, zero momentum; soft labels start as the
+    logits of expert 0's snapshot ``label_expert_epoch`` on those clips."""
+    from .evaluate import herding_subset
+
     gen = torch.Generator().manual_seed(config.seed)
     idx, labels = [], []
-    for c in range(num_classes):
+    for c in range(traj.num_classes):
         members = torch.nonzero(y_train.cpu() == c).flatten()
         idx.append(members[torch.randperm(len(members), generator=gen)[:config.cpc]])
         labels.append(torch.full((config.cpc,), c, dtype=torch.int64))
     x = x_train[torch.cat(idx).to(x_train.device)].detach().clone()
+    labels = torch.cat(labels).to(x.device)
+    if config.init == "herding":
+        x, chosen = herding_subset(x_train, y_train, config.cpc, net, traj.params[0][-1])
+        x = x.detach().clone()
+        labels = chosen.to(x.device)
     alpha = torch.tensor(config.alpha_init, dtype=x.dtype, device=x.device)
-    state = _State(x, alpha, torch.zeros_like(x), torch.zeros_like(alpha), 0, gen.get_state())
-    return state, torch.cat(labels).to(x.device)
+    y, mom_y = labels, None
+    if config.labels == "soft":
+        teacher = traj.params[0][config.label_expert_epoch].to(device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            y = net.forward(teacher, x).detach()
+        mom_y = torch.zeros_like(y)
+    state = _State(x, alpha, torch.zeros_like(x), torch.zeros_like(alpha), 0, gen.get_state(), y, mom_y)
+    return state, labels
 
 
 def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
@@ -286,25 +326,31 @@ def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet,
     steps = make_plan(len(labels), plan.batch_syn, config.syn_steps, gen, augment is not None)
     steps.indices = steps.indices.to(state.x.device)
     began = time.perf_counter()
-    out = unroll(net, state.x, labels, state.alpha, theta0, target, steps, plan.unroll, augment, stepper)
+    out = unroll(net, state.x, state.y, state.alpha, theta0, target, steps, plan.unroll, augment, stepper)
     loss = float(out.loss)
     if not math.isfinite(loss) or not bool(torch.isfinite(out.grad_x).all()):
         raise DistillationDiverged(f"trajectory-matching loss is {loss} at iteration {state.iteration + 1} "
                                    f"(alpha {float(state.alpha):.4g}); lower lr_data ({config.lr_data:g}) or lr_alpha")
     mom_x = config.momentum * state.mom_x + out.grad_x
     mom_alpha = config.momentum * state.mom_alpha + out.grad_alpha
+    y, mom_y = state.y, state.mom_y
+    if mom_y is not None:
+        mom_y = config.momentum * mom_y + out.grad_y
+        y = y - config.lr_labels * mom_y
     for key, value in zip(_PER_ITERATION, (loss, float(state.alpha), expert, start, time.perf_counter() - began)):
         del history[key][state.iteration:]
         history[key].append(value)
-    return _State(state.x - config.lr_data * mom_x, state.alpha - config.lr_alpha * mom_alpha, mom_x, mom_alpha,
-                  state.iteration + 1, gen.get_state())
+    # a step size must stay positive: alpha is kept at or above 1 % of its initial value
+    alpha = (state.alpha - config.lr_alpha * mom_alpha).clamp_min(ALPHA_FLOOR * config.alpha_init)
+    return _State(state.x - config.lr_data * mom_x, alpha, mom_x, mom_alpha, state.iteration + 1, gen.get_state(),
+                  y, mom_y)
 
 
 def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig) -> dict:
     return {"start_iteration": start_iteration, "unroll": plan.unroll, "batch_syn": plan.batch_syn,
             "compile_requested": bool(config.compile and plan.unroll == "reverse"), "compiled": stepper.compiled,
             "compile_error": stepper.compile_error, "memory_estimate_gb": plan.estimate_bytes / GIB,
-            "memory_changes": list(plan.changed), "augment": config.augment}
+            "memory_changes": list(plan.changed)}
 
 
 def _report(message: str, bar, level: int = logging.INFO) -> None:
@@ -349,13 +395,13 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
             raise ParameterError(f"{checkpoint} is at iteration {state.iteration}, beyond iterations="
                                  f"{config.iterations}")
     else:
-        state, labels = _initial_state(x_train, y_train, trajectories.num_classes, config)
+        state, labels = _initial_state(x_train, y_train, net, trajectories, config)
         history = _new_history()
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
 
     stepper = Stepper(net, compile=config.compile and plan.unroll == "reverse")
-    augment = Augment(config.aug_shift, config.aug_time_mask, config.aug_freq_mask) if config.augment else None
+    augment = config.augment
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -378,7 +424,8 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
             bar.close()
     state = latest[0]
     return DistillResult(state.x.detach().clone(), labels.clone(), float(state.alpha),
-                         _history_upto(history, state.iteration), config, trajectories.num_classes)
+                         _history_upto(history, state.iteration), config, trajectories.num_classes,
+                         state.y.detach().clone() if state.mom_y is not None else None, trajectories.norm)
 
 
 def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
@@ -396,7 +443,7 @@ def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet
                 _report(f"torch.compile unavailable, running eager: {stepper.compile_error}", bar, logging.WARNING)
             reported = True
         if evaluate_fn is not None and config.eval_every and new.iteration % config.eval_every == 0:
-            result = evaluate_fn(new.x.detach().clone(), labels.clone(), float(new.alpha))
+            result = evaluate_fn(new.x.detach().clone(), new.y.detach().clone(), float(new.alpha))
             history["eval"] = [e for e in history["eval"] if e["iteration"] < new.iteration]
             history["eval"].append({"iteration": new.iteration, "mean": float(result["mean"]),
                                     "std": float(result.get("std", 0.0))})

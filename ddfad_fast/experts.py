@@ -3,8 +3,12 @@
 Expert ``k`` is seeded with ``config.seed + k`` (initialisation and batch order), trained with SGD
 (``config.lr``, ``config.momentum``, ``config.weight_decay``; MTT uses 0.01 / 0 / 0) on batches of
 ``config.batch_size``, and its flat parameters (P,) are snapshotted at initialisation and after every
-epoch: ``params`` (epochs + 1, P) float32. Finished experts are skipped on resume; an unfinished one
-is checkpointed atomically after every epoch (``expert_{k:03d}.partial.pt``) and resumed exactly.
+epoch: ``params`` (epochs + 1, P) float32. With ``config.augment`` every batch is augmented (the same
+family as the distillation unroll and evaluation). Each file carries the feature standardisation the
+expert was trained in (``split.norm``), so later stages never look for it elsewhere. Accuracy per
+epoch is tracked on the validation split when there is one (else on test; it chooses nothing).
+Finished experts are skipped on resume; an unfinished one is checkpointed atomically after every epoch
+(``expert_{k:03d}.partial.pt``) and resumed exactly.
 """
 from __future__ import annotations
 
@@ -16,21 +20,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import ExpertConfig, FeatureConfig
+from .config import Augment, ExpertConfig, FeatureConfig
+from .data import FeatureNorm
 from .errors import FileFormatError, ParameterError
 from .io import load_artifact, save_artifact
 from .models import FunctionalNet, build_model
+from .unroll import apply_augment, augment_tensors, soft_cross_entropy
 
 
 @dataclass
 class Trajectories:
-    """Expert trajectories: ``params`` is one (epochs + 1, P) float32 tensor per expert."""
+    """Expert trajectories: ``params`` is one (epochs + 1, P) float32 tensor per expert; ``norm`` the
+    standardisation of the features they were trained on (None: raw features)."""
 
     params: List[Tensor]
     expert_config: ExpertConfig
     in_shape: Tuple[int, int, int]
     num_classes: int
     feature_config: FeatureConfig
+    norm: Optional[FeatureNorm] = None
 
 
 def expert_path(out_dir: Path, k: int) -> Path:
@@ -52,18 +60,30 @@ def accuracy(net: FunctionalNet, params: Tensor, x: Tensor, y: Tensor, batch_siz
     return correct / len(y)
 
 
+def augmented_batch(x: Tensor, augment: Optional[Augment], generator: torch.Generator) -> Tensor:
+    """``x`` (b, 3, F, T) augmented with draws seeded from ``generator`` (unchanged when ``augment`` is None)."""
+    if augment is None:
+        return x
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    index, mask = augment_tensors(augment, seed, x.shape[0], x.shape[2], x.shape[3], x.dtype, x.device)
+    return apply_augment(x, index, mask)
+
+
 def sgd_epoch(net: FunctionalNet, params: Tensor, velocity: Tensor, x: Tensor, y: Tensor, lr: float,
-              momentum: float, weight_decay: float, batch_size: int, generator: torch.Generator) -> float:
+              momentum: float, weight_decay: float, batch_size: int, generator: torch.Generator,
+              augment: Optional[Augment] = None) -> float:
     """One epoch of SGD on a shuffled order drawn from ``generator``; updates ``params``/``velocity`` in place.
 
-    Returns the mean training loss of the epoch.
+    ``y``: class indices (N,) or soft-label logits (N, C) (the target is their softmax). ``augment``:
+    every batch is augmented with draws from ``generator``. ``x``, ``y`` and ``params`` share a device;
+    ``generator`` is a CPU generator (the same draws on every device). Returns the epoch's mean loss.
     """
     perm = torch.randperm(len(y), generator=generator)
     total, count = 0.0, 0
     for i in range(0, len(y), batch_size):
-        idx = perm[i:i + batch_size]
+        idx = perm[i:i + batch_size].to(x.device)
         p = params.detach().requires_grad_()
-        loss = F.cross_entropy(net.forward(p, x[idx]), y[idx])
+        loss = soft_cross_entropy(net.forward(p, augmented_batch(x[idx], augment, generator)), y[idx])
         grad, = torch.autograd.grad(loss, p)
         with torch.no_grad():
             if weight_decay:
@@ -79,13 +99,14 @@ def sgd_epoch(net: FunctionalNet, params: Tensor, velocity: Tensor, x: Tensor, y
 
 def _file_config(split, config: ExpertConfig) -> dict:
     return {"features": split.feature_config.to_dict(), "expert": config.to_dict(),
-            "in_shape": list(split.in_shape), "num_classes": split.num_classes}
+            "in_shape": list(split.in_shape), "num_classes": split.num_classes,
+            "standardized": split.norm is not None}
 
 
 def _check_same(path: Path, kind: str, file_config: dict) -> dict:
     """Load ``path`` and check it was made with ``file_config`` (the expert count may differ)."""
     obj = load_artifact(path, kind=kind, expected_config=file_config,
-                        config_keys=("features", "in_shape", "num_classes"))
+                        config_keys=("features", "in_shape", "num_classes", "standardized"))
     saved = dict(obj["config"].get("expert", {}), num_experts=None)
     if saved != dict(file_config["expert"], num_experts=None):
         raise FileFormatError(f"{path}: made with a different expert config ({obj['config'].get('expert')} "
@@ -141,35 +162,39 @@ def _train_one(net: FunctionalNet, split, config: ExpertConfig, k: int, out_dir:
                resume: bool, bar) -> None:
     partial = _partial_path(out_dir, k)
     gen = torch.Generator().manual_seed(config.seed + k)
+    device = split.x_train.device
+    monitor, x_mon, y_mon = split.monitor_set()
     if resume and partial.exists():
         state = _check_same(partial, "expert_progress", file_config)
-        snapshots = list(state["snapshots"])
-        params, velocity = state["params"].clone(), state["velocity"].clone()
+        snapshots = [t.to(device) for t in state["snapshots"]]
+        params, velocity = state["params"].to(device).clone(), state["velocity"].to(device).clone()
         gen.set_state(state["generator"])
-        train_loss, test_acc = list(state["train_loss"]), list(state["test_acc"])
+        train_loss, monitor_acc = list(state["train_loss"]), list(state["monitor_acc"])
         if bar is not None:
             bar.update(len(snapshots) - 1)
     else:
-        params = net.init_params(gen)
+        params = net.init_params(gen).to(device)
         velocity = torch.zeros_like(params)
-        snapshots, train_loss, test_acc = [params.clone()], [], []
+        snapshots, train_loss, monitor_acc = [params.clone()], [], []
     for epoch in range(len(snapshots), config.epochs + 1):
         loss = sgd_epoch(net, params, velocity, split.x_train, split.y_train, config.lr, config.momentum,
-                         config.weight_decay, config.batch_size, gen)
+                         config.weight_decay, config.batch_size, gen, config.augment)
         snapshots.append(params.clone())
         train_loss.append(loss)
-        test_acc.append(accuracy(net, params, split.x_test, split.y_test))
+        monitor_acc.append(accuracy(net, params, x_mon, y_mon))
         if epoch < config.epochs:
             save_artifact(partial, "expert_progress",
-                          {"snapshots": torch.stack(snapshots), "params": params, "velocity": velocity,
-                           "generator": gen.get_state(), "train_loss": train_loss, "test_acc": test_acc},
-                          config=file_config)
+                          {"snapshots": torch.stack(snapshots).cpu(), "params": params.cpu(),
+                           "velocity": velocity.cpu(), "generator": gen.get_state(), "train_loss": train_loss,
+                           "monitor_acc": monitor_acc}, config=file_config)
         if bar is not None:
-            bar.set_postfix(expert=k, epoch=epoch, loss=f"{loss:.3f}", test_acc=f"{test_acc[-1]:.3f}")
+            bar.set_postfix(expert=k, epoch=epoch, loss=f"{loss:.3f}", **{f"{monitor}_acc": f"{monitor_acc[-1]:.3f}"})
             bar.update(1)
-    save_artifact(expert_path(out_dir, k), "trajectory",
-                  {"params": torch.stack(snapshots).float(), "seed": config.seed + k,
-                   "train_loss": train_loss, "test_acc": test_acc}, config=file_config)
+    payload = {"params": torch.stack(snapshots).float().cpu(), "seed": config.seed + k, "train_loss": train_loss,
+               "monitor_acc": monitor_acc, "monitor_split": monitor}
+    if split.norm is not None:
+        payload.update(split.norm.to_payload())
+    save_artifact(expert_path(out_dir, k), "trajectory", payload, config=file_config)
     partial.unlink(missing_ok=True)
 
 
@@ -188,7 +213,13 @@ def load_trajectories(out_dir: Path, feature_config: Optional[FeatureConfig] = N
     expected = {"features": feature_config.to_dict()} if feature_config is not None else None
     first = load_artifact(files[0], kind="trajectory", expected_config=expected)
     ref = first["config"]
-    params = [first["params"]] + [_check_same(f, "trajectory", ref)["params"] for f in files[1:]]
+    norm = FeatureNorm.from_payload(first, str(files[0])) if ref.get("standardized") else None
+    params = [first["params"]]
+    for f in files[1:]:
+        obj = _check_same(f, "trajectory", ref)
+        if norm is not None and not (torch.equal(obj["norm_mean"], norm.mean) and torch.equal(obj["norm_std"], norm.std)):
+            raise FileFormatError(f"{f}: trained on features standardised differently from {files[0]}")
+        params.append(obj["params"])
     expert_config = ExpertConfig.from_dict(ref["expert"]).replace(num_experts=len(files))
     return Trajectories(params, expert_config, tuple(ref["in_shape"]), int(ref["num_classes"]),
-                        FeatureConfig.from_dict(ref["features"]))
+                        FeatureConfig.from_dict(ref["features"]), norm)

@@ -114,11 +114,18 @@ class FunctionalNet:
             offset += spec.numel
         return out
 
-    def forward(self, flat_params: Tensor, x: Tensor) -> Tensor:
-        """Logits (B, num_classes) of inputs ``x`` (B, *in_shape) under ``flat_params`` (P,)."""
+    def embed(self, flat_params: Tensor, x: Tensor) -> Tensor:
+        """The features the final linear layer sees, (B, D), of inputs ``x`` (B, *in_shape)."""
         if x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape:
             raise ParameterError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
         return self._body(self, self.unflatten(flat_params), x)
+
+    def forward(self, flat_params: Tensor, x: Tensor) -> Tensor:
+        """Logits (B, num_classes) of inputs ``x`` (B, *in_shape) under ``flat_params`` (P,)."""
+        p = self.unflatten(flat_params)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape:
+            raise ParameterError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
+        return F.linear(self._body(self, p, x), p["fc.weight"], p["fc.bias"])
 
     __call__ = forward
 
@@ -173,7 +180,7 @@ def _convnet(config: ModelConfig, in_shape: Tuple[int, int, int], num_classes: i
         for i in range(config.depth):
             out = F.conv2d(out, p[f"conv{i}.weight"], p[f"conv{i}.bias"], padding=1)
             out = _pool(config, net._act(net._norm(p, f"norm{i}", out)))
-        return F.linear(out.flatten(1), p["fc.weight"], p["fc.bias"])
+        return out.flatten(1)
 
     return FunctionalNet(config, in_shape, num_classes, b.specs, body)
 
@@ -197,7 +204,7 @@ def _vgg(config: ModelConfig, in_shape: Tuple[int, int, int], num_classes: int) 
                 out = F.conv2d(out, p[f"s{i}.conv{j}.weight"], p[f"s{i}.conv{j}.bias"], padding=1)
                 out = net._act(net._norm(p, f"s{i}.norm{j}", out))
             out = _pool(config, out, "maxpool")
-        return F.linear(out.flatten(1), p["fc.weight"], p["fc.bias"])
+        return out.flatten(1)
 
     return FunctionalNet(config, in_shape, num_classes, b.specs, body)
 
@@ -231,7 +238,7 @@ def _resnet(config: ModelConfig, in_shape: Tuple[int, int, int], num_classes: in
             if f"b{i}.short.weight" in p:
                 out = net._norm(p, f"b{i}.short_norm", F.conv2d(out, p[f"b{i}.short.weight"], stride=stride))
             out = net._act(y + out)
-        return F.linear(out.mean(dim=(2, 3)), p["fc.weight"], p["fc.bias"])
+        return out.mean(dim=(2, 3))
 
     return FunctionalNet(config, in_shape, num_classes, b.specs, body)
 

@@ -22,10 +22,11 @@ Measured choices (FSDD, 2-core CPU, ConvNet width 32):
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Tuple
 
-from .config import DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
+from .config import Augment, DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
 from .errors import ParameterError
 
 
@@ -38,55 +39,70 @@ class Preset:
     features: FeatureConfig
     expert: ExpertConfig
     distill: DistillConfig              # ``cpc`` is replaced per run
-    eval: EvalConfig                    # distilled sets and random real subsets
+    eval: EvalConfig                    # distilled sets and the baselines of the same size
     eval_full: EvalConfig               # the full training set (more data: fewer epochs)
-    standardize: bool = True
+    standardize: bool = True            # per channel x coefficient, fitted on the training clips
+    val_fraction: float = 0.1           # validation split carved from the training clips (stratified)
+    baselines: Tuple[str, ...] = ("random", "herding")
+    cross_models: Tuple[str, ...] = ()  # other architectures the distilled set is evaluated on, at cross_cpc
+    cross_cpc: int = 10
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "features": self.features.to_dict(),
-                "expert": self.expert.to_dict(), "distill": self.distill.to_dict(), "eval": self.eval.to_dict(),
-                "eval_full": self.eval_full.to_dict(), "standardize": self.standardize}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("features", "expert", "distill", "eval", "eval_full"):
+            out[name] = out[name].to_dict()
+        for name in ("baselines", "cross_models"):
+            out[name] = list(out[name])
+        return out
+
+    def replace(self, **changes) -> "Preset":
+        return dataclasses.replace(self, **changes)
+
+
+AUGMENT = Augment(max_shift=8, time_mask=10, freq_mask=3)
 
 
 def _cpu_small() -> Preset:
     model = ModelConfig(width=32, depth=3)
     return Preset(
-        name="cpu-small", description="2-core CPU, about 15 minutes per CPC of 10 on FSDD",
+        name="cpu-small", description="2-core CPU: about 20 minutes for FSDD at 10 clips per class",
         features=FeatureConfig.fsdd(),
-        expert=ExpertConfig(num_experts=5, epochs=20, batch_size=64, model=model),
-        distill=DistillConfig(syn_steps=20, expert_epochs=2, max_start_epoch=10, iterations=200,
-                              lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, batch_syn=50,
-                              checkpoint_every=50, eval_every=0, unroll="reverse"),
-        eval=EvalConfig(num_nets=5, epochs=300, models=("convnet",)),
-        eval_full=EvalConfig(num_nets=3, epochs=20, models=("convnet",)),
+        expert=ExpertConfig(num_experts=5, epochs=15, batch_size=64, model=model, augment=AUGMENT),
+        distill=DistillConfig(syn_steps=20, expert_epochs=2, max_start_epoch=10, iterations=100,
+                              lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, batch_syn=None,
+                              checkpoint_every=10, eval_every=0, unroll="reverse", augment=AUGMENT),
+        eval=EvalConfig(num_nets=5, epochs=300, models=("convnet",), augment=AUGMENT),
+        eval_full=EvalConfig(num_nets=3, epochs=30, models=("convnet",), augment=AUGMENT),
     )
 
 
 def _cpu_large() -> Preset:
     model = ModelConfig(width=32, depth=3)
     return Preset(
-        name="cpu-large", description="CPU, about 1.5-2 hours per CPC",
+        name="cpu-large", description="CPU, a few hours: more experts and iterations, three architectures",
         features=FeatureConfig.fsdd(),
-        expert=ExpertConfig(num_experts=10, epochs=30, batch_size=64, model=model),
-        distill=DistillConfig(syn_steps=30, expert_epochs=2, max_start_epoch=15, iterations=1000,
-                              lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, batch_syn=100,
-                              checkpoint_every=100, eval_every=0, unroll="reverse"),
-        eval=EvalConfig(num_nets=5, epochs=500, models=("convnet", "vgg", "resnet")),
-        eval_full=EvalConfig(num_nets=3, epochs=30, models=("convnet", "vgg", "resnet")),
+        expert=ExpertConfig(num_experts=10, epochs=30, batch_size=64, model=model, augment=AUGMENT),
+        distill=DistillConfig(syn_steps=20, expert_epochs=2, max_start_epoch=20, iterations=500,
+                              lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, batch_syn=None,
+                              checkpoint_every=20, eval_every=0, unroll="reverse", augment=AUGMENT),
+        eval=EvalConfig(num_nets=5, epochs=300, models=("convnet",), augment=AUGMENT),
+        eval_full=EvalConfig(num_nets=3, epochs=60, models=("convnet", "vgg", "resnet"), augment=AUGMENT),
+        cross_models=("vgg", "resnet"),
     )
 
 
 def _paper() -> Preset:
     model = ModelConfig(width=128, depth=3)
     return Preset(
-        name="paper", description="GPU: the MTT setting",
+        name="paper", description="GPU: the MTT sizes (width 128, 100 experts x 50 epochs, 5,000 iterations)",
         features=FeatureConfig.fsdd(),
-        expert=ExpertConfig(num_experts=100, epochs=50, model=model),
+        expert=ExpertConfig(num_experts=100, epochs=50, batch_size=64, model=model, augment=AUGMENT),
         distill=DistillConfig(syn_steps=50, expert_epochs=2, max_start_epoch=20, iterations=5000,
                               lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, checkpoint_every=200,
-                              eval_every=500, unroll="reverse"),
-        eval=EvalConfig(num_nets=5, epochs=1000, models=("convnet", "vgg", "resnet")),
-        eval_full=EvalConfig(num_nets=5, epochs=100, models=("convnet", "vgg", "resnet")),
+                              eval_every=500, unroll="reverse", augment=AUGMENT),
+        eval=EvalConfig(num_nets=5, epochs=1000, models=("convnet",), augment=AUGMENT),
+        eval_full=EvalConfig(num_nets=5, epochs=100, models=("convnet", "vgg", "resnet"), augment=AUGMENT),
+        cross_models=("vgg", "resnet"),
     )
 
 

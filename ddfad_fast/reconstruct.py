@@ -39,9 +39,27 @@ def _float_tensor(x: ArrayLike, name: str, min_dim: int, max_dim: int) -> Tensor
     return tensor
 
 
+def max_mel_db(config: FeatureConfig) -> float:
+    """The largest mel dB value any clip with samples in [-1, 1] can give under ``config``.
+
+    A frame of the pre-emphasised signal has |y[n]| <= 1 + preemphasis, so every DFT bin has
+    |X(k)| <= (1 + preemphasis) * sum |w[n]| and mel band m has power <= sum_k M[m, k] |X(k)|^2; the
+    bound is the largest band's, in dB relative to ``ref`` like the features.
+    """
+    bank = dsp.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), config.f_max)
+    peak_bin = ((1.0 + config.preemphasis) * np.abs(dsp.window(config.window, config.win_length, config.n_fft)).sum()) ** 2
+    bound = float(bank.sum(axis=1).max()) * peak_bin
+    return 10.0 * math.log10(max(bound, config.amin)) - 10.0 * math.log10(max(config.amin, config.ref))
+
+
 def mfcc_to_mel(mfcc: ArrayLike, config: Optional[FeatureConfig] = None) -> Tensor:
     """Mel power spectrogram from MFCCs: inverse DCT (missing coefficients taken as 0), then dB to power.
 
+    The log-mel values are first mapped into the range features of ``config`` can have: each clip's
+    peak is at most :func:`max_mel_db` (a full-scale signal's), and nothing lies more than ``top_db``
+    below the clip's peak (the per-clip floor of the features). Real features are unchanged by this
+    (but for the ripple of a truncated cepstrum below the floor); synthetic ones from distillation,
+    which can leave the range of real clips by hundreds of dB, map to finite, bounded power.
     mfcc: (B, n_mfcc, T) or (n_mfcc, T) -> (B, n_mels, T) power, ``ref * 10 ** (dB / 10)``.
     """
     config = (config or FeatureConfig()).validate()
@@ -52,6 +70,9 @@ def mfcc_to_mel(mfcc: ArrayLike, config: Optional[FeatureConfig] = None) -> Tens
         raise ParameterError(f"mfcc has {coeffs.shape[1]} coefficients, more than n_mels={config.n_mels}")
     dct = dsp.as_tensor(dsp.dct_matrix(config.n_mels, coeffs.shape[1]), coeffs.dtype, coeffs.device)
     log_mel = dct.T @ coeffs
+    peak = log_mel.amax(dim=(1, 2), keepdim=True).clamp(max=max_mel_db(config))
+    floor = peak - config.top_db if config.top_db is not None else torch.full_like(peak, -math.inf)
+    log_mel = torch.maximum(torch.minimum(log_mel, peak), floor)
     return config.ref * torch.pow(10.0, log_mel / 10.0)
 
 
@@ -129,8 +150,13 @@ def griffin_lim(magnitude: ArrayLike, n_fft: int, hop_length: int, win_length: O
             raise ParameterError(f"init_phase has shape {tuple(phase.shape)}, magnitude {tuple(mag.shape)}")
         phase = phase.to(device=mag.device, dtype=complex_dtype)
     _, fn = backends.get("griffin_lim", mag, backend=backend)
-    return fn(mag.contiguous(), n_fft, hop_length, win_length, window, n_iter, float(momentum), phase.contiguous(),
-              length)
+    # Griffin-Lim is scale-equivariant: every backend iterates on magnitudes of peak 1 and the result is
+    # scaled back, so extreme magnitudes cannot overflow float32 inside a kernel
+    scale = mag.amax(dim=(1, 2), keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    wave = fn((mag / scale).contiguous(), n_fft, hop_length, win_length, window, n_iter, float(momentum),
+              phase.contiguous(), length)
+    return wave * scale[:, :, 0]
 
 
 def fd_mfcc_to_audio(features: ArrayLike, sample_rate: int, config: Optional[FeatureConfig] = None,

@@ -2,13 +2,17 @@
 
 ``results`` (what :func:`write_report` consumes) is a plain dict::
 
-    {"preset": {...}, "data": str, "cpcs": [1, 10], "classes": [...], "num_train": N, "num_test": M,
-     "accuracy": {"cpc10": {"distilled": {MODEL: eval dict}, "random": {MODEL: eval dict}},
-                  "full": {MODEL: eval dict}},
-     "alpha": {"cpc10": float}, "stage_seconds": {stage: seconds}, "skipped": [[file, reason], ...],
-     "audio": {"cpc10": "cpc10/audio/manifest.csv"}}
+    {"preset": {...}, "data": str, "cpcs": [1, 10], "classes": [...], "num_train": N, "num_val": V,
+     "num_test": M, "accuracy": {"cpc10": {"distilled": {MODEL: eval dict}, "random": {...},
+                                           "herding": {...}},
+                                 "full": {MODEL: eval dict}},
+     "alpha": {"cpc10": float}, "iterations": {"cpc10": int}, "stage_seconds": {stage: seconds},
+     "threads": int, "skipped": [[file, reason], ...], "audio": {"cpc10": "cpc10/audio/manifest.csv"},
+     "failures": [{"stage": str, "error": str}, ...]}
 
-where an eval dict is the return value of :func:`ddfad_fast.evaluate.evaluate_training_set`.
+where an eval dict is the return value of :func:`ddfad_fast.evaluate.evaluate_training_set` (test
+accuracies, and validation accuracies under ``val_*``). The tables report the test split; the
+validation table is what any choice may look at.
 Plots need matplotlib (the ``report`` extra); without it they are skipped with a note in report.md.
 """
 from __future__ import annotations
@@ -22,32 +26,64 @@ from torch import Tensor
 from .io import atomic_write, atomic_write_json, atomic_write_text
 
 
-def _pct(entry: Optional[dict]) -> str:
+SETS = (("distilled", "distilled"), ("random", "random real"), ("herding", "herding coreset"))
+
+
+def _pct(entry: Optional[dict], split: str = "test") -> str:
     if not entry:
         return "-"
+    if split == "val":
+        if "val_mean" not in entry:
+            return "-"
+        return f"{100 * entry['val_mean']:.2f} ± {100 * entry['val_std']:.2f}"
     return f"{100 * entry['mean']:.2f} ± {100 * entry['std']:.2f}"
 
 
-def markdown(results: dict, notes: List[str]) -> str:
-    """The report.md text: accuracy vs CPC per architecture, timings, config."""
-    lines = ["# DDFAD run report", "",
-             f"Data: `{results['data']}` ({len(results['classes'])} classes, {results['num_train']} train / "
-             f"{results['num_test']} test clips). Preset: `{results['preset']['name']}`.", "",
-             "## Test accuracy (%) vs clips per class", "",
-             "| CPC | model | distilled | random real | full data | learned alpha |",
-             "|---:|---|---:|---:|---:|---:|"]
+def _accuracy_table(results: dict, split: str) -> List[str]:
+    present = [(key, title) for key, title in SETS
+               if any(key in results["accuracy"].get(f"cpc{c}", {}) for c in results["cpcs"])]
+    lines = ["| CPC | model | " + " | ".join(title for _, title in present) + " | full data | learned alpha |",
+             "|---:|---|" + "---:|" * (len(present) + 2)]
     full = results["accuracy"].get("full", {})
     for cpc in results["cpcs"]:
         acc = results["accuracy"].get(f"cpc{cpc}", {})
-        models = sorted(set(acc.get("distilled", {})) | set(acc.get("random", {})))
+        models = sorted(set().union(*(acc.get(key, {}).keys() for key, _ in present)) if present else set(),
+                        key=lambda m: (m != "convnet", m))
         alpha = results.get("alpha", {}).get(f"cpc{cpc}")
         alpha_text = f"{alpha:.4g}" if alpha is not None else "-"
         for model in models:
-            lines.append(f"| {cpc} | {model} | {_pct(acc.get('distilled', {}).get(model))} | "
-                         f"{_pct(acc.get('random', {}).get(model))} | {_pct(full.get(model))} | {alpha_text} |")
-    lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---:|"]
+            cells = [_pct(acc.get(key, {}).get(model), split) for key, _ in present]
+            lines.append(f"| {cpc} | {model} | " + " | ".join(cells) + f" | {_pct(full.get(model), split)} | "
+                         f"{alpha_text} |")
+    return lines
+
+
+def markdown(results: dict, notes: List[str]) -> str:
+    """The report.md text: accuracy vs CPC per architecture (test, then validation), timings, config."""
+    preset = results["preset"]
+    nets = preset.get("eval", {}).get("num_nets")
+    lines = ["# DDFAD run report", "",
+             f"Data: `{results['data']}` ({len(results['classes'])} classes, {results['num_train']} train / "
+             f"{results.get('num_val', 0)} validation / {results['num_test']} test clips). Preset: "
+             f"`{preset['name']}`. Iterations: " +
+             ", ".join(f"CPC {c}: {results.get('iterations', {}).get(f'cpc{c}', '-')}" for c in results["cpcs"]) + ".",
+             "", "## Test accuracy (%) vs clips per class", "",
+             f"Mean ± std over {nets} fresh nets per set (full data: {preset.get('eval_full', {}).get('num_nets')}), "
+             "trained with the same protocol (augmentation included); the test split was used for nothing else.", ""]
+    lines += _accuracy_table(results, "test")
+    if results.get("num_val"):
+        lines += ["", "## Validation accuracy (%)", "",
+                  "The split carved from the training clips, on which every choice of the preset was made.", ""]
+        lines += _accuracy_table(results, "val")
+    if results.get("failures"):
+        lines += ["", "## Failed stages", ""]
+        lines += [f"- **{f['stage']}**: {f['error']}" for f in results["failures"]]
+    lines += ["", "## Wall time per stage", "", f"Threads: {results.get('threads', '-')}.", "",
+              "| stage | seconds |", "|---|---:|"]
     for stage, seconds in results.get("stage_seconds", {}).items():
         lines.append(f"| {stage} | {seconds:.1f} |")
+    total = sum(results.get("stage_seconds", {}).values())
+    lines.append(f"| total | {total:.1f} |")
     if results.get("audio"):
         lines += ["", "## Reconstructed audio", ""]
         lines += [f"- {key}: `{path}`" for key, path in results["audio"].items()]
@@ -74,7 +110,7 @@ def plot_accuracy(results: dict, path: Path) -> None:
     cpcs = results["cpcs"]
     models = sorted({m for c in cpcs for m in results["accuracy"].get(f"cpc{c}", {}).get("distilled", {})})
     for model in models:
-        for kind, style in (("distilled", "-o"), ("random", "--s")):
+        for kind, style in (("distilled", "-o"), ("random", "--s"), ("herding", ":^")):
             pts = [(c, results["accuracy"][f"cpc{c}"][kind][model]) for c in cpcs
                    if model in results["accuracy"].get(f"cpc{c}", {}).get(kind, {})]
             if pts:
@@ -138,13 +174,19 @@ def write_report(out_dir: Path, results: dict, distilled: Optional[Dict[int, tup
         plots = False
         notes.append("plots skipped: matplotlib is not installed (pip install 'ddfad_fast[report]')")
     if plots:
-        plot_accuracy(results, out_dir / "accuracy_vs_cpc.png")
-        written.append(out_dir / "accuracy_vs_cpc.png")
+        figures = [("accuracy_vs_cpc.png", lambda path: plot_accuracy(results, path))]
         if distilled:
-            cpc = max(distilled)
-            feats, labels = distilled[cpc]
-            plot_distilled_grid(feats, labels, results["classes"], out_dir / "distilled_grid.png")
-            written.append(out_dir / "distilled_grid.png")
+            feats, labels = distilled[max(distilled)]
+            figures.append(("distilled_grid.png",
+                            lambda path: plot_distilled_grid(feats, labels, results["classes"], path)))
+        for name, draw in figures:
+            try:                       # a plot that fails is a note, not a lost report
+                draw(out_dir / name)
+                written.append(out_dir / name)
+            except Exception as exc:
+                notes.append(f"{name} failed: {type(exc).__name__}: {exc}")
+                results.setdefault("failures", []).append({"stage": f"plot {name}",
+                                                           "error": f"{type(exc).__name__}: {exc}"})
     atomic_write_json(out_dir / "report.json", results)
     atomic_write_text(out_dir / "report.md", markdown(results, notes))
     return [out_dir / "report.json", out_dir / "report.md"] + written

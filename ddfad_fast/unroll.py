@@ -15,6 +15,9 @@ to get dL/dX and dL/dalpha (design doc section 6):
   Hessian-vector product H_i a and the data gradient, then a <- a - alpha H_i a,
   dL/dalpha -= g_i . a and dL/dX[b_i] -= alpha d(g_i . a)/dX[b_i]. The Hessian term is kept.
 
+Labels are class indices (N_syn,) int64, or learnable logits (N_syn, C) float whose softmax is the
+target of the cross-entropy ("soft labels"); then dL/dlogits comes out of the same sweeps as dL/dX.
+
 Step ``i`` is fully described by its minibatch indices ``b_i`` and augmentation seed (a
 :class:`StepPlan`), so the reverse sweep replays it exactly. The per-step functions live in a
 :class:`Stepper`, compiled with ``torch.compile`` (one graph each, no breaks) or eager; a failed
@@ -33,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import Augment
 from .errors import ParameterError
 from .models import FunctionalNet
 
@@ -42,38 +46,22 @@ AugTensors = Optional[Tuple[Tensor, Tensor]]     # (time index (B, 1, F, T) int6
 
 # ----------------------------------------------------------------------------- augmentation
 
-@dataclass(frozen=True)
-class Augment:
-    """Differentiable FD-MFCC augmentation; every size is a maximum, drawn uniformly per clip.
-
-    ``max_shift``: circular time shift in frames (+-); ``time_mask``: width in frames of a zeroed time
-    band; ``freq_mask``: width in coefficients of a zeroed coefficient band.
-    """
-
-    max_shift: int = 3
-    time_mask: int = 5
-    freq_mask: int = 2
-
-    def __post_init__(self) -> None:
-        for name in ("max_shift", "time_mask", "freq_mask"):
-            if getattr(self, name) < 0:
-                raise ParameterError(f"augmentation {name} must be >= 0, got {getattr(self, name)}")
-
-
 def augment_tensors(aug: Augment, seed: int, batch: int, n_freq: int, n_time: int,
                     dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Tuple[Tensor, Tensor]:
     """The random draws of one step: time gather index (B, 1, F, T) int64 and 0/1 mask (B, 1, F, T).
 
-    Deterministic in ``seed``: the reverse sweep redraws exactly what the forward sweep used.
+    Deterministic in ``seed``: the reverse sweep redraws exactly what the forward sweep used. A band
+    covers at most half of its axis, so no clip is ever masked whole (an all-zero input makes instance
+    norm divide 0 by sqrt(eps), where compiled and eager rounding part ways).
     """
     gen = torch.Generator().manual_seed(int(seed))
     shift = torch.randint(-aug.max_shift, aug.max_shift + 1, (batch, 1, 1, 1), generator=gen)
     t = torch.arange(n_time).view(1, 1, 1, n_time)
     index = ((t - shift) % n_time).expand(batch, 1, n_freq, n_time).contiguous()
     mask = torch.ones(batch, 1, n_freq, n_time)
-    tw = torch.randint(0, min(aug.time_mask, n_time) + 1, (batch,), generator=gen)
+    tw = torch.randint(0, min(aug.time_mask, n_time // 2) + 1, (batch,), generator=gen)
     t0 = (torch.rand(batch, generator=gen) * (n_time - tw + 1)).long()
-    fw = torch.randint(0, min(aug.freq_mask, n_freq) + 1, (batch,), generator=gen)
+    fw = torch.randint(0, min(aug.freq_mask, n_freq // 2) + 1, (batch,), generator=gen)
     f0 = (torch.rand(batch, generator=gen) * (n_freq - fw + 1)).long()
     in_t = (t.view(1, -1) >= t0[:, None]) & (t.view(1, -1) < (t0 + tw)[:, None])          # (B, T)
     f = torch.arange(n_freq).view(1, -1)
@@ -129,12 +117,20 @@ def make_plan(n_syn: int, batch: Optional[int], steps: int, generator: torch.Gen
 
 # ----------------------------------------------------------------------------- per-step functions
 
+def soft_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy () of ``logits`` (b, C) against ``labels``: class indices (b,) int64, or label
+    logits (b, C) float whose softmax is the target distribution."""
+    if labels.is_floating_point():
+        return F.cross_entropy(logits, labels.softmax(-1))
+    return F.cross_entropy(logits, labels)
+
+
 def _batch_loss(net: FunctionalNet, theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor],
                 mask: Optional[Tensor]) -> Tensor:
     """Mean cross-entropy () of the (augmented) batch ``xb`` (b, 3, F, T) under ``theta`` (P,)."""
     if index is not None:
         xb = apply_augment(xb, index, mask)
-    return F.cross_entropy(net.forward(theta, xb), yb)
+    return soft_cross_entropy(net.forward(theta, xb), yb)
 
 
 def _compilable_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable]:
@@ -146,12 +142,13 @@ def _compilable_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable]:
         return theta - alpha * grad_loss(theta, xb, yb, index, mask)
 
     def reverse(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor], mask: Optional[Tensor],
-                adjoint: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        def g_dot_a(theta_: Tensor, xb_: Tensor) -> Tuple[Tensor, Tensor]:
-            gda = (grad_loss(theta_, xb_, yb, index, mask) * adjoint).sum()
+                adjoint: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
+        def g_dot_a(theta_: Tensor, xb_: Tensor, yb_: Tensor) -> Tuple[Tensor, Tensor]:
+            gda = (grad_loss(theta_, xb_, yb_, index, mask) * adjoint).sum()
             return gda, gda
-        (hv, dx), gda = torch.func.grad(g_dot_a, argnums=(0, 1), has_aux=True)(theta, xb)
-        return hv, dx, gda
+        soft = yb.is_floating_point()
+        grads, gda = torch.func.grad(g_dot_a, argnums=(0, 1, 2) if soft else (0, 1), has_aux=True)(theta, xb, yb)
+        return grads[0], grads[1], grads[2] if soft else None, gda
 
     return step, reverse
 
@@ -167,13 +164,15 @@ def _eager_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable]:
         return theta - alpha * g
 
     def reverse(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor], mask: Optional[Tensor],
-                adjoint: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+                adjoint: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
+        soft = yb.is_floating_point()
         with torch.enable_grad():
             th, xb = theta.detach().requires_grad_(), xb.detach().requires_grad_()
+            yb = yb.detach().requires_grad_() if soft else yb
             g, = torch.autograd.grad(_batch_loss(net, th, xb, yb, index, mask), th, create_graph=True)
             gda = (g * adjoint).sum()
-            hv, dx = torch.autograd.grad(gda, (th, xb))
-        return hv, dx, gda.detach()
+            grads = torch.autograd.grad(gda, (th, xb, yb) if soft else (th, xb))
+        return grads[0], grads[1], grads[2] if soft else None, gda.detach()
 
     return step, reverse
 
@@ -182,8 +181,9 @@ class Stepper:
     """The per-step functions of one net: ``step`` (theta_i -> theta_{i+1}, no graph kept) and
     ``reverse`` (one vector-Jacobian product of g_i . a).
 
-    ``step(theta (P,), xb (b, 3, F, T), yb (b,), alpha (), aug) -> (P,)``;
-    ``reverse(theta, xb, yb, aug, adjoint (P,)) -> (H a (P,), d(g . a)/dxb (b, 3, F, T), g . a ())``.
+    ``step(theta (P,), xb (b, 3, F, T), yb (b,) or (b, C), alpha (), aug) -> (P,)``;
+    ``reverse(theta, xb, yb, aug, adjoint (P,)) -> (H a (P,), d(g . a)/dxb (b, 3, F, T), d(g . a)/dyb (b, C)
+    for soft labels else None, g . a ())``.
 
     ``compile=True`` wraps the torch.func versions in ``torch.compile(fullgraph=True, dynamic=False)``
     (one graph each, one compilation per input shape and dtype); if compilation is unavailable or fails
@@ -222,7 +222,7 @@ class Stepper:
         return self._call(0, theta, xb, yb, alpha, index, mask)
 
     def reverse(self, theta: Tensor, xb: Tensor, yb: Tensor, aug: AugTensors,
-                adjoint: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+                adjoint: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
         index, mask = aug if aug is not None else (None, None)
         return self._call(1, theta, xb, yb, index, mask, adjoint)
 
@@ -235,12 +235,14 @@ class Stepper:
 
 @dataclass
 class UnrollResult:
-    """Loss () and its gradients: ``grad_x`` like the synthetic data (N_syn, 3, F, T), ``grad_alpha`` ()."""
+    """Loss () and its gradients: ``grad_x`` like the synthetic data (N_syn, 3, F, T), ``grad_alpha`` (),
+    ``grad_y`` like soft-label logits (N_syn, C) (None for class-index labels)."""
 
     loss: Tensor
     grad_x: Tensor
     grad_alpha: Tensor
     theta_final: Tensor
+    grad_y: Optional[Tensor] = None
 
 
 def _step_aug(plan: StepPlan, i: int, augment: Optional[Augment], xb: Tensor) -> AugTensors:
@@ -254,7 +256,11 @@ def _check_inputs(net: FunctionalNet, x: Tensor, y: Tensor, theta0: Tensor, targ
     if x.dim() != 4 or tuple(x.shape[1:]) != net.in_shape:
         raise ParameterError(f"synthetic data must have shape (N, {', '.join(map(str, net.in_shape))}), "
                              f"got {tuple(x.shape)}")
-    if y.shape != (x.shape[0],):
+    if y.is_floating_point():
+        if y.shape != (x.shape[0], net.num_classes) or y.dtype != x.dtype:
+            raise ParameterError(f"soft-label logits must have shape ({x.shape[0]}, {net.num_classes}) and dtype "
+                                 f"{x.dtype}, got {tuple(y.shape)} {y.dtype}")
+    elif y.shape != (x.shape[0],):
         raise ParameterError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
     for name, t in (("theta_start", theta0), ("theta_target", target)):
         if t.shape != (net.num_params,):
@@ -273,7 +279,9 @@ def unroll_naive(net: FunctionalNet, x: Tensor, y: Tensor, alpha: Tensor, theta0
                  plan: StepPlan, augment: Optional[Augment] = None) -> UnrollResult:
     """Reference: autograd through all N steps (memory linear in N)."""
     _check_inputs(net, x, y, theta0, target, plan)
+    soft = y.is_floating_point()
     x = x.detach().requires_grad_()
+    y = y.detach().requires_grad_() if soft else y
     alpha = alpha.detach().clone().requires_grad_()
     theta = theta0.detach().requires_grad_()
     for i in range(plan.steps):
@@ -282,12 +290,12 @@ def unroll_naive(net: FunctionalNet, x: Tensor, y: Tensor, alpha: Tensor, theta0
         aug = _step_aug(plan, i, augment, xb)
         if aug is not None:
             xb = apply_augment(xb, *aug)
-        loss_i = F.cross_entropy(net.forward(theta, xb), y[idx])
+        loss_i = soft_cross_entropy(net.forward(theta, xb), y[idx])
         g, = torch.autograd.grad(loss_i, theta, create_graph=True)
         theta = theta - alpha * g
     loss = ((theta - target) ** 2).sum() / ((theta0 - target) ** 2).sum()
-    grad_x, grad_alpha = torch.autograd.grad(loss, (x, alpha))
-    return UnrollResult(loss.detach(), grad_x, grad_alpha, theta.detach())
+    grads = torch.autograd.grad(loss, (x, alpha, y) if soft else (x, alpha))
+    return UnrollResult(loss.detach(), grads[0], grads[1], theta.detach(), grads[2] if soft else None)
 
 
 @torch.no_grad()
@@ -297,7 +305,7 @@ def unroll_reverse(net: FunctionalNet, x: Tensor, y: Tensor, alpha: Tensor, thet
     """Exact reverse sweep in constant memory (in N): stores theta_0..theta_N only."""
     _check_inputs(net, x, y, theta0, target, plan)
     stepper = stepper or Stepper(net)
-    x, alpha = x.detach(), alpha.detach()
+    x, y, alpha = x.detach(), y.detach(), alpha.detach()
     thetas = [theta0.detach()]
     for i in range(plan.steps):
         idx = plan.indices[i]
@@ -306,16 +314,19 @@ def unroll_reverse(net: FunctionalNet, x: Tensor, y: Tensor, alpha: Tensor, thet
     theta_n = thetas[-1]
     loss, adjoint = _loss_and_adjoint(theta_n, thetas[0], target)
     grad_x = torch.zeros_like(x)
+    grad_y = torch.zeros_like(y) if y.is_floating_point() else None
     grad_alpha = torch.zeros((), dtype=x.dtype, device=x.device)
     for i in reversed(range(plan.steps)):
         thetas.pop()                                  # theta_{i+1} is no longer needed
         idx = plan.indices[i]
         xb = x[idx]
-        hv, dx, gda = stepper.reverse(thetas[i], xb, y[idx], _step_aug(plan, i, augment, xb), adjoint)
+        hv, dx, dy, gda = stepper.reverse(thetas[i], xb, y[idx], _step_aug(plan, i, augment, xb), adjoint)
         grad_alpha -= gda
         grad_x.index_add_(0, idx, dx, alpha=-float(alpha))
+        if grad_y is not None:
+            grad_y.index_add_(0, idx, dy, alpha=-float(alpha))
         adjoint = adjoint - alpha * hv
-    return UnrollResult(loss, grad_x, grad_alpha, theta_n)
+    return UnrollResult(loss, grad_x, grad_alpha, theta_n, grad_y)
 
 
 def unroll(net: FunctionalNet, x: Tensor, y: Tensor, alpha: Tensor, theta0: Tensor, target: Tensor,
@@ -323,7 +334,7 @@ def unroll(net: FunctionalNet, x: Tensor, y: Tensor, alpha: Tensor, theta0: Tens
            stepper: Optional[Stepper] = None) -> UnrollResult:
     """Loss and gradients of one MTT iteration by ``mode`` ("naive" or "reverse").
 
-    ``x`` (N_syn, 3, F, T), ``y`` (N_syn,) int64, ``alpha`` () the student step size, ``theta0`` and
+    ``x`` (N_syn, 3, F, T), ``y`` (N_syn,) int64 or soft-label logits (N_syn, C), ``alpha`` () the student step size, ``theta0`` and
     ``target`` (P,) (theta*_t and theta*_{t+M}), ``plan`` the steps' batches and augmentation seeds.
     All float tensors share one dtype (float32 or float64).
     """

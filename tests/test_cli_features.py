@@ -11,7 +11,7 @@ import torch
 from ddfad_fast import FeatureConfig, fd_mfcc, load_audio
 from ddfad_fast.cli import main
 from ddfad_fast.commands.features import parts_dir
-from ddfad_fast.data import save_feature_stats, standardize
+from ddfad_fast.data import FeatureNorm
 from ddfad_fast.features import fit_length
 from ddfad_fast.io import load_artifact, save_artifact
 
@@ -88,25 +88,28 @@ def test_reconstruct_features_file(audio_dir, tmp_path, capsys):
 
 
 def test_reconstruct_distilled_set_undoes_standardisation(tmp_path):
+    """A distilled file carries its standardisation: moved anywhere, it reconstructs like its raw features."""
     config = FeatureConfig()
-    run = tmp_path / "run"
     raw = fd_mfcc(torch.randn(4, 8000, generator=torch.Generator().manual_seed(0)) * 0.1, 8000)
-    mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3))
-    save_feature_stats(run / "feature_stats.pt", mean, std, config)
-    save_artifact(run / "cpc2" / "distilled.pt", "distilled",
-                  {"features": standardize(raw, mean, std), "labels": torch.tensor([0, 0, 1, 1]),
-                   "alpha": torch.tensor(0.01)},
-                  config={"features": config.to_dict(), "class_names": ["yes", "no"]})
-    save_artifact(run / "raw.pt", "distilled_raw", {"features": raw, "labels": torch.tensor([0, 0, 1, 1])},
-                  config={"features": config.to_dict(), "class_names": ["yes", "no"]})
-    for name, source in (("a", run / "cpc2" / "distilled.pt"), ("b", run / "raw.pt")):
+    norm = FeatureNorm.fit(raw)
+    save_artifact(tmp_path / "run" / "cpc2" / "distilled.pt", "distilled",
+                  {"features": norm.apply(raw), "labels": torch.tensor([0, 0, 1, 1]), "alpha": torch.tensor(0.01),
+                   **norm.to_payload()},
+                  config={"features": config.to_dict(), "class_names": ["yes", "no"], "standardized": True})
+    save_artifact(tmp_path / "features.pt", "features", {"features": raw, "paths": [f"c{i}.wav" for i in range(4)]},
+                  config={"features": config.to_dict()})
+    moved = tmp_path / "elsewhere" / "set.pt"
+    moved.parent.mkdir()
+    shutil.copyfile(tmp_path / "run" / "cpc2" / "distilled.pt", moved)
+    shutil.rmtree(tmp_path / "run")                    # nothing left beside the original
+    for name, source in (("a", moved), ("b", tmp_path / "features.pt")):
         assert main(["reconstruct", str(source), "--out", str(tmp_path / name), "--n-iter", "4"]) == 0
     rows = list(csv.reader(open(tmp_path / "a" / "manifest.csv")))
     assert rows == [["path", "label"], ["yes_000.wav", "yes"], ["yes_001.wav", "yes"], ["no_000.wav", "no"],
                     ["no_001.wav", "no"]]
-    for wav in ("yes_000.wav", "no_001.wav"):
+    for wav, twin in (("yes_000.wav", "00000_c0.wav"), ("no_001.wav", "00003_c3.wav")):
         a, _ = sf.read(tmp_path / "a" / wav)
-        b, _ = sf.read(tmp_path / "b" / wav)
+        b, _ = sf.read(tmp_path / "b" / twin)
         np.testing.assert_allclose(a, b, atol=2e-3)  # float32 round-off of (un)standardising
 
 

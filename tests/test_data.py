@@ -10,8 +10,8 @@ import torch
 
 import ddfad_fast.data as data
 from ddfad_fast.config import FeatureConfig
-from ddfad_fast.data import (channel_stats, discover, extract_recordings, load_feature_split, standardize,
-                             unstandardize)
+from ddfad_fast.data import (FeatureNorm, FeatureSplit, carve_validation, discover, extract_recordings,
+                             load_feature_split)
 from ddfad_fast.errors import AudioFileError, FileFormatError, ParameterError
 
 SR = 8000
@@ -157,10 +157,66 @@ def test_extract_recordings(tmp_path):
         extract_recordings(tmp_path / "bad.zip", tmp_path / "rec3")
 
 
-def test_standardize_roundtrip():
-    x = torch.randn(7, 3, 4, 5, generator=torch.Generator().manual_seed(0)) * torch.tensor([50.0, 2.0, 0.5]).view(1, 3, 1, 1)
-    mean, std = channel_stats(x)
-    z = standardize(x, mean, std)
-    torch.testing.assert_close(z.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
-    torch.testing.assert_close(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
-    torch.testing.assert_close(unstandardize(z, mean, std), x, atol=1e-4, rtol=1e-5)
+def test_feature_norm_per_channel_and_coefficient():
+    scale = torch.tensor([50.0, 2.0, 0.5]).view(1, 3, 1, 1) * torch.linspace(1, 10, 4).view(1, 1, 4, 1)
+    x = torch.randn(7, 3, 4, 5, generator=torch.Generator().manual_seed(0)) * scale + 3.0
+    norm = FeatureNorm.fit(x)
+    assert norm.mean.shape == norm.std.shape == (3, 4, 1)
+    z = norm.apply(x)
+    torch.testing.assert_close(z.mean(dim=(0, 3)), torch.zeros(3, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(dim=(0, 3)), torch.ones(3, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(norm.invert(z), x, atol=1e-4, rtol=1e-5)
+    again = FeatureNorm.from_payload(norm.to_payload())
+    assert torch.equal(again.mean, norm.mean) and torch.equal(again.std, norm.std)
+    with pytest.raises(ParameterError, match="do not match"):
+        norm.apply(torch.zeros(2, 3, 5, 5))
+    with pytest.raises(FileFormatError, match="standardisation"):
+        FeatureNorm.from_payload({}, "x.pt")
+
+
+def _speaker_split(per_group: int = 10):
+    labels, speakers = [], []
+    for c in range(3):
+        for s in ("ann", "bob"):
+            labels += [c] * per_group
+            speakers += [s] * per_group
+    y = torch.tensor(labels)
+    x = torch.arange(len(y), dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 3, 2, 4).contiguous()
+    return FeatureSplit(x, y, x[:3], y[:3], ["a", "b", "c"], FeatureConfig(), [], speakers)
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint():
+    split = _speaker_split()
+    val = carve_validation(split, 0.2)
+    assert len(val.y_val) == 12 and len(val.y_train) == 48                  # 2 of every (class, speaker) of 10
+    ids_val = set(val.x_val[:, 0, 0, 0].long().tolist())
+    ids_train = set(val.x_train[:, 0, 0, 0].long().tolist())
+    assert not ids_val & ids_train and len(ids_val | ids_train) == 60
+    for c in range(3):
+        for s in ("ann", "bob"):
+            group = {i for i, (l, sp) in enumerate(zip(split.y_train.tolist(), split.speakers_train)) if l == c and sp == s}
+            assert len(group & ids_val) == 2
+    assert torch.equal(carve_validation(split, 0.2).x_val, val.x_val)                 # seeded
+    assert not torch.equal(carve_validation(split, 0.2, seed=1).x_val, val.x_val)
+    assert val.speakers_train.count("ann") == 24 and val.monitor_set()[0] == "val"
+    with pytest.raises(ParameterError, match="already has"):
+        carve_validation(val, 0.2)
+    with pytest.raises(ParameterError, match="fraction"):
+        carve_validation(split, 1.0)
+    std = val.standardized()
+    torch.testing.assert_close(std.norm.invert(std.x_val), val.x_val)
+    with pytest.raises(ParameterError, match="already standardised"):
+        std.standardized()
+
+
+def test_fsdd_validation_split_by_class_and_speaker(tmp_path):
+    """FSDD names speakers: the validation split takes the same share of every (digit, speaker)."""
+    rng = np.random.default_rng(0)
+    for digit in range(2):
+        for speaker in ("jackson", "theo"):
+            for index in range(12):
+                sf.write(tmp_path / f"{digit}_{speaker}_{index}.wav", (0.1 * rng.standard_normal(800)).astype("float32"),
+                         8000)
+    split = load_feature_split(tmp_path, FeatureConfig(fixed_length=800), progress=False, val_fraction=0.15)
+    assert len(split.y_test) == 20 and len(split.y_val) == 4 and len(split.y_train) == 24   # 7 train clips -> 1 val each
+    assert sorted(split.speakers_train).count("theo") == 12

@@ -7,8 +7,8 @@ import soundfile
 import torch
 
 from ddfad_fast.cli import main
-from ddfad_fast.config import DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
-from ddfad_fast.data import FeatureSplit, save_feature_stats
+from ddfad_fast.config import Augment, DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
+from ddfad_fast.data import FeatureSplit
 from ddfad_fast.distill import CHECKPOINT_NAME, DistillationDiverged, distill, plan_memory
 from ddfad_fast.errors import FileFormatError, ParameterError, ResourceError
 from ddfad_fast.evaluate import evaluate_training_set, random_real_subset
@@ -20,7 +20,8 @@ from test_experts import C, SHAPE, make_split
 MODEL = ModelConfig(width=4, depth=2)
 EXPERTS = ExpertConfig(num_experts=2, epochs=5, batch_size=16, lr=0.05, model=MODEL)
 BASE = DistillConfig(cpc=2, syn_steps=4, expert_epochs=2, max_start_epoch=2, iterations=8, lr_data=10.0,
-                     lr_alpha=1e-4, batch_syn=3, augment=True, compile=False, checkpoint_every=3, eval_every=0)
+                     lr_alpha=1e-4, batch_syn=3, augment=Augment(max_shift=3, time_mask=5, freq_mask=2), compile=False,
+                     checkpoint_every=3, eval_every=0)
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -54,12 +55,16 @@ def hard_setup(tmp_path_factory):
 
 def _same(a, b):
     assert torch.equal(a.features, b.features) and torch.equal(a.labels, b.labels) and a.alpha == b.alpha
+    assert (a.soft_labels is None) == (b.soft_labels is None)
+    assert a.soft_labels is None or torch.equal(a.soft_labels, b.soft_labels)
     for key in ("loss", "alpha", "expert", "start_epoch", "eval"):
         assert a.history[key] == b.history[key], key
 
 
-def test_resume_is_exact(setup, tmp_path):
-    """Interrupted (Ctrl-C inside iteration 6, and a shorter run extended) == uninterrupted, bit for bit."""
+@pytest.mark.parametrize("labels", ["hard", "soft"])
+def test_resume_is_exact(setup, tmp_path, labels):
+    """Interrupted (Ctrl-C inside iteration 6, and a shorter run extended) == uninterrupted, bit for bit;
+    learned soft labels included."""
     split, traj = setup
     calls = []
 
@@ -67,7 +72,7 @@ def test_resume_is_exact(setup, tmp_path):
         calls.append(len(calls))
         return {"mean": float(xs.abs().mean()), "std": 0.0}
 
-    config = BASE.replace(eval_every=2)
+    config = BASE.replace(eval_every=2, labels=labels)
     full = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "full", evaluate_fn=monitor,
                    progress=False)
     assert len(full.history["loss"]) == 8 and [e["iteration"] for e in full.history["eval"]] == [2, 4, 6, 8]
@@ -97,6 +102,11 @@ def test_resume_is_exact(setup, tmp_path):
     again = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "full", resume=True,
                     progress=False)
     _same(again, full)
+    if labels == "soft":          # the labels were learned: they moved away from the teacher's logits
+        net = build_model(traj.expert_config.model, traj.in_shape, traj.num_classes)
+        start = distill(split.x_train, split.y_train, traj, config.replace(iterations=0), progress=False)
+        torch.testing.assert_close(start.soft_labels, net.forward(traj.params[0][-1], start.features))
+        assert not torch.allclose(full.soft_labels, start.soft_labels)
 
 
 def test_refuses_foreign_checkpoints(setup, tmp_path):
@@ -231,8 +241,10 @@ def test_cli(tmp_path, capsys):
     assert "distilled 3 clips" in capsys.readouterr().out
     obj = torch.load(out / "distilled.pt", weights_only=True)
     assert obj["features"].shape == (3, 3, 20, 101) and obj["labels"].tolist() == [0, 1, 2]
-    assert obj["config"]["features"] == FeatureConfig().to_dict()
-    assert not (out / "feature_stats.pt").exists()              # experts of raw features: none to copy
+    assert obj["config"]["features"] == FeatureConfig().to_dict() and obj["config"]["class_names"] == ["c0", "c1", "c2"]
+    norm = load_trajectories(experts).norm                      # the experts' standardisation travels along
+    assert obj["config"]["standardized"] and torch.equal(obj["norm_mean"], norm.mean)
+    assert obj["features"].abs().max() < 20                     # standardised units, not dB
     assert json.loads((out / "distill.json").read_text())["distill"]["max_start_epoch"] == 1   # clamped to 3 - 2
     assert main(args) == 2
     assert "--resume" in capsys.readouterr().err
@@ -242,15 +254,20 @@ def test_cli(tmp_path, capsys):
     assert main(args + ["--overwrite", "--max-memory", "0.0001"]) == 2
     assert "max_memory_gb" in capsys.readouterr().err
     assert (out / "distilled.pt").is_file()                    # refused before --overwrite deleted anything
-    # experts trained on standardised features: the data is standardised alike, the statistics travel along
-    save_feature_stats(experts / "feature_stats.pt", torch.full((3,), 5.0), torch.full((3,), 1e3), FeatureConfig())
-    assert main(distill_args(tmp_path / "std") + ["--iterations", "0"]) == 0     # the initial real clips
-    assert (tmp_path / "std" / "feature_stats.pt").read_bytes() == (experts / "feature_stats.pt").read_bytes()
-    raw = torch.load(out / "distilled.pt", weights_only=True)["features"]
-    std = torch.load(tmp_path / "std" / "distilled.pt", weights_only=True)["features"]
-    assert raw.abs().max() > 50 and std.abs().max() < 1
+    assert main(distill_args(tmp_path / "soft") + ["--iterations", "1", "--labels", "soft"]) == 0
+    soft = torch.load(tmp_path / "soft" / "distilled.pt", weights_only=True)
+    assert soft["soft_labels"].shape == (3, 3) and soft["config"]["distill"]["labels"] == "soft"
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("keep")
     assert main(distill_args(foreign) + ["--overwrite"]) == 2
     assert (foreign / "keep.txt").read_text() == "keep"
+
+
+def test_learned_step_size_stays_positive(setup):
+    """A step on alpha that would make it negative stops at 1 % of alpha_init (a negative lr is no lr)."""
+    split, traj = setup
+    result = distill(split.x_train, split.y_train, traj, BASE.replace(lr_alpha=0.01, iterations=3), progress=False)
+    assert result.history["alpha"][1] > 5 * BASE.alpha_init          # overshot, then pushed below zero ...
+    assert result.history["alpha"][2] == pytest.approx(0.01 * BASE.alpha_init)   # ... and held at the floor
+    assert result.alpha >= 0.01 * BASE.alpha_init * (1 - 1e-6)        # (float32)

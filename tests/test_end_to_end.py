@@ -6,7 +6,7 @@ import torch
 
 from ddfad_fast.cli import main
 from ddfad_fast.config import FeatureConfig
-from ddfad_fast.data import save_feature_stats
+from ddfad_fast.data import FeatureNorm
 from ddfad_fast.io import save_artifact
 from ddfad_fast.models import build_model
 from ddfad_fast.presets import PRESET_NAMES, all_presets, get_preset
@@ -65,19 +65,22 @@ def test_run_never_overwrites_foreign_folders(tmp_path, capsys):
 
 
 def test_evaluate_command(fsdd_dir, tmp_path, capsys):
-    """`ddfad evaluate` on a hand-made distilled file with standardisation statistics beside it."""
+    """`ddfad evaluate` on a hand-made distilled file: its standardisation, model and soft labels travel inside."""
     config = FeatureConfig()
-    run = tmp_path / "run"
-    save_feature_stats(run / "feature_stats.pt", torch.zeros(3), torch.ones(3), config)
     feats = torch.randn(10, 3, 20, 101, generator=torch.Generator().manual_seed(0))
-    save_artifact(run / "cpc1" / "distilled.pt", "distilled",
-                  {"features": feats, "labels": torch.arange(10), "alpha": torch.tensor(0.02), "history": {}},
-                  config={"features": config.to_dict(), "num_classes": 10})
-    rc = main(["evaluate", str(run / "cpc1" / "distilled.pt"), "--data", str(fsdd_dir), "--max-per-class", "2",
+    norm = FeatureNorm(torch.full((3, 20, 1), -5.0), torch.full((3, 20, 1), 20.0))
+    expert = {"model": {"name": "convnet", "width": 6, "depth": 2, "norm": "instancenorm", "activation": "relu",
+                        "pooling": "avgpool"}}
+    save_artifact(tmp_path / "set" / "distilled.pt", "distilled",
+                  {"features": feats, "labels": torch.arange(10), "soft_labels": 5 * torch.eye(10),
+                   "alpha": torch.tensor(0.02), "history": {}, **norm.to_payload()},
+                  config={"features": config.to_dict(), "num_classes": 10, "standardized": True, "expert": expert})
+    rc = main(["evaluate", str(tmp_path / "set" / "distilled.pt"), "--data", str(fsdd_dir), "--max-per-class", "2",
                "--num-nets", "1", "--epochs", "2", "--random-cpc", "1", "--full", "--cache", str(tmp_path / "c")])
     out = capsys.readouterr().out
     assert rc == 0
     assert "distilled  convnet" in out and "lr 0.02" in out and "random 1/class" in out and "full  convnet" in out
+    assert "% test" in out
 
 
 @pytest.mark.slow
@@ -93,11 +96,37 @@ def test_distilled_beats_random_real(fsdd_dir, tmp_path):
     acc = report["accuracy"]["cpc1"]
     distilled, random = acc["distilled"]["convnet"]["mean"], acc["random"]["convnet"]["mean"]
     assert distilled > random, (distilled, random)
-    assert report["num_train"] == 500 and report["classes"] == [str(d) for d in range(10)]
+    assert report["num_train"] + report["num_val"] == 500 and report["num_val"] >= 40
+    assert report["classes"] == [str(d) for d in range(10)] and not report["failures"]
+    assert "val_mean" in acc["distilled"]["convnet"] and "herding" in acc
     manifest = (out / "cpc1" / "audio" / "manifest.csv").read_text().splitlines()
     assert manifest[0] == "path,label" and len(manifest) == 11
-    for name in ("report.md", "accuracy_vs_cpc.png", "distilled_grid.png", "run.json", "feature_stats.pt",
-                 "cpc1/distilled.pt", "cpc1/distilled_raw.pt"):
+    for name in ("report.md", "accuracy_vs_cpc.png", "distilled_grid.png", "run.json", "cpc1/distilled.pt"):
         assert (out / name).is_file()
     assert {"features", "experts", "distill cpc1", "evaluate cpc1", "audio cpc1"} <= set(report["stage_seconds"])
     assert main(["run", "--data", str(fsdd_dir), "--cpc", "1", "--out", str(out)]) == 2
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_run_resume_to_more_iterations(tmp_path):
+    """`ddfad run --resume --iterations N` continues a finished run: the distillation goes on from its
+    checkpoint, and only its evaluation and audio are redone."""
+    from test_reconstruct_range import _tone_dataset
+    _tone_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--out", str(out), "--width", "4",
+            "--num-experts", "1", "--expert-epochs", "3", "--syn-steps", "2", "--no-compile", "--num-nets", "1",
+            "--eval-epochs", "2", "--full-epochs", "1"]
+    assert main(args + ["--iterations", "2"]) == 0
+    first = json.loads((out / "report.json").read_text())
+    full_before = first["accuracy"]["full"]["convnet"]
+    assert first["iterations"] == {"cpc1": 2}
+    assert main(args + ["--iterations", "4"]) == 2                        # a finished run needs --resume
+    assert main(args + ["--iterations", "4", "--resume"]) == 0
+    second = json.loads((out / "report.json").read_text())
+    assert second["iterations"] == {"cpc1": 4}
+    assert second["accuracy"]["cpc1"]["distilled"]["convnet"]["tag"] == "iterations=4"
+    assert second["accuracy"]["full"]["convnet"] == full_before            # untouched
+    history = torch.load(out / "cpc1" / "distilled.pt", weights_only=True)["history"]
+    assert len(history["loss"]) == 4 and [s["start_iteration"] for s in history["sessions"]] == [0, 2]
+    assert (out / "cpc1" / "audio" / "manifest.csv").is_file()

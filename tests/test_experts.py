@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import ddfad_fast.experts as experts
-from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
-from ddfad_fast.data import FeatureSplit
+from ddfad_fast.config import Augment, ExpertConfig, FeatureConfig, ModelConfig
+from ddfad_fast.data import FeatureNorm, FeatureSplit, carve_validation
 from ddfad_fast.errors import FileFormatError, ParameterError
 from ddfad_fast.experts import load_trajectories, sgd_epoch, train_experts
 from ddfad_fast.io import load_artifact
@@ -41,7 +41,7 @@ def test_trajectory_files(tmp_path):
     assert obj["params"].shape == (CFG.epochs + 1, net.num_params) and obj["params"].dtype == torch.float32
     assert obj["seed"] == CFG.seed + 1
     torch.testing.assert_close(obj["params"][0], net.init_params(torch.Generator().manual_seed(CFG.seed + 1)))
-    assert len(obj["train_loss"]) == len(obj["test_acc"]) == CFG.epochs
+    assert len(obj["train_loss"]) == len(obj["monitor_acc"]) == CFG.epochs and obj["monitor_split"] == "test"
     assert obj["config"]["in_shape"] == list(SHAPE) and obj["config"]["num_classes"] == C
     assert not list(tmp_path.glob("*.partial.pt"))
     traj = load_trajectories(tmp_path, FeatureConfig())
@@ -56,7 +56,7 @@ def test_experts_learn(tmp_path):
     cfg = CFG.replace(num_experts=1, epochs=8, lr=0.05)
     train_experts(split, cfg, tmp_path, progress=False)
     obj = load_artifact(tmp_path / "expert_000.pt")
-    assert obj["test_acc"][-1] >= 0.9 and obj["train_loss"][-1] < obj["train_loss"][0]
+    assert obj["monitor_acc"][-1] >= 0.9 and obj["train_loss"][-1] < obj["train_loss"][0]
 
 
 @pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 5e-4)])
@@ -82,7 +82,7 @@ def test_sgd_epoch_matches_torch_optim(momentum, weight_decay):
 
 def test_resume_is_exact(tmp_path, monkeypatch):
     split = make_split()
-    cfg = CFG.replace(num_experts=2, epochs=4)
+    cfg = CFG.replace(num_experts=2, epochs=4, augment=Augment(max_shift=2, time_mask=3, freq_mask=2))
     train_experts(split, cfg, tmp_path / "full", progress=False)
 
     calls = {"n": 0}
@@ -106,7 +106,7 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     for k in range(2):
         a = load_artifact(tmp_path / "full" / f"expert_{k:03d}.pt")
         b = load_artifact(tmp_path / "resumed" / f"expert_{k:03d}.pt")
-        assert torch.equal(a["params"], b["params"]) and a["test_acc"] == b["test_acc"]
+        assert torch.equal(a["params"], b["params"]) and a["monitor_acc"] == b["monitor_acc"]
     assert not list((tmp_path / "resumed").glob("*.partial.pt"))
 
 
@@ -124,3 +124,43 @@ def test_bad_config_and_empty_dir(tmp_path):
         train_experts(make_split(), CFG.replace(num_experts=0), tmp_path, progress=False)
     with pytest.raises(FileFormatError, match="no expert"):
         load_trajectories(Path(tmp_path))
+
+
+def test_augmented_and_soft_label_epochs():
+    """Augmentation draws come from the epoch's generator (same seed, same result; another seed, another);
+    one-hot soft-label logits scaled large train like the class labels; the step is a real gradient step."""
+    split = make_split(2)
+    net = build_model(CFG.model, SHAPE, C)
+    aug = Augment(max_shift=3, time_mask=3, freq_mask=2)
+    init = net.init_params(torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = split.x_train.double()
+
+    def epoch(y, augment, seed):
+        params, velocity = init.clone(), torch.zeros_like(init)
+        sgd_epoch(net, params, velocity, x, y, 0.05, 0.0, 0.0, 16, torch.Generator().manual_seed(seed), augment)
+        return params
+
+    plain, a1, a1_again, a2 = epoch(split.y_train, None, 1), epoch(split.y_train, aug, 1), \
+        epoch(split.y_train, aug, 1), epoch(split.y_train, aug, 2)
+    assert torch.equal(a1, a1_again) and not torch.equal(a1, a2) and not torch.equal(a1, plain)
+    one_hot = F.one_hot(split.y_train, C).double() * 1e4          # softmax = the one-hot target
+    torch.testing.assert_close(epoch(one_hot, None, 1), plain, atol=1e-12, rtol=1e-10)
+
+
+def test_experts_carry_their_standardisation_and_track_validation(tmp_path):
+    split = carve_validation(make_split(n_train=80), 0.25)
+    std = split.standardized()
+    train_experts(std, CFG.replace(num_experts=2), tmp_path, progress=False)
+    obj = load_artifact(tmp_path / "expert_000.pt")
+    assert obj["monitor_split"] == "val" and obj["config"]["standardized"] is True
+    traj = load_trajectories(tmp_path)
+    assert torch.equal(traj.norm.mean, std.norm.mean) and torch.equal(traj.norm.std, std.norm.std)
+    raw = tmp_path / "raw"
+    train_experts(split, CFG.replace(num_experts=1), raw, progress=False)
+    assert load_trajectories(raw).norm is None
+    other = tmp_path / "other"            # an expert of other standardised data cannot join the set
+    train_experts(carve_validation(make_split(5, n_train=80), 0.25).standardized(), CFG.replace(num_experts=2), other,
+                  progress=False)
+    (other / "expert_001.pt").replace(tmp_path / "expert_001.pt")
+    with pytest.raises(FileFormatError, match="standardised differently"):
+        load_trajectories(tmp_path)

@@ -1,15 +1,15 @@
 """``ddfad distill --data SRC --experts DIR --cpc N --out DIR``: distil a data set by trajectory matching.
 
-Writes ``OUT/distilled.pt`` (kind "distilled": features, labels, the learned alpha, history), plus
-``OUT/checkpoint.pt``, ``OUT/history.json`` and ``OUT/distill.json`` (the configuration used).
+Writes ``OUT/distilled.pt`` (kind "distilled": features, labels (and learned soft labels), the learned
+alpha, history, and everything evaluation and reconstruction need: the feature config, the
+standardisation, the experts' model, the class names), plus ``OUT/checkpoint.pt``, ``OUT/history.json``
+and ``OUT/distill.json`` (the configuration used).
 
-Features are computed with the FeatureConfig the experts were trained with. Standardisation follows
-the experts: a ``feature_stats.pt`` in the experts folder or its parent (``ddfad run`` writes one
-beside ``experts/``) means the experts saw standardised features, so the real data is standardised
-with those statistics before distilling and the file is copied to ``OUT/feature_stats.pt`` (where
-``ddfad evaluate OUT/distilled.pt`` looks for it). Without one (``ddfad experts`` output) the raw
-features are used. Presets give the DistillConfig; flags override it. Settings and ``--max-memory`` are
-checked before ``--overwrite`` deletes anything.
+Features are computed with the FeatureConfig the experts were trained with and standardised with the
+standardisation stored in their trajectory files (none when they were trained on raw features). The
+preset's validation split is carved from the training clips as for the experts. Presets give the
+DistillConfig; flags override it. Settings and ``--max-memory`` are checked before ``--overwrite`` deletes
+anything.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from ..config import Augment
 from ..errors import ParameterError
 
 HELP = "distil a data set into CPC synthetic clips per class by matching expert trajectories (MTT)"
-STATS_NAME = "feature_stats.pt"
 DISTILLED_NAME = "distilled.pt"
 CONFIG_NAME = "distill.json"
 _OWN_FILES = (DISTILLED_NAME, CONFIG_NAME, "checkpoint.pt", "history.json")
@@ -57,8 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="torch.compile the per-step functions (reverse mode)")
     group.add_argument("--no-compile", dest="compile", action="store_false")
     group.add_argument("--augment", dest="augment", action="store_true", default=None,
-                       help="differentiable time shift and time/frequency masking")
+                       help="differentiable time shift and time/frequency masking (the preset's sizes, else the defaults)")
     group.add_argument("--no-augment", dest="augment", action="store_false")
+    group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
+    group.add_argument("--lr-labels", type=float, default=None, help="step size of the soft-label logits")
     group.add_argument("--checkpoint-every", type=int, default=None)
     group.add_argument("--eval-every", type=int, default=None,
                        help="train one net on the synthetic set every N iterations (0: never)")
@@ -66,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _OVERRIDES = ("iterations", "syn_steps", "expert_epochs", "lr_data", "lr_alpha", "alpha_init", "batch_syn",
-              "unroll", "compile", "augment", "checkpoint_every", "eval_every", "seed")
+              "unroll", "compile", "checkpoint_every", "eval_every", "seed", "labels", "lr_labels")
 
 
 def distill_config(preset, args: argparse.Namespace, expert_epochs: int):
@@ -76,6 +78,8 @@ def distill_config(preset, args: argparse.Namespace, expert_epochs: int):
     changes = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
     if args.max_memory is not None:
         changes["max_memory_gb"] = args.max_memory
+    if args.augment is not None:
+        changes["augment"] = (config.augment or Augment()) if args.augment else None
     if args.max_start_epoch is not None:
         changes["max_start_epoch"] = args.max_start_epoch
     config = config.replace(**changes)
@@ -111,16 +115,8 @@ def _feature_cache(args: argparse.Namespace) -> Path:
     return args.out / "cache"
 
 
-def find_expert_stats(experts: Path) -> Optional[Path]:
-    """The feature_stats.pt the experts were trained with: in the experts folder or its parent."""
-    for folder in (experts, experts.parent):
-        if (folder / STATS_NAME).is_file():
-            return folder / STATS_NAME
-    return None
-
-
 def main(args: argparse.Namespace) -> int:
-    from ..data import load_feature_split, load_feature_stats, standardize
+    from ..data import load_feature_split
     from ..distill import distill, preflight
     from ..evaluate import evaluate_training_set
     from ..experts import load_trajectories
@@ -134,35 +130,34 @@ def main(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     config = distill_config(preset, args, trajectories.expert_config.epochs)
     split = load_feature_split(args.data, features, cache_dir=_feature_cache(args), max_per_class=args.max_per_class,
-                               strict=args.strict, progress=not args.quiet)
+                               strict=args.strict, progress=not args.quiet, val_fraction=preset.val_fraction)
     if tuple(split.in_shape) != tuple(trajectories.in_shape) or split.num_classes != trajectories.num_classes:
         raise ParameterError(f"--data gives {split.num_classes} classes of shape {split.in_shape} but the experts in "
                              f"{args.experts} were trained on {trajectories.num_classes} of {trajectories.in_shape}")
-    stats_path = find_expert_stats(args.experts)
-    x_train, x_test = split.x_train, split.x_test
-    if stats_path is not None:
-        stats = load_feature_stats(stats_path, features)
-        x_train, x_test = standardize(x_train, *stats), standardize(x_test, *stats)
+    if trajectories.norm is not None:
+        split = split.standardized(trajectories.norm)
+    x_train = split.x_train
     preflight(x_train, split.y_train, trajectories, config)     # bad settings / --max-memory: before any deletion
     if delete:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    if stats_path is not None and stats_path.resolve() != (out / STATS_NAME).resolve():
-        shutil.copyfile(stats_path, out / STATS_NAME)
     atomic_write_json(out / CONFIG_NAME, {"data": str(args.data), "experts": str(args.experts),
-                                          "standardized_with": str(stats_path) if stats_path else None,
+                                          "standardized": trajectories.norm is not None,
                                           "preset": args.preset, "distill": config.to_dict(),
                                           "expert": trajectories.expert_config.to_dict(),
                                           "features": features.to_dict()})
 
+    _, x_monitor, y_monitor = split.monitor_set()
+
     def monitor(xs, ys, lr):
-        return evaluate_training_set(xs, ys, x_test, split.y_test, trajectories.expert_config.model,
+        """One net on the validation split (the test split is kept for reported numbers)."""
+        return evaluate_training_set(xs, ys, x_monitor, y_monitor, trajectories.expert_config.model,
                                      preset.eval.replace(num_nets=1), lr=lr)
 
     result = distill(x_train, split.y_train, trajectories, config, out_dir=out, resume=args.resume,
-                     evaluate_fn=monitor if config.eval_every and len(split.y_test) else None,
+                     evaluate_fn=monitor if config.eval_every and len(y_monitor) else None,
                      progress=not args.quiet)
-    result.save(out / DISTILLED_NAME, features, trajectories.expert_config)
+    result.save(out / DISTILLED_NAME, features, trajectories.expert_config, split.class_names)
     session = result.history["sessions"][-1]
     loss = result.history["loss"]
     print(f"distilled {len(result.labels)} clips ({config.cpc} per class) in {out / DISTILLED_NAME}: "

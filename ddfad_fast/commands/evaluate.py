@@ -1,9 +1,13 @@
 """``ddfad evaluate [DISTILLED.pt] --data DIR``: train fresh nets on a training set, report test accuracy.
 
-Evaluates a distilled set (lr = its learned alpha), and/or a seeded random real subset of N clips per
-class (``--random-cpc N``), and/or the full training split (``--full``), for each architecture of
-``--models``. A ``feature_stats.pt`` beside the distilled file (or one folder up, as ``ddfad run``
-writes it) means the set lives in standardised feature space: the real data is standardised alike.
+Evaluates a distilled set (lr = its learned alpha, its soft labels when it has them), and/or a seeded
+random real subset of N clips per class (``--random-cpc N``), and/or the full training split (``--full``),
+for each architecture of ``--models``. Everything the set needs travels inside it: its feature config,
+the standardisation of its feature space (the real data is standardised alike) and the model of its
+experts (default architecture and width). Without a distilled set the standardisation is fitted on the
+training split. The training protocol (epochs, augmentation) is the preset's, as in ``ddfad run``, and
+so is the validation split carved from the training clips; accuracies are reported on the test split
+(and the validation split).
 """
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ from ..errors import ParameterError
 from ..io import atomic_write_json
 
 HELP = "evaluate a distilled set / random real subset / full data by training fresh networks"
-STATS_NAME = "feature_stats.pt"
 RESULTS_NAME = "eval.json"
 
 
@@ -42,29 +45,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="an unreadable audio file is an error, not a skip")
 
 
-def find_stats(distilled: Path) -> Optional[Path]:
-    """The feature_stats.pt that goes with a distilled file, if any."""
-    for folder in (distilled.parent, distilled.parent.parent):
-        if (folder / STATS_NAME).is_file():
-            return folder / STATS_NAME
-    return None
-
-
 def main(args: argparse.Namespace) -> int:
-    from ..data import load_feature_split, load_feature_stats, standardize
+    from ..config import ModelConfig
+    from ..data import FeatureNorm, load_feature_split
     from ..evaluate import evaluate_training_set, random_real_subset
     from ..io import load_artifact
     from ..presets import get_preset
     if args.distilled is None and args.random_cpc is None and not args.full:
         raise ParameterError("nothing to evaluate: give DISTILLED.pt, --random-cpc N or --full")
     preset = get_preset(args.preset)
-    features, distilled, stats = preset.features, None, None
+    features, distilled, norm, model_config = preset.features, None, None, preset.expert.model
     if args.distilled is not None:
         distilled = load_artifact(args.distilled, kind="distilled")
-        features = FeatureConfig.from_dict(distilled["config"]["features"])
-        stats_path = find_stats(args.distilled)
-        if stats_path is not None:
-            stats = load_feature_stats(stats_path, features)
+        config = distilled["config"]
+        features = FeatureConfig.from_dict(config["features"])
+        if config.get("standardized"):
+            norm = FeatureNorm.from_payload(distilled, str(args.distilled))
+        if config.get("expert"):
+            model_config = ModelConfig.from_dict(config["expert"]["model"])
     results: dict = {}
     if args.out is not None:
         results_file = args.out / RESULTS_NAME
@@ -78,24 +76,23 @@ def main(args: argparse.Namespace) -> int:
         if results_file.is_file():
             results = json.loads(results_file.read_text())
     split = load_feature_split(args.data, features, cache_dir=args.cache, max_per_class=args.max_per_class,
-                               strict=args.strict)
+                               strict=args.strict, val_fraction=preset.val_fraction)
     for path, reason in split.skipped:
         print(f"skipped {path}: {reason}")
-    x_train, x_test = split.x_train, split.x_test
-    if stats is not None:
-        x_train, x_test = standardize(x_train, *stats), standardize(x_test, *stats)
+    if distilled is None or norm is not None:
+        split = split.standardized(norm)
     models = tuple(args.models.split(",")) if args.models else preset.eval.models
     changes = {k: v for k, v in (("num_nets", args.num_nets), ("epochs", args.epochs)) if v is not None}
     sets = []
     if distilled is not None:
-        sets.append(("distilled", distilled["features"], distilled["labels"], float(torch.as_tensor(distilled["alpha"])),
+        targets = distilled["soft_labels"] if "soft_labels" in distilled else distilled["labels"]
+        sets.append(("distilled", distilled["features"], targets, float(torch.as_tensor(distilled["alpha"])),
                      preset.eval.replace(**changes)))
     if args.random_cpc is not None:
-        xr, yr = random_real_subset(x_train, split.y_train, args.random_cpc, seed=preset.eval.seed)
+        xr, yr = random_real_subset(split.x_train, split.y_train, args.random_cpc, seed=preset.eval.seed)
         sets.append((f"random {args.random_cpc}/class", xr, yr, None, preset.eval.replace(**changes)))
     if args.full:
-        sets.append(("full", x_train, split.y_train, None, preset.eval_full.replace(**changes)))
-    model_config = preset.expert.model
+        sets.append(("full", split.x_train, split.y_train, None, preset.eval_full.replace(**changes)))
     for label, xs, ys, lr, config in sets:
         for name in models:
             key = f"{label} | {name}"
@@ -104,11 +101,13 @@ def main(args: argparse.Namespace) -> int:
                 checkpoint = None
                 if args.out is not None:
                     checkpoint = args.out / f"progress_{re.sub(r'[^A-Za-z0-9]+', '_', key).strip('_')}.pt"
-                r = evaluate_training_set(xs, ys, x_test, split.y_test, model_config.replace(name=name), config,
-                                          lr=lr, progress=True, checkpoint=checkpoint)
+                r = evaluate_training_set(xs, ys, split.x_test, split.y_test, model_config.replace(name=name), config,
+                                          lr=lr, progress=True, checkpoint=checkpoint, x_val=split.x_val,
+                                          y_val=split.y_val)
                 results[key] = r
                 if args.out is not None:
                     atomic_write_json(args.out / RESULTS_NAME, results)
-            print(f"{label:>20s}  {name:8s}  {100 * r['mean']:6.2f} +- {100 * r['std']:5.2f} %  (lr {r['lr']:.4g}, "
-                  f"{config.num_nets} nets)")
+            val = f", val {100 * r['val_mean']:.2f} %" if "val_mean" in r else ""
+            print(f"{label:>20s}  {name:8s}  {100 * r['mean']:6.2f} +- {100 * r['std']:5.2f} % test{val}  "
+                  f"(lr {r['lr']:.4g}, {config.num_nets} nets)")
     return 0

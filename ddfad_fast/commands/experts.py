@@ -1,4 +1,8 @@
-"""``ddfad experts --data DIR --out DIR``: train the expert trajectories of MTT."""
+"""``ddfad experts --data DIR --out DIR``: train the expert trajectories of MTT.
+
+The training clips (less the preset's validation split) are standardised per channel and coefficient;
+the standardisation is stored in every trajectory file, and ``ddfad distill`` takes it from there.
+"""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +37,9 @@ def main(args: argparse.Namespace) -> int:
     if args.width is not None:
         expert = expert.replace(model=expert.model.replace(width=args.width))
     split = load_feature_split(args.data, preset.features, cache_dir=args.cache or args.out / "cache",
-                               max_per_class=args.max_per_class, strict=args.strict)
+                               max_per_class=args.max_per_class, strict=args.strict, val_fraction=preset.val_fraction)
+    if preset.standardize:
+        split = split.standardized()
     for path, reason in split.skipped:
         print(f"skipped {path}: {reason}")
     paths = train_experts(split, expert, args.out, resume=args.resume)

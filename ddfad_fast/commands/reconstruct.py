@@ -1,8 +1,8 @@
 """``ddfad reconstruct FILE.pt --out DIR``: FD-MFCC back to audio, one WAV per sample.
 
-FILE is a ``ddfad features`` file, a distilled set (``distilled.pt``; when a ``feature_stats.pt``
-lies beside it or one folder up, as ``ddfad run`` writes it, the standardisation is undone first) or
-a ``distilled_raw.pt``. DIR receives the WAVs, ``manifest.csv`` (path,label) and
+FILE is a ``ddfad features`` file or a distilled set (``distilled.pt``: the standardisation it carries is
+undone first, so the file reconstructs the same wherever it is moved). DIR receives the WAVs,
+``manifest.csv`` (path,label) and
 ``reconstruction.json`` with the spectral convergence and log-spectral distance of every clip (of
 the Griffin-Lim output against the magnitude it was asked to match) and their means.
 """
@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ..config import FeatureConfig, ReconstructConfig
-from ..errors import FileFormatError, ParameterError
+from ..errors import DDFADError, FileFormatError, ParameterError
 from ..io import atomic_write_json, atomic_write_text, load_artifact
 
 HELP = "turn FD-MFCC features or a distilled set back into WAV files (+ manifest and quality JSON)"
@@ -27,7 +27,7 @@ BATCH = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, help="features.pt, distilled.pt or distilled_raw.pt")
+    parser.add_argument("file", type=Path, help="features.pt or distilled.pt")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the WAVs")
     parser.add_argument("--n-iter", type=int, default=ReconstructConfig.n_iter, help="Griffin-Lim iterations")
     parser.add_argument("--nnls-iter", type=int, default=ReconstructConfig.nnls_iter, help="mel inversion iterations")
@@ -62,9 +62,11 @@ def write_audio_set(features: torch.Tensor, names: Sequence[str], labels: Sequen
         sc = spectral_convergence(magnitude, emphasised, *args).tolist()
         lsd = log_spectral_distance(magnitude, emphasised, *args).tolist()
         for k, clip in enumerate(wave):
+            name = names[start + k]
+            if not bool(torch.isfinite(clip).all()):
+                raise DDFADError(f"reconstruction of {name} has non-finite samples")
             peak = float(clip.abs().max())
             gain = PEAK / peak if peak > PEAK else 1.0
-            name = names[start + k]
             save_audio(out_dir / name, clip * gain, config.sample_rate)
             clips.append({"path": name, "label": labels[start + k], "spectral_convergence_db": sc[k],
                           "log_spectral_distance_db": lsd[k], "gain": gain})
@@ -97,8 +99,7 @@ def class_clip_names(labels: Sequence[int], class_names: Sequence[str]) -> List[
 
 def _load_set(path: Path):
     """(features in raw FD-MFCC units, WAV names, labels as text, FeatureConfig) of a saved file."""
-    from ..data import load_feature_stats, unstandardize
-    from .evaluate import find_stats
+    from ..data import FeatureNorm
 
     obj = load_artifact(path)
     kind = obj.get("kind")
@@ -111,15 +112,20 @@ def _load_set(path: Path):
         stems = [Path(p).stem for p in obj["paths"]]
         names = [f"{i:05d}_{stem}.wav" for i, stem in enumerate(stems)]
         return features, names, [""] * len(names), features_config
-    if kind in ("distilled", "distilled_raw"):
+    if kind == "distilled":
         labels = obj["labels"].tolist()
         class_names = config.get("class_names") or [str(c) for c in range(max(labels) + 1)]
-        if kind == "distilled":
-            stats = find_stats(path)
-            if stats is not None:
-                features = unstandardize(features, *load_feature_stats(stats, features_config))
+        if config.get("standardized"):
+            features = FeatureNorm.from_payload(obj, str(path)).invert(features.float())
         return features, class_clip_names(labels, class_names), [class_names[c] for c in labels], features_config
-    raise FileFormatError(f"{path}: holds {kind!r}; expected a features, distilled or distilled_raw file")
+    raise FileFormatError(f"{path}: holds {kind!r}; expected a features or distilled file")
+
+
+def write_distilled_audio(path: Path, out_dir: Path, reconstruct: Optional[ReconstructConfig] = None,
+                          progress: bool = False) -> dict:
+    """Reconstruct every sample of a distilled (or features) file into ``out_dir``; see :func:`write_audio_set`."""
+    features, names, labels, config = _load_set(Path(path))
+    return write_audio_set(features, names, labels, config, Path(out_dir), reconstruct, progress)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,30 +1,44 @@
 """``ddfad run --data DIR --cpc 10 --out runs/NAME``: the whole pipeline, each stage resumable.
 
-features (cached) -> experts -> distill per CPC -> evaluate (distilled / random real of the same CPC /
-full data) -> reconstruct the distilled sets to WAVs -> report.json, report.md, plots.
+features (cached) -> validation split carved from the training clips -> per-coefficient standardisation
+-> experts -> per CPC: distil, evaluate (distilled / random real / herding coreset of the same size, on the
+test split for the report and on the validation split for every choice), reconstruct to WAVs -> full data
+-> report.json, report.md, plots.
 
-Layout of ``--out``: run.json (the configuration), feature_stats.pt, cache/, experts/, cpcN/
-(distillation checkpoint, log, distilled.pt in the features the nets see, distilled_raw.pt in raw FD-MFCC
-units for ``ddfad reconstruct``, audio/*.wav + audio/manifest.csv), eval.json (the
-accuracies computed so far), stages.json (wall seconds per stage), the report files.
+One protocol for every row: the preset's augmentation is used by expert training, the distillation unroll
+and every evaluation (distilled, baselines and full data alike).
+
+A failure in one stage of one CPC (distillation, evaluation, reconstruction, a plot) is recorded in the
+report and the run goes on with the other stages and CPCs; the command then exits 1 naming what failed.
+
+Layout of ``--out``: run.json (the configuration), cache/, experts/ (each trajectory carries the
+standardisation), cpcN/ (distillation checkpoint, history, distilled.pt with everything evaluation and
+reconstruction need, audio/*.wav + audio/manifest.csv + reconstruction.json), eval.json (the accuracies
+computed so far), stages.json (wall seconds per stage), the report files.
+
+``--resume --iterations N`` continues a finished run to N distillation iterations: the distillations go on
+from their checkpoints and only what depends on them (their evaluations and audio) is redone.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import time
+import traceback
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
 from ..errors import ParameterError
-from ..io import atomic_write_json, atomic_write_text, load_artifact, save_artifact
+from ..io import atomic_write_json, load_artifact
 from ..presets import PRESET_NAMES, Preset, get_preset
 
 HELP = "the whole pipeline: features -> experts -> distill per CPC -> evaluate -> audio -> report"
 RUN_FILE = "run.json"
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,19 +56,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-experts", type=int, default=None)
     group.add_argument("--expert-epochs", type=int, default=None, help="epochs per expert")
     group.add_argument("--expert-batch-size", type=int, default=None, help="expert SGD batch size")
-    group.add_argument("--iterations", type=int, default=None, help="distillation iterations")
+    group.add_argument("--iterations", type=int, default=None,
+                       help="distillation iterations (with --resume: continue a finished run to this many)")
     group.add_argument("--syn-steps", type=int, default=None)
     group.add_argument("--max-start-epoch", type=int, default=None)
     group.add_argument("--lr-data", type=float, default=None)
+    group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--batch-syn", type=int, default=None, help="synthetic clips per student step")
     group.add_argument("--checkpoint-every", type=int, default=None, help="distillation iterations per checkpoint")
     group.add_argument("--no-compile", action="store_true", help="run the student steps eagerly")
     group.add_argument("--max-memory", type=float, default=None, metavar="GB",
                        help="distillation memory limit: batch and unroll mode are chosen to fit, or the run refuses")
     group.add_argument("--num-nets", type=int, default=None, help="evaluation nets per set")
-    group.add_argument("--eval-epochs", type=int, default=None, help="epochs of distilled / random-real evaluation")
+    group.add_argument("--eval-epochs", type=int, default=None, help="epochs of distilled / baseline evaluation")
     group.add_argument("--full-epochs", type=int, default=None, help="epochs of the full-data evaluation")
     group.add_argument("--models", default=None, help="evaluation architectures, comma-separated")
+    group.add_argument("--cross-models", default=None,
+                       help="architectures the distilled set is also evaluated on at --cross-cpc ('' for none)")
     group.add_argument("--no-audio", action="store_true", help="skip reconstruction to WAV")
 
 
@@ -73,8 +91,8 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
     if args.expert_batch_size is not None:
         expert = expert.replace(batch_size=args.expert_batch_size)
     distill = preset.distill
-    for name in ("iterations", "syn_steps", "max_start_epoch", "lr_data", "batch_syn", "checkpoint_every"):
-        if getattr(args, name) is not None:
+    for name in ("iterations", "syn_steps", "max_start_epoch", "lr_data", "batch_syn", "checkpoint_every", "labels"):
+        if getattr(args, name, None) is not None:
             distill = distill.replace(**{name: getattr(args, name)})
     if args.no_compile:
         distill = distill.replace(compile=False)
@@ -92,7 +110,19 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
     if args.models:
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
         ev, ev_full = ev.replace(models=models), ev_full.replace(models=models)
-    return Preset(preset.name, preset.description, preset.features, expert, distill, ev, ev_full, preset.standardize)
+    cross = preset.cross_models
+    if getattr(args, "cross_models", None) is not None:
+        cross = tuple(m.strip() for m in args.cross_models.split(",") if m.strip())
+    return preset.replace(expert=expert, distill=distill, eval=ev, eval_full=ev_full, cross_models=cross)
+
+
+def _comparable(run_config: dict) -> dict:
+    """The parts of run.json that must match to resume (the CPC list and the iteration count may grow)."""
+    out = json.loads(json.dumps(run_config, default=str))
+    out.pop("cpcs", None)
+    out.get("preset", {}).get("distill", {}).pop("iterations", None)
+    out.get("preset", {}).get("distill", {}).pop("checkpoint_every", None)
+    return out
 
 
 def _prepare_out(out: Path, run_config: dict, resume: bool, overwrite: bool) -> None:
@@ -106,51 +136,63 @@ def _prepare_out(out: Path, run_config: dict, resume: bool, overwrite: bool) -> 
         exists = False
     if exists and not resume:
         raise ParameterError(f"{out} exists; pass --resume to continue it or --overwrite to start again")
-    run_config = json.loads(json.dumps(run_config, default=str))  # as it reads back from run.json
     if exists:
         saved = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).is_file() else None
-        if saved is not None and {k: v for k, v in saved.items() if k != "cpcs"} != \
-                {k: v for k, v in run_config.items() if k != "cpcs"}:
+        if saved is not None and _comparable(saved) != _comparable(run_config):
             raise ParameterError(f"{out} was made with another configuration (see {out / RUN_FILE}); "
                                  "use another --out or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / RUN_FILE, run_config)
+    atomic_write_json(out / RUN_FILE, json.loads(json.dumps(run_config, default=str)))
 
 
 class _Stages:
-    """Wall seconds per stage, persisted so a resumed run keeps the earlier timings."""
+    """Wall seconds per stage, persisted so a resumed run keeps the earlier timings; and the failures."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.seconds: Dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        self.failures: List[dict] = []
 
-    def run(self, name: str, fn):
+    def run(self, name: str, fn: Callable):
         start = time.perf_counter()
-        value = fn()
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-        atomic_write_json(self.path, self.seconds)
-        return value
+        try:
+            return fn()
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            atomic_write_json(self.path, self.seconds)
+
+    def guarded(self, name: str, fn: Callable, progress: bool = True):
+        """``fn()``, but an exception is recorded (and printed) instead of ending the run; returns None then."""
+        try:
+            return fn()
+        except Exception as exc:      # one stage of one CPC must not end the whole run
+            message = f"{type(exc).__name__}: {exc}"
+            self.failures.append({"stage": name, "error": message,
+                                  "traceback": traceback.format_exc(limit=6)})
+            log.error("stage %s failed: %s", name, message)
+            if progress:
+                print(f"ddfad run: stage '{name}' failed ({message}); going on with the others", flush=True)
+            return None
 
 
-def _reconstruct(features: torch.Tensor, labels: torch.Tensor, class_names: List[str], feature_config,
-                 audio_dir: Path) -> Path:
-    """One WAV per distilled sample (features in raw FD-MFCC units), manifest.csv and reconstruction.json."""
-    from .reconstruct import class_clip_names, write_audio_set
-    labels_list = labels.tolist()
-    write_audio_set(features, class_clip_names(labels_list, class_names), [class_names[c] for c in labels_list],
-                    feature_config, audio_dir)
-    return audio_dir / "manifest.csv"
+def _load_distilled(path: Path) -> dict:
+    obj = load_artifact(path, kind="distilled")
+    return {"features": obj["features"].float(), "labels": obj["labels"].long(),
+            "targets": obj["soft_labels"].float() if "soft_labels" in obj else obj["labels"].long(),
+            "alpha": float(torch.as_tensor(obj["alpha"])), "iterations": len(obj["history"]["loss"])}
 
 
 def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: bool = False,
                  overwrite: bool = False, max_per_class: Optional[int] = None, audio: bool = True,
                  progress: bool = True, strict: bool = False) -> dict:
-    """Run (or resume) every stage; returns the results dict written to report.json."""
-    from ..data import channel_stats, load_feature_split, load_feature_stats, save_feature_stats, standardize
-    from ..data import unstandardize
-    from ..evaluate import evaluate_training_set, random_real_subset
+    """Run (or resume) every stage; returns the results dict written to report.json (with "failures")."""
+    from ..data import load_feature_split
+    from ..distill import distill
+    from ..evaluate import evaluate_training_set, herding_subset, random_real_subset
     from ..experts import load_trajectories, train_experts
+    from ..models import build_model
     from ..report import write_report
+    from .reconstruct import write_distilled_audio
 
     cpcs = sorted(set(int(c) for c in cpcs))
     if not cpcs or min(cpcs) < 1:
@@ -162,86 +204,98 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
 
     def features_stage():
         split = load_feature_split(data, preset.features, cache_dir=out / "cache", progress=progress,
-                                   max_per_class=max_per_class, strict=strict)
-        stats_path = out / "feature_stats.pt"
-        if preset.standardize:
-            if stats_path.is_file():
-                mean, std = load_feature_stats(stats_path, preset.features)
-            else:
-                mean, std = channel_stats(split.x_train)
-                save_feature_stats(stats_path, mean, std, preset.features)
-            split.x_train, split.x_test = standardize(split.x_train, mean, std), standardize(split.x_test, mean, std)
-            return split, (mean, std)
-        return split, None
+                                   max_per_class=max_per_class, strict=strict, val_fraction=preset.val_fraction)
+        return split.standardized() if preset.standardize else split
 
-    split, stats = stages.run("features", features_stage)
+    split = stages.run("features", features_stage)
     smallest = int(torch.bincount(split.y_train, minlength=split.num_classes).min())
     if max(cpcs) > smallest:
-        raise ParameterError(f"--cpc {max(cpcs)} exceeds the smallest class's {smallest} training clips")
-    from ..distill import distill
+        raise ParameterError(f"--cpc {max(cpcs)} exceeds the smallest class's {smallest} training clips "
+                             f"(after the validation split)")
     expert_dir = out / "experts"
     stages.run("experts", lambda: train_experts(split, preset.expert, expert_dir, resume=True, progress=progress))
     trajectories = load_trajectories(expert_dir, preset.features)
+    embed_net = build_model(preset.expert.model, split.in_shape, split.num_classes)
+    has_val = split.x_val is not None
 
     eval_path = out / "eval.json"
     accuracy: dict = json.loads(eval_path.read_text()) if eval_path.is_file() else {}
 
-    def evaluate_once(key: List[str], xs, ys, config, lr=None) -> None:
+    def evaluate_once(key: List[str], xs, ys, config, models, lr=None, tag=None) -> None:
+        """Evaluate (xs, ys) on each model unless eval.json holds a result with the same ``tag``."""
         node = accuracy
         for k in key[:-1]:
             node = node.setdefault(k, {})
-        for name in config.models:
-            if name in node.get(key[-1], {}):
+        for name in models:
+            done = node.get(key[-1], {}).get(name)
+            if done is not None and done.get("tag") == tag:
                 continue
             progress_file = out / "eval_progress" / f"{'_'.join(key)}_{name}.pt"
+            if done is not None:
+                progress_file.unlink(missing_ok=True)
             r = evaluate_training_set(xs, ys, split.x_test, split.y_test, preset.expert.model.replace(name=name),
-                                      config, lr=lr, progress=progress, checkpoint=progress_file)
+                                      config, lr=lr, progress=progress, checkpoint=progress_file,
+                                      x_val=split.x_val, y_val=split.y_val)
+            r["tag"] = tag
             node.setdefault(key[-1], {})[name] = r
             atomic_write_json(eval_path, accuracy)
 
     def monitor(xs, ys, lr):
-        """One evaluation net, used by distill every eval_every iterations."""
-        return evaluate_training_set(xs, ys, split.x_test, split.y_test, preset.expert.model,
-                                     preset.eval.replace(num_nets=1), lr=lr)
+        """One evaluation net on the validation split (never the test split), every eval_every iterations."""
+        _, x_mon, y_mon = split.monitor_set()
+        return evaluate_training_set(xs, ys, x_mon, y_mon, preset.expert.model, preset.eval.replace(num_nets=1),
+                                     lr=lr)
 
-    distilled_sets, alphas, audio_files = {}, {}, {}
-    for cpc in cpcs:
+    distilled_sets, alphas, audio_files, iterations = {}, {}, {}, {}
+    cross_cpc = preset.cross_cpc if preset.cross_cpc in cpcs else None
+
+    def cpc_stage(cpc: int) -> None:
         cpc_dir = out / f"cpc{cpc}"
         distilled_file = cpc_dir / "distilled.pt"
         config = preset.distill.replace(cpc=cpc)
-        if not distilled_file.is_file():
+        current = _load_distilled(distilled_file) if distilled_file.is_file() else None
+        if current is None or current["iterations"] < config.iterations:
             result = stages.run(f"distill cpc{cpc}", lambda: distill(
                 split.x_train, split.y_train, trajectories, config, out_dir=cpc_dir, resume=True,
                 evaluate_fn=monitor if config.eval_every else None, progress=progress))
-            if not distilled_file.is_file():
-                result.save(distilled_file, preset.features, preset.expert)
-        obj = load_artifact(distilled_file, kind="distilled")
-        feats, labels = obj["features"].float(), obj["labels"].long()
-        alpha = float(torch.as_tensor(obj["alpha"]))
-        distilled_sets[cpc], alphas[f"cpc{cpc}"] = (feats, labels), alpha
-        stages.run(f"evaluate cpc{cpc}", lambda: (
-            evaluate_once([f"cpc{cpc}", "distilled"], feats, labels, preset.eval, lr=alpha),
-            evaluate_once([f"cpc{cpc}", "random"], *random_real_subset(split.x_train, split.y_train, cpc,
-                                                                      seed=preset.eval.seed), preset.eval)))
-        raw = unstandardize(feats, *stats) if stats is not None else feats
-        raw_file = cpc_dir / "distilled_raw.pt"
-        if not raw_file.is_file():
-            save_artifact(raw_file, "distilled_raw", {"features": raw, "labels": labels},
-                          config={"features": preset.features.to_dict(), "class_names": split.class_names})
+            result.save(distilled_file, preset.features, preset.expert, split.class_names)
+            current = _load_distilled(distilled_file)
+            shutil.rmtree(cpc_dir / "audio", ignore_errors=True)          # made from the previous set
+        feats, labels = current["features"], current["labels"]
+        distilled_sets[cpc], alphas[f"cpc{cpc}"] = (feats, labels), current["alpha"]
+        iterations[f"cpc{cpc}"] = current["iterations"]
+        tag = f"iterations={current['iterations']}"
+        models = preset.eval.models + (preset.cross_models if cpc == cross_cpc else ())
+        stages.run(f"evaluate cpc{cpc}", lambda: evaluate_once(
+            [f"cpc{cpc}", "distilled"], feats, current["targets"], preset.eval, models, lr=current["alpha"], tag=tag))
+        baselines = {"random": lambda: random_real_subset(split.x_train, split.y_train, cpc, seed=preset.eval.seed),
+                     "herding": lambda: herding_subset(split.x_train, split.y_train, cpc, embed_net,
+                                                       trajectories.params[0][-1])}
+        for name in preset.baselines:
+            xs, ys = baselines[name]()
+            stages.run(f"evaluate cpc{cpc}", lambda: evaluate_once(
+                [f"cpc{cpc}", name], xs, ys, preset.eval, models))
         manifest = cpc_dir / "audio" / "manifest.csv"
         if audio and not manifest.is_file():
-            stages.run(f"audio cpc{cpc}", lambda: _reconstruct(raw, labels, split.class_names, preset.features,
-                                                               cpc_dir / "audio"))
+            stages.guarded(f"audio cpc{cpc}", lambda: stages.run(
+                f"audio cpc{cpc}", lambda: write_distilled_audio(distilled_file, cpc_dir / "audio")), progress)
         if manifest.is_file():
             audio_files[f"cpc{cpc}"] = str(manifest.relative_to(out))
-    stages.run("evaluate full", lambda: evaluate_once(["full"], split.x_train, split.y_train, preset.eval_full))
+
+    for cpc in cpcs:
+        stages.guarded(f"cpc{cpc}", lambda: cpc_stage(cpc), progress)
+    stages.guarded("evaluate full", lambda: stages.run("evaluate full", lambda: evaluate_once(
+        ["full"], split.x_train, split.y_train, preset.eval_full, preset.eval_full.models)), progress)
 
     results = {"preset": preset.to_dict(), "data": str(data), "cpcs": cpcs, "classes": split.class_names,
-               "num_train": len(split.y_train), "num_test": len(split.y_test),
+               "num_train": len(split.y_train), "num_val": len(split.y_val) if has_val else 0,
+               "num_test": len(split.y_test), "reported_split": "test",
                "accuracy": {k: v for k, v in accuracy.items() if k == "full" or k in {f"cpc{c}" for c in cpcs}},
-               "alpha": alphas, "stage_seconds": stages.seconds, "audio": audio_files,
+               "alpha": alphas, "iterations": iterations, "stage_seconds": stages.seconds,
+               "threads": torch.get_num_threads(), "audio": audio_files,
                "skipped": [list(s) for s in split.skipped]}
-    write_report(out, results, distilled_sets)
+    results["failures"] = stages.failures
+    stages.guarded("report", lambda: write_report(out, results, distilled_sets), progress)
     return results
 
 
@@ -250,12 +304,19 @@ def main(args: argparse.Namespace) -> int:
     results = run_pipeline(args.data, args.cpc, args.out, preset, resume=args.resume, overwrite=args.overwrite,
                            max_per_class=args.max_per_class, audio=not args.no_audio, strict=args.strict)
     for cpc in results["cpcs"]:
-        acc = results["accuracy"][f"cpc{cpc}"]
-        for model in acc["distilled"]:
-            d, r = acc["distilled"][model], acc["random"][model]
-            print(f"CPC {cpc:3d} {model:8s} distilled {100 * d['mean']:.2f} +- {100 * d['std']:.2f} %   "
-                  f"random real {100 * r['mean']:.2f} +- {100 * r['std']:.2f} %")
+        acc = results["accuracy"].get(f"cpc{cpc}", {})
+        for model, d in acc.get("distilled", {}).items():
+            rows = [f"distilled {100 * d['mean']:.2f} +- {100 * d['std']:.2f} %"]
+            for name in ("random", "herding"):
+                r = acc.get(name, {}).get(model)
+                if r:
+                    rows.append(f"{name} {100 * r['mean']:.2f} +- {100 * r['std']:.2f} %")
+            print(f"CPC {cpc:3d} {model:8s} " + "   ".join(rows) + "   (test split)")
     for model, r in results["accuracy"].get("full", {}).items():
-        print(f"full data {model:8s} {100 * r['mean']:.2f} +- {100 * r['std']:.2f} %")
+        print(f"full data {model:8s} {100 * r['mean']:.2f} +- {100 * r['std']:.2f} %   (test split)")
     print(f"report: {args.out / 'report.md'}")
+    if results["failures"]:
+        for failure in results["failures"]:
+            print(f"FAILED stage {failure['stage']}: {failure['error']}")
+        return 1
     return 0

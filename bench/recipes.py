@@ -131,9 +131,16 @@ def main() -> None:
                                      alpha=float(obj["alpha"]), history=obj["history"])
             row["loaded"] = args.load
         elif not args.no_distill:
+            # checkpoints keyed by the recipe without its iteration count: a later call with more
+            # iterations continues this distillation instead of starting again
+            recipe = {k: v for k, v in config.to_dict().items() if k not in ("iterations", "checkpoint_every")}
+            ckpt = args.work / ("distill_" + hashlib.sha256(json.dumps([recipe, key], sort_keys=True)
+                                                            .encode()).hexdigest()[:12])
             t0 = time.perf_counter()
-            result = distill(split.x_train, split.y_train, traj, config, progress=False)
+            result = distill(split.x_train, split.y_train, traj, config.replace(checkpoint_every=10), out_dir=ckpt,
+                             resume=True, progress=False)
             row["seconds"]["distill"] = time.perf_counter() - t0
+            row["distill_folder"] = str(ckpt)
             if args.save:
                 result.save(args.work / f"{args.tag}_cpc{cpc}.pt", split.feature_config, expert)
         if args.load or not args.no_distill:

@@ -201,7 +201,6 @@ class DistillConfig(_Config):
     seed: int = 0
     compile: bool = True                # torch.compile the reverse mode's per-step functions (eager fallback)
     augment: Optional[Augment] = None   # applied to every student step (None: no augmentation)
-    init: str = "random"                # initial clips: "random" real ones, or a "herding" coreset in an expert's embedding
     labels: str = "hard"                # "hard" (class indices) | "soft" (learned logits, initialised from an expert)
     lr_labels: float = 10.0             # SGD step on the soft-label logits (labels="soft")
     label_expert_epoch: int = -1        # the expert snapshot whose logits initialise soft labels (-1: the last)

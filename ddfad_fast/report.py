@@ -58,6 +58,27 @@ def _accuracy_table(results: dict, split: str) -> List[str]:
     return lines
 
 
+def _ablation_table(results: dict) -> List[str]:
+    """Channel ablation at the cross-architecture CPC (test split, convnet): FD-MFCC vs fewer channels."""
+    ablation = results["accuracy"].get("ablation")
+    cpc = results.get("cross_cpc")
+    if not ablation or cpc is None:
+        return []
+    names = {"ch1": "MFCC (1 channel)", "ch2": "MFCC + delta (2 channels)"}
+    main = results["accuracy"].get(f"cpc{cpc}", {})
+    rows = [("FD-MFCC (3 channels)", main.get("distilled", {}).get("convnet"), main.get("random", {}).get("convnet"),
+             results["accuracy"].get("full", {}).get("convnet"))]
+    for key in sorted(ablation, reverse=True):
+        entry = ablation[key]
+        rows.append((names.get(key, key), entry.get("distilled", {}).get("convnet"),
+                     entry.get("random", {}).get("convnet"), entry.get("full", {}).get("convnet")))
+    lines = ["", f"## Channel ablation (CPC {cpc}, convnet, test accuracy %)", "",
+             "Each row has its own experts and distillation on the channels named.", "",
+             "| features | distilled | random real | full data |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {_pct(d)} | {_pct(r)} | {_pct(f)} |" for name, d, r, f in rows]
+    return lines
+
+
 def markdown(results: dict, notes: List[str]) -> str:
     """The report.md text: accuracy vs CPC per architecture (test, then validation), timings, config."""
     preset = results["preset"]
@@ -75,6 +96,7 @@ def markdown(results: dict, notes: List[str]) -> str:
         lines += ["", "## Validation accuracy (%)", "",
                   "The split carved from the training clips, on which every choice of the preset was made.", ""]
         lines += _accuracy_table(results, "val")
+    lines += _ablation_table(results)
     if results.get("failures"):
         lines += ["", "## Failed stages", ""]
         lines += [f"- **{f['stage']}**: {f['error']}" for f in results["failures"]]

@@ -130,3 +130,26 @@ def test_run_resume_to_more_iterations(tmp_path):
     history = torch.load(out / "cpc1" / "distilled.pt", weights_only=True)["history"]
     assert len(history["loss"]) == 4 and [s["start_iteration"] for s in history["sessions"]] == [0, 2]
     assert (out / "cpc1" / "audio" / "manifest.csv").is_file()
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_run_cross_architecture_and_channel_ablation(tmp_path):
+    """At the cross CPC the distilled set is also trained on other architectures, and the ablation rows
+    distil and evaluate on the first 1 and 2 channels with their own experts."""
+    from test_reconstruct_range import _tone_dataset
+    _tone_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--out", str(out), "--width", "4",
+                 "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1", "--syn-steps", "2",
+                 "--no-compile", "--num-nets", "1", "--eval-epochs", "2", "--full-epochs", "1", "--no-audio",
+                 "--cross-cpc", "1", "--cross-models", "vgg", "--ablation", "1,2"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["accuracy"]["cpc1"]["distilled"]) == {"convnet", "vgg"}
+    assert set(report["accuracy"]["cpc1"]["random"]) == {"convnet", "vgg"}
+    for k in (1, 2):
+        rows = report["accuracy"]["ablation"][f"ch{k}"]
+        assert set(rows) == {"distilled", "random", "full"} and "val_mean" in rows["distilled"]["convnet"]
+        assert torch.load(out / "ablation" / f"ch{k}" / "cpc1" / "distilled.pt",
+                          weights_only=True)["features"].shape[1] == k
+    md = (out / "report.md").read_text()
+    assert "Channel ablation (CPC 1" in md and "| MFCC (1 channel) |" in md and "| 1 | vgg |" in md

@@ -73,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--models", default=None, help="evaluation architectures, comma-separated")
     group.add_argument("--cross-models", default=None,
                        help="architectures the distilled set is also evaluated on at --cross-cpc ('' for none)")
+    group.add_argument("--ablation", default=None, metavar="K,...",
+                       help="also distil and evaluate at --cross-cpc with only the first K channels "
+                            "(1 = MFCC, 2 = MFCC + delta), e.g. 1,2 ('' for none)")
+    group.add_argument("--cross-cpc", type=int, default=None, help="the CPC of the cross-architecture and ablation rows")
     group.add_argument("--no-audio", action="store_true", help="skip reconstruction to WAV")
 
 
@@ -113,7 +117,14 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
     cross = preset.cross_models
     if getattr(args, "cross_models", None) is not None:
         cross = tuple(m.strip() for m in args.cross_models.split(",") if m.strip())
-    return preset.replace(expert=expert, distill=distill, eval=ev, eval_full=ev_full, cross_models=cross)
+    changes = {}
+    if getattr(args, "ablation", None) is not None:
+        changes["ablation_channels"] = tuple(int(k) for k in args.ablation.split(",") if k.strip())
+        if any(k not in (1, 2) for k in changes["ablation_channels"]):
+            raise ParameterError(f"--ablation takes channel counts 1 and/or 2, got {args.ablation!r}")
+    if getattr(args, "cross_cpc", None) is not None:
+        changes["cross_cpc"] = args.cross_cpc
+    return preset.replace(expert=expert, distill=distill, eval=ev, eval_full=ev_full, cross_models=cross, **changes)
 
 
 def _comparable(run_config: dict) -> dict:
@@ -175,6 +186,17 @@ class _Stages:
             return None
 
 
+def _channels(split, k: int):
+    """``split`` with only its first ``k`` feature channels (and their standardisation)."""
+    import dataclasses
+
+    from ..data import FeatureNorm
+    cut = (lambda x: None if x is None else x[:, :k].contiguous())
+    norm = None if split.norm is None else FeatureNorm(split.norm.mean[:k], split.norm.std[:k])
+    return dataclasses.replace(split, x_train=cut(split.x_train), x_test=cut(split.x_test), x_val=cut(split.x_val),
+                               norm=norm)
+
+
 def _load_distilled(path: Path) -> dict:
     obj = load_artifact(path, kind="distilled")
     return {"features": obj["features"].float(), "labels": obj["labels"].long(),
@@ -221,8 +243,10 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     eval_path = out / "eval.json"
     accuracy: dict = json.loads(eval_path.read_text()) if eval_path.is_file() else {}
 
-    def evaluate_once(key: List[str], xs, ys, config, models, lr=None, tag=None) -> None:
-        """Evaluate (xs, ys) on each model unless eval.json holds a result with the same ``tag``."""
+    def evaluate_once(key: List[str], xs, ys, config, models, lr=None, tag=None, data=None) -> None:
+        """Evaluate (xs, ys) on each model unless eval.json holds a result with the same ``tag``; tested on
+        ``data``'s test and validation clips (default: the run's split)."""
+        data = data or split
         node = accuracy
         for k in key[:-1]:
             node = node.setdefault(k, {})
@@ -233,9 +257,9 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
             progress_file = out / "eval_progress" / f"{'_'.join(key)}_{name}.pt"
             if done is not None:
                 progress_file.unlink(missing_ok=True)
-            r = evaluate_training_set(xs, ys, split.x_test, split.y_test, preset.expert.model.replace(name=name),
+            r = evaluate_training_set(xs, ys, data.x_test, data.y_test, preset.expert.model.replace(name=name),
                                       config, lr=lr, progress=progress, checkpoint=progress_file,
-                                      x_val=split.x_val, y_val=split.y_val)
+                                      x_val=data.x_val, y_val=data.y_val)
             r["tag"] = tag
             node.setdefault(key[-1], {})[name] = r
             atomic_write_json(eval_path, accuracy)
@@ -284,13 +308,43 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
 
     for cpc in cpcs:
         stages.guarded(f"cpc{cpc}", lambda: cpc_stage(cpc), progress)
+
+    def ablation_stage(k: int) -> None:
+        """Experts, distillation at cross_cpc and evaluation with the first ``k`` channels only."""
+        sub = _channels(split, k)
+        folder = out / "ablation" / f"ch{k}"
+        stages.run(f"ablation ch{k}", lambda: train_experts(sub, preset.expert, folder / "experts", resume=True,
+                                                            progress=progress))
+        traj = load_trajectories(folder / "experts", preset.features)
+        distilled_file = folder / f"cpc{cross_cpc}" / "distilled.pt"
+        config = preset.distill.replace(cpc=cross_cpc)
+        if not distilled_file.is_file() or _load_distilled(distilled_file)["iterations"] < config.iterations:
+            result = stages.run(f"ablation ch{k}", lambda: distill(
+                sub.x_train, sub.y_train, traj, config, out_dir=distilled_file.parent, resume=True, progress=progress))
+            result.save(distilled_file, preset.features, preset.expert, split.class_names)
+        current = _load_distilled(distilled_file)
+        tag = f"iterations={current['iterations']}"
+        models = ("convnet",)
+        rows = [("distilled", current["features"], current["targets"], preset.eval, current["alpha"], tag),
+                ("random", *random_real_subset(sub.x_train, sub.y_train, cross_cpc, seed=preset.eval.seed),
+                 preset.eval, None, None),
+                ("full", sub.x_train, sub.y_train, preset.eval_full, None, None)]
+        for name, xs, ys, config_, lr, tag_ in rows:
+            stages.run(f"ablation ch{k}", lambda: evaluate_once(["ablation", f"ch{k}", name], xs, ys, config_, models,
+                                                                lr=lr, tag=tag_, data=sub))
+
+    if cross_cpc is not None:
+        for k in preset.ablation_channels:
+            stages.guarded(f"ablation ch{k}", lambda: ablation_stage(k), progress)
     stages.guarded("evaluate full", lambda: stages.run("evaluate full", lambda: evaluate_once(
         ["full"], split.x_train, split.y_train, preset.eval_full, preset.eval_full.models)), progress)
 
     results = {"preset": preset.to_dict(), "data": str(data), "cpcs": cpcs, "classes": split.class_names,
                "num_train": len(split.y_train), "num_val": len(split.y_val) if has_val else 0,
                "num_test": len(split.y_test), "reported_split": "test",
-               "accuracy": {k: v for k, v in accuracy.items() if k == "full" or k in {f"cpc{c}" for c in cpcs}},
+               "accuracy": {k: v for k, v in accuracy.items() if k in ("full", "ablation") or
+                            k in {f"cpc{c}" for c in cpcs}},
+               "cross_cpc": cross_cpc,
                "alpha": alphas, "iterations": iterations, "stage_seconds": stages.seconds,
                "threads": torch.get_num_threads(), "audio": audio_files,
                "skipped": [list(s) for s in split.skipped]}

@@ -159,3 +159,19 @@ def test_temporaries_of_a_killed_write_are_removed_when_the_file_is_written_agai
     assert all(p.exists() for p in other)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in other] + ["r.json", "clip[1].wav"])
 
+
+def test_cli_sub_command_that_fails_to_import_is_an_error(monkeypatch, capsys):
+    import importlib
+    from ddfad_fast import cli
+    real = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name == "ddfad_fast.commands.bench":
+            raise ImportError("No module named 'some_dependency'")
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(cli.importlib, "import_module", broken)
+    assert cli_main(["features", "--help"]) == 1
+    err = capsys.readouterr().err
+    assert "'bench'" in err and "some_dependency" in err, err
+    with pytest.raises(cli.CommandImportError, match="bench"):
+        cli._build_parser()

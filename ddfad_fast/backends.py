@@ -72,7 +72,8 @@ _EXERCISED: Set[Tuple[str, str, str]] = set()   # (op, backend, device type) of 
 # ----------------------------------------------------------------------------------------------------
 # registration
 def recorded(op: str, backend: str) -> Callable[[Callable], Callable]:
-    """Decorator for a backend implementation: each call notes (op, backend, device of its first tensor) for :func:`exercised`."""
+    """Decorator for a backend implementation: each eager call notes (op, backend, device of its first tensor) for
+    :func:`exercised` (calls traced by torch.compile are not noted, so compiled graphs stay whole)."""
     def wrap(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(*args, **kwargs):

@@ -4,6 +4,7 @@
 * CUDA sources (``csrc/cuda/*.cu`` plus their ``*.cpp`` bindings) are added when the installed torch
   has CUDA and a CUDA toolkit (nvcc) is found, or when ``DDFAD_FORCE_CUDA=1``.
 * ``DDFAD_NO_CUDA=1`` builds the CPU sources only; ``DDFAD_NO_EXT=1`` skips the extension entirely; ``import ddfad_fast`` never needs it.
+* ``DDFAD_REQUIRE_EXT=1`` (CI) makes a build that would skip the extension an error.
 
 Install torch first, then ``pip install --no-build-isolation -e .``.
 """
@@ -17,12 +18,18 @@ from setuptools import setup
 
 
 def _extensions():
+    required = os.environ.get("DDFAD_REQUIRE_EXT", "0") == "1"
     if os.environ.get("DDFAD_NO_EXT", "0") == "1":
+        if required:
+            sys.exit("ddfad_fast: DDFAD_REQUIRE_EXT=1 and DDFAD_NO_EXT=1 contradict each other")
         return [], {}
     try:
         import torch
         from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
-    except ImportError:  # torch not installed yet: pure-python install
+    except ImportError as exc:  # torch not installed yet: pure-python install
+        if required:
+            sys.exit(f"ddfad_fast: DDFAD_REQUIRE_EXT=1 but torch is not importable at build time ({exc}); "
+                     "install torch first and build with --no-build-isolation")
         print("ddfad_fast: torch not importable at build time, skipping the extension", file=sys.stderr)
         return [], {}
 

@@ -49,7 +49,20 @@ def git_commit() -> str:
     return os.environ.get("DDFAD_GIT_COMMIT", "unknown")
 
 
+def backend_info() -> Dict[str, object]:
+    """Whether ddfad_fast._C loaded (else why not), the backends that can run each op here, the automatic
+    choice per op and device (float32), and the implementations that ran in this process so far."""
+    try:
+        from ddfad_fast import backends, cpu_backend
+        return {"extension_loaded": cpu_backend.extension_loaded(), "extension_error": cpu_backend.extension_error(),
+                "available": backends.available(), "automatic_choice": backends.default_choice(),
+                "ran": backends.exercised()}
+    except Exception as exc:  # the facts of a broken install are worth recording, not a crash at the end of a run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def machine_info() -> Dict[str, object]:
+    """The machine, library versions, git commit, load average and ddfad_fast backends (:func:`backend_info`)."""
     info: Dict[str, object] = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
@@ -69,6 +82,7 @@ def machine_info() -> Dict[str, object]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
+    info["ddfad_backends"] = backend_info()
     return info
 
 

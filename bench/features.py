@@ -1,15 +1,22 @@
-"""CPU benchmark of fd_mfcc: our fast backends vs librosa called per clip vs our plain-torch reference.
+"""CPU benchmark of fd_mfcc: our public function vs librosa called once per clip vs torchaudio.
 
 For the FSDD preset (8 kHz, n_fft 256, hop 80) and speech16k (16 kHz, n_fft 512, hop 128; FSDD clips
 resampled with ddfad_fast.audio.resample) and B in {1, 64, 256} real FSDD clips (float32, 1 s):
-median ms per batch over >= 20 timed runs after warm-up (each implementation after a short idle
-pause, so the thread pools of the one before have stopped spinning), clips/s, and the ratio vs
-librosa, vs the reference and vs torchaudio (MFCC + compute_deltas twice, batched; a row only where
-torchaudio imports beside this torch build). librosa per clip = preemphasis + stft + |.|^2 + melspectrogram + power_to_db + mfcc +
-delta + delta (order 2), the work of one fd_mfcc row. Backends: ``cpu`` (C++ extension) and
-``numba`` (forced-only, benchmarked for the record) when they can run here.
+median ms per batch over the timed runs (default 20) after warm-up (each implementation after a short
+idle pause, so the thread pools of the one before have stopped spinning), clips/s, and the ratio vs
+librosa, vs our reference and vs torchaudio.
 
-Prints a table and writes bench/results/features.json. Usage: python bench/features.py [--quick]
+Every implementation is timed through its public API, doing the same work from the same (B, L) batch:
+ours is ``ddfad_fast.fd_mfcc(waves, sr, config, backend=NAME)`` (input checks, pad/crop and dispatch
+included) for each backend that runs here: ``cpu`` (C++ extension), ``numba`` (forced-only, for the
+record) and ``reference`` (plain torch); ``librosa_loop`` calls librosa once per clip in a Python loop
+(preemphasis + stft + |.|^2 + melspectrogram + power_to_db + mfcc + delta + delta of order 2, the work of
+one fd_mfcc row: librosa 0.11 shares one top_db floor across a batch, so a batched call would compute
+something else); ``torchaudio`` is its MFCC + compute_deltas twice on the whole batch (a row only where
+torchaudio imports beside this torch build).
+
+Prints a table and writes features.json (git commit, machine, the backends that ran and whether the
+extension loaded) to bench/results/ or --out. Usage: python bench/features.py [--quick] [--repeats N] [--out DIR]
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fastest, print_table, torchaudio_fd_mfcc, write_json  # noqa: E402
 
+import ddfad_fast  # noqa: E402
 from ddfad_fast import backends  # noqa: E402
 from ddfad_fast.audio import resample  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
@@ -95,12 +103,38 @@ def librosa_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> List[np.ndarray]:
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 repeats, B in {1, 64}: a smoke run")
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs per row (default 20)")
+def bench_args(description: str, quick_batches: str) -> argparse.Namespace:
+    """The options shared by the CPU benchmarks: --quick, --repeats, --out."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=f"3 repeats, B in {{{quick_batches}}}: a smoke run")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs per row (default 20; 3 with --quick); fewer than 20 is a smoke run")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for the JSON (default bench/results, or $DDFAD_BENCH_OUT)")
     args = parser.parse_args()
-    repeats = 3 if args.quick else max(20, args.repeats)
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 20
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    return args
+
+
+def ours(op: str, probe: torch.Tensor, names) -> List[str]:
+    """Those of ``names`` that can run ``op`` on ``probe`` here (the others are reported and skipped)."""
+    found = []
+    for name in names:
+        try:
+            backends.get(op, probe, backend=name)
+        except BackendUnavailableError as exc:
+            print(f"skip {name}: {exc}", file=sys.stderr)
+            continue
+        found.append(name)
+    return found
+
+
+def main() -> int:
+    args = bench_args(__doc__, "1, 64")
+    repeats = args.repeats
     batches = (1, 64) if args.quick else (1, 64, 256)
     rows: List[Dict[str, object]] = []
     load_before = os.getloadavg()
@@ -108,19 +142,14 @@ def main() -> int:
         for batch in batches:
             waves = fsdd_clips(cfg, batch)
             clips = waves.numpy()
-            fns: Dict[str, Callable[[], object]] = {"librosa": lambda: librosa_fd_mfcc(clips, cfg)}
-            for name in FAST_BACKENDS + ("reference",):
-                try:
-                    fn = backends.get("fd_mfcc", waves, backend=name)[1]
-                except BackendUnavailableError as exc:
-                    print(f"skip {name}: {exc}", file=sys.stderr)
-                    continue
-                fns[name] = (lambda f: lambda: f(waves, cfg))(fn)
+            fns: Dict[str, Callable[[], object]] = {"librosa_loop": lambda: librosa_fd_mfcc(clips, cfg)}
+            for name in ours("fd_mfcc", waves, FAST_BACKENDS + ("reference",)):
+                fns[name] = (lambda b: lambda: ddfad_fast.fd_mfcc(waves, cfg.sample_rate, cfg, backend=b))(name)
             anchor = torchaudio_fd_mfcc(cfg)
             if anchor is not None:
                 fns["torchaudio"] = lambda: anchor(waves)
             timings = time_each(fns, repeats)
-            lib, ref = timings["librosa"]["median_s"], timings["reference"]["median_s"]
+            lib, ref = timings["librosa_loop"]["median_s"], timings["reference"]["median_s"]
             ta = timings.get("torchaudio", {}).get("median_s")
             for name, t in timings.items():
                 med = t["median_s"]
@@ -134,9 +163,15 @@ def main() -> int:
     print("fastest CPU backend:", winners)
     extra = {"load_avg_before": load_before, "load_avg_after": os.getloadavg(), "repeats": repeats,
              "threads": torch.get_num_threads(), "dtype": "float32", "winners": winners,
-             "notes": ("librosa timed per clip in a Python loop over the batch; input: real FSDD clips; each "
-                       "implementation timed after 0.5 s idle so other libraries' spinning thread pools settle")}
-    print("wrote", write_json("features", rows, extra))
+             "impls": {"cpu / numba / reference": "ddfad_fast.fd_mfcc(waves, sr, config, backend=NAME): the public "
+                                                  "function, input checks and dispatch included",
+                       "librosa_loop": "librosa called once per clip in a Python loop over the batch (public "
+                                       "functions: effects.preemphasis, stft, feature.melspectrogram, power_to_db, "
+                                       "feature.mfcc, feature.delta x2)",
+                       "torchaudio": "transforms.MFCC + functional.compute_deltas twice, one batched call"},
+             "notes": ("input: real FSDD clips; each implementation timed after 0.5 s idle so other libraries' "
+                       "spinning thread pools settle")}
+    print("wrote", write_json("features", rows, extra, out_dir=args.out))
     return 0
 
 

@@ -169,7 +169,8 @@ def main() -> None:
             row["acc"]["full"] = [r["mean"], r["std"]]
             row["seconds"]["eval full"] = time.perf_counter() - t0
         row["machine"] = {k: v for k, v in machine_info().items() if k in ("date", "git_commit", "gpu", "cpu_count",
-                                                                            "load_average_1_5_15", "torch")}
+                                                                            "load_average_1_5_15", "torch",
+                                                                            "ddfad_backends")}
         row["device"] = str(device)
         rows.append(row)
         args.log.parent.mkdir(parents=True, exist_ok=True)

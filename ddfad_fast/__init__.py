@@ -12,8 +12,8 @@ import importlib
 from typing import Any
 
 from .config import DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig, ReconstructConfig
-from .errors import (AudioFileError, BackendUnavailableError, DDFADError, FileFormatError, ParameterError,
-                     ResourceError)
+from .errors import (AudioFileError, BackendFallbackWarning, BackendUnavailableError, DDFADError, FileFormatError,
+                     ParameterError, ResourceError)
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ _LAZY = {
 __all__ = sorted(list(_LAZY) + [
     "FeatureConfig", "ReconstructConfig", "ModelConfig", "ExpertConfig", "DistillConfig", "EvalConfig",
     "DDFADError", "ParameterError", "AudioFileError", "BackendUnavailableError", "FileFormatError", "ResourceError",
+    "BackendFallbackWarning",
 ])
 
 

@@ -13,8 +13,12 @@ from typing import List, Optional
 
 from .errors import DDFADError, ParameterError, FileFormatError, ResourceError
 
-COMMANDS = ("features", "reconstruct", "data", "experts", "distill", "evaluate", "run", "bench")
+COMMANDS = ("features", "reconstruct", "data", "experts", "distill", "evaluate", "run", "bench", "backends")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class CommandImportError(DDFADError, ImportError):
+    """A sub-command module that cannot be imported: a broken install, never a command to drop in silence."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -23,8 +27,9 @@ def _build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"ddfad_fast.commands.{name}")
-        except ImportError:
-            continue
+        except ImportError as exc:
+            raise CommandImportError(f"sub-command {name!r} cannot be loaded: ddfad_fast.commands.{name} failed to "
+                                     f"import ({type(exc).__name__}: {exc})") from exc
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(_main=module.main)
@@ -32,7 +37,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = _build_parser()
+    try:
+        parser = _build_parser()
+    except CommandImportError as exc:
+        print(f"ddfad: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     args = parser.parse_args(argv)
     if getattr(args, "_main", None) is None:
         parser.print_help()

@@ -20,7 +20,7 @@ import importlib
 import importlib.util
 import math
 from functools import lru_cache
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -39,16 +39,27 @@ NUMBA_FEATURE_CHUNK = 32
 
 # ----------------------------------------------------------------------------------------------------
 # availability
+_extension_error: Optional[str] = None
+
+
 @lru_cache(maxsize=1)
 def extension_loaded() -> bool:
-    """True when ``ddfad_fast._C`` imports and defines the CPU operators."""
+    """True when ``ddfad_fast._C`` imports and defines the CPU operators (else :func:`extension_error` says why)."""
+    global _extension_error
     try:
         importlib.import_module("ddfad_fast._C")
         torch.ops.ddfad.fd_mfcc  # noqa: B018  (AttributeError when the build predates the op)
         torch.ops.ddfad.griffin_lim  # noqa: B018
-    except (ImportError, AttributeError, RuntimeError, OSError):
+    except (ImportError, AttributeError, RuntimeError, OSError) as exc:
+        _extension_error = f"{type(exc).__name__}: {exc}"
         return False
+    _extension_error = None
     return True
+
+
+def extension_error() -> Optional[str]:
+    """Why ``ddfad_fast._C`` cannot be used (its import error), or None when it loads."""
+    return None if extension_loaded() else _extension_error
 
 
 @lru_cache(maxsize=1)
@@ -57,11 +68,15 @@ def numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+def _extension_reason() -> str:
+    return f"the C++ extension ddfad_fast._C did not load ({extension_error()})"
+
+
 def _ops():
     """``torch.ops.ddfad``, after loading the extension that defines its CPU operators."""
     if not extension_loaded():
-        raise BackendUnavailableError("the C++ extension ddfad_fast._C is not built (pip install --no-build-isolation "
-                                      "-e . builds it; DDFAD_NO_EXT=1 skips it)")
+        raise BackendUnavailableError(f"{_extension_reason()}; pip install --no-build-isolation -e . builds it "
+                                      "(DDFAD_NO_EXT=1 skips it)")
     return torch.ops.ddfad
 
 
@@ -149,11 +164,13 @@ def _fd_mfcc_cpu(waves: Tensor, config: FeatureConfig, with_deltas: bool) -> Ten
                                    float(config.amin), _ref_db(config), top_db, with_deltas, FEATURE_GROUP)
 
 
+@backends.recorded("fd_mfcc", "cpu")
 def fd_mfcc_cpu(waves: Tensor, config: FeatureConfig) -> Tensor:
     """FD-MFCC with the C++ extension: (B, L) float32/float64 contiguous -> (B, 3, n_mfcc, T), same dtype."""
     return _fd_mfcc_cpu(waves, config, True)
 
 
+@backends.recorded("mfcc", "cpu")
 def mfcc_cpu(waves: Tensor, config: FeatureConfig) -> Tensor:
     """MFCCs with the C++ extension: (B, L) -> (B, n_mfcc, T), same dtype."""
     return _fd_mfcc_cpu(waves, config, False)
@@ -166,6 +183,7 @@ def _gla_tables(n_fft: int, hop_length: int, win_length: int, window: str, n_fra
     return win, inv_env
 
 
+@backends.recorded("griffin_lim", "cpu")
 def griffin_lim_cpu(magnitude: Tensor, n_fft: int, hop_length: int, win_length: int, window: str, n_iter: int,
                     momentum: float, init_phase: Tensor, length: int) -> Tensor:
     """Fast Griffin-Lim with the C++ extension: magnitude (B, F, T), init_phase (B, F, T) complex -> (B, length)."""
@@ -196,16 +214,19 @@ def _fd_mfcc_numba(waves: Tensor, config: FeatureConfig, with_deltas: bool) -> T
     return out if with_deltas else out[:, 0]
 
 
+@backends.recorded("fd_mfcc", "numba")
 def fd_mfcc_numba(waves: Tensor, config: FeatureConfig) -> Tensor:
     """FD-MFCC with numba kernels: (B, L) float32/float64 -> (B, 3, n_mfcc, T), same dtype."""
     return _fd_mfcc_numba(waves, config, True)
 
 
+@backends.recorded("mfcc", "numba")
 def mfcc_numba(waves: Tensor, config: FeatureConfig) -> Tensor:
     """MFCCs with numba kernels: (B, L) -> (B, n_mfcc, T), same dtype."""
     return _fd_mfcc_numba(waves, config, False)
 
 
+@backends.recorded("griffin_lim", "numba")
 def griffin_lim_numba(magnitude: Tensor, n_fft: int, hop_length: int, win_length: int, window: str, n_iter: int,
                       momentum: float, init_phase: Tensor, length: int) -> Tensor:
     """Fast Griffin-Lim with numba overlap-add / step kernels around torch.fft; contract of :func:`griffin_lim_cpu`."""
@@ -229,8 +250,9 @@ def griffin_lim_numba(magnitude: Tensor, n_fft: int, hop_length: int, win_length
 # ----------------------------------------------------------------------------------------------------
 for _op, _cpu, _numba in (("fd_mfcc", fd_mfcc_cpu, fd_mfcc_numba), ("mfcc", mfcc_cpu, mfcc_numba),
                           ("griffin_lim", griffin_lim_cpu, griffin_lim_numba)):
-    backends.register(_op, "cpu", _cpu, devices=("cpu",), available=extension_loaded)
-    backends.register(_op, "numba", _numba, devices=("cpu",), available=numba_available)
+    backends.register(_op, "cpu", _cpu, devices=("cpu",), available=extension_loaded, why_unavailable=_extension_reason)
+    backends.register(_op, "numba", _numba, devices=("cpu",), available=numba_available,
+                      why_unavailable=lambda: "numba is not installed (pip install numba)")
     # measured on 2 cores (bench/results/*.json): the C++ backend wins every op, preset and batch size.
     # Without it, numba beats the reference for Griffin-Lim (3.3x at B=16) but not for fd_mfcc at B=64
     # (0.84x): numba is a fallback for griffin_lim only, and forced-only for the feature ops.

@@ -14,7 +14,11 @@ class AudioFileError(DDFADError, OSError):
 
 
 class BackendUnavailableError(DDFADError, RuntimeError):
-    """A backend that was asked for (e.g. with DDFAD_BACKEND) cannot run here."""
+    """A backend that was asked for (e.g. with DDFAD_BACKEND or DDFAD_REQUIRE_EXT) cannot run here."""
+
+
+class BackendFallbackWarning(RuntimeWarning):
+    """Dispatch passed over a faster backend that cannot run here; the message names it and the reason."""
 
 
 class FileFormatError(DDFADError, ValueError):

@@ -83,25 +83,48 @@ def _jit_build() -> None:
          is_python_module=False, verbose=os.environ.get("DDFAD_CUDA_JIT_VERBOSE", "0") == "1")
 
 
+_cuda_load_error: Optional[str] = None
+
+
 @functools.lru_cache(maxsize=1)
 def _cuda_ops_loaded() -> bool:
+    global _cuda_load_error
     if not torch.cuda.is_available():
         return False
     try:
         importlib.import_module("ddfad_fast._C")
-    except ImportError:
+    except ImportError as exc:
+        _cuda_load_error = f"ddfad_fast._C did not load ({type(exc).__name__}: {exc})"
         if os.environ.get("DDFAD_CUDA_JIT", "0") != "1":
             return False
         try:
             _jit_build()
         except Exception as exc:  # a failed build means "no cuda backend", once, not an error at every probe
-            warnings.warn(f"DDFAD_CUDA_JIT=1: building csrc/cuda failed: {exc}", RuntimeWarning)
+            _cuda_load_error = f"DDFAD_CUDA_JIT=1: building csrc/cuda failed: {exc}"
+            warnings.warn(_cuda_load_error, RuntimeWarning)
             return False
+    _cuda_load_error = None
     return True
 
 
 def _cuda_available(ops: Tuple[str, ...]) -> bool:
     return _cuda_ops_loaded() and all(_has_cuda_kernel(op) for op in ops)
+
+
+def _cuda_unavailable_reason(ops: Tuple[str, ...]) -> str:
+    if not torch.cuda.is_available():
+        return "no CUDA device visible to torch"
+    if not _cuda_ops_loaded():
+        return _cuda_load_error or "ddfad_fast._C did not load"
+    missing = [op for op in ops if not _has_cuda_kernel(op)]
+    return (f"ddfad_fast._C has no CUDA kernel for {', '.join('ddfad::' + op for op in missing)} "
+            "(built without its CUDA sources: DDFAD_NO_CUDA=1, or no nvcc at build time)")
+
+
+def _triton_unavailable_reason() -> str:
+    if not torch.cuda.is_available():
+        return "no CUDA device visible to torch"
+    return "triton is not installed (pip install triton)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,11 +279,13 @@ def _fd_mfcc(backend: str, waves: torch.Tensor, config: FeatureConfig) -> torch.
     return _fd_mfcc_op(waves.contiguous(), *(getattr(config, name) for name in _FEATURE_FIELDS), backend)
 
 
+@backends.recorded("fd_mfcc", "triton")
 def fd_mfcc_triton(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """FD-MFCC with Triton kernels. waves: (B, L) float32 CUDA -> (B, 3, n_mfcc, 1 + L // hop) float32."""
     return _fd_mfcc("triton", waves, config)
 
 
+@backends.recorded("fd_mfcc", "cuda")
 def fd_mfcc_cuda(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """FD-MFCC with the CUDA kernels of ddfad_fast._C; same contract as :func:`fd_mfcc_triton`."""
     return _fd_mfcc("cuda", waves, config)
@@ -400,6 +425,7 @@ def _griffin_lim(backend: str, magnitude: torch.Tensor, n_fft: int, hop_length: 
                            int(max_radix))
 
 
+@backends.recorded("griffin_lim", "triton")
 def griffin_lim_triton(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: str,
                        n_iter: int, momentum: float, init_phase: torch.Tensor, length: int) -> torch.Tensor:
     """Fast Griffin-Lim with Triton kernels and cuFFT.
@@ -411,6 +437,7 @@ def griffin_lim_triton(magnitude: torch.Tensor, n_fft: int, hop_length: int, win
                         init_phase, length)
 
 
+@backends.recorded("griffin_lim", "cuda")
 def griffin_lim_cuda(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: str,
                      n_iter: int, momentum: float, init_phase: torch.Tensor, length: int,
                      tile_frames: int = 0, max_radix: int = 0) -> torch.Tensor:
@@ -430,9 +457,12 @@ def griffin_lim_cuda(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_l
 backends.set_preference("fd_mfcc", "cuda", ("cuda", "triton"))
 backends.set_preference("griffin_lim", "cuda", ("cuda", "triton"))
 backends.register("fd_mfcc", "triton", fd_mfcc_triton, devices=("cuda",), available=_triton_available,
-                  dtypes=(torch.float32,))
+                  dtypes=(torch.float32,), why_unavailable=_triton_unavailable_reason)
 backends.register("fd_mfcc", "cuda", fd_mfcc_cuda, devices=("cuda",),
-                  available=lambda: _cuda_available(_CUDA_FD_MFCC_OPS), dtypes=(torch.float32,))
-backends.register("griffin_lim", "triton", griffin_lim_triton, devices=("cuda",), available=_triton_available)
+                  available=lambda: _cuda_available(_CUDA_FD_MFCC_OPS), dtypes=(torch.float32,),
+                  why_unavailable=lambda: _cuda_unavailable_reason(_CUDA_FD_MFCC_OPS))
+backends.register("griffin_lim", "triton", griffin_lim_triton, devices=("cuda",), available=_triton_available,
+                  why_unavailable=_triton_unavailable_reason)
 backends.register("griffin_lim", "cuda", griffin_lim_cuda, devices=("cuda",),
-                  available=lambda: _cuda_available(_CUDA_GLA_OPS))
+                  available=lambda: _cuda_available(_CUDA_GLA_OPS),
+                  why_unavailable=lambda: _cuda_unavailable_reason(_CUDA_GLA_OPS))

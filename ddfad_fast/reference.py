@@ -92,8 +92,7 @@ def deltas(x: Tensor, order: int, width: int) -> Tensor:
     return x @ matrix.T
 
 
-def mfcc(waves: Tensor, config: FeatureConfig) -> Tensor:
-    """MFCCs of fixed-length clips: (B, L) float32/float64 -> (B, n_mfcc, 1 + L // hop_length), same dtype."""
+def _mfcc(waves: Tensor, config: FeatureConfig) -> Tensor:
     spec = stft(preemphasis(waves, config.preemphasis), config.n_fft, config.hop_length, config.win_length,
                 config.window)
     power = spec.real.square() + spec.imag.square()
@@ -104,12 +103,20 @@ def mfcc(waves: Tensor, config: FeatureConfig) -> Tensor:
     return dct @ log_mel
 
 
+@backends.recorded("mfcc", "reference")
+def mfcc(waves: Tensor, config: FeatureConfig) -> Tensor:
+    """MFCCs of fixed-length clips: (B, L) float32/float64 -> (B, n_mfcc, 1 + L // hop_length), same dtype."""
+    return _mfcc(waves, config)
+
+
+@backends.recorded("fd_mfcc", "reference")
 def fd_mfcc(waves: Tensor, config: FeatureConfig) -> Tensor:
     """FD-MFCC: MFCC, delta, delta-delta stacked: (B, L) -> (B, 3, n_mfcc, T), the dtype of ``waves``."""
-    coeffs = mfcc(waves, config)
+    coeffs = _mfcc(waves, config)
     return torch.stack([coeffs, deltas(coeffs, 1, config.delta_width), deltas(coeffs, 2, config.delta_width)], dim=1)
 
 
+@backends.recorded("griffin_lim", "reference")
 def griffin_lim(magnitude: Tensor, n_fft: int, hop_length: int, win_length: int, window: str, n_iter: int,
                 momentum: float, init_phase: Tensor, length: int) -> Tensor:
     """Fast Griffin-Lim (librosa.griffinlim semantics) with torch.stft / torch.istft.

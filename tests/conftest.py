@@ -1,4 +1,8 @@
-"""Shared fixtures. Triton kernels run under the interpreter when there is no GPU."""
+"""Shared fixtures. Triton kernels run under the interpreter when there is no GPU.
+
+With DDFAD_REQUIRE_EXT=1 (CI) the session refuses to start when the C++ extension does not load, so
+its tests cannot all skip in silence; every run ends with the backends its tests exercised per op.
+"""
 import os
 from pathlib import Path
 
@@ -11,6 +15,29 @@ if not torch.cuda.is_available():
 
 ROOT = Path(__file__).resolve().parents[1]
 FSDD_DIR = Path(os.environ.get("DDFAD_FSDD_DIR", ROOT.parent / "shared" / "data" / "fsdd" / "recordings"))
+
+
+def pytest_sessionstart(session):
+    """DDFAD_REQUIRE_EXT=1: stop before collection, naming the import error, when ddfad_fast._C does not load."""
+    from ddfad_fast import backends
+    from ddfad_fast.errors import DDFADError
+    try:
+        backends.check_required_extension()
+    except DDFADError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line: per op, the backends whose implementations ran during the session, and those that did not."""
+    from ddfad_fast import backends, cpu_backend
+    parts = []
+    for op, labels in backends.exercised().items():
+        missing = [b for b in backends.registered(op) if not any(label.split("(")[0] == b for label in labels)]
+        parts.append(f"{op}: {', '.join(labels)}" + (f" (not exercised: {', '.join(missing)})" if missing else ""))
+    terminalreporter.write_line("backends exercised: " + ("; ".join(parts) or "none"))
+    error = cpu_backend.extension_error()
+    if error is not None:
+        terminalreporter.write_line(f"C++ extension ddfad_fast._C not loaded ({error}): its tests skipped")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import torch
 from ddfad_fast import backends, save_audio
 from ddfad_fast.cli import main as cli_main
 from ddfad_fast.config import DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
-from ddfad_fast.errors import BackendUnavailableError, FileFormatError, ParameterError
+from ddfad_fast.errors import BackendFallbackWarning, BackendUnavailableError, FileFormatError, ParameterError
 from ddfad_fast.io import FORMAT_VERSION, atomic_write_json, load_artifact, save_artifact
 
 
@@ -51,8 +51,10 @@ def toy_op():
 
 def test_dispatch_order_and_forcing(toy_op, monkeypatch):
     monkeypatch.delenv("DDFAD_BACKEND", raising=False)
+    monkeypatch.setattr(backends, "_WARNED", set())
     assert backends.candidates(toy_op, "cpu") == ["numba", "reference"]
-    assert backends.get(toy_op, torch.zeros(1))[0] == "numba"
+    with pytest.warns(BackendFallbackWarning, match="'cpu'"):       # passing over the unavailable 'cpu' is said
+        assert backends.get(toy_op, torch.zeros(1))[0] == "numba"
     assert backends.get(toy_op, "cpu", backend="reference")[0] == "reference"
     monkeypatch.setenv("DDFAD_BACKEND", "reference")
     assert backends.get(toy_op, "cpu")[0] == "reference"
@@ -156,3 +158,20 @@ def test_temporaries_of_a_killed_write_are_removed_when_the_file_is_written_agai
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in other)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in other] + ["r.json", "clip[1].wav"])
+
+
+def test_cli_sub_command_that_fails_to_import_is_an_error(monkeypatch, capsys):
+    import importlib
+    from ddfad_fast import cli
+    real = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name == "ddfad_fast.commands.bench":
+            raise ImportError("No module named 'some_dependency'")
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(cli.importlib, "import_module", broken)
+    assert cli_main(["features", "--help"]) == 1
+    err = capsys.readouterr().err
+    assert "'bench'" in err and "some_dependency" in err, err
+    with pytest.raises(cli.CommandImportError, match="bench"):
+        cli._build_parser()

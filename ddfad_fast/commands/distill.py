@@ -137,7 +137,8 @@ def main(args: argparse.Namespace) -> int:
     if trajectories.norm is not None:
         split = split.standardized(trajectories.norm)
     x_train = split.x_train
-    preflight(x_train, split.y_train, trajectories, config)     # bad settings / --max-memory: before any deletion
+    # bad settings / --max-memory: before any deletion (a resumed run keeps the memory plan of its checkpoint)
+    preflight(x_train, split.y_train, trajectories, config, resume_from=out / "checkpoint.pt" if args.resume else None)
     if delete:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The MTT outer loop (design doc section 6) with atomic checkpoints and exact resume.
+"""The MTT outer loop (docs/architecture.md section 6) with atomic checkpoints and exact resume.
 
 Every iteration draws, from one seeded generator, an expert k and a start epoch t in
 [0, max_start_epoch], the student's minibatches and augmentation seeds; unrolls ``syn_steps`` student

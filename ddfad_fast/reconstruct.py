@@ -1,7 +1,7 @@
 """From FD-MFCC back to audio: inverse DCT, dB to power, mel to linear magnitude, Griffin-Lim.
 
 :func:`fd_mfcc_to_audio` chains :func:`mfcc_to_mel` -> :func:`mel_to_magnitude` -> :func:`griffin_lim`
--> de-emphasis (design doc section 5). :func:`spectral_convergence` and :func:`log_spectral_distance`
+-> de-emphasis (docs/architecture.md section 5). :func:`spectral_convergence` and :func:`log_spectral_distance`
 measure how well a waveform matches a target magnitude. Everything runs batched on the input's
 device; :func:`griffin_lim` dispatches to the fastest backend (see :mod:`ddfad_fast.backends`).
 """

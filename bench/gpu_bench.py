@@ -11,7 +11,7 @@ Byte counts (float32):
   The cuFFT pipeline (triton backend) also writes and reads the frames (8 B T n_fft) and the spectrum
   (16 B T F); ``pipeline_frac`` is those bytes at the measured time over copy bandwidth. The cuda
   backend's fused pass keeps frames and spectrum on chip (its extra traffic: dB, 8 B T n_mels).
-* one fast Griffin-Lim iteration (design doc section 5): 36 bytes per spectrogram bin + 8 per sample,
+* one fast Griffin-Lim iteration (docs/architecture.md section 5): 36 bytes per spectrogram bin + 8 per sample,
   36 B F T + 8 B L. griffin_lim rows time 32 iterations (plus setup and the final inverse STFT) and
   report per-iteration figures; "graph" rows replay a CUDA graph of the same 32-iteration call.
 

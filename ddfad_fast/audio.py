@@ -3,6 +3,8 @@
 Behaviour on difficult input (every error is an :class:`AudioFileError` naming the file):
 
 * missing, unreadable, corrupt or non-audio files (also a text file named ``.wav``): error;
+* truncated WAV files (the header declares more sample frames than the file holds, e.g. a copy or
+  download cut short): error ("truncated: header declares N frames, data holds M"), never a short clip;
 * zero-length files: error ("empty");
 * NaN / Inf samples (float WAV, FLAC cannot hold them): error ("non-finite samples");
 * integer PCM of any width (8/16/24/32-bit) and float files: read as float in [-1, 1];
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Tuple, Union
@@ -30,6 +33,45 @@ RESAMPLE_ZEROS = 16          # zero crossings of the sinc on each side (at the l
 RESAMPLE_ROLLOFF = 0.945     # cutoff as a fraction of the lower Nyquist frequency
 RESAMPLE_KAISER_BETA = 8.6   # Kaiser window shape: ~ -90 dB side lobes
 RESAMPLE_CHUNK = 16384       # output samples per step (bounds the memory of long files)
+_WAV_FRAME_FORMATS = (1, 3, 6, 7, 0xFFFE)   # PCM, IEEE float, A-law, mu-law, extensible: one block per frame
+_WAV_SIZE_UNKNOWN = 0xFFFFFFFF               # data size of a stream written without seeking back (or RF64)
+
+
+def wav_truncation(path: PathLike) -> Optional[Tuple[int, int]]:
+    """``(declared, held)`` sample frames of a truncated RIFF/RIFX WAVE file, else None.
+
+    Walks the chunk headers (nothing else is read) up to the ``data`` chunk: when its declared size is
+    larger than the bytes that follow it in the file, the file was cut short. libsndfile reads such a
+    file without an error, as a shorter clip. Files of other formats, frame layouts other than one
+    ``block_align`` per frame (ADPCM, ...) and streams that leave the size unset give None.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "<" if head[:4] == b"RIFF" else ">"
+            pos, tag, block_align = 12, None, None
+            while pos + 8 <= size:
+                handle.seek(pos)
+                chunk = handle.read(8)
+                chunk_id, chunk_size = chunk[:4], struct.unpack(order + "I", chunk[4:8])[0]
+                if chunk_id == b"fmt " and chunk_size >= 16:
+                    fmt = handle.read(16)
+                    if len(fmt) < 16:
+                        return None
+                    tag, block_align = struct.unpack(order + "H", fmt[:2])[0], struct.unpack(order + "H", fmt[12:14])[0]
+                elif chunk_id == b"data":
+                    held_bytes = size - pos - 8
+                    if (chunk_size == _WAV_SIZE_UNKNOWN or chunk_size <= held_bytes or tag not in _WAV_FRAME_FORMATS
+                            or not block_align):
+                        return None
+                    return chunk_size // block_align, held_bytes // block_align
+                pos += 8 + chunk_size + (chunk_size & 1)
+    except OSError:
+        return None
+    return None
 
 
 @lru_cache(maxsize=32)
@@ -82,13 +124,17 @@ def load_audio(path: PathLike, sample_rate: Optional[int] = None, mono: bool = T
 
     Returns ``(wave, sample_rate)``: wave (L,) if ``mono`` (channels averaged) else (C, L), float in
     [-1, 1] for PCM. ``sample_rate``: resample to this rate when it differs from the file's (see
-    :func:`resample`); with ``resample_ok=False`` a different rate is an error instead.
+    :func:`resample`); with ``resample_ok=False`` a different rate is an error instead. A WAV file
+    whose header declares more frames than it holds is an error (:func:`wav_truncation`).
     """
     import soundfile
 
     path = Path(path)
     if not path.is_file():
         raise AudioFileError(f"{path}: no such file")
+    truncated = wav_truncation(path)
+    if truncated is not None:
+        raise AudioFileError(f"{path}: truncated: header declares {truncated[0]} frames, data holds {truncated[1]}")
     try:
         data, file_sr = soundfile.read(str(path), dtype="float64", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad files

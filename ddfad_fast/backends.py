@@ -3,7 +3,7 @@
 Backends: ``reference`` (plain torch, the oracle), ``cpu`` (C++ extension ddfad_fast._C),
 ``numba``, ``triton``, ``cuda`` (CUDA sources of ddfad_fast._C).
 
-Order of choice (design doc section 2): CUDA tensor -> the GPU backends in the op's preferred order
+Order of choice (docs/architecture.md section 2): CUDA tensor -> the GPU backends in the op's preferred order
 -> reference; CPU tensor -> ``cpu`` or ``numba`` in the op's preferred order -> reference.
 ``DDFAD_BACKEND=reference|triton|cuda|cpu|numba`` forces one; if it cannot run the op on that
 device a :class:`BackendUnavailableError` is raised (never a silent fallback when forced).

@@ -44,7 +44,7 @@ class _Config:
 
 @dataclass(frozen=True)
 class FeatureConfig(_Config):
-    """FD-MFCC settings. The defaults are the FSDD preset of the design doc.
+    """FD-MFCC settings. The defaults are the FSDD preset (docs/architecture.md section 3).
 
     Times are in samples unless the name says otherwise; ``sample_rate`` in Hz.
     Output of ``fd_mfcc``: (B, 3, n_mfcc, 1 + fixed_length // hop_length) (even n_fft).
@@ -182,7 +182,7 @@ class ExpertConfig(_Config):
 
 @dataclass(frozen=True)
 class DistillConfig(_Config):
-    """MTT distillation (design doc section 6). Step sizes are per unit of the features the nets see."""
+    """MTT distillation (docs/architecture.md section 6). Step sizes are per unit of the features the nets see."""
 
     cpc: int = 10                       # synthetic clips per class
     syn_steps: int = 40                 # N: student steps per iteration

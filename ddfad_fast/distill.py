@@ -1,4 +1,4 @@
-"""The MTT outer loop (design doc section 6) with atomic checkpoints and exact resume.
+"""The MTT outer loop (docs/architecture.md section 6) with atomic checkpoints and exact resume.
 
 Every iteration draws, from one seeded generator, an expert k and a start epoch t in
 [0, max_start_epoch], the student's minibatches and augmentation seeds; unrolls ``syn_steps`` student
@@ -11,7 +11,9 @@ buffers, iteration, generator state, history; written atomically every ``checkpo
 iterations, at the end and on Ctrl-C) and ``history.json`` (the same history, readable). A checkpoint
 made with another configuration, expert set or training data is refused (FileFormatError). A resumed
 run ends exactly where an uninterrupted one would (same unroll mode, compile setting and thread count
-assumed: they change rounding only).
+assumed: they change rounding only). The memory plan (unroll mode and per-step batch chosen for
+``max_memory_gb``) is made once, when a run starts, and stored in the checkpoint: resuming with the same
+settings reuses it, whatever memory the process happens to use then.
 
 Defaults, measured on the shared 2-core CPU (bench/mtt_memory.py and a 60-iteration FSDD run):
 
@@ -109,6 +111,17 @@ class MemoryPlan:
     estimate_bytes: int
     baseline_bytes: int
     changed: List[str] = field(default_factory=list)
+    requested: dict = field(default_factory=dict)     # the settings it was made for: unroll, batch_syn, max_memory_gb
+
+    def to_payload(self) -> dict:
+        return {"unroll": self.unroll, "batch_syn": self.batch_syn, "estimate_bytes": int(self.estimate_bytes),
+                "baseline_bytes": int(self.baseline_bytes), "changed": list(self.changed),
+                "requested": dict(self.requested)}
+
+
+def _requested(config: DistillConfig) -> dict:
+    """The settings a memory plan answers: a stored plan is reused only for the same ones."""
+    return {"unroll": config.unroll, "batch_syn": config.batch_syn, "max_memory_gb": config.max_memory_gb}
 
 
 @dataclass
@@ -201,7 +214,7 @@ def plan_memory(net: FunctionalNet, n_syn: int, config: DistillConfig, dtype: to
 
     first = need(config.unroll, config.batch_syn)
     if config.max_memory_gb is None:
-        return MemoryPlan(config.unroll, config.batch_syn, first, baseline)
+        return MemoryPlan(config.unroll, config.batch_syn, first, baseline, requested=_requested(config))
     limit = int(config.max_memory_gb * GIB)
     candidates: List[Tuple[str, Optional[int]]] = [(config.unroll, config.batch_syn)]
     if config.unroll != "reverse":
@@ -218,7 +231,7 @@ def plan_memory(net: FunctionalNet, n_syn: int, config: DistillConfig, dtype: to
                 changed.append(f"unroll {config.unroll} -> {mode}")
             if b != config.batch_syn:
                 changed.append(f"batch_syn {config.batch_syn} -> {b}")
-            return MemoryPlan(mode, b, estimate, baseline, changed)
+            return MemoryPlan(mode, b, estimate, baseline, changed, _requested(config))
     smallest = need("reverse", 1)
     raise ResourceError(
         f"distillation needs about {first / GIB:.2f} GiB ({config.unroll} unroll, batch "
@@ -259,15 +272,29 @@ def _history_upto(history: dict, iteration: int) -> dict:
     return out
 
 
-def _save_checkpoint(out_dir: Path, state: _State, history: dict, labels: Tensor, identity: dict) -> None:
+def _save_checkpoint(out_dir: Path, state: _State, history: dict, labels: Tensor, identity: dict,
+                     plan: MemoryPlan) -> None:
     history = _history_upto(history, state.iteration)
     payload = {"x": state.x.detach().cpu(), "labels": labels.cpu(), "alpha": state.alpha.detach().cpu(),
                "mom_x": state.mom_x.cpu(), "mom_alpha": state.mom_alpha.cpu(), "iteration": state.iteration,
-               "generator": state.generator_state, "history": history}
+               "generator": state.generator_state, "history": history, "plan": plan.to_payload()}
     if state.mom_y is not None:
         payload.update(soft_labels=state.y.detach().cpu(), mom_y=state.mom_y.cpu())
     save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND, payload, config=identity)
     atomic_write_json(out_dir / HISTORY_NAME, history)
+
+
+def stored_plan(path: Path, config: DistillConfig) -> Optional[MemoryPlan]:
+    """The memory plan stored in the checkpoint ``path`` when it was made for ``config``'s unroll,
+    batch_syn and max_memory_gb; None when there is no checkpoint, it holds no plan, or the plan answers
+    other settings. FileFormatError for a file that is not a distillation checkpoint."""
+    if not Path(path).is_file():
+        return None
+    record = load_artifact(path, kind=CHECKPOINT_KIND).get("plan")
+    if not isinstance(record, dict) or record.get("requested") != _requested(config):
+        return None
+    return MemoryPlan(record["unroll"], record["batch_syn"], int(record["estimate_bytes"]),
+                      int(record["baseline_bytes"]), list(record["changed"]), dict(record["requested"]))
 
 
 def _load_checkpoint(path: Path, identity: dict, device: torch.device) -> Tuple[_State, dict, Tensor]:
@@ -353,13 +380,16 @@ def _report(message: str, bar, level: int = logging.INFO) -> None:
         bar.write(f"distill: {message}")
 
 
-def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories,
-              config: DistillConfig) -> Tuple[FunctionalNet, MemoryPlan]:
+def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
+              resume_from: Optional[Path] = None) -> Tuple[FunctionalNet, MemoryPlan]:
     """Check a distillation before it starts: ParameterError for bad settings, ResourceError when it
-    cannot fit ``config.max_memory_gb``. Returns the student net and the memory plan."""
+    cannot fit ``config.max_memory_gb``. Returns the student net and the memory plan: the one stored in
+    the checkpoint ``resume_from`` when it answers the same settings (:func:`stored_plan`), else a new one."""
     _validate(x_train, y_train, trajectories, config)
     net = build_model(trajectories.expert_config.model, trajectories.in_shape, trajectories.num_classes)
-    plan = plan_memory(net, config.cpc * trajectories.num_classes, config, x_train.dtype, x_train.device)
+    plan = stored_plan(resume_from, config) if resume_from is not None else None
+    if plan is None:
+        plan = plan_memory(net, config.cpc * trajectories.num_classes, config, x_train.dtype, x_train.device)
     return net, plan
 
 
@@ -375,11 +405,11 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     mode and batch are chosen to fit it, or ResourceError is raised before anything starts.
     On Ctrl-C a checkpoint of the last complete iteration is written, then KeyboardInterrupt re-raised.
     """
-    net, plan = preflight(x_train, y_train, trajectories, config)
-    device = x_train.device
-    identity = _identity(config, trajectories, plan.batch_syn, x_train, y_train)
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
+    net, plan = preflight(x_train, y_train, trajectories, config, resume_from=checkpoint if resume else None)
+    device = x_train.device
+    identity = _identity(config, trajectories, plan.batch_syn, x_train, y_train)
     if checkpoint is not None and checkpoint.exists():
         if not resume:
             raise ParameterError(f"{checkpoint} exists; pass resume=True (--resume) to continue it")
@@ -409,7 +439,7 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
              identity, bar, session)
     except KeyboardInterrupt:
         if out_dir is not None:
-            _save_checkpoint(out_dir, latest[0], history, labels, identity)
+            _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
             _report(f"interrupted: checkpoint at iteration {latest[0].iteration} in {checkpoint}", bar)
         raise
     finally:
@@ -444,7 +474,7 @@ def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet
         latest[0] = new
         if out_dir is not None and (new.iteration == config.iterations or
                                     (config.checkpoint_every and new.iteration % config.checkpoint_every == 0)):
-            _save_checkpoint(out_dir, new, history, labels, identity)
+            _save_checkpoint(out_dir, new, history, labels, identity, plan)
         if bar is not None:
             bar.set_postfix(loss=f"{history['loss'][new.iteration - 1]:.4f}", alpha=f"{float(new.alpha):.4g}")
             bar.update(1)

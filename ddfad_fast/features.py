@@ -1,6 +1,6 @@
 """FD-MFCC features: :func:`fd_mfcc`, :func:`mfcc`, :func:`deltas`, :func:`mel_filterbank`.
 
-Semantics are librosa's (design doc section 3), with two deliberate differences: the top_db floor
+Semantics are librosa's (docs/architecture.md section 3), with two deliberate differences: the top_db floor
 is taken per clip (librosa shares one floor across a batch), and clips shorter than the delta width
 get deltas by the edge rule of :func:`ddfad_fast.dsp.delta_matrix` (librosa raises there).
 

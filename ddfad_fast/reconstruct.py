@@ -1,7 +1,7 @@
 """From FD-MFCC back to audio: inverse DCT, dB to power, mel to linear magnitude, Griffin-Lim.
 
 :func:`fd_mfcc_to_audio` chains :func:`mfcc_to_mel` -> :func:`mel_to_magnitude` -> :func:`griffin_lim`
--> de-emphasis (design doc section 5). :func:`spectral_convergence` and :func:`log_spectral_distance`
+-> de-emphasis (docs/architecture.md section 5). :func:`spectral_convergence` and :func:`log_spectral_distance`
 measure how well a waveform matches a target magnitude. Everything runs batched on the input's
 device; :func:`griffin_lim` dispatches to the fastest backend (see :mod:`ddfad_fast.backends`).
 """
@@ -160,21 +160,23 @@ def griffin_lim(magnitude: ArrayLike, n_fft: int, hop_length: int, win_length: O
 
 
 def fd_mfcc_to_audio(features: ArrayLike, sample_rate: int, config: Optional[FeatureConfig] = None,
-                     n_iter: int = 32, reconstruct: Optional[ReconstructConfig] = None,
+                     n_iter: Optional[int] = None, reconstruct: Optional[ReconstructConfig] = None,
                      generator: Optional[torch.Generator] = None,
                      return_magnitude: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Audio from FD-MFCC: (B, 3, n_mfcc, T) or (3, n_mfcc, T) -> (B, L) at ``sample_rate`` Hz.
 
     Uses the MFCC channel (the deltas carry no extra information about the signal): inverse DCT ->
-    dB to power -> NNLS mel inversion -> Griffin-Lim (``n_iter`` iterations, which takes precedence over
-    ``reconstruct.n_iter``; momentum, NNLS iterations and de-emphasis from ``reconstruct``; random
+    dB to power -> NNLS mel inversion -> Griffin-Lim (``n_iter`` iterations when given, else
+    ``reconstruct.n_iter``, 32 by default; momentum, NNLS iterations and de-emphasis from ``reconstruct``; random
     phases seeded by ``reconstruct.seed`` unless ``generator`` is given) ->
     de-emphasis. L = ``config.fixed_length`` when it gives T frames, else hop_length * (T - 1) + n_fft % 2.
     ``return_magnitude``: also return the magnitude (B, n_fft // 2 + 1, T) that Griffin-Lim matched; it
     is the spectrum of the pre-emphasised signal (compare it with ``preemphasis(wave)``).
     """
     config = (config or FeatureConfig()).validate()
-    reconstruct = (reconstruct or ReconstructConfig()).replace(n_iter=n_iter)
+    reconstruct = reconstruct or ReconstructConfig()
+    if n_iter is not None:
+        reconstruct = reconstruct.replace(n_iter=n_iter)
     if sample_rate != config.sample_rate:
         raise ParameterError(f"sample_rate {sample_rate} Hz differs from the config's {config.sample_rate} Hz")
     feats = _float_tensor(features, "features", 3, 4)

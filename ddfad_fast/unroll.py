@@ -5,7 +5,7 @@ A student starts at expert parameters ``theta_0`` (P,) and takes N SGD steps on 
     theta_{i+1} = theta_i - alpha * g_i,   g_i = grad_theta CE(net(theta_i, aug_i(X[b_i])), y[b_i]),
 
 and the trajectory-matching loss is ``L = ||theta_N - target||^2 / ||theta_0 - target||^2``. Two ways
-to get dL/dX and dL/dalpha (design doc section 6):
+to get dL/dX and dL/dalpha (docs/architecture.md section 6):
 
 * ``"naive"``: one autograd graph through all N steps (``create_graph=True``); memory grows
   linearly in N. It is the reference.

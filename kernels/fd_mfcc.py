@@ -1,6 +1,6 @@
 """Triton kernels of FD-MFCC: framing before the FFT, and the post-FFT stage in two tiled passes.
 
-Pipeline (design doc section 3):
+Pipeline (docs/architecture.md section 3):
 
 1. ``frame_waves``: pre-emphasis + centre zero padding + framing + window, written as (B*T, n_fft)
    for ``torch.fft.rfft`` (cuFFT).

@@ -13,8 +13,9 @@ real and imaginary parts of pair p. One iteration, on (P, n_fft) complex pair bu
 Why pairs: torch's C2R transform (irfft) copies its input first, and its default normalisation and
 its out= variants each add a full pass; C2C transforms do neither. Bytes per iteration and spectrogram
 bin (float32): ifft 8 + 8, overlap-add 8 + 8, fft 8 + 8, step 8 + 8 + 4 read and 8 written: 76,
-against 124 for irfft(out=) / rfft(out=) with per-frame kernels and the fused floor of 36 (design doc
-section 5). Nothing synchronises with the host, so the loop can be captured in a CUDA graph.
+against 124 for irfft(out=) / rfft(out=) with per-frame kernels and the fused floor of 36
+(docs/architecture.md section 5). Nothing synchronises with the host, so the loop can be captured in a
+CUDA graph.
 
 ``gla_step`` and ``overlap_add`` are the per-frame forms ((B, T, F) spectra, (B, T, n_fft) frames).
 """

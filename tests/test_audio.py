@@ -102,6 +102,44 @@ def test_bad_files_name_the_file(tmp_path):
         load_audio(nan)
 
 
+def cut_data(path, frames: int, frame_bytes: int) -> None:
+    """Keep the header of a WAV file but only ``frames`` frames of its data (a copy cut short)."""
+    raw = path.read_bytes()
+    start = raw.index(b"data") + 8
+    path.write_bytes(raw[:start + frames * frame_bytes])
+
+
+@pytest.mark.parametrize("subtype,channels,frame_bytes", [("PCM_16", 1, 2), ("PCM_24", 2, 6), ("FLOAT", 1, 4)])
+def test_truncated_wav_is_an_error_not_a_short_clip(tmp_path, subtype, channels, frame_bytes):
+    """A header that declares 3,705 frames over data holding 228 is a truncated file, not a 228-sample clip."""
+    path = tmp_path / "cut.wav"
+    wave = np.stack([tone(seconds=3705 / SR)] * channels, axis=1)
+    sf.write(path, wave, SR, subtype=subtype)
+    assert load_audio(path)[0].shape == (3705,)
+    cut_data(path, 228, frame_bytes)
+    with pytest.raises(AudioFileError, match=r"cut.wav: truncated: header declares 3705 frames, data holds 228"):
+        load_audio(path)
+    path.write_bytes(path.read_bytes() + b"\x00")          # a partial frame more: still truncated
+    with pytest.raises(AudioFileError, match="data holds 228$"):
+        load_audio(path)
+
+
+def test_wav_with_trailing_chunks_or_unset_size_is_not_truncated(tmp_path):
+    """A chunk after the data (LIST metadata) and the size a stream leaves unset are not truncation."""
+    path = tmp_path / "list.wav"
+    sf.write(path, tone(), SR, subtype="PCM_16")
+    with sf.SoundFile(path, "r+") as f:
+        f.title = "a title"                              # libsndfile writes a LIST chunk after the data
+    assert load_audio(path)[0].shape == (len(tone()),)
+    raw = bytearray((tmp_path / "list.wav").read_bytes())
+    start = raw.index(b"data")
+    raw[start + 4:start + 8] = b"\xff\xff\xff\xff"
+    stream = tmp_path / "stream.wav"
+    stream.write_bytes(bytes(raw))
+    from ddfad_fast.audio import wav_truncation
+    assert wav_truncation(stream) is None and wav_truncation(path) is None
+
+
 def test_save_round_trip_and_checks(tmp_path):
     y = tone()
     path = save_audio(tmp_path / "out" / "a.wav", torch.from_numpy(y).float(), SR)

@@ -58,6 +58,10 @@ def build_corpus(folder):
     good = folder / "0_good_5.wav"
     (folder / "1_truncated_14.wav").write_bytes(good.read_bytes()[:40])
     expected["1_truncated_14.wav"] = "not a readable audio file"
+    long = folder / "0_long_11.wav"            # 24,000 frames declared; the data cut after 228 of them
+    raw = long.read_bytes()
+    (folder / "0_cut_15.wav").write_bytes(raw[:raw.index(b"data") + 8 + 228 * 2])
+    expected["0_cut_15.wav"] = "truncated: header declares 24000 frames, data holds 228"
     (folder / "digits.wav").write_bytes(good.read_bytes())     # name does not parse as {label}_{speaker}_{index}
     expected["digits.wav"] = "does not match"
     (folder / "x_y_z.wav").write_bytes(good.read_bytes())      # index is not a number
@@ -78,6 +82,22 @@ def test_corpus_through_the_dataset_loader(tmp_path):
     assert len(split.y_train) + len(split.y_test) == n_read
     assert split.x_train.shape[1:] == (3, 20, 101) and bool(torch.isfinite(split.x_train).all())
     with pytest.raises(AudioFileError):
+        load_feature_split(folder, FeatureConfig(), progress=False, strict=True)
+
+
+def test_strict_refuses_a_truncated_file(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "0_a_5.wav", speech_like(0.4), SR, subtype="PCM_16")
+    sf.write(folder / "1_b_5.wav", speech_like(0.4), SR, subtype="PCM_16")
+    raw = (folder / "1_b_5.wav").read_bytes()
+    (folder / "1_b_5.wav").write_bytes(raw[:raw.index(b"data") + 8 + 228 * 2])
+    assert main(["features", str(folder), "--out", str(tmp_path / "f.pt"), "--quiet"]) == 0
+    assert "1_b_5.wav: truncated: header declares 3200 frames, data holds 228" in capsys.readouterr().out
+    assert len(load_artifact(tmp_path / "f.pt", kind="features")["paths"]) == 1
+    assert main(["features", str(folder), "--out", str(tmp_path / "g.pt"), "--quiet", "--strict"]) == 1
+    assert "1_b_5.wav: truncated" in capsys.readouterr().err
+    with pytest.raises(AudioFileError, match="1_b_5.wav: truncated"):
         load_feature_split(folder, FeatureConfig(), progress=False, strict=True)
 
 

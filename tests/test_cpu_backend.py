@@ -1,7 +1,7 @@
 """CPU fast backends (``cpu``: C++ extension, ``numba``) of fd_mfcc / mfcc / griffin_lim.
 
 Each backend is checked against the plain-torch reference and against librosa called per clip, with
-the tolerances of design doc section 4, on seeded random inputs and real FSDD clips. The C++ tests
+the tolerances of docs/architecture.md section 4, on seeded random inputs and real FSDD clips. The C++ tests
 skip when the extension is not built (CI builds it); the numba tests skip without numba.
 """
 import os

@@ -2,8 +2,9 @@
 
 The kernel bodies (csrc/cuda/*_math.h) are host/device functions of (block, thread, thread count,
 shared memory, barrier); the harness runs them with host threads and a real barrier, shared memory
-poisoned with NaN, and is compared here with the plain-torch reference (float64) at the design
-tolerances. So the CUDA logic is tested in CI without a GPU; tests/test_gpu.py runs the real kernels.
+poisoned with NaN, and is compared here with the plain-torch reference (float64) at the tolerances
+of docs/architecture.md section 4. So the CUDA logic is tested in CI without a GPU; tests/test_gpu.py
+runs the real kernels.
 """
 import ctypes
 import math

@@ -128,6 +128,32 @@ def test_cache_is_keyed_by_config_and_files(tmp_path, monkeypatch):
     assert other.x_train.shape[2] == 13 and len(list(cache.glob("features_*.pt"))) == 2
 
 
+@pytest.mark.parametrize("bad", ["resampled", "skipped"])
+def test_cache_made_without_strict_does_not_satisfy_a_strict_load(tmp_path, bad):
+    """A cache built without strict (a file resampled or skipped) is not used by a strict load: that load
+    reads the files again and refuses the bad one; the lenient cache is still used by lenient loads."""
+    folder = tmp_path / "d"
+    for label in ("0", "1"):
+        for index in (0, 5, 6):
+            write_tone(folder / f"{label}_spk_{index}.wav", 200 + 300 * int(label), seed=index)
+    odd = folder / "1_spk_7.wav"
+    if bad == "resampled":
+        t = np.arange(int(2 * SR * 0.3)) / (2 * SR)
+        sf.write(odd, (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), 2 * SR)
+        why = "sample rate 16000 Hz, expected 8000 Hz"
+    else:
+        odd.write_bytes(b"not a wav file")
+        why = "not a readable audio file"
+    cache = tmp_path / "cache"
+    lenient = load_feature_split(folder, cache_dir=cache, progress=False)
+    assert len(lenient.y_train) == (5 if bad == "resampled" else 4)
+    assert len(list(cache.glob("features_*.pt"))) == 1
+    with pytest.raises(AudioFileError, match=f"1_spk_7.wav: {why}"):
+        load_feature_split(folder, cache_dir=cache, strict=True, progress=False)
+    again = load_feature_split(folder, cache_dir=cache, progress=False)
+    assert torch.equal(again.x_train, lenient.x_train) and again.skipped == lenient.skipped
+
+
 def test_bad_sources(tmp_path):
     with pytest.raises(ParameterError, match="neither"):
         load_feature_split(tmp_path / "missing", progress=False)

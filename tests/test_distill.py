@@ -152,6 +152,43 @@ def test_max_memory(setup, tmp_path):
     assert plan.estimate_bytes <= limit * 2 ** 30
 
 
+@pytest.mark.parametrize("at_resume", ["more", "less"])
+def test_resume_reuses_the_memory_plan(setup, tmp_path, monkeypatch, at_resume):
+    """The plan for --max-memory is made once and stored in the checkpoint: a resumed run with the same
+    settings is neither refused (more memory in use now) nor given another batch (less in use now), and
+    ends exactly where an uninterrupted run ends."""
+    import ddfad_fast.distill as distill_mod
+    from ddfad_fast.distill import preflight
+    split, traj = setup
+    gib = 2 ** 30
+    in_use = {"bytes": gib}
+    monkeypatch.setattr(distill_mod, "_process_bytes", lambda device: in_use["bytes"])
+    net = build_model(traj.expert_config.model, traj.in_shape, traj.num_classes)
+    free = BASE.replace(batch_syn=None)
+    whole, half = (plan_memory(net, 2 * C, free.replace(batch_syn=b)).estimate_bytes for b in (None, 4))
+    config = free.replace(max_memory_gb=(whole + half) / 2 / gib)       # batch 4 fits, the whole set does not
+    assert plan_memory(net, 2 * C, config).batch_syn == 4
+    full = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "full", progress=False)
+    distill(split.x_train, split.y_train, traj, config.replace(iterations=4), out_dir=tmp_path / "cut",
+            progress=False)
+    in_use["bytes"] = 10 * gib if at_resume == "more" else gib // 2
+    if at_resume == "more":            # a fresh plan now would refuse the run
+        with pytest.raises(ResourceError):
+            plan_memory(net, 2 * C, config)
+    else:                              # a fresh plan now would take the whole set per step
+        assert plan_memory(net, 2 * C, config).batch_syn is None
+    _, plan = preflight(split.x_train, split.y_train, traj, config, resume_from=tmp_path / "cut" / CHECKPOINT_NAME)
+    assert (plan.unroll, plan.batch_syn) == ("reverse", 4)
+    resumed = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / "cut", resume=True,
+                      progress=False)
+    _same(resumed, full)
+    assert [s["batch_syn"] for s in resumed.history["sessions"]] == [4, 4]
+    # other settings on resume are planned afresh (and refused when the batch would change)
+    with pytest.raises((ResourceError, FileFormatError)):
+        distill(split.x_train, split.y_train, traj, config.replace(max_memory_gb=config.max_memory_gb * 2),
+                out_dir=tmp_path / "cut", resume=True, progress=False)
+
+
 def test_distilled_set_beats_random_real(hard_setup):
     """Tiny separable problem, 1 clip per class: the distilled set trains better nets than a random real one."""
     split, traj = hard_setup
@@ -226,7 +263,7 @@ def _tone_dataset(folder, classes=3, per_class=10, sr=8000):
             soundfile.write(folder / f"c{c}" / f"{k}.wav", wave.astype(np.float32), sr)
 
 
-def test_cli(tmp_path, capsys):
+def test_cli(tmp_path, capsys, monkeypatch):
     data, experts, out = tmp_path / "data", tmp_path / "experts", tmp_path / "out"
     _tone_dataset(data)
     assert main(["experts", "--data", str(data), "--out", str(experts), "--num-experts", "1", "--epochs", "3",
@@ -262,6 +299,15 @@ def test_cli(tmp_path, capsys):
     (foreign / "keep.txt").write_text("keep")
     assert main(distill_args(foreign) + ["--overwrite"]) == 2
     assert (foreign / "keep.txt").read_text() == "keep"
+    # --resume with the same --max-memory keeps the checkpoint's memory plan, whatever is in use now
+    import ddfad_fast.distill as distill_mod
+    in_use = {"bytes": 2 ** 30}
+    monkeypatch.setattr(distill_mod, "_process_bytes", lambda device: in_use["bytes"])
+    planned = distill_args(tmp_path / "planned") + ["--max-memory", "1.5"]
+    assert main(planned + ["--iterations", "1"]) == 0
+    in_use["bytes"] = 10 * 2 ** 30
+    assert main(planned + ["--resume"]) == 0, capsys.readouterr().err
+    assert len(torch.load(tmp_path / "planned" / "distilled.pt", weights_only=True)["history"]["loss"]) == 2
 
 
 def test_learned_step_size_stays_positive(setup):

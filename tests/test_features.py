@@ -1,6 +1,6 @@
 """Public feature ops (fd_mfcc, mfcc, deltas, mel_filterbank) and the reference pipeline vs librosa.
 
-Tolerances are the design doc's (section 4). librosa is called per clip; its top_db floor is per call,
+Tolerances are those of docs/architecture.md section 4. librosa is called per clip; its top_db floor is per call,
 so per clip here, which is our semantics.
 """
 import numpy as np

@@ -1,4 +1,5 @@
-"""Both GPU backends (triton, cuda) of both ops on a real CUDA device, at the design tolerances.
+"""Both GPU backends (triton, cuda) of both ops on a real CUDA device, at the tolerances of
+docs/architecture.md section 4.
 
 The oracle is ddfad_fast.reference run in float64 on the CPU (itself tested against librosa); where
 librosa is importable the FSDD-preset features are also compared with it directly. Also: CUDA graph
@@ -34,11 +35,11 @@ def _waves(batch: int, length: int, seed: int) -> torch.Tensor:
 
 
 def _check_fd_mfcc(got: torch.Tensor, want: torch.Tensor, width: int = 9) -> None:
-    """The design tolerances: MFCC within 5e-4 + 1e-5 |MFCC| of the reference; the delta channels within
-    1e-4 + 1e-5 * (largest |MFCC| of that clip and coefficient) of the reference deltas *of the kernel's own
-    MFCCs* (float32 rounding grows with the size of the values filtered: c0 of a -100 dB clip is near -700)
-    and, end to end, within the MFCC tolerance (a Savitzky-Golay filter of L1 norm < 1 cannot amplify the
-    MFCC's error)."""
+    """The tolerances of docs/architecture.md section 4: MFCC within 5e-4 + 1e-5 |MFCC| of the reference;
+    the delta channels within 1e-4 + 1e-5 * (largest |MFCC| of that clip and coefficient) of the
+    reference deltas *of the kernel's own MFCCs* (float32 rounding grows with the size of the values
+    filtered: c0 of a -100 dB clip is near -700) and, end to end, within the MFCC tolerance (a
+    Savitzky-Golay filter of L1 norm < 1 cannot amplify the MFCC's error)."""
     got = got.double().cpu()
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
@@ -178,7 +179,7 @@ def test_griffin_lim_is_deterministic(backend):
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_griffin_lim_random_phase_convergence_close_to_reference(backend):
-    """Spectral convergence after 32 iterations within 0.3 dB of the reference's (design doc section 4)."""
+    """Spectral convergence after 32 iterations within 0.3 dB of the reference's (docs/architecture.md section 4)."""
     from ddfad_fast.reconstruct import spectral_convergence
 
     fn = _need("griffin_lim", backend)

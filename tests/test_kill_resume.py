@@ -3,7 +3,8 @@
 `ddfad run` chains features, experts (checkpoint every epoch), distillation (checkpoint every 2
 iterations) and evaluation (checkpoint after each net). The tests kill it as soon as each stage's
 checkpoint appears, and at random moments, resume, and compare every number of the final report, the
-distilled set and the experts with an uninterrupted run.
+distilled set and the experts with an uninterrupted run. The random moments come from a seed that the
+test prints; ``DDFAD_KILL_SEED=N`` replays them.
 """
 import json
 import os
@@ -58,6 +59,12 @@ def kill_when(proc: subprocess.Popen, out: Path, pattern: str, timeout: float = 
     raise AssertionError(f"timed out waiting for {pattern}")
 
 
+def kill_seed() -> int:
+    """The seed of the random kill moments: ``DDFAD_KILL_SEED`` when set (to replay a failure), else fresh."""
+    given = os.environ.get("DDFAD_KILL_SEED")
+    return int(given) if given else int.from_bytes(os.urandom(4), "little")
+
+
 def finish(args, expect=0) -> str:
     proc = ddfad(*args)
     proc.wait(timeout=600)
@@ -107,8 +114,11 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fsdd_dir, r
     reference, duration = reference_run
     out = tmp_path / "random"
     args = ["run", "--data", str(fsdd_dir), "--out", str(out), *TINY]
-    draw = random.Random(int.from_bytes(os.urandom(4), "little"))
+    seed = kill_seed()
+    print(f"SIGKILL moments drawn with DDFAD_KILL_SEED={seed} (set it to replay them)")
+    draw = random.Random(seed)
     delays = [draw.uniform(0.2, 0.9) * duration for _ in range(4)]
+    kills = []
     for n, delay in enumerate(delays):                 # anywhere: mid-write, mid-epoch, mid-iteration
         proc = ddfad(*args, *(["--resume"] if n else []))
         try:
@@ -116,8 +126,13 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(fsdd_dir, r
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        if proc.returncode == -signal.SIGKILL:
+            kills.append(round(delay, 2))
+        else:                                          # it finished before its moment
+            assert proc.returncode == 0, output_of(proc)[-3000:]
+    print(f"SIGKILL after {kills} s (of draws {[round(d, 2) for d in delays]} s) of a {duration:.1f} s run")
+    assert kills, f"every start finished before its moment: nothing was killed (DDFAD_KILL_SEED={seed})"
     finish(args + ["--resume"])
-    print(f"SIGKILL after {[round(d, 2) for d in delays]} s of a {duration:.1f} s run")
     assert_same_run(reference, out)
 
 

@@ -123,6 +123,19 @@ def test_fd_mfcc_to_audio_round_trip(fsdd_files):
     assert float(spectral_convergence(magnitude, pre, 256, 80, 160).max()) < -5.0
 
 
+def test_fd_mfcc_to_audio_takes_the_iterations_of_its_config(fsdd_files):
+    """ReconstructConfig.n_iter is the default; an explicit n_iter overrides it."""
+    from ddfad_fast.config import ReconstructConfig
+    feats = fd_mfcc(fsdd_waves(fsdd_files[:2], 8000, torch.float32), 8000)
+    few = fd_mfcc_to_audio(feats, 8000, n_iter=2)
+    torch.testing.assert_close(fd_mfcc_to_audio(feats, 8000, reconstruct=ReconstructConfig(n_iter=2)), few,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(fd_mfcc_to_audio(feats, 8000, reconstruct=ReconstructConfig(n_iter=7), n_iter=2), few,
+                               rtol=0, atol=0)
+    torch.testing.assert_close(fd_mfcc_to_audio(feats, 8000), fd_mfcc_to_audio(feats, 8000, n_iter=32), rtol=0, atol=0)
+    assert not torch.equal(fd_mfcc_to_audio(feats, 8000), few)
+
+
 def test_fd_mfcc_to_audio_bad_input():
     with pytest.raises(ParameterError, match="sample_rate"):
         fd_mfcc_to_audio(torch.zeros(1, 3, 20, 101), 16000)

@@ -1,9 +1,9 @@
 """Triton kernels vs the plain-torch reference (float64) and librosa, small shapes.
 
 Without CUDA these run under TRITON_INTERPRET=1 on CPU tensors (set by conftest); on a GPU machine the
-same tests run the compiled kernels on the device. tl.dot uses ieee fp32, so design-doc tolerances
-apply. The oracle is ddfad_fast.reference (itself tested against librosa in test_core / test_features);
-tests marked with the ``librosa`` fixture also compare with librosa directly and skip without it.
+same tests run the compiled kernels on the device. tl.dot uses ieee fp32, so the tolerances of
+docs/architecture.md section 4 apply. The oracle is ddfad_fast.reference (itself tested against librosa
+in test_core / test_features); tests marked with the ``librosa`` fixture also compare with librosa directly and skip without it.
 """
 import math
 
@@ -36,7 +36,8 @@ def _triton_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def _check_fd_mfcc(got: np.ndarray, want: np.ndarray) -> None:
-    """Design tolerances: MFCC max abs 5e-4 (rtol 1e-5), deltas max abs 1e-4 on every frame."""
+    """Tolerances of docs/architecture.md section 4: MFCC max abs 5e-4 (rtol 1e-5), deltas max abs 1e-4 on
+    every frame."""
     np.testing.assert_allclose(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
     np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4)
 

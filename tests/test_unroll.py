@@ -35,6 +35,9 @@ def _rel(a, b):
 
 
 CASES = [(None, None, 6), (3, Augment(), 6), (4, Augment(max_shift=4, time_mask=3, freq_mask=2), 5)]
+# float64 reverse sweep vs full autograd, relative error: what the README and docs/architecture.md claim
+# (measured: below 2e-15 in every case here, eager and compiled)
+EXACT = 1e-12
 
 
 @pytest.mark.parametrize("batch,augment,steps", CASES)
@@ -45,10 +48,10 @@ def test_reverse_equals_naive_float64(batch, augment, steps):
     ref = unroll(net, x, y, alpha, theta0, target, plan, "naive", augment)
     out = unroll(net, x, y, alpha, theta0, target, plan, "reverse", augment)
     assert float(ref.grad_x.norm()) > 0 and float(ref.grad_alpha.abs()) > 0
-    assert _rel(out.loss, ref.loss) <= 1e-12
-    assert _rel(out.grad_x, ref.grad_x) <= 1e-8
-    assert _rel(out.grad_alpha, ref.grad_alpha) <= 1e-8
-    assert _rel(out.theta_final, ref.theta_final) <= 1e-12
+    assert _rel(out.loss, ref.loss) <= EXACT
+    assert _rel(out.grad_x, ref.grad_x) <= EXACT
+    assert _rel(out.grad_alpha, ref.grad_alpha) <= EXACT
+    assert _rel(out.theta_final, ref.theta_final) <= EXACT
 
 
 def test_reverse_equals_naive_float32():
@@ -72,8 +75,8 @@ def test_soft_labels_reverse_equals_naive_float64(batch, augment, steps, compile
     ref = unroll(net, x, logits, alpha, theta0, target, plan, "naive", augment)
     out = unroll(net, x, logits, alpha, theta0, target, plan, "reverse", augment, Stepper(net, compile=compiled))
     assert ref.grad_y is not None and float(ref.grad_y.norm()) > 0
-    assert _rel(out.grad_y, ref.grad_y) <= 1e-8 and _rel(out.grad_x, ref.grad_x) <= 1e-8
-    assert _rel(out.grad_alpha, ref.grad_alpha) <= 1e-8
+    assert _rel(out.grad_y, ref.grad_y) <= EXACT and _rel(out.grad_x, ref.grad_x) <= EXACT
+    assert _rel(out.grad_alpha, ref.grad_alpha) <= EXACT
     h, (i, j) = 1e-6, (2, 1)
     bumped = [logits.clone() for _ in range(2)]
     bumped[0][i, j] += h
@@ -280,4 +283,4 @@ def test_compiled_reverse_equals_naive():
     if not stepper.compiled:
         pytest.skip(f"torch.compile failed here: {stepper.compile_error}")
     ref = unroll(net, x, y, alpha, theta0, target, plan, "naive", Augment())
-    assert _rel(out.grad_x, ref.grad_x) <= 1e-8 and _rel(out.grad_alpha, ref.grad_alpha) <= 1e-8
+    assert _rel(out.grad_x, ref.grad_x) <= EXACT and _rel(out.grad_alpha, ref.grad_alpha) <= EXACT

@@ -1,6 +1,6 @@
 // FD-MFCC kernel bodies, shared by fd_mfcc_kernels.cu and the CPU harness (see hd_common.h).
 //
-// Two pipelines, one semantics (design doc section 3, ddfad_fast/reference.py):
+// Two pipelines, one semantics (docs/architecture.md section 3, ddfad_fast/reference.py):
 // * power-of-two n_fft: stft_mel_block (a tile of frames: pre-emphasis, centre zero padding, window,
 //   real FFTs in shared memory, power, sparse Slaney mel product, dB; per-tile maxima) -> dct_delta_block.
 //   The frames and the spectrum never reach device memory.

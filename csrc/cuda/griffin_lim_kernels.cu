@@ -5,7 +5,7 @@
 //
 // Bytes per iteration and spectrogram bin (float32): the fused kernel reads x (8, plus the halo frames
 // of its neighbours, mostly from L2), prev (8) and mag (4) and writes x (8) and prev (8): about 36, the
-// floor of design doc section 5. The cuFFT path moves about 92.
+// floor of docs/architecture.md section 5. The cuFFT path moves about 92.
 #include "griffin_lim_kernels.h"
 
 #include "griffin_lim_math.h"

@@ -20,6 +20,7 @@ from typing import Optional
 
 from ..config import Augment
 from ..errors import ParameterError
+from . import DeprecatedAlias
 
 HELP = "distil a data set into CPC synthetic clips per class by matching expert trajectories (MTT)"
 DISTILLED_NAME = "distilled.pt"
@@ -44,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("overrides of the preset's DistillConfig")
     group.add_argument("--iterations", type=int, default=None)
     group.add_argument("--syn-steps", type=int, default=None, help="student steps per iteration (N)")
-    group.add_argument("--expert-epochs", type=int, default=None, help="M: match theta*_{t+M}")
+    group.add_argument("--match-epochs", dest="expert_epochs", type=int, default=None,
+                       help="M: match theta*_{t+M}, the expert M epochs ahead of the start")
+    group.add_argument("--expert-epochs", dest="expert_epochs", type=int, action=DeprecatedAlias, new="--match-epochs")
     group.add_argument("--max-start-epoch", type=int, default=None)
     group.add_argument("--lr-data", type=float, default=None)
     group.add_argument("--lr-alpha", type=float, default=None)
@@ -137,7 +140,8 @@ def main(args: argparse.Namespace) -> int:
     if trajectories.norm is not None:
         split = split.standardized(trajectories.norm)
     x_train = split.x_train
-    preflight(x_train, split.y_train, trajectories, config)     # bad settings / --max-memory: before any deletion
+    # bad settings / --max-memory: before any deletion (a resumed run keeps the memory plan of its checkpoint)
+    preflight(x_train, split.y_train, trajectories, config, resume_from=out / "checkpoint.pt" if args.resume else None)
     if delete:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import torch
 from ..config import FeatureConfig
 from ..errors import DDFADError, ParameterError
 from ..io import load_artifact, save_artifact
+from . import DeprecatedAlias
 
 HELP = "compute FD-MFCC features of audio files or folders into one .pt file"
 PRESETS = {"fsdd": FeatureConfig.fsdd, "speech16k": FeatureConfig.speech16k}
@@ -27,7 +28,10 @@ PRESETS = {"fsdd": FeatureConfig.fsdd, "speech16k": FeatureConfig.speech16k}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, help="audio files and/or folders (searched recursively)")
     parser.add_argument("--out", required=True, type=Path, help="output file, e.g. features.pt")
-    parser.add_argument("--preset", default="fsdd", choices=sorted(PRESETS), help="feature preset (default fsdd)")
+    parser.add_argument("--feature-preset", default="fsdd", choices=sorted(PRESETS),
+                        help="FeatureConfig preset (default fsdd)")
+    parser.add_argument("--preset", dest="feature_preset", choices=sorted(PRESETS), action=DeprecatedAlias,
+                        new="--feature-preset")
     parser.add_argument("--length", type=float, default=None, help="fixed clip length in seconds (pad/crop)")
     parser.add_argument("--strict", action="store_true", help="stop at the first unusable file instead of skipping it")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run (OUT.parts/)")
@@ -64,7 +68,7 @@ def parts_dir(out: Path) -> Path:
 def main(args: argparse.Namespace) -> int:
     from ..data import extract_features
 
-    config = PRESETS[args.preset]()
+    config = PRESETS[args.feature_preset]()
     if args.length is not None:
         if args.length <= 0:
             raise ParameterError(f"--length must be > 0 seconds, got {args.length}")

@@ -1,0 +1,87 @@
+"""Command-line flags: one meaning per flag, renamed flags keep their old spelling for one release
+(a FutureWarning, once), and `ddfad data info --strict`."""
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import ddfad_fast.commands as commands
+from ddfad_fast.cli import _build_parser, main
+from ddfad_fast.io import load_artifact
+
+SR = 8000
+
+
+def tone(seconds: float = 0.3, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def fresh_warnings(monkeypatch):
+    """Each test sees the once-per-process deprecation warnings afresh."""
+    monkeypatch.setattr(commands, "_WARNED", set(), raising=False)
+
+
+DISTILL = ["distill", "--data", "d", "--experts", "e", "--cpc", "1", "--out", "o"]
+
+
+def test_distill_match_epochs_and_its_deprecated_spelling():
+    parser = _build_parser()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # the new spelling does not warn
+        assert parser.parse_args(DISTILL + ["--match-epochs", "3"]).expert_epochs == 3
+        assert parser.parse_args(DISTILL).expert_epochs is None
+    with pytest.warns(FutureWarning, match="--expert-epochs is deprecated.*use --match-epochs"):
+        assert parser.parse_args(DISTILL + ["--expert-epochs", "4"]).expert_epochs == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # once per process
+        assert parser.parse_args(DISTILL + ["--expert-epochs", "5"]).expert_epochs == 5
+    # in `ddfad run`, --expert-epochs keeps its one meaning: epochs per expert
+    run = parser.parse_args(["run", "--data", "d", "--cpc", "1", "--out", "o", "--expert-epochs", "6"])
+    assert run.expert_epochs == 6
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--data", "d", "--cpc", "1", "--out", "o", "--match-epochs", "6"])
+
+
+def test_distill_config_reads_match_epochs():
+    from ddfad_fast.commands.distill import distill_config
+    from ddfad_fast.presets import get_preset
+    args = _build_parser().parse_args(DISTILL + ["--match-epochs", "3"])
+    assert distill_config(get_preset("cpu-small"), args, expert_epochs=20).expert_epochs == 3
+
+
+def test_features_preset_flag_and_its_deprecated_spelling(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", tone(sr=16000), 16000)
+    assert main(["features", str(folder), "--out", str(tmp_path / "new.pt"), "--quiet",
+                 "--feature-preset", "speech16k"]) == 0
+    new = load_artifact(tmp_path / "new.pt", kind="features")
+    assert new["config"]["features"]["sample_rate"] == 16000
+    with pytest.warns(FutureWarning, match="--preset is deprecated.*use --feature-preset"):
+        assert main(["features", str(folder), "--out", str(tmp_path / "old.pt"), "--quiet", "--preset", "speech16k"]) == 0
+    assert load_artifact(tmp_path / "old.pt", kind="features")["config"] == new["config"]
+    default = _build_parser().parse_args(["features", str(folder), "--out", "x.pt"])
+    assert default.feature_preset == "fsdd"
+    with pytest.raises(SystemExit):
+        _build_parser().parse_args(["features", str(folder), "--out", "x.pt", "--feature-preset", "cpu-small"])
+
+
+def test_data_info_strict(tmp_path, capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for name in ("0_a_5.wav", "1_a_5.wav", "0_a_0.wav", "1_a_0.wav"):
+        sf.write(folder / name, tone(), SR)
+    sf.write(folder / "1_a_6.wav", tone(sr=16000), 16000)          # read resampled, refused with --strict
+    (folder / "0_a_6.wav").write_bytes(b"not a wav file")         # skipped, an error with --strict
+    assert main(["data", "info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "6 labelled files" in out and "0_a_6.wav: not a readable audio file" in out
+    assert main(["data", "info", str(folder), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "0_a_6.wav: not a readable audio file" in err
+    (folder / "0_a_6.wav").unlink()
+    assert main(["data", "info", str(folder), "--strict"]) == 1
+    assert "1_a_6.wav: sample rate 16000 Hz, expected 8000 Hz" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import List, Optional
 
@@ -21,6 +22,20 @@ class CommandImportError(DDFADError, ImportError):
     """A sub-command module that cannot be imported: a broken install, never a command to drop in silence."""
 
 
+def free_cores() -> int:
+    """The cores not busy with other work: CPU count minus the 1-minute load average (at least 1).
+
+    OpenMP threads that compete with another busy process for the same cores wait on each other at every
+    parallel region; one thread per free core avoids that (bench/results/threads.json).
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except OSError:
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddfad", description="Dataset distillation for audio (DDFAD).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -31,6 +46,9 @@ def _build_parser() -> argparse.ArgumentParser:
             raise CommandImportError(f"sub-command {name!r} cannot be loaded: ddfad_fast.commands.{name} failed to "
                                      f"import ({type(exc).__name__}: {exc})") from exc
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        cmd.add_argument("--threads", type=int, default=None, metavar="N",
+                         help="CPU threads for torch (default: OMP_NUM_THREADS when set, else the cores not busy "
+                              "with other work when the command starts)")
         module.add_arguments(cmd)
         cmd.set_defaults(_main=module.main)
     return parser
@@ -46,6 +64,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if getattr(args, "_main", None) is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.threads is not None and args.threads < 1:
+        print(f"ddfad {args.command}: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return EXIT_USAGE
+    import torch
+    if args.threads is not None or not os.environ.get("OMP_NUM_THREADS"):    # an explicit OMP_NUM_THREADS stands
+        torch.set_num_threads(args.threads or free_cores())
     try:
         return int(args._main(args) or 0)
     except KeyboardInterrupt:

@@ -175,3 +175,23 @@ def test_cli_sub_command_that_fails_to_import_is_an_error(monkeypatch, capsys):
     assert "'bench'" in err and "some_dependency" in err, err
     with pytest.raises(cli.CommandImportError, match="bench"):
         cli._build_parser()
+
+
+def test_threads_option(monkeypatch):
+    """--threads sets torch's thread count; without it OMP_NUM_THREADS stands, else the free cores are used."""
+    import torch
+    from ddfad_fast import cli
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert cli.main(["backends", "--threads", "1"]) == 0 and torch.get_num_threads() == 1
+        monkeypatch.setattr(cli.os, "getloadavg", lambda: (64.0, 0.0, 0.0))
+        assert cli.free_cores() == 1
+        monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert cli.free_cores() == (cli.os.cpu_count() or 1)
+        torch.set_num_threads(1)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert cli.main(["backends"]) == 0 and torch.get_num_threads() == 1
+        assert cli.main(["backends", "--threads", "0"]) == 2
+    finally:
+        torch.set_num_threads(before)

@@ -210,8 +210,16 @@ class DistillConfig(_Config):
 class EvalConfig(_Config):
     """Train-from-scratch evaluation of a (distilled or real) training set."""
 
+    def epochs_for(self, n_train: int) -> int:
+        """Epochs for a training set of ``n_train`` clips: ``epochs``, or ``steps`` SGD steps rounded up to epochs."""
+        if self.steps is None:
+            return self.epochs
+        per_epoch = -(-n_train // self.batch_size)
+        return max(1, -(-self.steps // per_epoch))
+
     num_nets: int = 5
-    epochs: int = 300
+    epochs: int = 300                   # passes over the training set (see ``steps``)
+    steps: Optional[int] = None         # if set: train for this many SGD steps instead (epochs = steps / batches per epoch)
     lr: Optional[float] = None          # None = the distilled set's learned alpha (or 0.01 for real data)
     batch_size: int = 256
     models: Tuple[str, ...] = ("convnet",)

@@ -56,12 +56,14 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     lr = float(lr if lr is not None else (config.lr if config.lr is not None else DEFAULT_LR))
     if not lr > 0:
         raise ParameterError(f"evaluation lr must be > 0, got {lr}")
-    if config.num_nets < 1 or config.epochs < 1:
-        raise ParameterError(f"num_nets and epochs must be >= 1, got {config.num_nets}, {config.epochs}")
+    if config.num_nets < 1 or config.epochs < 1 or (config.steps is not None and config.steps < 1):
+        raise ParameterError(f"num_nets, epochs and steps must be >= 1, got {config.num_nets}, {config.epochs}, "
+                             f"{config.steps}")
     if len(y_train) == 0 or len(y_test) == 0:
         raise ParameterError(f"need non-empty train and test sets, got {len(y_train)} and {len(y_test)} samples")
     if checkpoint_every < 1:
         raise ParameterError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    epochs = config.epochs_for(len(y_train))
     soft = y_train.is_floating_point()
     num_classes = int(y_train.shape[1]) if soft else int(max(int(y_train.max()), int(y_test.max())) + 1)
     net = build_model(model_config, tuple(x_train.shape[1:]), num_classes)
@@ -82,8 +84,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=config.num_nets * config.epochs, desc=f"evaluate {model_config.name}", unit="epoch",
-                   initial=len(accs) * config.epochs + (int(state["epoch"]) if state else 0))
+        bar = tqdm(total=config.num_nets * epochs, desc=f"evaluate {model_config.name}", unit="epoch",
+                   initial=len(accs) * epochs + (int(state["epoch"]) if state else 0))
     for i in range(len(accs), config.num_nets):
         gen = torch.Generator().manual_seed(config.seed + i)
         params = net.init_params(gen).to(device)
@@ -101,13 +103,13 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
 
         epoch_start = None
         try:
-            for epoch in range(first_epoch, config.epochs):
+            for epoch in range(first_epoch, epochs):
                 if checkpoint is not None:   # the state at this epoch boundary, for a clean Ctrl-C
                     epoch_start = (epoch, params.clone(), velocity.clone(), gen.get_state())
-                step = lr * (0.1 if config.lr_decay_at_half and epoch >= config.epochs // 2 else 1.0)
+                step = lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0)
                 sgd_epoch(net, params, velocity, x_train, y_train, step, config.momentum, config.weight_decay,
                           config.batch_size, gen, config.augment)
-                if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < config.epochs:
+                if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
                     save(epoch + 1, params, velocity, gen.get_state())
                 if bar is not None:
                     bar.update(1)
@@ -126,7 +128,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     if checkpoint is not None:
         Path(checkpoint).unlink(missing_ok=True)
     result = {"accs": accs, "mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
-              "model": model_config.name, "lr": lr}
+              "model": model_config.name, "lr": lr, "epochs": epochs}
     if has_val:
         result.update(val_accs=val_accs, val_mean=statistics.fmean(val_accs), val_std=statistics.pstdev(val_accs))
     return result

@@ -64,7 +64,7 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=64)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """Slaney mel filterbank with Slaney (area) normalisation: (n_mels, n_fft // 2 + 1), like librosa.filters.mel."""
-    fft_freqs = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)      # k * sr / n_fft: below sr / 2 for odd n_fft
     edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_freqs[None, :]

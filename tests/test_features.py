@@ -63,7 +63,9 @@ def _reference_backend(monkeypatch):
 
 
 def test_mel_filterbank_matches_librosa():
-    for cfg in (FeatureConfig.fsdd(), FeatureConfig.speech16k(), FeatureConfig(fmin=300.0, fmax=3400.0, n_mels=26)):
+    """Odd n_fft too: its bins are k sr / n_fft, the last one below sr / 2."""
+    for cfg in (FeatureConfig.fsdd(), FeatureConfig.speech16k(), FeatureConfig(fmin=300.0, fmax=3400.0, n_mels=26),
+                FeatureConfig(n_fft=255), FeatureConfig(sample_rate=22050, n_fft=511, win_length=441, hop_length=221)):
         want = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin,
                                    fmax=cfg.fmax, dtype=np.float64)
         got = mel_filterbank(cfg, dtype=torch.float32)

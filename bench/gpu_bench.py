@@ -149,33 +149,35 @@ def bench_fd_mfcc(rows: List[Dict], preset: str, cfg: FeatureConfig, B: int, rep
 
 def bench_fd_mfcc_stages(rows: List[Dict], preset: str, cfg: FeatureConfig, B: int, repeats: int) -> None:
     """Time each stage of both pipelines: framing, rfft, post-FFT."""
-    L, T = cfg.fixed_length, cfg.n_frames(cfg.fixed_length)
+    L = cfg.fixed_length
     waves = torch.randn(B, L, device="cuda") * 0.1
-    c = gb.feature_tensors(cfg, waves.device)
+    c = gb.feature_tensors(cfg, L, waves.device)
+    T = c.n_frames
     stages: Dict[str, Callable[[], object]] = {}
     if our_fn("fd_mfcc", "triton") is not None:
         from ddfad_fast.kernels.fd_mfcc import frame_waves, mfcc_from_spectrum
-        frames = frame_waves(waves, c.window, cfg.hop_length, cfg.preemphasis)
+        frames = frame_waves(waves, c.window, T, cfg.hop_length, cfg.preemphasis)
         spec = torch.fft.rfft(frames).view(B, T, cfg.n_freqs)
-        stages["triton frame_waves"] = lambda: frame_waves(waves, c.window, cfg.hop_length, cfg.preemphasis)
+        stages["triton frame_waves"] = lambda: frame_waves(waves, c.window, T, cfg.hop_length, cfg.preemphasis)
         stages["rfft (cuFFT)"] = lambda f=frames: torch.fft.rfft(f)
-        stages["triton post-FFT"] = lambda s=spec: mfcc_from_spectrum(s, c.mel, c.groups, c.dct, c.delta, cfg.amin,
-                                                                      cfg.ref, cfg.top_db)
+        stages["triton post-FFT"] = lambda s=spec: mfcc_from_spectrum(s, c.mel, c.groups, c.dct, c.delta_start,
+                                                                      c.delta_coef, cfg.amin, c.ref_db, cfg.top_db)
     if our_fn("fd_mfcc", "cuda") is not None:
         ops = torch.ops.ddfad
-        frames = ops.frame_waves(waves, c.window, cfg.hop_length, float(cfg.preemphasis))
+        frames = ops.frame_waves(waves, c.window, T, cfg.hop_length, float(cfg.preemphasis))
         spec = torch.fft.rfft(frames).view(B, T, cfg.n_freqs)
-        ref_db = 10.0 * math.log10(max(cfg.amin, cfg.ref))
-        stages["cuda frame_waves"] = lambda: ops.frame_waves(waves, c.window, cfg.hop_length, float(cfg.preemphasis))
-        stages["cuda post-FFT"] = lambda s=spec: ops.mfcc_post(s, c.mel, c.bands, c.dct, c.delta, float(cfg.amin),
-                                                               ref_db, cfg.top_db)
+        stages["cuda frame_waves"] = lambda: ops.frame_waves(waves, c.window, T, cfg.hop_length,
+                                                             float(cfg.preemphasis))
+        stages["cuda post-FFT"] = lambda s=spec: ops.mfcc_post(s, c.mel, c.bands, c.dct, c.delta_start, c.delta_coef,
+                                                               float(cfg.amin), c.ref_db, cfg.top_db)
         if gb.fused_stft_supported(cfg.n_fft):
             tw = gb.dsp.as_tensor(gb.fft_twiddles(cfg.n_fft), torch.float32, waves.device)
             for tile, radix in ((0, 0), (16, 8), (4, 8), (0, 4), (0, 16)):
                 stages[f"cuda fd_mfcc_fused tile={tile or 'auto'} radix={radix or 'auto'}"] = (
-                    lambda t=tile, r=radix: ops.fd_mfcc_fused(waves, c.window, tw, c.mel, c.bands, c.dct, c.delta,
-                                                              cfg.hop_length, float(cfg.preemphasis),
-                                                              float(cfg.amin), ref_db, cfg.top_db, t, r))
+                    lambda t=tile, r=radix: ops.fd_mfcc_fused(waves, c.window, tw, c.mel, c.bands, c.dct,
+                                                              c.delta_start, c.delta_coef, T, cfg.hop_length,
+                                                              float(cfg.preemphasis), float(cfg.amin), c.ref_db,
+                                                              cfg.top_db, t, r))
     for name, fn in stages.items():
         try:
             rows.append({"op": "fd_mfcc stage", "preset": preset, "B": B, "impl": name,

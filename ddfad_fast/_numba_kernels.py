@@ -3,8 +3,8 @@
 Feature pipeline: :func:`frame_waves` (pre-emphasis, centre zero padding, window) -> torch rfft ->
 :func:`spectrum_to_features` (power -> sparse mel -> dB with a per-clip top_db floor -> DCT ->
 deltas, fused per clip). Griffin-Lim: torch irfft -> :func:`overlap_add` -> torch rfft ->
-:func:`gla_step`. Every kernel runs in parallel over clips (or bins) with ``prange``; the tables
-come from ``cpu_backend`` (band forms of the ``dsp`` constants).
+:func:`gla_step`. Every kernel runs in parallel over clips (or bins) with ``prange``; the frame
+count, the window's support and the tables come from :mod:`ddfad_fast.dsp` (through ``cpu_backend``).
 """
 from __future__ import annotations
 
@@ -14,27 +14,18 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
-def _nonzero_taps(window: np.ndarray):
-    """(lo, hi): the window's taps outside [lo, hi) are zero (a short window centred in n_fft)."""
-    lo, hi = 0, window.shape[0]
-    while lo < hi and window[lo] == 0:
-        lo += 1
-    while hi > lo and window[hi - 1] == 0:
-        hi -= 1
-    return lo, hi
-
-
 @numba.njit(parallel=True, cache=True)
-def frame_waves(waves: np.ndarray, window: np.ndarray, hop: int, coef: float) -> np.ndarray:
-    """Pre-emphasised (librosa's initial state), centre-zero-padded, windowed frames: (B, L) -> (B, T, n_fft)."""
+def frame_waves(waves: np.ndarray, window: np.ndarray, lo: int, hi: int, hop: int, n_frames: int,
+                coef: float) -> np.ndarray:
+    """Pre-emphasised (librosa's initial state), centre-zero-padded, windowed frames: (B, L) -> (B, T, n_fft).
+
+    The window's taps outside [lo, hi) are zero (dsp.window_support); T = n_frames (dsp.n_frames).
+    """
     n_batch, length = waves.shape
     n_fft = window.shape[0]
     half = n_fft // 2
-    n_frames = 1 + length // hop
     out = np.zeros((n_batch, n_frames, n_fft), dtype=waves.dtype)
     c = waves.dtype.type(coef)
-    lo, hi = _nonzero_taps(window)
     for b in numba.prange(n_batch):
         x = waves[b]
         second = x[1] if length > 1 else x.dtype.type(0)
@@ -58,7 +49,7 @@ def spectrum_to_features(spec: np.ndarray, mel_bands: np.ndarray, mel_weights: n
                          top_db: float, with_deltas: bool) -> np.ndarray:
     """spec (B, T, F, 2) real view of the rfft -> (B, 3, n_mfcc, T) (channel 0 only without deltas).
 
-    mel_bands (M, 2) [first bin, bin count], mel_weights (M, W); dct (n_mfcc, M); delta_start (T,),
+    mel_bands (M, 2) bins [lo, hi), mel_weights (M, W); dct (n_mfcc, M); delta_start (T,),
     delta_coef (2, W, T): band forms of the dsp constants. top_db < 0 disables the floor.
     """
     n_batch, n_frames, n_freqs, _ = spec.shape
@@ -77,7 +68,7 @@ def spectrum_to_features(spec: np.ndarray, mel_bands: np.ndarray, mel_weights: n
             for m in range(n_mels):
                 first = mel_bands[m, 0]
                 acc = spec.dtype.type(0)
-                for j in range(mel_bands[m, 1]):
+                for j in range(mel_bands[m, 1] - first):
                     acc += mel_weights[m, j] * power[first + j]
                 v = 10.0 * math.log10(max(amin, acc)) - ref_db
                 log_mel[m, t] = v
@@ -107,11 +98,12 @@ def spectrum_to_features(spec: np.ndarray, mel_bands: np.ndarray, mel_weights: n
 
 
 @numba.njit(parallel=True, cache=True)
-def overlap_add(frames: np.ndarray, window: np.ndarray, inv_env: np.ndarray, hop: int, length: int,
-                reframe: bool) -> np.ndarray:
+def overlap_add(frames: np.ndarray, window: np.ndarray, lo: int, hi: int, inv_env: np.ndarray, hop: int,
+                length: int, reframe: bool) -> np.ndarray:
     """Inverse STFT of frames (B, T, n_fft) by overlap-add, normalised by inv_env, cropped to ``length``.
 
-    reframe=False: the signal (B, 1, length); True: its windowed, centre-zero-padded frames (B, T, n_fft).
+    The window's taps outside [lo, hi) are zero (dsp.window_support). reframe=False: the signal
+    (B, 1, length); True: its windowed, centre-zero-padded frames (B, T, n_fft).
     """
     n_batch, n_frames, n_fft = frames.shape
     half = n_fft // 2
@@ -119,7 +111,6 @@ def overlap_add(frames: np.ndarray, window: np.ndarray, inv_env: np.ndarray, hop
     total = max(env_len, half + length)
     stop = half + length
     out = np.zeros((n_batch, n_frames, n_fft) if reframe else (n_batch, 1, length), dtype=frames.dtype)
-    lo, hi = _nonzero_taps(window)
     for b in numba.prange(n_batch):
         signal = np.zeros(total, dtype=frames.dtype)
         for t in range(n_frames):

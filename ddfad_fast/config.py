@@ -10,6 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple, Type, TypeVar
 
+from . import dsp
 from .errors import ParameterError
 
 T = TypeVar("T", bound="_Config")
@@ -47,7 +48,7 @@ class FeatureConfig(_Config):
     """FD-MFCC settings. The defaults are the FSDD preset (docs/architecture.md section 3).
 
     Times are in samples unless the name says otherwise; ``sample_rate`` in Hz.
-    Output of ``fd_mfcc``: (B, 3, n_mfcc, 1 + fixed_length // hop_length) (even n_fft).
+    Output of ``fd_mfcc``: (B, 3, n_mfcc, n_frames(fixed_length)).
     """
 
     sample_rate: int = 8000
@@ -88,10 +89,8 @@ class FeatureConfig(_Config):
         return float(self.fmax) if self.fmax is not None else self.sample_rate / 2.0
 
     def n_frames(self, length: int) -> int:
-        """Frames for a clip of ``length`` samples (after pad/crop)."""
-        if self.center:
-            return 1 + (length + 2 * (self.n_fft // 2) - self.n_fft) // self.hop_length
-        return 1 + max(length - self.n_fft, 0) // self.hop_length
+        """Frames for a clip of ``length`` samples (after pad/crop): centred frames, :func:`ddfad_fast.dsp.n_frames`."""
+        return dsp.n_frames(length, self.n_fft, self.hop_length)
 
     def validate(self) -> "FeatureConfig":
         if self.sample_rate <= 0:

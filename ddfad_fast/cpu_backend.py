@@ -10,15 +10,14 @@ own group of clips while they stay in its cache).
 measured case to ``cpu`` (bench/features.py, bench/griffin_lim.py), so it is not in the automatic
 order: it runs only when forced (``DDFAD_BACKEND=numba`` or ``backend="numba"``), for comparison.
 
-Both take every constant from :mod:`ddfad_fast.dsp`. This module imports neither numba nor the
-extension: each backend probes for its dependency on first use, so a missing numba never hides the
-C++ backend and vice versa.
+Both take every constant from :mod:`ddfad_fast.dsp` (frame count, window support, tables, dB
+reference). This module imports neither numba nor the extension: each backend probes for its
+dependency on first use, so a missing numba never hides the C++ backend and vice versa.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 from functools import lru_cache
 from typing import Dict, Optional, Tuple
 
@@ -88,58 +87,18 @@ def _kernels():
 
 
 # ----------------------------------------------------------------------------------------------------
-# constants, all derived from ddfad_fast.dsp
-@lru_cache(maxsize=32)
-def _mel_bands(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> Tuple[np.ndarray, np.ndarray]:
-    """The Slaney filterbank in band form: ((n_mels, 2) int64 [first bin, bin count], (n_mels, W) float64 weights)."""
-    bank = dsp.mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
-    bands = np.zeros((n_mels, 2), dtype=np.int64)
-    for m, row in enumerate(bank):
-        nonzero = np.flatnonzero(row)
-        if nonzero.size:
-            bands[m] = nonzero[0], nonzero[-1] - nonzero[0] + 1
-    weights = np.zeros((n_mels, max(1, int(bands[:, 1].max()))))
-    for m, (first, count) in enumerate(bands):
-        weights[m, :count] = bank[m, first:first + count]
-    return bands, weights
-
-
-@lru_cache(maxsize=64)
-def _delta_bands(n_frames: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Deltas of order 1 and 2 in band form: ((T,) int64 first frame of each row's window, (2, W, T) float64).
-
-    Row t of ``dsp.delta_matrix(T, width, order)`` is nonzero only on frames [start[t], start[t] + min(W, T)).
-    """
-    span = min(width, n_frames)
-    half = width // 2
-    start = np.clip(np.arange(n_frames) - half, 0, n_frames - span).astype(np.int64)
-    coef = np.zeros((2, width, n_frames))
-    rows = np.arange(n_frames)
-    for i, order in enumerate((1, 2)):
-        matrix = dsp.delta_matrix(n_frames, width, order)
-        cols = start[None, :] + np.arange(span)[:, None]                # (span, T)
-        coef[i, :span] = matrix[rows[None, :], cols]
-        rebuilt = np.zeros_like(matrix)
-        rebuilt[rows[None, :], cols] = coef[i, :span]
-        if not np.array_equal(rebuilt, matrix):
-            raise AssertionError(f"delta matrix of {n_frames} frames is not banded with width {span}")
-    return start, coef
-
-
-def _tensor(array: np.ndarray, dtype: torch.dtype) -> Tensor:
-    return dsp.as_tensor(array, dtype)
-
-
-def _feature_tables(config: FeatureConfig, n_frames: int, dtype: torch.dtype) -> Dict[str, Tensor]:
-    bands, weights = _mel_bands(config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), config.f_max)
-    start, coef = _delta_bands(n_frames, config.delta_width)
-    return {
-        "window": _tensor(dsp.window(config.window, config.win_length, config.n_fft), dtype),
-        "mel_bands": _tensor(bands, torch.int64),
-        "mel_weights": _tensor(weights, dtype),
-        "dct": _tensor(dsp.dct_matrix(config.n_mels, config.n_mfcc), dtype),
-        "delta_start": _tensor(start, torch.int64),
-        "delta_coef": _tensor(coef, dtype),
+# constants: every table, the frame count and the window's support come from dsp.feature_tables
+def _feature_tensors(config: FeatureConfig, length: int,
+                     dtype: torch.dtype) -> Tuple[dsp.FeatureTables, Dict[str, Tensor]]:
+    """(the dsp tables of ``config`` for clips of ``length`` samples, those the kernels read as cached CPU tensors)."""
+    tab = dsp.feature_tables(config, length)
+    return tab, {
+        "window": dsp.as_tensor(tab.window, dtype),
+        "mel_bands": dsp.as_tensor(tab.mel_bands, torch.int64),
+        "mel_weights": dsp.as_tensor(tab.mel_weights, dtype),
+        "dct": dsp.as_tensor(tab.dct, dtype),
+        "delta_start": dsp.as_tensor(tab.delta_start, torch.int64),
+        "delta_coef": dsp.as_tensor(tab.delta_coef, dtype),
     }
 
 
@@ -149,19 +108,15 @@ def _check_feature_config(config: FeatureConfig, backend: str) -> None:
                              f"center={config.center}, pad_mode={config.pad_mode!r}")
 
 
-def _ref_db(config: FeatureConfig) -> float:
-    return 10.0 * math.log10(max(config.amin, config.ref))
-
-
 # ----------------------------------------------------------------------------------------------------
 # backend "cpu": C++ operators
 def _fd_mfcc_cpu(waves: Tensor, config: FeatureConfig, with_deltas: bool) -> Tensor:
     _check_feature_config(config, "cpu")
-    tab = _feature_tables(config, config.n_frames(waves.shape[1]), waves.dtype)
+    tab, t = _feature_tensors(config, waves.shape[1], waves.dtype)
     top_db = None if config.top_db is None else float(config.top_db)
-    return _ops().fd_mfcc(waves.contiguous(), tab["window"], tab["mel_bands"], tab["mel_weights"], tab["dct"],
-                                   tab["delta_start"], tab["delta_coef"], config.hop_length, float(config.preemphasis),
-                                   float(config.amin), _ref_db(config), top_db, with_deltas, FEATURE_GROUP)
+    return _ops().fd_mfcc(waves.contiguous(), t["window"], *tab.window_support, t["mel_bands"], t["mel_weights"],
+                          t["dct"], t["delta_start"], t["delta_coef"], tab.n_frames, config.hop_length,
+                          float(config.preemphasis), float(config.amin), tab.ref_db, top_db, with_deltas, FEATURE_GROUP)
 
 
 @backends.recorded("fd_mfcc", "cpu")
@@ -177,19 +132,20 @@ def mfcc_cpu(waves: Tensor, config: FeatureConfig) -> Tensor:
 
 
 def _gla_tables(n_fft: int, hop_length: int, win_length: int, window: str, n_frames: int,
-                dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
-    win = _tensor(dsp.window(window, win_length, n_fft), dtype)
-    inv_env = _tensor(dsp.inverse_envelope(window, win_length, n_fft, hop_length, n_frames), dtype)
-    return win, inv_env
+                dtype: torch.dtype) -> Tuple[Tensor, Tuple[int, int], Tensor]:
+    """(window, its non-zero taps [lo, hi), inverse envelope), all from dsp."""
+    win = dsp.as_tensor(dsp.window(window, win_length, n_fft), dtype)
+    inv_env = dsp.as_tensor(dsp.inverse_envelope(window, win_length, n_fft, hop_length, n_frames), dtype)
+    return win, dsp.window_support(window, win_length, n_fft), inv_env
 
 
 @backends.recorded("griffin_lim", "cpu")
 def griffin_lim_cpu(magnitude: Tensor, n_fft: int, hop_length: int, win_length: int, window: str, n_iter: int,
                     momentum: float, init_phase: Tensor, length: int) -> Tensor:
     """Fast Griffin-Lim with the C++ extension: magnitude (B, F, T), init_phase (B, F, T) complex -> (B, length)."""
-    win, inv_env = _gla_tables(n_fft, hop_length, win_length, window, magnitude.shape[2], magnitude.dtype)
-    return _ops().griffin_lim(magnitude.contiguous(), init_phase.contiguous(), win, inv_env, hop_length,
-                                       n_iter, float(momentum), length, GLA_GROUP)
+    win, (lo, hi), inv_env = _gla_tables(n_fft, hop_length, win_length, window, magnitude.shape[2], magnitude.dtype)
+    return _ops().griffin_lim(magnitude.contiguous(), init_phase.contiguous(), win, lo, hi, inv_env, hop_length,
+                              n_iter, float(momentum), length, GLA_GROUP)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -197,19 +153,18 @@ def griffin_lim_cpu(magnitude: Tensor, n_fft: int, hop_length: int, win_length: 
 def _fd_mfcc_numba(waves: Tensor, config: FeatureConfig, with_deltas: bool) -> Tensor:
     _check_feature_config(config, "numba")
     kernels = _kernels()
-    n_frames = config.n_frames(waves.shape[1])
-    tab = {k: v.numpy() for k, v in _feature_tables(config, n_frames, waves.dtype).items()}
+    tab, tensors = _feature_tensors(config, waves.shape[1], waves.dtype)
+    t = {k: v.numpy() for k, v in tensors.items()}
     top_db = -1.0 if config.top_db is None else float(config.top_db)
     source = waves.contiguous().numpy()
     parts = []
     for start in range(0, source.shape[0], NUMBA_FEATURE_CHUNK):     # chunks keep the FFT's data in cache
-        frames = kernels.frame_waves(source[start:start + NUMBA_FEATURE_CHUNK], tab["window"], config.hop_length,
-                                     float(config.preemphasis))
+        frames = kernels.frame_waves(source[start:start + NUMBA_FEATURE_CHUNK], t["window"], *tab.window_support,
+                                     config.hop_length, tab.n_frames, float(config.preemphasis))
         spec = torch.fft.rfft(torch.from_numpy(frames), dim=-1)
-        parts.append(kernels.spectrum_to_features(torch.view_as_real(spec).numpy(), tab["mel_bands"],
-                                                  tab["mel_weights"], tab["dct"], tab["delta_start"],
-                                                  tab["delta_coef"], float(config.amin), _ref_db(config), top_db,
-                                                  with_deltas))
+        parts.append(kernels.spectrum_to_features(torch.view_as_real(spec).numpy(), t["mel_bands"],
+                                                  t["mel_weights"], t["dct"], t["delta_start"], t["delta_coef"],
+                                                  float(config.amin), tab.ref_db, top_db, with_deltas))
     out = torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts))
     return out if with_deltas else out[:, 0]
 
@@ -231,19 +186,21 @@ def griffin_lim_numba(magnitude: Tensor, n_fft: int, hop_length: int, win_length
                       momentum: float, init_phase: Tensor, length: int) -> Tensor:
     """Fast Griffin-Lim with numba overlap-add / step kernels around torch.fft; contract of :func:`griffin_lim_cpu`."""
     kernels = _kernels()
-    win, inv_env = (t.numpy() for t in _gla_tables(n_fft, hop_length, win_length, window, magnitude.shape[2],
-                                                     magnitude.dtype))
+    win, (lo, hi), inv_env = _gla_tables(n_fft, hop_length, win_length, window, magnitude.shape[2], magnitude.dtype)
+    win, inv_env = win.numpy(), inv_env.numpy()
     mag = magnitude.transpose(1, 2).contiguous()                                      # (B, T, F)
     x = (init_phase.to(magnitude.dtype.to_complex()) * magnitude).transpose(1, 2).contiguous()
     cur, prev = torch.empty_like(x), torch.zeros_like(x)
     mag_np, x_np = mag.numpy(), torch.view_as_real(x).numpy()
     coef = momentum / (1.0 + momentum)
     for _ in range(n_iter):
-        frames = kernels.overlap_add(torch.fft.irfft(x, n=n_fft).numpy(), win, inv_env, hop_length, length, True)
+        frames = kernels.overlap_add(torch.fft.irfft(x, n=n_fft).numpy(), win, lo, hi, inv_env, hop_length, length,
+                                     True)
         torch.fft.rfft(torch.from_numpy(frames), out=cur)
         kernels.gla_step(x_np, torch.view_as_real(cur).numpy(), torch.view_as_real(prev).numpy(), mag_np, coef)
         cur, prev = prev, cur
-    signal = kernels.overlap_add(torch.fft.irfft(x, n=n_fft).numpy(), win, inv_env, hop_length, length, False)
+    signal = kernels.overlap_add(torch.fft.irfft(x, n=n_fft).numpy(), win, lo, hi, inv_env, hop_length, length,
+                                 False)
     return torch.from_numpy(signal[:, 0])
 
 

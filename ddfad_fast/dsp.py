@@ -1,13 +1,19 @@
-"""Constant matrices of the DSP pipeline, computed once in float64 and shared by every backend.
+"""Every constant of the DSP pipeline, computed once in float64 here and passed into every backend.
 
-Every function here returns numpy float64 arrays (cached: treat them as read-only) and follows
-librosa 0.10/0.11 exactly: periodic windows centred in ``n_fft``, Slaney mel scale with Slaney
-area normalisation, orthonormal DCT-II, Savitzky-Golay deltas with ``mode="interp"`` edges.
-:func:`as_tensor` moves one to a device and dtype, cached per (array, dtype, device).
+The frame count, the window and its non-zero taps, the mel filterbank (dense and in band form),
+the DCT, the delta tables (dense and in band form), the dB reference and the inverse-STFT envelope
+are derived in this module only; the reference, the C++, numba, Triton and CUDA kernels receive
+them (:func:`feature_tables` gathers those of one FeatureConfig and clip length) and never re-derive
+them. Arrays are numpy (float64 unless said; cached: treat them as read-only) and follow librosa
+0.10/0.11 exactly: centred frames, periodic windows centred in ``n_fft``, Slaney mel scale with
+Slaney area normalisation, orthonormal DCT-II, Savitzky-Golay deltas with ``mode="interp"`` edges.
+:func:`as_tensor` moves one to a device and dtype, cached per (array, dtype, device), so the device
+copies exist before a CUDA graph is captured.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Tuple
 
@@ -20,7 +26,10 @@ WINDOWS = ("hann", "hamming")
 
 
 def n_frames(length: int, n_fft: int, hop_length: int) -> int:
-    """Frames of a centred STFT (n_fft // 2 zeros on each side) of ``length`` samples."""
+    """Frames of a centred STFT (n_fft // 2 zeros on each side) of ``length`` samples.
+
+    1 + length // hop_length for even n_fft, one fewer for odd n_fft when hop_length divides length.
+    """
     return 1 + (length + 2 * (n_fft // 2) - n_fft) // hop_length
 
 
@@ -45,6 +54,13 @@ def window(name: str, win_length: int, n_fft: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=64)
+def window_support(name: str, win_length: int, n_fft: int) -> Tuple[int, int]:
+    """(lo, hi): the taps of :func:`window` outside [lo, hi) are zero (a periodic Hann's first tap is zero too)."""
+    nonzero = np.flatnonzero(window(name, win_length, n_fft))
+    return (int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else (0, 0)
+
+
 def hz_to_mel(freq: np.ndarray) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
     freq = np.asarray(freq, dtype=np.float64)
@@ -64,7 +80,7 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=64)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """Slaney mel filterbank with Slaney (area) normalisation: (n_mels, n_fft // 2 + 1), like librosa.filters.mel."""
-    fft_freqs = np.linspace(0.0, sample_rate / 2.0, 1 + n_fft // 2)
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)      # k * sr / n_fft: below sr / 2 for odd n_fft
     edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_freqs[None, :]
@@ -72,6 +88,38 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax:
     upper = ramps[2:] / widths[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
     return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+@lru_cache(maxsize=64)
+def mel_bands(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`mel_filterbank` in band form: (ranges, weights).
+
+    ranges (n_mels, 2) int64: the non-zero bins [lo, hi) of each band (lo = hi = 0 for an empty band);
+    weights (n_mels, W) float64: band m's weights of bins lo .. hi - 1, zero-padded to the widest band W.
+    """
+    bank = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+    ranges = np.zeros((n_mels, 2), dtype=np.int64)
+    for m, row in enumerate(bank):
+        nonzero = np.flatnonzero(row)
+        if nonzero.size:
+            ranges[m] = nonzero[0], nonzero[-1] + 1
+    weights = np.zeros((n_mels, max(1, int((ranges[:, 1] - ranges[:, 0]).max()))))
+    for m, (lo, hi) in enumerate(ranges):
+        weights[m, :hi - lo] = bank[m, lo:hi]
+    return ranges, weights
+
+
+@lru_cache(maxsize=64)
+def mel_groups(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float, group: int) -> np.ndarray:
+    """(ceil(n_mels / group), 2) int64: the bins [lo, hi) where a band of each group of ``group`` bands is non-zero."""
+    ranges = mel_bands(sample_rate, n_fft, n_mels, fmin, fmax)[0]
+    out = np.zeros(((n_mels + group - 1) // group, 2), dtype=np.int64)
+    for g in range(out.shape[0]):
+        rows = ranges[g * group:(g + 1) * group]
+        rows = rows[rows[:, 1] > rows[:, 0]]
+        if rows.size:
+            out[g] = rows[:, 0].min(), rows[:, 1].max()
+    return out
 
 
 _ARRAY_CACHE: Dict[Tuple[str, int], Tuple[np.ndarray, np.ndarray]] = {}
@@ -142,6 +190,69 @@ def delta_matrix(n_frames: int, width: int, order: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=256)
+def delta_bands(n_frames: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Deltas of order 1 and 2 in band form: (start, coef), the table every delta kernel reads.
+
+    start (T,) int64: the first frame of output frame t's window; coef (2, width, T) float64:
+    ``delta[order][t] = sum_j coef[order - 1, j, t] * x[start[t] + j]``. Rows j >= min(width, T) are
+    zero (a clip shorter than ``width``, see :func:`delta_matrix`); ``start[t] + j`` may then pass the
+    last frame, so kernels clamp it to T - 1. Equals ``delta_matrix(T, width, order)`` exactly.
+    """
+    span = min(width, n_frames)
+    start = np.clip(np.arange(n_frames) - width // 2, 0, n_frames - span).astype(np.int64)
+    coef = np.zeros((2, width, n_frames))
+    rows = np.arange(n_frames)
+    cols = start[None, :] + np.arange(span)[:, None]                # (span, T)
+    for i, order in enumerate((1, 2)):
+        matrix = delta_matrix(n_frames, width, order)
+        coef[i, :span] = matrix[rows[None, :], cols]
+        rebuilt = np.zeros_like(matrix)
+        rebuilt[rows[None, :], cols] = coef[i, :span]
+        if not np.array_equal(rebuilt, matrix):
+            raise AssertionError(f"delta matrix of {n_frames} frames is not banded with width {span}")
+    return start, coef
+
+
+def db_reference(amin: float, ref: float) -> float:
+    """The dB of the reference power: features are 10 log10(max(amin, S)) - db_reference(amin, ref)."""
+    return 10.0 * math.log10(max(amin, ref))
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureTables:
+    """The constants of one FeatureConfig and clip length that every fd_mfcc backend receives (numpy, cached)."""
+
+    n_frames: int                       # T, centred frames (:func:`n_frames`)
+    window: np.ndarray                  # (n_fft,) float64
+    window_support: Tuple[int, int]     # the window's non-zero taps [lo, hi)
+    mel: np.ndarray                     # (n_mels, n_fft // 2 + 1) float64, dense
+    mel_bands: np.ndarray               # (n_mels, 2) int64 [lo, hi) of each band
+    mel_weights: np.ndarray             # (n_mels, W) float64, each band's weights from its lo
+    dct: np.ndarray                     # (n_mfcc, n_mels) float64
+    delta_start: np.ndarray             # (T,) int64
+    delta_coef: np.ndarray              # (2, delta_width, T) float64
+    ref_db: float                       # dB of the reference power (:func:`db_reference`)
+
+
+@lru_cache(maxsize=128)
+def feature_tables(config, length: int) -> FeatureTables:
+    """The tables of ``config`` (a FeatureConfig: centred frames, zero padding) for clips of ``length`` samples."""
+    if length < 1:
+        raise ParameterError(f"need at least one sample, got length {length}")
+    frames = n_frames(length, config.n_fft, config.hop_length)
+    mel_args = (config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), config.f_max)
+    ranges, weights = mel_bands(*mel_args)
+    start, coef = delta_bands(frames, config.delta_width)
+    return FeatureTables(
+        n_frames=frames,
+        window=window(config.window, config.win_length, config.n_fft),
+        window_support=window_support(config.window, config.win_length, config.n_fft),
+        mel=mel_filterbank(*mel_args), mel_bands=ranges, mel_weights=weights,
+        dct=dct_matrix(config.n_mels, config.n_mfcc), delta_start=start, delta_coef=coef,
+        ref_db=db_reference(config.amin, config.ref))
+
+
 @lru_cache(maxsize=64)
 def inverse_envelope(window_name: str, win_length: int, n_fft: int, hop_length: int, n_frames: int) -> np.ndarray:
     """1 / (sum of squared shifted windows) over the centre-padded signal, 1 where that sum is below tiny.
@@ -167,3 +278,13 @@ def as_tensor(array: np.ndarray, dtype: torch.dtype, device: torch.device | str 
         cached = (array, torch.tensor(np.ascontiguousarray(array), dtype=dtype, device=device))
         _TENSORS[key] = cached
     return cached[1]
+
+
+_CACHED = (window, window_support, mel_filterbank, mel_bands, mel_groups, dct_matrix, delta_matrix, delta_bands,
+           feature_tables, inverse_envelope)
+
+
+def clear_caches() -> None:
+    """Forget every cached table (a test that perturbs a builder calls this before and after)."""
+    for cached in _CACHED:
+        cached.cache_clear()

@@ -95,7 +95,8 @@ def fd_mfcc(waves: WaveInput, sample_rate: int, config: Optional[FeatureConfig] 
 
     waves: (B, L) or (L,) tensor / numpy array, or a list of 1-D clips, float samples at
     ``sample_rate`` Hz (must equal ``config.sample_rate``). Returns (B, 3, n_mfcc, T) with
-    T = 1 + L // hop_length (L = ``config.fixed_length`` when set), float64 for float64 input, else
+    T = ``config.n_frames(L)`` centred frames (L = ``config.fixed_length`` when set; 1 + L // hop_length
+    for even n_fft), float64 for float64 input, else
     float32, on the input's device. Default config: the FSDD preset, (B, 3, 20, 101).
     """
     config = _config(config)

@@ -17,16 +17,15 @@ keep one graph. The CUDA backend calls operators of ``ddfad_fast._C`` (csrc/cuda
 The Triton backend (kernels/fd_mfcc.py, kernels/griffin_lim.py): framing -> rfft -> two tiled post-FFT
 passes; Griffin-Lim on pairs of real frames packed into complex C2C transforms (~76 bytes a bin).
 Inverse FFTs run unscaled (norm="forward", the 1/n_fft folded into the envelope) and no torch.fft
-out= variant is used: both would add a full pass over the data. Constants come from
-:mod:`ddfad_fast.dsp` (float64, cached per device by ``dsp.as_tensor``); call a backend once before
-capturing it in a CUDA graph so that they exist. No TF32 anywhere: every product is an fp32 FMA.
+out= variant is used: both would add a full pass over the data. The frame count and every constant
+come from :mod:`ddfad_fast.dsp` (float64, cached per device by ``dsp.as_tensor``); call a backend once
+before capturing it in a CUDA graph so that they exist. No TF32 anywhere: every product is an fp32 FMA.
 """
 from __future__ import annotations
 
 import functools
 import importlib
 import importlib.util
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -130,42 +129,6 @@ def _triton_unavailable_reason() -> str:
 # ----------------------------------------------------------------------------------------------
 # constants (numpy, cached so that dsp.as_tensor caches their device copies)
 # ----------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=64)
-def mel_band_ranges(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """(n_mels, 2) int32: the non-zero bins [lo, hi) of each Slaney band (lo = hi = 0 for an empty band)."""
-    bank = dsp.mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
-    out = np.zeros((n_mels, 2), dtype=np.int32)
-    for m in range(n_mels):
-        nz = np.flatnonzero(bank[m])
-        if nz.size:
-            out[m] = (nz[0], nz[-1] + 1)
-    return out
-
-
-@functools.lru_cache(maxsize=64)
-def mel_group_ranges(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
-                     group: int = MEL_GROUP) -> np.ndarray:
-    """(ceil(n_mels / group), 2) int32: the bins [lo, hi) where any band of each group of ``group`` is non-zero."""
-    bands = mel_band_ranges(sample_rate, n_fft, n_mels, fmin, fmax)
-    out = np.zeros(((n_mels + group - 1) // group, 2), dtype=np.int32)
-    for g in range(out.shape[0]):
-        rows = bands[g * group:(g + 1) * group]
-        rows = rows[rows[:, 1] > rows[:, 0]]
-        if rows.size:
-            out[g] = (rows[:, 0].min(), rows[:, 1].max())
-    return out
-
-
-@functools.lru_cache(maxsize=16)
-def delta_coefficients(width: int) -> np.ndarray:
-    """(2, width, width) float64: [order - 1, x0] = Savitzky-Golay weights of a frame at position x0 of its window.
-
-    Row x0 of ``dsp.delta_matrix(width, width, order)``: for a clip of exactly ``width`` frames every
-    window starts at frame 0, so frame x0's weights are the ones any frame at offset x0 of its window uses.
-    """
-    return np.stack([dsp.delta_matrix(width, width, 1), dsp.delta_matrix(width, width, 2)])
-
-
 @functools.lru_cache(maxsize=16)
 def fft_twiddles(n_fft: int) -> np.ndarray:
     """(n_fft // 2, 2) float64: (cos, sin) of -2 pi k / n_fft, the twiddle table of the fused CUDA FFT."""
@@ -176,27 +139,33 @@ def fft_twiddles(n_fft: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FeatureTensors:
-    """Device constants of one FeatureConfig (float32 unless said)."""
+    """Device constants of one FeatureConfig and clip length (float32 unless said), from dsp.feature_tables."""
 
+    n_frames: int               # T
+    ref_db: float               # dsp.db_reference(amin, ref)
     window: torch.Tensor        # (n_fft,)
     mel: torch.Tensor           # (n_mels, F)
-    groups: torch.Tensor        # (ceil(n_mels / 16), 2) int32
-    bands: torch.Tensor         # (n_mels, 2) int32
+    groups: torch.Tensor        # (ceil(n_mels / MEL_GROUP), 2) int32
+    bands: torch.Tensor         # (n_mels, 2) int32 [lo, hi)
     dct: torch.Tensor           # (n_mfcc, n_mels)
-    delta: torch.Tensor         # (2, W, W)
+    delta_start: torch.Tensor   # (T,) int32
+    delta_coef: torch.Tensor    # (2, W, T)
 
 
-def feature_tensors(cfg: FeatureConfig, device: torch.device) -> FeatureTensors:
-    """The constants the GPU fd_mfcc backends need, on ``device`` (cached)."""
-    mel_args = (cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max)
-    f32 = torch.float32
+def feature_tensors(cfg: FeatureConfig, length: int, device: torch.device) -> FeatureTensors:
+    """The constants the GPU fd_mfcc backends need for clips of ``length`` samples, on ``device`` (cached)."""
+    tab = dsp.feature_tables(cfg, length)
+    groups = dsp.mel_groups(cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max, MEL_GROUP)
+    f32, i32 = torch.float32, torch.int32
     return FeatureTensors(
-        window=dsp.as_tensor(dsp.window(cfg.window, cfg.win_length, cfg.n_fft), f32, device),
-        mel=dsp.as_tensor(dsp.mel_filterbank(*mel_args), f32, device),
-        groups=dsp.as_tensor(mel_group_ranges(*mel_args), torch.int32, device),
-        bands=dsp.as_tensor(mel_band_ranges(*mel_args), torch.int32, device),
-        dct=dsp.as_tensor(dsp.dct_matrix(cfg.n_mels, cfg.n_mfcc), f32, device),
-        delta=dsp.as_tensor(delta_coefficients(cfg.delta_width), f32, device),
+        n_frames=tab.n_frames, ref_db=tab.ref_db,
+        window=dsp.as_tensor(tab.window, f32, device),
+        mel=dsp.as_tensor(tab.mel, f32, device),
+        groups=dsp.as_tensor(groups, i32, device),
+        bands=dsp.as_tensor(tab.mel_bands, i32, device),
+        dct=dsp.as_tensor(tab.dct, f32, device),
+        delta_start=dsp.as_tensor(tab.delta_start, i32, device),
+        delta_coef=dsp.as_tensor(tab.delta_coef, f32, device),
     )
 
 
@@ -235,23 +204,25 @@ def fused_stft_supported(n_fft: int) -> bool:
 
 def _fd_mfcc_impl(waves: torch.Tensor, cfg: FeatureConfig, backend: str) -> torch.Tensor:
     B, L = waves.shape
-    T = cfg.n_frames(L)
-    c = feature_tensors(cfg, waves.device)
+    c = feature_tensors(cfg, L, waves.device)
+    T = c.n_frames
+    top_db = None if cfg.top_db is None else float(cfg.top_db)
     if backend == "triton":
         from ddfad_fast.kernels.fd_mfcc import frame_waves, mfcc_from_spectrum
 
-        frames = frame_waves(waves, c.window, cfg.hop_length, cfg.preemphasis)
+        frames = frame_waves(waves, c.window, T, cfg.hop_length, cfg.preemphasis)
         spec = torch.fft.rfft(frames).view(B, T, cfg.n_freqs)
-        return mfcc_from_spectrum(spec, c.mel, c.groups, c.dct, c.delta, cfg.amin, cfg.ref, cfg.top_db)
-    ref_db = 10.0 * math.log10(max(cfg.amin, cfg.ref))
-    top_db = None if cfg.top_db is None else float(cfg.top_db)
+        return mfcc_from_spectrum(spec, c.mel, c.groups, c.dct, c.delta_start, c.delta_coef, cfg.amin, c.ref_db,
+                                  top_db)
     if fused_stft_supported(cfg.n_fft):
         twiddle = dsp.as_tensor(fft_twiddles(cfg.n_fft), torch.float32, waves.device)
-        return torch.ops.ddfad.fd_mfcc_fused(waves, c.window, twiddle, c.mel, c.bands, c.dct, c.delta, cfg.hop_length,
-                                             float(cfg.preemphasis), float(cfg.amin), ref_db, top_db, 0, 0)
-    frames = torch.ops.ddfad.frame_waves(waves, c.window, cfg.hop_length, float(cfg.preemphasis))
+        return torch.ops.ddfad.fd_mfcc_fused(waves, c.window, twiddle, c.mel, c.bands, c.dct, c.delta_start,
+                                             c.delta_coef, T, cfg.hop_length, float(cfg.preemphasis),
+                                             float(cfg.amin), c.ref_db, top_db, 0, 0)
+    frames = torch.ops.ddfad.frame_waves(waves, c.window, T, cfg.hop_length, float(cfg.preemphasis))
     spec = torch.fft.rfft(frames).view(B, T, cfg.n_freqs)
-    return torch.ops.ddfad.mfcc_post(spec, c.mel, c.bands, c.dct, c.delta, float(cfg.amin), ref_db, top_db)
+    return torch.ops.ddfad.mfcc_post(spec, c.mel, c.bands, c.dct, c.delta_start, c.delta_coef, float(cfg.amin),
+                                     c.ref_db, top_db)
 
 
 @torch.library.custom_op("ddfad_gpu::fd_mfcc", mutates_args=())
@@ -268,7 +239,7 @@ def _fd_mfcc_op(waves: torch.Tensor, sample_rate: int, preemphasis: float, n_fft
 @_fd_mfcc_op.register_fake
 def _(waves, sample_rate, preemphasis, n_fft, win_length, hop_length, window, n_mels, fmin, fmax, top_db, amin,
       ref, n_mfcc, delta_width, backend):
-    return waves.new_empty((waves.shape[0], 3, n_mfcc, 1 + waves.shape[1] // hop_length))
+    return waves.new_empty((waves.shape[0], 3, n_mfcc, dsp.n_frames(waves.shape[1], n_fft, hop_length)))
 
 
 def _fd_mfcc(backend: str, waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
@@ -281,7 +252,7 @@ def _fd_mfcc(backend: str, waves: torch.Tensor, config: FeatureConfig) -> torch.
 
 @backends.recorded("fd_mfcc", "triton")
 def fd_mfcc_triton(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
-    """FD-MFCC with Triton kernels. waves: (B, L) float32 CUDA -> (B, 3, n_mfcc, 1 + L // hop) float32."""
+    """FD-MFCC with Triton kernels. waves: (B, L) float32 CUDA -> (B, 3, n_mfcc, config.n_frames(L)) float32."""
     return _fd_mfcc("triton", waves, config)
 
 
@@ -414,8 +385,9 @@ def _griffin_lim(backend: str, magnitude: torch.Tensor, n_fft: int, hop_length: 
     B, F, T = magnitude.shape
     if F != n_fft // 2 + 1:
         raise ParameterError(f"magnitude has {F} frequency bins, expected n_fft//2+1 = {n_fft // 2 + 1}")
-    if length < 1 or 1 + length // hop_length != T:
-        raise ParameterError(f"length={length} gives {1 + length // hop_length} frames, magnitude has {T}")
+    if length < 1 or dsp.n_frames(length, n_fft, hop_length) != T:
+        raise ParameterError(f"length={length} gives {dsp.n_frames(max(length, 0), n_fft, hop_length)} frames, "
+                             f"magnitude has {T}")
     if tuple(init_phase.shape) != (B, F, T):
         raise ParameterError(f"init_phase has shape {tuple(init_phase.shape)}, magnitude {(B, F, T)}")
     if max_radix not in (0, 2, 4, 8, 16):
@@ -431,7 +403,8 @@ def griffin_lim_triton(magnitude: torch.Tensor, n_fft: int, hop_length: int, win
     """Fast Griffin-Lim with Triton kernels and cuFFT.
 
     magnitude: (B, n_fft//2 + 1, T) float32/float64 CUDA; init_phase: (B, F, T) complex unit phasors;
-    length: output samples (1 + length // hop_length must equal T). Returns (B, length), magnitude's dtype.
+    length: output samples (dsp.n_frames(length, n_fft, hop_length) must equal T). Returns (B, length), magnitude's
+    dtype.
     """
     return _griffin_lim("triton", magnitude, n_fft, hop_length, win_length, window, n_iter, momentum,
                         init_phase, length)

@@ -49,7 +49,7 @@ def max_mel_db(config: FeatureConfig) -> float:
     bank = dsp.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), config.f_max)
     peak_bin = ((1.0 + config.preemphasis) * np.abs(dsp.window(config.window, config.win_length, config.n_fft)).sum()) ** 2
     bound = float(bank.sum(axis=1).max()) * peak_bin
-    return 10.0 * math.log10(max(bound, config.amin)) - 10.0 * math.log10(max(config.amin, config.ref))
+    return 10.0 * math.log10(max(bound, config.amin)) - dsp.db_reference(config.amin, config.ref)
 
 
 def mfcc_to_mel(mfcc: ArrayLike, config: Optional[FeatureConfig] = None) -> Tensor:

@@ -7,7 +7,6 @@ float64. They assume validated inputs (the public functions in :mod:`ddfad_fast.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -61,7 +60,7 @@ def deemphasis(waves: Tensor, coef: float, block: int = 256) -> Tensor:
 
 
 def stft(waves: Tensor, n_fft: int, hop_length: int, win_length: int, window: str) -> Tensor:
-    """Complex STFT, librosa conventions (centre, zero padding): (B, L) -> (B, n_fft // 2 + 1, 1 + L // hop_length)."""
+    """Complex STFT, librosa conventions (centre, zero padding): (B, L) -> (B, n_fft // 2 + 1, dsp.n_frames(L, ...))."""
     win = dsp.as_tensor(dsp.window(window, win_length, n_fft), waves.dtype, waves.device)
     return torch.stft(waves, n_fft, hop_length, win_length=n_fft, window=win, center=True, pad_mode="constant",
                       return_complex=True)
@@ -79,7 +78,7 @@ def power_to_db(power: Tensor, ref: float, amin: float, top_db: Optional[float])
 
     power: (B, ...) -> same shape; the floor is taken over every axis but the first.
     """
-    db = 10.0 * torch.log10(power.clamp_min(amin)) - 10.0 * math.log10(max(amin, ref))
+    db = 10.0 * torch.log10(power.clamp_min(amin)) - dsp.db_reference(amin, ref)
     if top_db is None:
         return db
     peak = db.flatten(1).amax(dim=1).view(-1, *([1] * (db.dim() - 1)))
@@ -93,6 +92,7 @@ def deltas(x: Tensor, order: int, width: int) -> Tensor:
 
 
 def _mfcc(waves: Tensor, config: FeatureConfig) -> Tensor:
+    """MFCCs of fixed-length clips: (B, L) float32/float64 -> (B, n_mfcc, config.n_frames(L)), same dtype."""
     spec = stft(preemphasis(waves, config.preemphasis), config.n_fft, config.hop_length, config.win_length,
                 config.window)
     power = spec.real.square() + spec.imag.square()

@@ -15,11 +15,10 @@ Pipeline (docs/architecture.md section 3):
    linear along different axes), then three DCT products and one (B, 3, n_mfcc, T) write.
 
 Tiling time makes clips of any length work; nothing depends on the batch, so a clip's result does
-not depend on its neighbours. Every ``tl.dot`` uses ``input_precision="ieee"`` (no TF32).
+not depend on its neighbours. Every ``tl.dot`` uses ``input_precision="ieee"`` (no TF32). The frame
+count T, the tables and the dB reference are arguments (ddfad_fast/dsp.py computes them).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import triton
@@ -56,15 +55,16 @@ def _frame_kernel(x_ptr, win_ptr, out_ptr, L, T, coef, zi_scale,
     tl.store(out_ptr + row.to(tl.int64) * N_FFT + k, y * w, mask=kmask)
 
 
-def frame_waves(waves: torch.Tensor, window: torch.Tensor, hop_length: int, preemphasis: float) -> torch.Tensor:
+def frame_waves(waves: torch.Tensor, window: torch.Tensor, n_frames: int, hop_length: int,
+                preemphasis: float) -> torch.Tensor:
     """Pre-emphasised, centre-zero-padded, windowed frames.
 
-    waves: (B, L) float32 contiguous; window: (n_fft,) float32 (win_length window zero-padded, centred).
-    Returns (B * T, n_fft) float32 with T = 1 + L // hop_length.
+    waves: (B, L) float32 contiguous; window: (n_fft,) float32 (win_length window zero-padded, centred);
+    n_frames: T, the centred frame count (dsp.n_frames). Returns (B * T, n_fft) float32.
     """
     B, L = waves.shape
     n_fft = window.shape[0]
-    T = 1 + L // hop_length
+    T = n_frames
     out = torch.empty((B * T, n_fft), dtype=waves.dtype, device=waves.device)
     block = min(triton.next_power_of_2(n_fft), 1024)
     grid = (B * T, triton.cdiv(n_fft, block))
@@ -107,7 +107,7 @@ def _mel_db_kernel(spec_ptr, mel_ptr, groups_ptr, db_ptr, tile_max_ptr, T, F, N_
 
 
 @triton.jit
-def _dct_delta_kernel(db_ptr, tile_max_ptr, dct_ptr, coef_ptr, out_ptr, T, N_MELS, N_MFCC, N_TILES,
+def _dct_delta_kernel(db_ptr, tile_max_ptr, dct_ptr, start_ptr, coef_ptr, out_ptr, T, N_MELS, N_MFCC, N_TILES,
                       N_MEL_TILES, top_db,
                       WIDTH: tl.constexpr, USE_TOP_DB: tl.constexpr, BT: tl.constexpr, BM: tl.constexpr,
                       BC: tl.constexpr, BR: tl.constexpr):
@@ -126,11 +126,9 @@ def _dct_delta_kernel(db_ptr, tile_max_ptr, dct_ptr, coef_ptr, out_ptr, T, N_MEL
         floor = peak - top_db
     else:
         floor = float("-inf")
-    # Savitzky-Golay window of each output frame: frames clamp(s + k, 0, T-1), k < WIDTH, weighted by
-    # coef[order, x0, k]; interp edges for T >= WIDTH, the edge-padding rule for shorter clips
-    start_long = tl.minimum(tl.maximum(t - WIDTH // 2, 0), T - WIDTH)
-    start = tl.where(T >= WIDTH, start_long, -((WIDTH - tl.minimum(T, WIDTH)) // 2))
-    x0 = t - start
+    # Savitzky-Golay window of each output frame (dsp.delta_bands): frames min(start[t] + k, T-1), k < WIDTH,
+    # weighted by coef[order, k, t] (the rows past the last frame of a clip shorter than WIDTH weigh 0)
+    start = tl.load(start_ptr + t, mask=tmask, other=0)
     c = tl.arange(0, BC)
     cmask = c < N_MFCC
     mfcc = tl.zeros((BT, BC), dtype=tl.float32)
@@ -145,11 +143,11 @@ def _dct_delta_kernel(db_ptr, tile_max_ptr, dct_ptr, coef_ptr, out_ptr, T, N_MEL
         acc1 = tl.zeros((BT, BM), dtype=tl.float32)
         acc2 = tl.zeros((BT, BM), dtype=tl.float32)
         for k in tl.static_range(WIDTH):
-            r = tl.minimum(tl.maximum(start + k, 0), T - 1)
+            r = tl.minimum(start + k, T - 1)
             v = tl.load(db_ptr + (clip + r)[:, None] * N_MELS + m[None, :], mask=lmask, other=0.0)
             v = tl.maximum(v, floor)
-            w1 = tl.load(coef_ptr + x0 * WIDTH + k, mask=tmask, other=0.0)
-            w2 = tl.load(coef_ptr + (WIDTH + x0) * WIDTH + k, mask=tmask, other=0.0)
+            w1 = tl.load(coef_ptr + k * T + t, mask=tmask, other=0.0)
+            w2 = tl.load(coef_ptr + (WIDTH + k) * T + t, mask=tmask, other=0.0)
             acc1 += w1[:, None] * v
             acc2 += w2[:, None] * v
         dct = tl.load(dct_ptr + c[None, :] * N_MELS + m[:, None], mask=mmask[:, None] & cmask[None, :],
@@ -165,13 +163,14 @@ def _dct_delta_kernel(db_ptr, tile_max_ptr, dct_ptr, coef_ptr, out_ptr, T, N_MEL
 
 
 def mfcc_from_spectrum(spec: torch.Tensor, mel: torch.Tensor, groups: torch.Tensor, dct: torch.Tensor,
-                       delta_coef: torch.Tensor, amin: float, ref: float, top_db: float | None) -> torch.Tensor:
+                       delta_start: torch.Tensor, delta_coef: torch.Tensor, amin: float, ref_db: float,
+                       top_db: float | None) -> torch.Tensor:
     """FD-MFCC from the complex STFT.
 
     spec: (B, T, F) complex64 contiguous (rfft of the frames); mel: (n_mels, F) float32 filterbank;
     groups: (ceil(n_mels / 16), 2) int32, the non-zero bin range [lo, hi) of each group of 16 bands;
-    dct: (n_mfcc, n_mels) float32 ortho DCT-II rows; delta_coef: (2, W, W) float32, row [order-1, x0]
-    the Savitzky-Golay weights of an output frame at position x0 of its W-frame window.
+    dct: (n_mfcc, n_mels) float32 ortho DCT-II rows; delta_start (T,) int32 and delta_coef (2, W, T)
+    float32: the Savitzky-Golay table of dsp.delta_bands; ref_db: dsp.db_reference(amin, ref).
     Returns (B, 3, n_mfcc, T) float32: MFCC, delta, delta-delta; ``top_db`` is applied per clip.
     """
     B, T, F = spec.shape
@@ -182,14 +181,13 @@ def mfcc_from_spectrum(spec: torch.Tensor, mel: torch.Tensor, groups: torch.Tens
     mel_tiles = triton.cdiv(T, MEL_TILE)
     db = torch.empty((B, T, n_mels), dtype=torch.float32, device=device)
     tile_max = torch.empty((B, mel_tiles), dtype=torch.float32, device=device)
-    ref_db = 10.0 * math.log10(max(amin, ref))
     _mel_db_kernel[(B * mel_tiles,)](torch.view_as_real(spec), mel, groups, db, tile_max, T, F, n_mels, mel_tiles,
                                      float(amin), float(ref_db), N_GROUPS=groups.shape[0], BT=MEL_TILE,
                                      BF=FREQ_BLOCK, BG=MEL_GROUP, num_warps=4)
     out = torch.empty((B, 3, n_mfcc, T), dtype=torch.float32, device=device)
     out_tiles = triton.cdiv(T, OUT_TILE)
-    _dct_delta_kernel[(B * out_tiles,)](db, tile_max, dct, delta_coef, out, T, n_mels, n_mfcc, out_tiles, mel_tiles,
-                                        float(top_db or 0.0), WIDTH=width, USE_TOP_DB=top_db is not None,
+    _dct_delta_kernel[(B * out_tiles,)](db, tile_max, dct, delta_start, delta_coef, out, T, n_mels, n_mfcc, out_tiles,
+                                        mel_tiles, float(top_db or 0.0), WIDTH=width, USE_TOP_DB=top_db is not None,
                                         BT=OUT_TILE, BM=MEL_BLOCK, BC=max(16, triton.next_power_of_2(n_mfcc)),
                                         BR=min(1024, max(16, triton.next_power_of_2(mel_tiles))), num_warps=4)
     return out

@@ -7,7 +7,6 @@ of docs/architecture.md section 4. So the CUDA logic is tested in CI without a G
 runs the real kernels.
 """
 import ctypes
-import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from ddfad_fast import dsp, gpu_backend as gb, reference as ref
 from ddfad_fast.config import FeatureConfig
+from stft_cases import CASES as STFT_CASES, params as stft_params, power_of_two_params
 
 CUDA_DIR = Path(__file__).resolve().parents[1] / "csrc" / "cuda"
 HARNESS = CUDA_DIR / "host" / "harness.cc"
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not fou
 
 _I64, _I32, _F32, _F64, _P = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
 _SIGNATURES = {
-    "ddfad_frame_waves": [_P, _P, _P, _I64, _I64, _I32, _I32, _F32],
-    "ddfad_mfcc_post": [_P] * 8 + [_I64] + [_I32] * 5 + [_F32] * 3 + [_I32] * 3,
-    "ddfad_fd_mfcc_fused": [_P] * 10 + [_I64, _I64] + [_I32] * 5 + [_F32] * 4 + [_I32] * 4,
+    "ddfad_frame_waves": [_P, _P, _P, _I64, _I64, _I64, _I32, _I32, _F32],
+    "ddfad_mfcc_post": [_P] * 9 + [_I64] + [_I32] * 5 + [_F32] * 3 + [_I32] * 3,
+    "ddfad_fd_mfcc_fused": [_P] * 11 + [_I64, _I64] + [_I32] * 6 + [_F32] * 4 + [_I32] * 4,
     "ddfad_gla_step_f64": [_P] * 4 + [_I64, _I64, _F64, _F64],
     "ddfad_overlap_add_f64": [_P] * 4 + [_I64, _I64, _I32, _I32, _I64, _I32],
     "ddfad_gla_fused_f64": [_P] * 7 + [_I64, _I32, _I32, _I32, _I64, _F64, _F64, _I32, _I32, _I32],
@@ -56,43 +56,49 @@ def _ptr(a: np.ndarray):
     return a.ctypes.data_as(ctypes.c_void_p)
 
 
+def _tables(cfg: FeatureConfig, length: int):
+    """dsp's tables as the CUDA bindings pass them: float32, int32 indices (what gb.feature_tensors builds)."""
+    tab = dsp.feature_tables(cfg, length)
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    i32 = lambda a: np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
+    return tab, dict(window=f32(tab.window), mel=f32(tab.mel), bands=i32(tab.mel_bands), dct=f32(tab.dct),
+                     start=i32(tab.delta_start), coef=f32(tab.delta_coef))
+
+
 def _frames(lib, waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     B, L = waves.shape
-    T = 1 + L // cfg.hop_length
-    window = dsp.window(cfg.window, cfg.win_length, cfg.n_fft).astype(np.float32)
-    frames = np.full((B * T, cfg.n_fft), np.nan, dtype=np.float32)
-    lib.ddfad_frame_waves(_ptr(waves), _ptr(window), _ptr(frames), B, L, cfg.n_fft, cfg.hop_length,
-                          cfg.preemphasis)
+    tab, t = _tables(cfg, L)
+    frames = np.full((B * tab.n_frames, cfg.n_fft), np.nan, dtype=np.float32)
+    lib.ddfad_frame_waves(_ptr(waves), _ptr(t["window"]), _ptr(frames), B, L, tab.n_frames, cfg.n_fft,
+                          cfg.hop_length, cfg.preemphasis)
     return frames
 
 
 def _fd_mfcc(lib, waves: np.ndarray, cfg: FeatureConfig, mel_tile: int, delta_tile: int, nth: int) -> np.ndarray:
     B, L = waves.shape
-    T = 1 + L // cfg.hop_length
+    tab, t = _tables(cfg, L)
+    T = tab.n_frames
     spec = torch.fft.rfft(torch.from_numpy(_frames(lib, waves, cfg))).numpy().astype(np.complex64)
-    mel_args = (cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max)
-    mel = dsp.mel_filterbank(*mel_args).astype(np.float32)
-    bands = gb.mel_band_ranges(*mel_args)
-    dct = dsp.dct_matrix(cfg.n_mels, cfg.n_mfcc).astype(np.float32)
-    coef = gb.delta_coefficients(cfg.delta_width).astype(np.float32)
     db = np.full((B, T, cfg.n_mels), np.nan, dtype=np.float32)
     tile_max = np.full((B, -(-T // mel_tile)), np.nan, dtype=np.float32)
     out = np.full((B, 3, cfg.n_mfcc, T), np.nan, dtype=np.float32)
-    ref_db = 10.0 * math.log10(max(cfg.amin, cfg.ref))
-    lib.ddfad_mfcc_post(_ptr(spec), _ptr(mel), _ptr(bands), _ptr(dct), _ptr(coef), _ptr(db), _ptr(tile_max),
-                        _ptr(out), B, T, cfg.n_freqs, cfg.n_mels, cfg.n_mfcc, cfg.delta_width, cfg.amin, ref_db,
+    lib.ddfad_mfcc_post(_ptr(spec), _ptr(t["mel"]), _ptr(t["bands"]), _ptr(t["dct"]), _ptr(t["start"]),
+                        _ptr(t["coef"]), _ptr(db), _ptr(tile_max), _ptr(out), B, T, cfg.n_freqs, cfg.n_mels,
+                        cfg.n_mfcc, cfg.delta_width, cfg.amin, tab.ref_db,
                         -1.0 if cfg.top_db is None else cfg.top_db, mel_tile, delta_tile, nth)
     return out
 
 
-@pytest.mark.parametrize("length,coef,window", [(1001, 0.97, "hann"), (1, 0.97, "hann"), (400, 0.0, "hamming")])
-def test_frame_value_matches_reference_framing(lib, length, coef, window):
-    cfg = FeatureConfig(fixed_length=length, preemphasis=coef, window=window)
+@pytest.mark.parametrize("length,coef,window,n_fft", [(1001, 0.97, "hann", 256), (1, 0.97, "hann", 256),
+                                                      (400, 0.0, "hamming", 256), (800, 0.97, "hann", 255),
+                                                      (400, 0.97, "hamming", 201)])
+def test_frame_value_matches_reference_framing(lib, length, coef, window, n_fft):
+    cfg = FeatureConfig(fixed_length=length, preemphasis=coef, window=window, n_fft=n_fft)
     x = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
     got = _frames(lib, x, cfg)
     y = ref.preemphasis(torch.from_numpy(x).double(), coef).numpy()
     padded = np.pad(y, ((0, 0), (cfg.n_fft // 2, cfg.n_fft // 2)))
-    T = 1 + length // cfg.hop_length
+    T = cfg.n_frames(length)
     w = dsp.window(window, cfg.win_length, cfg.n_fft)
     want = np.stack([padded[:, t * cfg.hop_length:t * cfg.hop_length + cfg.n_fft] * w for t in range(T)], axis=1)
     np.testing.assert_allclose(got, want.reshape(-1, cfg.n_fft), atol=1e-6, rtol=1e-5)
@@ -120,24 +126,34 @@ def test_mfcc_post_matches_reference(lib, length, changes, mel_tile, delta_tile,
     np.testing.assert_array_equal(got[1], solo[0])
 
 
+@pytest.mark.parametrize("case", stft_params())
+def test_mfcc_post_every_geometry_matches_reference(lib, case):
+    """Odd and even n_fft / hop / win_length at 8 to 44.1 kHz through framing, rfft and the two passes: the
+    frame count and every table from dsp (the bindings' tables), none derived by the kernels."""
+    cfg = case.config()
+    waves = np.random.default_rng(case.length).standard_normal((2, case.length)).astype(np.float32)
+    waves[1] *= 1e-4
+    got = _fd_mfcc(lib, waves, cfg, 7, 9, 8)
+    assert got.shape == (2, 3, cfg.n_mfcc, case.n_frames) and np.isfinite(got).all()
+    want = ref.fd_mfcc(torch.from_numpy(waves).double(), cfg).numpy()
+    np.testing.assert_allclose(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4)
+
+
 def _fd_mfcc_fused(lib, waves: np.ndarray, cfg: FeatureConfig, tile: int, delta_tile: int, max_radix: int,
                    nth: int) -> np.ndarray:
     B, L = waves.shape
-    T = 1 + L // cfg.hop_length
-    mel_args = (cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max)
-    f32 = [np.ascontiguousarray(a, dtype=np.float32) for a in (
-        dsp.window(cfg.window, cfg.win_length, cfg.n_fft), gb.fft_twiddles(cfg.n_fft), dsp.mel_filterbank(*mel_args))]
-    bands = gb.mel_band_ranges(*mel_args)
-    dct = dsp.dct_matrix(cfg.n_mels, cfg.n_mfcc).astype(np.float32)
-    coef = gb.delta_coefficients(cfg.delta_width).astype(np.float32)
+    tab, t = _tables(cfg, L)
+    T = tab.n_frames
+    twiddle = np.ascontiguousarray(gb.fft_twiddles(cfg.n_fft), dtype=np.float32)
     db = np.full((B, T, cfg.n_mels), np.nan, dtype=np.float32)
     tile_max = np.full((B, -(-T // tile)), np.nan, dtype=np.float32)
     out = np.full((B, 3, cfg.n_mfcc, T), np.nan, dtype=np.float32)
-    rc = lib.ddfad_fd_mfcc_fused(_ptr(np.ascontiguousarray(waves)), *map(_ptr, f32), _ptr(bands), _ptr(dct), _ptr(coef),
-                                 _ptr(db), _ptr(tile_max), _ptr(out), B, L, cfg.n_fft,
-                                 cfg.hop_length, cfg.n_mels, cfg.n_mfcc, cfg.delta_width, cfg.preemphasis, cfg.amin,
-                                 10.0 * math.log10(max(cfg.amin, cfg.ref)), -1.0 if cfg.top_db is None else cfg.top_db,
-                                 tile, delta_tile, max_radix, nth)
+    rc = lib.ddfad_fd_mfcc_fused(_ptr(np.ascontiguousarray(waves)), _ptr(t["window"]), _ptr(twiddle), _ptr(t["mel"]),
+                                 _ptr(t["bands"]), _ptr(t["dct"]), _ptr(t["start"]), _ptr(t["coef"]), _ptr(db),
+                                 _ptr(tile_max), _ptr(out), B, L, T, cfg.n_fft, cfg.hop_length, cfg.n_mels,
+                                 cfg.n_mfcc, cfg.delta_width, cfg.preemphasis, cfg.amin, tab.ref_db,
+                                 -1.0 if cfg.top_db is None else cfg.top_db, tile, delta_tile, max_radix, nth)
     assert rc == 0
     return out
 
@@ -163,28 +179,45 @@ def test_fd_mfcc_fused_matches_reference(lib, length, changes, tile, delta_tile,
     np.testing.assert_array_equal(got[1], solo[0])
 
 
-def _gla_case(n_fft, hop, win_length, length, batch=2, seed=0):
-    T = 1 + length // hop
+@pytest.mark.parametrize("case", power_of_two_params())
+def test_fd_mfcc_fused_every_power_of_two_geometry(lib, case):
+    cfg = case.config()
+    waves = np.random.default_rng(case.length + 2).standard_normal((2, case.length)).astype(np.float32)
+    waves[1] *= 1e-4
+    got = _fd_mfcc_fused(lib, waves, cfg, 4, 8, 16, max(64, case.n_fft // 4))   # threads: a radix-2 pass's butterflies
+    assert got.shape == (2, 3, cfg.n_mfcc, case.n_frames) and np.isfinite(got).all()
+    want = ref.fd_mfcc(torch.from_numpy(waves).double(), cfg).numpy()
+    np.testing.assert_allclose(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4)
+
+
+def _gla_case(n_fft, hop, win_length, length, batch=2, seed=0, window="hann"):
+    T = dsp.n_frames(length, n_fft, hop)
     rng = np.random.default_rng(seed)
     y = rng.standard_normal((batch, length))
-    mag = ref.stft(torch.from_numpy(y), n_fft, hop, win_length, "hann").abs()                  # (B, F, T)
+    mag = ref.stft(torch.from_numpy(y), n_fft, hop, win_length, window).abs()                  # (B, F, T)
     phase = torch.polar(torch.ones_like(mag), torch.from_numpy(2 * np.pi * rng.random(mag.shape)))
     assert mag.shape[-1] == T
     return mag, phase
 
 
-def _istft(x_btf: np.ndarray, n_fft, hop, win_length, length) -> np.ndarray:
-    return ref.istft(torch.from_numpy(x_btf).transpose(1, 2), n_fft, hop, win_length, "hann", length).numpy()
+def _istft(x_btf: np.ndarray, n_fft, hop, win_length, length, window="hann") -> np.ndarray:
+    return ref.istft(torch.from_numpy(x_btf).transpose(1, 2), n_fft, hop, win_length, window, length).numpy()
 
 
-def test_gla_step_and_overlap_add_loop_matches_reference(lib):
-    n_fft, hop, win_length, length, n_iter = 64, 16, 48, 1000, 6
-    mag, phase = _gla_case(n_fft, hop, win_length, length)
+@pytest.mark.parametrize("n_fft,hop,win_length,window,length",
+                         [(64, 16, 48, "hann", 1000)]
+                         + [(c.n_fft, c.hop_length, c.win_length, c.window, c.short_length()) for c in STFT_CASES],
+                         ids=["64-1000"] + [c.name for c in STFT_CASES])
+def test_gla_step_and_overlap_add_loop_matches_reference(lib, n_fft, hop, win_length, window, length):
+    """The cuFFT-path kernels (any n_fft, odd ones included), float64 at 1e-10 of the peak."""
+    n_iter = 6
+    mag, phase = _gla_case(n_fft, hop, win_length, length, window=window)
     B, F, T = mag.shape
     magnitude, x = gb._initial_state(mag, phase, n_fft)
     magnitude, x = magnitude.numpy(), x.numpy()
-    win = dsp.window("hann", win_length, n_fft)
-    inv_env = dsp.inverse_envelope("hann", win_length, n_fft, hop, T)
+    win = dsp.window(window, win_length, n_fft)
+    inv_env = dsp.inverse_envelope(window, win_length, n_fft, hop, T)
     prev = np.zeros_like(x)
     coef, eps = 0.99 / 1.99, np.finfo(np.float64).tiny
     for _ in range(n_iter):
@@ -197,8 +230,8 @@ def test_gla_step_and_overlap_add_loop_matches_reference(lib):
     frames = np.ascontiguousarray(np.fft.irfft(x, n=n_fft))
     out = np.full((B, length), np.nan)
     lib.ddfad_overlap_add_f64(_ptr(frames), _ptr(win), _ptr(inv_env), _ptr(out), B, T, n_fft, hop, length, 0)
-    want = ref.griffin_lim(mag, n_fft, hop, win_length, "hann", n_iter, 0.99, phase, length).numpy()
-    np.testing.assert_allclose(out, want, atol=1e-10)
+    want = ref.griffin_lim(mag, n_fft, hop, win_length, window, n_iter, 0.99, phase, length).numpy()
+    np.testing.assert_allclose(out, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
 
 
 def _fused(lib, mag, phase, n_fft, hop, win_length, length, n_iter, tile, nth, dtype, max_radix=16):
@@ -247,6 +280,8 @@ def test_stockham_fft_matches_numpy(lib, log2m, max_radix):
     (128, 32, 100, 1000, 16, 16, 4),
     (256, 64, 200, 1500, 5, 64, 8),      # 128-point FFT as 8 x 8 x 2
     (16, 8, 16, 100, 1, 1, 16),
+    (256, 80, 160, 2400, 4, 64, 4),      # the power-of-two geometries of tests/stft_cases.py
+    (1024, 441, 882, 2205, 2, 256, 16),
 ])
 def test_gla_fused_iteration_matches_reference_float64(lib, n_fft, hop, win_length, length, tile, nth, max_radix):
     n_iter = 4
@@ -255,7 +290,7 @@ def test_gla_fused_iteration_matches_reference_float64(lib, n_fft, hop, win_leng
     assert np.isfinite(x).all() and np.isfinite(prev).all()
     got = _istft(x, n_fft, hop, win_length, length)
     want = ref.griffin_lim(mag, n_fft, hop, win_length, "hann", n_iter, 0.99, phase, length).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-10)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
 
 
 def test_gla_fused_iteration_float32_and_smem_formula(lib):

@@ -13,6 +13,7 @@ sf = pytest.importorskip("soundfile")
 from ddfad_fast import FeatureConfig, ParameterError, deltas, fd_mfcc, mel_filterbank, mfcc  # noqa: E402
 from ddfad_fast import backends, dsp, reference  # noqa: E402
 from ddfad_fast.errors import BackendUnavailableError  # noqa: E402
+from stft_cases import params as stft_params  # noqa: E402
 
 
 def librosa_fd_mfcc(clip: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -63,12 +64,69 @@ def _reference_backend(monkeypatch):
 
 
 def test_mel_filterbank_matches_librosa():
-    for cfg in (FeatureConfig.fsdd(), FeatureConfig.speech16k(), FeatureConfig(fmin=300.0, fmax=3400.0, n_mels=26)):
+    """Odd n_fft too: its bins are k sr / n_fft, the last one below sr / 2."""
+    for cfg in (FeatureConfig.fsdd(), FeatureConfig.speech16k(), FeatureConfig(fmin=300.0, fmax=3400.0, n_mels=26),
+                FeatureConfig(n_fft=255), FeatureConfig(sample_rate=22050, n_fft=511, win_length=441, hop_length=221)):
         want = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin,
                                    fmax=cfg.fmax, dtype=np.float64)
         got = mel_filterbank(cfg, dtype=torch.float32)
         assert got.shape == (cfg.n_mels, cfg.n_freqs) and got.dtype == torch.float32
         assert np.abs(got.double().numpy() - want).max() <= 1e-6
+
+
+@pytest.mark.parametrize("case", stft_params())
+def test_feature_tables_of_every_geometry(case):
+    """dsp's tables, the only ones any backend gets: the frame count is librosa's (centred frames, odd n_fft
+    included), the mel filterbank librosa's (its bins are k sr / n_fft, below sr / 2 for odd n_fft), the band
+    forms reproduce the dense tables exactly, the window support holds every non-zero tap."""
+    cfg = case.config()
+    tab = dsp.feature_tables(cfg, case.length)
+    assert tab.n_frames == cfg.n_frames(case.length) == case.n_frames
+    spec = librosa.stft(np.zeros(case.length), n_fft=case.n_fft, hop_length=case.hop_length,
+                        win_length=case.win_length, window=case.window, center=True, pad_mode="constant")
+    assert spec.shape == (cfg.n_freqs, tab.n_frames)
+    want = librosa.filters.mel(sr=case.sample_rate, n_fft=case.n_fft, n_mels=cfg.n_mels, dtype=np.float64)
+    assert np.abs(tab.mel - want).max() <= 1e-12
+    rebuilt = np.zeros_like(tab.mel)
+    for m, (lo, hi) in enumerate(tab.mel_bands):
+        rebuilt[m, lo:hi] = tab.mel_weights[m, :hi - lo]
+        assert not tab.mel_weights[m, hi - lo:].any()
+    np.testing.assert_array_equal(rebuilt, tab.mel)
+    for group in (16, 7):
+        for g, (lo, hi) in enumerate(dsp.mel_groups(case.sample_rate, case.n_fft, cfg.n_mels, 0.0, cfg.f_max, group)):
+            rows = tab.mel[g * group:(g + 1) * group]
+            assert not rows[:, :lo].any() and not rows[:, hi:].any()
+    lo, hi = tab.window_support
+    assert tab.window[lo] != 0 and tab.window[hi - 1] != 0
+    assert not tab.window[:lo].any() and not tab.window[hi:].any()
+    assert tab.ref_db == 10.0 * np.log10(max(cfg.amin, cfg.ref))
+    assert dsp.feature_tables(cfg, case.length) is tab                       # cached: one device copy per table
+
+
+@pytest.mark.parametrize("width", [3, 5, 9])
+@pytest.mark.parametrize("n_frames", [1, 2, 4, 8, 9, 10, 23])
+def test_delta_bands_read_with_clamped_rows_equal_delta_matrix(n_frames, width):
+    """The delta table every kernel reads: frame min(start[t] + k, T - 1) weighted by coef[order, k, t]
+    (clips shorter than the width included) is dsp.delta_matrix exactly."""
+    start, coef = dsp.delta_bands(n_frames, width)
+    assert start.shape == (n_frames,) and coef.shape == (2, width, n_frames)
+    for order in (1, 2):
+        got = np.zeros((n_frames, n_frames))
+        for t in range(n_frames):
+            assert t - (width - 1) <= start[t] <= t                         # inside the kernels' halo rows
+            for k in range(width):
+                got[t, min(start[t] + k, n_frames - 1)] += coef[order - 1, k, t]
+        np.testing.assert_array_equal(got, dsp.delta_matrix(n_frames, width, order))
+
+
+@pytest.mark.parametrize("case", stft_params())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reference_matches_librosa_on_every_geometry(case, rng, dtype):
+    cfg = case.config()
+    waves = (rng.standard_normal((2, case.length)) * np.array([[1.0], [1e-3]])).astype(dtype)
+    got = fd_mfcc(torch.from_numpy(waves), case.sample_rate, cfg)
+    assert got.shape == (2, 3, cfg.n_mfcc, case.n_frames)
+    check_against_librosa(got, waves, cfg)
 
 
 def test_window_and_dct_match_librosa_and_scipy():

@@ -39,6 +39,12 @@ inline void check_dtype(const at::Tensor& t, at::ScalarType want, const char* na
   TORCH_CHECK(t.scalar_type() == want, name, " must be ", want, ", got ", t.scalar_type());
 }
 
+// The window's non-zero taps [lo, hi) (ddfad_fast/dsp.py window_support) must lie inside its n_fft taps.
+inline void check_support(int64_t lo, int64_t hi, int64_t n_fft) {
+  TORCH_CHECK(0 <= lo && lo <= hi && hi <= n_fft, "window support [", lo, ", ", hi, ") is outside the window's ",
+              n_fft, " taps");
+}
+
 // Working-set budget of one task's group of clips, so the group's frames and spectra stay in the core's
 // cache between stages: 1.25 MiB, the best of the sizes measured on a 2 MiB-L2 Xeon (both presets, both
 // dtypes, fd_mfcc and Griffin-Lim).

@@ -18,11 +18,12 @@ namespace ddfad {
 namespace cpu {
 namespace {
 
-// Constant tables of one call, as raw pointers (all contiguous, in the dtype of the waves).
+// Constant tables of one call, as raw pointers (all contiguous, in the dtype of the waves). Every table,
+// the frame count and the window's support come from ddfad_fast/dsp.py: nothing is re-derived here.
 template <typename scalar_t>
 struct Tables {
   const scalar_t* window;        // (n_fft,)
-  const int64_t* mel_bands;      // (n_mels, 2): first FFT bin and number of bins of each band
+  const int64_t* mel_bands;      // (n_mels, 2): the non-zero FFT bins [lo, hi) of each band
   const scalar_t* mel_weights;   // (n_mels, band_width): the band's weights, zero-padded
   const scalar_t* dct;           // (n_mfcc, n_mels)
   const int64_t* delta_start;    // (T,): first frame of each output frame's delta window
@@ -31,7 +32,7 @@ struct Tables {
 
 struct Sizes {
   int64_t length, n_fft, hop, n_frames, n_freqs, n_mels, band_width, n_mfcc, delta_width;
-  int64_t win_lo, win_hi;             // the window's nonzero taps are [win_lo, win_hi)
+  int64_t win_lo, win_hi;             // the window's nonzero taps are [win_lo, win_hi) (dsp.window_support)
   int64_t interior_lo, interior_hi;   // frames sharing one centred delta filter (window starts at t - W / 2)
   double preemphasis, amin, ref_db, top_db;
   bool floor, with_deltas;
@@ -78,7 +79,7 @@ void features_of_clip(const scalar_t* spec, const Tables<scalar_t>& tab, const S
     for (int64_t m = 0; m < M; ++m) {
       const scalar_t* __restrict__ p = power + tab.mel_bands[2 * m];
       const scalar_t* __restrict__ wm = tab.mel_weights + m * s.band_width;
-      const int64_t n = tab.mel_bands[2 * m + 1];
+      const int64_t n = tab.mel_bands[2 * m + 1] - tab.mel_bands[2 * m];
       scalar_t acc = 0;
       for (int64_t j = 0; j < n; ++j) acc += wm[j] * p[j];
       log_mel[m * T + t] = std::max(amin, acc);
@@ -180,10 +181,11 @@ void run(const at::Tensor& waves, const Tables<scalar_t>& tab, const Sizes& s, a
 
 }  // namespace
 
-at::Tensor fd_mfcc_cpu(const at::Tensor& waves, const at::Tensor& window, const at::Tensor& mel_bands,
-                       const at::Tensor& mel_weights, const at::Tensor& dct, const at::Tensor& delta_start,
-                       const at::Tensor& delta_coef, int64_t hop_length, double preemphasis, double amin,
-                       double ref_db, std::optional<double> top_db, bool with_deltas, int64_t group) {
+at::Tensor fd_mfcc_cpu(const at::Tensor& waves, const at::Tensor& window, int64_t win_lo, int64_t win_hi,
+                       const at::Tensor& mel_bands, const at::Tensor& mel_weights, const at::Tensor& dct,
+                       const at::Tensor& delta_start, const at::Tensor& delta_coef, int64_t n_frames,
+                       int64_t hop_length, double preemphasis, double amin, double ref_db,
+                       std::optional<double> top_db, bool with_deltas, int64_t group) {
   check_cpu_contiguous(waves, "waves");
   check_cpu_contiguous(window, "window");
   check_cpu_contiguous(mel_bands, "mel_bands");
@@ -201,22 +203,19 @@ at::Tensor fd_mfcc_cpu(const at::Tensor& waves, const at::Tensor& window, const 
   check_dtype(delta_coef, dtype, "delta_coef");
   check_dtype(mel_bands, at::kLong, "mel_bands");
   check_dtype(delta_start, at::kLong, "delta_start");
-  TORCH_CHECK(hop_length > 0, "hop_length must be > 0, got ", hop_length);
+  TORCH_CHECK(hop_length > 0 && n_frames > 0, "need hop_length > 0 and n_frames > 0, got ", hop_length, " and ",
+              n_frames);
   TORCH_CHECK(group >= 0, "group must be >= 0 (0: automatic), got ", group);
 
   Sizes s{};
   s.length = waves.size(1);
   s.n_fft = window.numel();
   s.hop = hop_length;
-  s.n_frames = 1 + s.length / hop_length;
+  s.n_frames = n_frames;
   s.n_freqs = s.n_fft / 2 + 1;
-  AT_DISPATCH_FLOATING_TYPES(dtype, "window_support", [&] {
-    const scalar_t* w = window.data_ptr<scalar_t>();
-    s.win_lo = 0;
-    s.win_hi = s.n_fft;
-    while (s.win_lo < s.win_hi && w[s.win_lo] == scalar_t(0)) ++s.win_lo;
-    while (s.win_hi > s.win_lo && w[s.win_hi - 1] == scalar_t(0)) --s.win_hi;
-  });
+  check_support(win_lo, win_hi, s.n_fft);
+  s.win_lo = win_lo;
+  s.win_hi = win_hi;
   TORCH_CHECK(mel_weights.dim() == 2 && mel_bands.dim() == 2 && mel_bands.size(1) == 2 &&
                   mel_bands.size(0) == mel_weights.size(0),
               "mel_bands must be (n_mels, 2) and mel_weights (n_mels, W), got ", mel_bands.sizes(), " and ",
@@ -225,9 +224,9 @@ at::Tensor fd_mfcc_cpu(const at::Tensor& waves, const at::Tensor& window, const 
   s.band_width = mel_weights.size(1);
   const int64_t* bands = mel_bands.data_ptr<int64_t>();
   for (int64_t m = 0; m < s.n_mels; ++m)
-    TORCH_CHECK(bands[2 * m] >= 0 && bands[2 * m + 1] >= 0 && bands[2 * m + 1] <= s.band_width &&
-                    bands[2 * m] + bands[2 * m + 1] <= s.n_freqs,
-                "mel band ", m, " [", bands[2 * m], ", +", bands[2 * m + 1], ") is outside the ", s.n_freqs,
+    TORCH_CHECK(0 <= bands[2 * m] && bands[2 * m] <= bands[2 * m + 1] && bands[2 * m + 1] <= s.n_freqs &&
+                    bands[2 * m + 1] - bands[2 * m] <= s.band_width,
+                "mel band ", m, " [", bands[2 * m], ", ", bands[2 * m + 1], ") is outside the ", s.n_freqs,
                 " FFT bins or wider than ", s.band_width);
   TORCH_CHECK(dct.dim() == 2 && dct.size(1) == s.n_mels, "dct must be (n_mfcc, n_mels=", s.n_mels, "), got ",
               dct.sizes());

@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <tuple>
-#include <utility>
 #include <vector>
 
 #include <torch/library.h>
@@ -21,7 +19,7 @@ namespace {
 
 struct OlaSizes {
   int64_t n_frames, n_fft, hop, length;
-  int64_t win_lo, win_hi;   // the window's nonzero taps are [win_lo, win_hi)
+  int64_t win_lo, win_hi;   // the window's nonzero taps are [win_lo, win_hi) (dsp.window_support)
   int64_t signal_len() const { return std::max(n_fft + hop * (n_frames - 1), n_fft / 2 + length); }
 };
 
@@ -36,15 +34,6 @@ void gla_step_range(scalar_t* __restrict__ x, const scalar_t* __restrict__ cur, 
     x[2 * i] = ar * scale;
     x[2 * i + 1] = ai * scale;
   }
-}
-
-// The nonzero taps [lo, hi) of a window.
-template <typename scalar_t>
-std::pair<int64_t, int64_t> support(const scalar_t* window, int64_t n) {
-  int64_t lo = 0, hi = n;
-  while (lo < hi && window[lo] == scalar_t(0)) ++lo;
-  while (hi > lo && window[hi - 1] == scalar_t(0)) --hi;
-  return {lo, hi};
 }
 
 // One clip: frames (T, n_fft) -> signal (scratch, signal_len(), padded coordinates: sample n at n + n_fft/2,
@@ -104,15 +93,16 @@ void gla_step_cpu(at::Tensor x, const at::Tensor& cur, const at::Tensor& prev, c
   });
 }
 
-at::Tensor overlap_add_cpu(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& inv_envelope,
-                           int64_t hop_length, int64_t length, bool reframe) {
+at::Tensor overlap_add_cpu(const at::Tensor& frames, const at::Tensor& window, int64_t win_lo, int64_t win_hi,
+                           const at::Tensor& inv_envelope, int64_t hop_length, int64_t length, bool reframe) {
   check_cpu_contiguous(frames, "frames");
   check_cpu_contiguous(window, "window");
   check_cpu_contiguous(inv_envelope, "inv_envelope");
   TORCH_CHECK(frames.dim() == 3, "frames must be (B, T, n_fft), got ", frames.sizes());
   TORCH_CHECK(hop_length > 0 && length > 0, "hop_length and length must be > 0");
-  OlaSizes s{frames.size(1), frames.size(2), hop_length, length, 0, 0};
+  OlaSizes s{frames.size(1), frames.size(2), hop_length, length, win_lo, win_hi};
   TORCH_CHECK(window.numel() == s.n_fft, "window has ", window.numel(), " samples, expected n_fft = ", s.n_fft);
+  check_support(win_lo, win_hi, s.n_fft);
   TORCH_CHECK(inv_envelope.numel() == s.n_fft + hop_length * (s.n_frames - 1), "inv_envelope has ",
               inv_envelope.numel(), " samples, expected ", s.n_fft + hop_length * (s.n_frames - 1));
   TORCH_CHECK(window.scalar_type() == frames.scalar_type() && inv_envelope.scalar_type() == frames.scalar_type(),
@@ -120,7 +110,6 @@ at::Tensor overlap_add_cpu(const at::Tensor& frames, const at::Tensor& window, c
   const int64_t batch = frames.size(0);
   at::Tensor out = reframe ? at::zeros_like(frames) : at::empty({batch, length}, frames.options());
   AT_DISPATCH_FLOATING_TYPES(frames.scalar_type(), "overlap_add_cpu", [&] {
-    std::tie(s.win_lo, s.win_hi) = support(window.data_ptr<scalar_t>(), s.n_fft);
     const scalar_t* fp = frames.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
     const int64_t in_stride = s.n_frames * s.n_fft, out_stride = reframe ? in_stride : length;
@@ -194,8 +183,8 @@ void griffin_lim_run(const at::Tensor& mag, at::Tensor& state, const scalar_t* w
 }  // namespace
 
 at::Tensor griffin_lim_cpu(const at::Tensor& magnitude, const at::Tensor& init_phase, const at::Tensor& window,
-                           const at::Tensor& inv_envelope, int64_t hop_length, int64_t n_iter, double momentum,
-                           int64_t length, int64_t group) {
+                           int64_t win_lo, int64_t win_hi, const at::Tensor& inv_envelope, int64_t hop_length,
+                           int64_t n_iter, double momentum, int64_t length, int64_t group) {
   check_cpu_contiguous(window, "window");
   check_cpu_contiguous(inv_envelope, "inv_envelope");
   TORCH_CHECK(magnitude.device().is_cpu() && init_phase.device().is_cpu(),
@@ -209,6 +198,7 @@ at::Tensor griffin_lim_cpu(const at::Tensor& magnitude, const at::Tensor& init_p
   check_dtype(window, dtype, "window");
   check_dtype(inv_envelope, dtype, "inv_envelope");
   const int64_t n_fft = window.numel(), T = magnitude.size(2);
+  check_support(win_lo, win_hi, n_fft);
   TORCH_CHECK(magnitude.size(1) == n_fft / 2 + 1, "magnitude has ", magnitude.size(1),
               " frequency bins, expected n_fft // 2 + 1 = ", n_fft / 2 + 1);
   TORCH_CHECK(hop_length > 0 && length > 0 && n_iter >= 0 && momentum >= 0 && group >= 0,
@@ -219,9 +209,8 @@ at::Tensor griffin_lim_cpu(const at::Tensor& magnitude, const at::Tensor& init_p
   const at::Tensor mag = magnitude.transpose(1, 2).contiguous();
   at::Tensor state = (init_phase.to(c10::toComplexType(dtype)) * magnitude).transpose(1, 2).contiguous();
   at::Tensor out = at::empty({magnitude.size(0), length}, magnitude.options());
-  OlaSizes s{T, n_fft, hop_length, length, 0, 0};
+  const OlaSizes s{T, n_fft, hop_length, length, win_lo, win_hi};
   AT_DISPATCH_FLOATING_TYPES(dtype, "griffin_lim_cpu", [&] {
-    std::tie(s.win_lo, s.win_hi) = support(window.data_ptr<scalar_t>(), n_fft);
     griffin_lim_run<scalar_t>(mag, state, window.data_ptr<scalar_t>(), inv_envelope.data_ptr<scalar_t>(), s, n_iter,
                               momentum, group, out);
   });

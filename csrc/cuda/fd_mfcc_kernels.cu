@@ -68,13 +68,14 @@ int log2_exact(int64_t n) {
 }
 
 // The DCT / delta pass over dB (B, T, n_mels) and its tile maxima (B, n_mel_tiles).
-cudaError_t launch_dct_delta(const float* db, const float* tile_max, const float* dct, const float* delta_coef,
-                             float* out, int64_t batch, int64_t n_frames, int64_t n_mels, int64_t n_mfcc,
-                             int64_t width, int64_t n_mel_tiles, float top_db, cudaStream_t stream) {
+cudaError_t launch_dct_delta(const float* db, const float* tile_max, const float* dct, const int* delta_start,
+                             const float* delta_coef, float* out, int64_t batch, int64_t n_frames, int64_t n_mels,
+                             int64_t n_mfcc, int64_t width, int64_t n_mel_tiles, float top_db, cudaStream_t stream) {
   DctDeltaParams dp;
   dp.db = db;
   dp.tile_max = tile_max;
   dp.dct = dct;
+  dp.start = delta_start;
   dp.coef = delta_coef;
   dp.out = out;
   dp.T = static_cast<int>(n_frames);
@@ -109,13 +110,12 @@ bool stft_mel_supported(int64_t n_fft, int64_t max_radix) {
 }
 
 cudaError_t launch_fd_mfcc_fused(const float* waves, const float* window, const float* twiddle, const float* mel,
-                                 const int* bands, const float* dct, const float* delta_coef, float* db,
-                                 float* tile_max, float* out, int64_t batch, int64_t length, int64_t n_fft,
-                                 int64_t hop, int64_t n_mels, int64_t n_mfcc, int64_t width, float coef, float amin,
-                                 float ref_db, float top_db, int64_t tile_frames, int64_t max_radix,
-                                 cudaStream_t stream) {
-  if (!stft_mel_supported(n_fft, max_radix)) return cudaErrorInvalidValue;
-  const int64_t n_frames = 1 + length / hop;
+                                 const int* bands, const float* dct, const int* delta_start, const float* delta_coef,
+                                 float* db, float* tile_max, float* out, int64_t batch, int64_t length,
+                                 int64_t n_frames, int64_t n_fft, int64_t hop, int64_t n_mels, int64_t n_mfcc,
+                                 int64_t width, float coef, float amin, float ref_db, float top_db,
+                                 int64_t tile_frames, int64_t max_radix, cudaStream_t stream) {
+  if (!stft_mel_supported(n_fft, max_radix) || n_frames < 1) return cudaErrorInvalidValue;
   StftMelParams p;
   p.waves = waves;
   p.window = window;
@@ -151,8 +151,8 @@ cudaError_t launch_fd_mfcc_fused(const float* waves, const float* window, const 
   kernel<<<static_cast<unsigned>(batch * p.n_tiles), kThreads, static_cast<size_t>(smem), stream>>>(p);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  return launch_dct_delta(db, tile_max, dct, delta_coef, out, batch, n_frames, n_mels, n_mfcc, width, p.n_tiles,
-                          top_db, stream);
+  return launch_dct_delta(db, tile_max, dct, delta_start, delta_coef, out, batch, n_frames, n_mels, n_mfcc, width,
+                          p.n_tiles, top_db, stream);
 }
 
 int64_t mel_db_tile_frames(int64_t n_freqs) {
@@ -166,8 +166,7 @@ int64_t mel_db_tiles(int64_t n_frames, int64_t n_freqs) {
 }
 
 cudaError_t launch_frame_waves(const float* waves, const float* window, float* frames, int64_t batch, int64_t length,
-                               int64_t n_fft, int64_t hop, float coef, cudaStream_t stream) {
-  const int64_t n_frames = 1 + length / hop;
+                               int64_t n_frames, int64_t n_fft, int64_t hop, float coef, cudaStream_t stream) {
   const int64_t total = batch * n_frames * n_fft;
   int64_t blocks = (total + kThreads - 1) / kThreads;
   blocks = blocks < 1 ? 1 : (blocks > (1 << 20) ? (1 << 20) : blocks);
@@ -184,9 +183,9 @@ cudaError_t launch_frame_waves(const float* waves, const float* window, float* f
 }
 
 cudaError_t launch_mfcc_post(const float* spec, const float* mel, const int* bands, const float* dct,
-                             const float* delta_coef, float* db, float* tile_max, float* out, int64_t batch,
-                             int64_t n_frames, int64_t n_freqs, int64_t n_mels, int64_t n_mfcc, int64_t width,
-                             float amin, float ref_db, float top_db, cudaStream_t stream) {
+                             const int* delta_start, const float* delta_coef, float* db, float* tile_max, float* out,
+                             int64_t batch, int64_t n_frames, int64_t n_freqs, int64_t n_mels, int64_t n_mfcc,
+                             int64_t width, float amin, float ref_db, float top_db, cudaStream_t stream) {
   if (n_freqs + kThreads > kSmemFloats) return cudaErrorInvalidValue;   // one frame's power must fit
   MelDbParams mp;
   mp.spec = reinterpret_cast<const Cplx<float>*>(spec);
@@ -207,8 +206,8 @@ cudaError_t launch_mfcc_post(const float* spec, const float* mel, const int* ban
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
 
-  return launch_dct_delta(db, tile_max, dct, delta_coef, out, batch, n_frames, n_mels, n_mfcc, width, mp.n_tiles,
-                          top_db, stream);
+  return launch_dct_delta(db, tile_max, dct, delta_start, delta_coef, out, batch, n_frames, n_mels, n_mfcc, width,
+                          mp.n_tiles, top_db, stream);
 }
 
 }  // namespace ddfad

@@ -6,6 +6,8 @@
 //   The frames and the spectrum never reach device memory.
 // * any n_fft: frame_value (frames to device memory) -> rfft (cuFFT, outside) -> mel_db_block -> dct_delta_block.
 // dct_delta_block: per-clip top_db floor, DCT-II, Savitzky-Golay deltas, one (B, 3, n_mfcc, T) write.
+// The frame count T and every table (window, mel bands, DCT, delta start / coefficients, the dB
+// reference) come from ddfad_fast/dsp.py; nothing here re-derives them.
 #pragma once
 
 #include "fft_math.h"
@@ -153,7 +155,8 @@ struct DctDeltaParams {
   const float* db;           // (B, T, n_mels) from mel_db_block
   const float* tile_max;     // (B, n_mel_tiles)
   const float* dct;          // (n_mfcc, n_mels) ortho DCT-II rows
-  const float* coef;         // (2, W, W): [order-1][x0][k] Savitzky-Golay weights
+  const int* start;          // (T,) first frame of each output frame's Savitzky-Golay window (dsp.delta_bands)
+  const float* coef;         // (2, W, T): [order-1][k][t] weight of frame min(start[t] + k, T-1)
   float* out;                // (B, 3, n_mfcc, T)
   int T, n_mels, n_mfcc, width;
   int n_mel_tiles;
@@ -165,20 +168,6 @@ struct DctDeltaParams {
 DDFAD_HD int64_t dct_delta_smem_floats(int tile_frames, int width, int n_mels, int n_mfcc, int nth) {
   const int64_t rows = tile_frames + 2 * (width - 1);
   return rows * n_mels + rows * n_mfcc + static_cast<int64_t>(n_mfcc) * n_mels + nth;
-}
-
-// Savitzky-Golay window of output frame t: frames clamp(start + k, 0, T-1), k < width, with the weights
-// of position x0 = t - start. Interp edges for T >= width; shorter clips are edge-padded to `width`
-// frames (start = -left), which clamping the frame index reproduces.
-DDFAD_HD void delta_window(int t, int T, int width, int* start, int* x0) {
-  int s;
-  if (T >= width) {
-    s = hd_min(hd_max(t - width / 2, 0), T - width);
-  } else {
-    s = -((width - T) / 2);
-  }
-  *start = s;
-  *x0 = t - s;
 }
 
 template <class Sync>
@@ -217,19 +206,21 @@ DDFAD_HD void dct_delta_block(const DctDeltaParams& p, int64_t block, int tid, i
   sync();
   const int W = p.width;
   float* out = p.out + b * 3 * p.n_mfcc * static_cast<int64_t>(p.T);
-  for (int i = tid; i < p.n_mfcc * nt; i += nth) {   // t fastest: coalesced stores along frames
+  const int64_t T = p.T;
+  for (int i = tid; i < p.n_mfcc * nt; i += nth) {   // t fastest: coalesced stores (and weight loads) along frames
     const int c = i / nt;
     const int t = t0 + (i - c * nt);
-    int start, x0;
-    delta_window(t, p.T, W, &start, &x0);
-    const float* w1 = p.coef + x0 * W;
-    const float* w2 = p.coef + (W + x0) * W;
+    // frames start[t] .. start[t] + W - 1 lie in [t - (W-1), t + W - 1]; the rows past the last frame of a
+    // clip shorter than W have zero weight (clamped to a frame the tile holds)
+    const int start = p.start[t];
+    const float* w1 = p.coef + t;
+    const float* w2 = p.coef + W * T + t;
     float d1 = 0.0f, d2 = 0.0f;
     for (int k = 0; k < W; ++k) {
-      const int r = hd_min(hd_max(start + k, 0), p.T - 1) - r0;
+      const int r = hd_min(start + k, p.T - 1) - r0;
       const float v = mfcc[r * p.n_mfcc + c];
-      d1 += w1[k] * v;
-      d2 += w2[k] * v;
+      d1 += w1[k * T] * v;
+      d2 += w2[k * T] * v;
     }
     const int64_t o = static_cast<int64_t>(c) * p.T + t;
     out[o] = mfcc[(t - r0) * p.n_mfcc + c];

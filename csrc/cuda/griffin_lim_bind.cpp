@@ -104,9 +104,12 @@ void overlap_add_into(const at::Tensor& frames, const at::Tensor& window, const 
   }
 }
 
-// Inverse STFT of time frames (B, T, n_fft) as a gather; see griffin_lim_kernels.h.
-at::Tensor overlap_add_cuda(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& inv_envelope,
-                            int64_t hop_length, int64_t length, bool reframe) {
+// Inverse STFT of time frames (B, T, n_fft) as a gather; see griffin_lim_kernels.h. The schema (shared with the
+// CPU kernel) passes the window's non-zero taps [win_lo, win_hi); the gather reads every tap (zero outside them).
+at::Tensor overlap_add_cuda(const at::Tensor& frames, const at::Tensor& window, int64_t win_lo, int64_t win_hi,
+                            const at::Tensor& inv_envelope, int64_t hop_length, int64_t length, bool reframe) {
+  TORCH_CHECK(0 <= win_lo && win_lo <= win_hi && win_hi <= window.numel(), "window support [", win_lo, ", ", win_hi,
+              ") is outside the window's ", window.numel(), " taps");
   at::Tensor out = at::empty(overlap_add_shape(frames, length, reframe), frames.options());
   overlap_add_into(frames, window, inv_envelope, hop_length, length, reframe, out);
   return out;

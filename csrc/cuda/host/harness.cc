@@ -101,9 +101,9 @@ int gla_fused(const S* x_in, S* x_out, S* prev, const S* mag, const S* window, c
 
 extern "C" {
 
+// The frame count T and every table are arguments, as in the launchers (ddfad_fast/dsp.py computes them).
 void ddfad_frame_waves(const float* waves, const float* window, float* frames, int64_t batch, int64_t length,
-                       int n_fft, int hop, float coef) {
-  const int64_t T = 1 + length / hop;
+                       int64_t T, int n_fft, int hop, float coef) {
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t t = 0; t < T; ++t)
       for (int k = 0; k < n_fft; ++k)
@@ -112,9 +112,10 @@ void ddfad_frame_waves(const float* waves, const float* window, float* frames, i
 }
 
 // The two post-FFT passes with explicit tile sizes (the launcher derives them from shared memory).
-void ddfad_mfcc_post(const float* spec, const float* mel, const int* bands, const float* dct, const float* coef,
-                     float* db, float* tile_max, float* out, int64_t batch, int T, int F, int n_mels, int n_mfcc,
-                     int width, float amin, float ref_db, float top_db, int mel_tile, int delta_tile, int nth) {
+void ddfad_mfcc_post(const float* spec, const float* mel, const int* bands, const float* dct, const int* start,
+                     const float* coef, float* db, float* tile_max, float* out, int64_t batch, int T, int F,
+                     int n_mels, int n_mfcc, int width, float amin, float ref_db, float top_db, int mel_tile,
+                     int delta_tile, int nth) {
   ddfad::MelDbParams mp;
   mp.spec = reinterpret_cast<const ddfad::Cplx<float>*>(spec);
   mp.mel = mel;
@@ -136,6 +137,7 @@ void ddfad_mfcc_post(const float* spec, const float* mel, const int* bands, cons
   dp.db = db;
   dp.tile_max = tile_max;
   dp.dct = dct;
+  dp.start = start;
   dp.coef = coef;
   dp.out = out;
   dp.T = T;
@@ -155,10 +157,10 @@ void ddfad_mfcc_post(const float* spec, const float* mel, const int* bands, cons
 
 // The fused pass (framing, FFT, power, mel, dB) with explicit tile size, then the DCT / delta pass.
 int ddfad_fd_mfcc_fused(const float* waves, const float* window, const float* twiddle, const float* mel,
-                        const int* bands, const float* dct, const float* coef, float* db, float* tile_max, float* out,
-                        int64_t batch, int64_t length, int n_fft, int hop, int n_mels, int n_mfcc, int width,
-                        float preemphasis, float amin, float ref_db, float top_db, int tile, int delta_tile,
-                        int max_radix, int nth) {
+                        const int* bands, const float* dct, const int* start, const float* coef, float* db,
+                        float* tile_max, float* out, int64_t batch, int64_t length, int T, int n_fft, int hop,
+                        int n_mels, int n_mfcc, int width, float preemphasis, float amin, float ref_db, float top_db,
+                        int tile, int delta_tile, int max_radix, int nth) {
   ddfad::StftMelParams p;
   p.waves = waves;
   p.window = window;
@@ -168,7 +170,7 @@ int ddfad_fd_mfcc_fused(const float* waves, const float* window, const float* tw
   p.db = db;
   p.tile_max = tile_max;
   p.length = length;
-  p.T = static_cast<int>(1 + length / hop);
+  p.T = T;
   p.n_fft = n_fft;
   int bits = 0;
   while ((1 << bits) < n_fft / 2) ++bits;
@@ -191,6 +193,7 @@ int ddfad_fd_mfcc_fused(const float* waves, const float* window, const float* tw
   dp.db = db;
   dp.tile_max = tile_max;
   dp.dct = dct;
+  dp.start = start;
   dp.coef = coef;
   dp.out = out;
   dp.T = p.T;

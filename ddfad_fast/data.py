@@ -58,6 +58,7 @@ class FeatureSplit:
     feature_config: FeatureConfig
     skipped: List[Tuple[str, str]] = field(default_factory=list)
     speakers_train: Optional[List[Optional[str]]] = None     # per training clip, where the source names speakers
+    paths_train: Optional[List[str]] = None                  # the audio file of each training clip
     x_val: Optional[Tensor] = None                           # validation clips carved from the training data
     y_val: Optional[Tensor] = None
     norm: Optional["FeatureNorm"] = None                     # set when the x_* are standardised with it
@@ -282,7 +283,8 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
             obj = load_artifact(cache_file, kind="feature_cache",
                                 expected_config={"features": config.to_dict(), "key": key})
             split = _make_split(obj["x"], list(obj["labels"]), list(obj["splits"]), config,
-                                skipped + [tuple(s) for s in obj["skipped"]], list(obj.get("speakers") or []))
+                                skipped + [tuple(s) for s in obj["skipped"]], list(obj.get("speakers") or []),
+                                list(obj.get("paths") or []))
         except FileFormatError:
             pass  # unreadable or another config: recompute and overwrite
     if split is None:
@@ -294,12 +296,13 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
                            "skipped": [list(s) for s in bad]},
                           config={"features": config.to_dict(), "key": key})
         split = _make_split(x, [k.label for k in kept], [k.split for k in kept], config, skipped + bad,
-                            [k.speaker for k in kept])
+                            [k.speaker for k in kept], [str(k.path) for k in kept])
     return carve_validation(split, val_fraction) if val_fraction > 0 else split
 
 
 def _make_split(x: Tensor, labels: List[str], splits: List[str], config: FeatureConfig,
-                skipped: List[Tuple[str, str]], speakers: Optional[List[Optional[str]]] = None) -> FeatureSplit:
+                skipped: List[Tuple[str, str]], speakers: Optional[List[Optional[str]]] = None,
+                paths: Optional[List[str]] = None) -> FeatureSplit:
     names = _class_names(labels)
     index = {n: i for i, n in enumerate(names)}
     y = torch.tensor([index[l] for l in labels], dtype=torch.int64)
@@ -309,8 +312,11 @@ def _make_split(x: Tensor, labels: List[str], splits: List[str], config: Feature
     train_speakers = None
     if speakers and len(speakers) == len(labels):
         train_speakers = [sp for sp, test in zip(speakers, is_test.tolist()) if not test]
+    train_paths = None
+    if paths and len(paths) == len(labels):
+        train_paths = [p for p, test in zip(paths, is_test.tolist()) if not test]
     return FeatureSplit(x[~is_test].contiguous(), y[~is_test], x[is_test].contiguous(), y[is_test],
-                        names, config, list(skipped), train_speakers)
+                        names, config, list(skipped), train_speakers, train_paths)
 
 
 def carve_validation(split: FeatureSplit, fraction: float = 0.1, seed: int = 0) -> FeatureSplit:
@@ -351,6 +357,7 @@ def carve_validation(split: FeatureSplit, fraction: float = 0.1, seed: int = 0) 
     return dataclasses.replace(
         split, x_train=split.x_train[~is_val].contiguous(), y_train=split.y_train[~is_val],
         speakers_train=[sp for sp, k in zip(speakers, keep) if k] if split.speakers_train else None,
+        paths_train=[p for p, k in zip(split.paths_train, keep) if k] if split.paths_train else None,
         x_val=split.x_train[is_val].contiguous(), y_val=split.y_train[is_val])
 
 

@@ -105,7 +105,7 @@ def _mfcc(waves: Tensor, config: FeatureConfig) -> Tensor:
 
 @backends.recorded("mfcc", "reference")
 def mfcc(waves: Tensor, config: FeatureConfig) -> Tensor:
-    """MFCCs of fixed-length clips: (B, L) float32/float64 -> (B, n_mfcc, 1 + L // hop_length), same dtype."""
+    """MFCCs of fixed-length clips: (B, L) float32/float64 -> (B, n_mfcc, config.n_frames(L)), same dtype."""
     return _mfcc(waves, config)
 
 

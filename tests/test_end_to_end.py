@@ -146,6 +146,7 @@ def test_run_cross_architecture_and_channel_ablation(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert set(report["accuracy"]["cpc1"]["distilled"]) == {"convnet", "vgg"}
     assert set(report["accuracy"]["cpc1"]["random"]) == {"convnet", "vgg"}
+    assert set(report["accuracy"]["cpc1"]["herding"]) == {"convnet"}
     for k in (1, 2):
         rows = report["accuracy"]["ablation"][f"ch{k}"]
         assert set(rows) == {"distilled", "random", "full"} and "val_mean" in rows["distilled"]["convnet"]
@@ -153,3 +154,46 @@ def test_run_cross_architecture_and_channel_ablation(tmp_path):
                           weights_only=True)["features"].shape[1] == k
     md = (out / "report.md").read_text()
     assert "Channel ablation (CPC 1" in md and "| MFCC (1 channel) |" in md and "| 1 | vgg |" in md
+
+
+def _html_sources(page: str):
+    import re
+    return re.findall(r'<audio[^>]*src="([^"]+)"', page), re.findall(r'<img[^>]*src="([^"]*)"', page)
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_report_html_plays_every_clip(tmp_path):
+    """report.html: an <audio> player for every distilled clip and one real clip per class, each file present
+    and decodable; every image an embedded PNG; the page opens from disk (relative links only)."""
+    import base64
+    import shutil
+    import subprocess
+
+    import soundfile
+    from test_reconstruct_range import _tone_dataset
+    _tone_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--cpc", "2", "--out", str(out), "--width", "4",
+                 "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1", "--syn-steps", "2",
+                 "--no-compile", "--num-nets", "1", "--eval-epochs", "2", "--full-epochs", "1"]) == 0
+    moved = tmp_path / "moved"
+    shutil.move(str(out), moved)                         # relative links: the folder can move
+    page = (moved / "report.html").read_text()
+    audio, images = _html_sources(page)
+    assert len(audio) == 3 * 1 + 3 * 2 + 2 * 3            # distilled clips of CPC 1 and 2, a real one per class and CPC
+    for src in audio:
+        assert not src.startswith("/") and "://" not in src
+        wave, sr = soundfile.read(moved / src)
+        assert sr == 8000 and len(wave) == 8000             # the fixed length of the feature config
+    assert len(images) >= len(audio) + 1
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:4] == b"\x89PNG"
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed: the page was checked without a browser")
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1200,900", (moved / "report.html").as_uri()], check=True, timeout=120,
+                   capture_output=True)
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 10_000

@@ -14,7 +14,7 @@ CFG = EvalConfig(num_nets=2, epochs=30, batch_size=16)
 def test_learns_and_is_seeded():
     s = make_split()
     r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG)
-    assert set(r) == {"accs", "mean", "std", "model", "lr"} and len(r["accs"]) == 2
+    assert set(r) == {"accs", "mean", "std", "model", "lr", "epochs"} and len(r["accs"]) == 2
     assert r["mean"] >= 0.9 and r["lr"] == 0.01 and r["model"] == "convnet"
     again = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG)
     assert again["accs"] == r["accs"]
@@ -92,3 +92,15 @@ def test_checkpoint_of_other_data_is_refused(tmp_path, monkeypatch):
     save_artifact(ckpt, "eval_progress", {"accs": [], "epoch": 0}, config={"data": "something else"})
     with pytest.raises(FileFormatError, match="different config"):
         evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG, checkpoint=ckpt)
+
+
+def test_steps_set_the_epochs_and_validation_is_reported():
+    s = make_split()
+    cfg = CFG.replace(steps=6, batch_size=16, num_nets=1)
+    r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, x_val=s.x_test[:8],
+                              y_val=s.y_test[:8])
+    assert r["epochs"] == 2 == cfg.epochs_for(len(s.y_train))        # 48 clips, batches of 16: 3 steps an epoch
+    assert len(r["val_accs"]) == 1 and 0 <= r["val_mean"] <= 1
+    assert CFG.replace(steps=300, batch_size=128).epochs_for(500) == 75 and CFG.epochs_for(500) == CFG.epochs
+    with pytest.raises(ParameterError, match="steps"):
+        evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG.replace(steps=0))

@@ -51,7 +51,7 @@ def kill_when(proc: subprocess.Popen, out: Path, pattern: str, timeout: float = 
         if list(out.glob(pattern)):
             proc.send_signal(signal_)
             proc.wait(timeout=120)
-            return True
+            return proc.returncode == -signal_ or signal_ != signal.SIGKILL   # False: it had already finished
         if proc.poll() is not None:
             return False
         time.sleep(0.01)
@@ -154,13 +154,13 @@ def test_ctrl_c_saves_then_resume_matches_uninterrupted(fsdd_dir, reference_run,
 def test_sigkill_during_features_then_resume(fsdd_files, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    for path in fsdd_files[:12]:
+    for path in fsdd_files[:24]:
         (folder / path.name).write_bytes(path.read_bytes())
     whole = tmp_path / "whole.pt"
     finish(["features", str(folder), "--out", str(whole), "--quiet", "--checkpoint-every", "3"])
     out = tmp_path / "f.pt"
     args = ["features", str(folder), "--out", str(out), "--quiet", "--checkpoint-every", "3"]
-    assert kill_when(ddfad(*args), tmp_path, "f.pt.parts/chunk_000001.pt")
+    assert kill_when(ddfad(*args), tmp_path, "f.pt.parts/chunk_000000.pt"), "the run ended before the kill"
     finish(args, expect=2)                           # an unfinished run is never silently restarted
     finish(args + ["--resume"])
     a, b = load_artifact(whole), load_artifact(out)

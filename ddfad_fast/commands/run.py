@@ -3,7 +3,7 @@
 features (cached) -> validation split carved from the training clips -> per-coefficient standardisation
 -> experts -> per CPC: distil, evaluate (distilled / random real / herding coreset of the same size, on the
 test split for the report and on the validation split for every choice), reconstruct to WAVs -> full data
--> report.json, report.md, plots.
+-> report.json, report.md, report.html (every distilled clip to listen to, beside a real one), plots.
 
 One protocol for every row: the preset's augmentation is used by expert training, the distillation unroll
 and every evaluation (distilled, baselines and full data alike).
@@ -214,6 +214,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     from ..experts import load_trajectories, train_experts
     from ..models import build_model
     from ..report import write_report
+    from ..report_html import write_html_report
     from .reconstruct import write_distilled_audio
 
     cpcs = sorted(set(int(c) for c in cpcs))
@@ -295,10 +296,10 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         baselines = {"random": lambda: random_real_subset(split.x_train, split.y_train, cpc, seed=preset.eval.seed),
                      "herding": lambda: herding_subset(split.x_train, split.y_train, cpc, embed_net,
                                                        trajectories.params[0][-1])}
-        for name in preset.baselines:
+        for name in preset.baselines:       # other architectures: the distilled set and random real clips
             xs, ys = baselines[name]()
             stages.run(f"evaluate cpc{cpc}", lambda: evaluate_once(
-                [f"cpc{cpc}", name], xs, ys, preset.eval, models))
+                [f"cpc{cpc}", name], xs, ys, preset.eval, models if name == "random" else preset.eval.models))
         manifest = cpc_dir / "audio" / "manifest.csv"
         if audio and not manifest.is_file():
             stages.guarded(f"audio cpc{cpc}", lambda: stages.run(
@@ -350,6 +351,12 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                "skipped": [list(s) for s in split.skipped]}
     results["failures"] = stages.failures
     stages.guarded("report", lambda: write_report(out, results, distilled_sets), progress)
+    known = len(stages.failures)
+    stages.guarded("report.html", lambda: write_html_report(
+        out, results, distilled_sets, preset.features, split.paths_train, split.y_train.tolist(), split.x_train),
+        progress)
+    if len(stages.failures) > known:            # report.md and report.json list that failure too
+        stages.guarded("report", lambda: write_report(out, results, distilled_sets), progress)
     return results
 
 

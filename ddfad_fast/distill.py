@@ -312,8 +312,9 @@ def _load_checkpoint(path: Path, identity: dict, device: torch.device) -> Tuple[
 def _initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Trajectories,
                    config: DistillConfig) -> Tuple[_State, Tensor]:
     """``cpc`` random real clips per class (seeded), alpha = alpha_init, zero momentum; soft labels start
-    as the logits of expert 0's snapshot ``label_expert_epoch`` on those clips. (Starting from a herding
-    coreset instead was measured worse: 74.8 vs 78.2 % validation accuracy at 1 clip per class.)"""
+    as the logits of expert 0's snapshot ``label_expert_epoch`` on those clips. (A herding coreset as the
+    start did not win on the validation split: 74.8 / 95.9 / 97.4 % at 1 / 10 / 50 clips per class against
+    78.2 / 95.2 / 97.2 % from random clips, within one standard deviation of each other.)"""
     gen = torch.Generator().manual_seed(config.seed)
     idx, labels = [], []
     for c in range(traj.num_classes):

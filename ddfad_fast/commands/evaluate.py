@@ -83,6 +83,8 @@ def main(args: argparse.Namespace) -> int:
         split = split.standardized(norm)
     models = tuple(args.models.split(",")) if args.models else preset.eval.models
     changes = {k: v for k, v in (("num_nets", args.num_nets), ("epochs", args.epochs)) if v is not None}
+    if args.epochs is not None:
+        changes["steps"] = None           # --epochs replaces the preset's SGD-step budget
     sets = []
     if distilled is not None:
         targets = distilled["soft_labels"] if "soft_labels" in distilled else distilled["labels"]

@@ -68,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-memory", type=float, default=None, metavar="GB",
                        help="distillation memory limit: batch and unroll mode are chosen to fit, or the run refuses")
     group.add_argument("--num-nets", type=int, default=None, help="evaluation nets per set")
-    group.add_argument("--eval-epochs", type=int, default=None, help="epochs of distilled / baseline evaluation")
+    group.add_argument("--eval-epochs", type=int, default=None,
+                       help="epochs of distilled / baseline evaluation (instead of the preset's SGD steps)")
+    group.add_argument("--eval-steps", type=int, default=None, help="SGD steps of distilled / baseline evaluation")
     group.add_argument("--full-epochs", type=int, default=None, help="epochs of the full-data evaluation")
     group.add_argument("--models", default=None, help="evaluation architectures, comma-separated")
     group.add_argument("--cross-models", default=None,
@@ -108,7 +110,9 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
     if args.num_nets is not None:
         ev, ev_full = ev.replace(num_nets=args.num_nets), ev_full.replace(num_nets=args.num_nets)
     if args.eval_epochs is not None:
-        ev = ev.replace(epochs=args.eval_epochs)
+        ev = ev.replace(epochs=args.eval_epochs, steps=None)
+    if getattr(args, "eval_steps", None) is not None:
+        ev = ev.replace(steps=args.eval_steps)
     if args.full_epochs is not None:
         ev_full = ev_full.replace(epochs=args.full_epochs)
     if args.models:

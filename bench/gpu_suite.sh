@@ -7,8 +7,9 @@
 # (falls back to a JIT build of csrc/cuda if the extension does not import) -> GPU tests -> benchmark
 # -> Triton kernel tests on the GPU (no interpreter). Each stage has a time cap so that the whole suite
 # ends within SUITE_BUDGET seconds (default 570, under the device's 10-minute limit).
-# Files written (8 at most): stages.txt env.log compile_checks.log install.log gpu_tests.log bench.log
-# triton_tests.log gpu_bench.json. Without CUDA it runs the compile-only checks and exits 0.
+# Files written (8 at most): stages.txt compile_checks.log install.log (environment first) gpu_tests.log
+# bench.log triton_tests.log gpu_bench.json train_throughput_gpu.json. Without CUDA it runs the
+# compile-only checks and exits 0.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -24,6 +25,7 @@ export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }
 
 # stage NAME CAP_SECONDS COMMAND...: run under a time cap (never past the budget), log to NAME.log
+# (or to $LOG_NAME.log when set; appended to it when APPEND is set)
 stage() {
   local name="$1" cap="$2"; shift 2
   local left; left=$(remaining)
@@ -31,8 +33,10 @@ stage() {
   [ "$cap" -gt "$left" ] && cap="$left"
   local t0 rc=0; t0=$(date +%s)
   echo "== $name (cap ${cap}s): $*"
-  timeout --kill-after=10 "$cap" "$@" > "$OUT_DIR/$name.log" 2>&1 || rc=$?
-  tail -n 15 "$OUT_DIR/$name.log"
+  local log="$OUT_DIR/${LOG_NAME:-$name}.log"
+  [ -n "${APPEND:-}" ] || : > "$log"
+  timeout --kill-after=10 "$cap" "$@" >> "$log" 2>&1 || rc=$?
+  tail -n 15 "$log"
   local dt=$(( $(date +%s) - t0 ))
   if [ "$rc" -eq 0 ]; then echo "$name ok ${dt}s" | tee -a "$STATUS"
   elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "$name TIMEOUT(${cap}s)" | tee -a "$STATUS"; FAILED=1
@@ -53,12 +57,12 @@ unset TRITON_INTERPRET
   "$PY" -c "import librosa; print('librosa', librosa.__version__)" || echo "librosa: not importable (tests use the torch reference)"
   nvcc --version | tail -n 2
   nvidia-smi
-} > "$OUT_DIR/env.log" 2>&1
-head -n 4 "$OUT_DIR/env.log"
+} > "$OUT_DIR/install.log" 2>&1
+head -n 4 "$OUT_DIR/install.log"
 
 # editable install: maps kernels/ to ddfad_fast.kernels and builds ddfad_fast._C (CPU + CUDA sources)
 export MAX_JOBS="${MAX_JOBS:-16}"
-stage install 300 "$PY" -m pip install --no-build-isolation --no-deps -v -e .
+APPEND=1 stage install 300 "$PY" -m pip install --no-build-isolation --no-deps -v -e .
 if ! "$PY" -c "import ddfad_fast.kernels" 2>/dev/null; then
   # the package as installed would be: ddfad_fast/ with kernels/ mapped into it (symlinks, no copy)
   echo "editable install unusable: importing the source tree through a symlink overlay" | tee -a "$STATUS"
@@ -87,6 +91,9 @@ tail -n 2 "$OUT_DIR/install.log" | tee -a "$STATUS"
 stage gpu_tests 240 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=15 tests/test_gpu.py
 stage bench 200 "$PY" bench/gpu_bench.py --out "$OUT_DIR"
 stage triton_tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=10 tests/test_triton_kernels.py
+# small-net training on the GPU: one by one (eager, compiled) vs an ensemble (vmap)
+LOG_NAME=bench APPEND=1 stage train_throughput 150 env DDFAD_BENCH_OUT="$OUT_DIR" "$PY" bench/train_throughput.py --device cuda \
+  --name train_throughput_gpu --widths 32 128 --sets cpc10 cpc50 --nets 1 10 --steps 5 --repeats 3
 
 echo "== total $(( $(date +%s) - START ))s"
 cat "$STATUS"

@@ -177,6 +177,7 @@ class ExpertConfig(_Config):
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: Optional[Augment] = None   # applied to every training batch (None: no augmentation)
+    compile: bool = False               # torch.compile each training step (eager fallback, said once)
 
 
 @dataclass(frozen=True)
@@ -227,3 +228,5 @@ class EvalConfig(_Config):
     weight_decay: float = 0.0005
     lr_decay_at_half: bool = True       # lr x 0.1 after half of the epochs
     augment: Optional[Augment] = None   # applied to every training batch (None: no augmentation)
+    compile: bool = False               # torch.compile each training step (eager fallback, said once)
+    ensemble: bool = False              # train the nets together (torch.func.vmap); else one after another

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .config import EvalConfig, ModelConfig
 from .errors import ParameterError
-from .experts import accuracy, sgd_epoch
+from .experts import accuracy, report_compile_fallback, sgd_epoch, sgd_epoch_ensemble, training_stepper
 from .io import load_artifact, save_artifact
 from .models import FunctionalNet, build_model
 
@@ -50,8 +50,10 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     ``checkpoint``: a file where the state (finished accuracies, the current net's parameters, momentum
     and RNG) is saved atomically every ``checkpoint_every`` epochs and on Ctrl-C; when it exists, the
     evaluation resumes from it and gives exactly the result of an uninterrupted run. It is deleted at
-    the end. Returns ``{"accs": [...], "mean", "std", "model", "lr"}`` (test accuracies in [0, 1]) plus
-    ``"val_accs", "val_mean", "val_std"`` with a validation split.
+    the end. ``config.ensemble``: the nets train together as one batched computation (same seeds, same
+    results within float32 rounding; see :func:`~ddfad_fast.experts.sgd_epoch_ensemble`); else one after
+    another, each step compiled when ``config.compile``. Returns ``{"accs": [...], "mean", "std", "model",
+    "lr"}`` (test accuracies in [0, 1]) plus ``"val_accs", "val_mean", "val_std"`` with a validation split.
     """
     lr = float(lr if lr is not None else (config.lr if config.lr is not None else DEFAULT_LR))
     if not lr > 0:
@@ -67,6 +69,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     soft = y_train.is_floating_point()
     num_classes = int(y_train.shape[1]) if soft else int(max(int(y_train.max()), int(y_test.max())) + 1)
     net = build_model(model_config, tuple(x_train.shape[1:]), num_classes)
+    stepper = training_stepper(net, config.compile)
     device = x_train.device
     x_train, x_test = x_train.detach().float(), x_test.detach().float().to(device)
     y_train, y_test = y_train.detach().to(device), y_test.to(device)
@@ -74,7 +77,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     if has_val:
         x_val, y_val = x_val.detach().float().to(device), y_val.to(device)
     fingerprint = (x_train, y_train, x_test, y_test) + ((x_val, y_val) if has_val else ())
-    state_config = {"eval": config.to_dict(), "model": model_config.to_dict(), "lr": lr,
+    state_config = {"eval": dict(config.to_dict(), compile=None),         # compiling changes rounding only
+                    "model": model_config.to_dict(), "lr": lr,
                     "data": data_fingerprint(*fingerprint)} if checkpoint is not None else None
     state = None
     if checkpoint is not None and Path(checkpoint).is_file():
@@ -85,7 +89,14 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=config.num_nets * epochs, desc=f"evaluate {model_config.name}", unit="epoch",
-                   initial=len(accs) * epochs + (int(state["epoch"]) if state else 0))
+                   initial=len(accs) * epochs + (int(state["epoch"]) * (config.num_nets - len(accs) if config.ensemble
+                                                                         else 1) if state else 0))
+    if config.ensemble and len(accs) < config.num_nets:
+        params = _train_ensemble(net, x_train, y_train, config, lr, epochs, len(accs), state, checkpoint,
+                                 checkpoint_every, state_config, bar)
+        accs += [accuracy(net, p, x_test, y_test) for p in params]
+        if has_val:
+            val_accs += [accuracy(net, p, x_val, y_val) for p in params]
     for i in range(len(accs), config.num_nets):
         gen = torch.Generator().manual_seed(config.seed + i)
         params = net.init_params(gen).to(device)
@@ -108,7 +119,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                     epoch_start = (epoch, params.clone(), velocity.clone(), gen.get_state())
                 step = lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0)
                 sgd_epoch(net, params, velocity, x_train, y_train, step, config.momentum, config.weight_decay,
-                          config.batch_size, gen, config.augment)
+                          config.batch_size, gen, config.augment, stepper)
+                report_compile_fallback(stepper, config.compile)
                 if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
                     save(epoch + 1, params, velocity, gen.get_state())
                 if bar is not None:
@@ -132,6 +144,50 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     if has_val:
         result.update(val_accs=val_accs, val_mean=statistics.fmean(val_accs), val_std=statistics.pstdev(val_accs))
     return result
+
+
+def _train_ensemble(net: FunctionalNet, x_train: Tensor, y_train: Tensor, config: EvalConfig, lr: float,
+                    epochs: int, first: int, state: Optional[dict], checkpoint: Optional[Path], checkpoint_every: int,
+                    state_config: Optional[dict], bar) -> Tensor:
+    """Nets ``first`` .. ``num_nets - 1`` trained together (:func:`sgd_epoch_ensemble`); their parameters (R, P).
+
+    Each net keeps its own seed (``config.seed + i``), so it ends where training it alone would, within
+    float32 rounding. ``state``: an ensemble checkpoint to resume from (same epoch boundary semantics as
+    the one-by-one path: the interrupted epoch is redone).
+    """
+    device = x_train.device
+    seeds = range(config.seed + first, config.seed + config.num_nets)
+    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
+    params = torch.stack([net.init_params(gen) for gen in gens]).to(device)
+    velocity, first_epoch = torch.zeros_like(params), 0
+    if state is not None and "params" in state:
+        params, velocity = state["params"].to(device).clone(), state["velocity"].to(device).clone()
+        first_epoch = int(state["epoch"])
+        for gen, gen_state in zip(gens, state["generators"]):
+            gen.set_state(gen_state)
+
+    def save(epoch: int, saved_params: Tensor, saved_velocity: Tensor, generator_states: list) -> None:
+        save_artifact(checkpoint, "eval_progress",
+                      {"accs": [], "val_accs": [], "epoch": epoch, "params": saved_params.cpu(),
+                       "velocity": saved_velocity.cpu(), "generators": generator_states}, config=state_config)
+
+    epoch_start = None
+    try:
+        for epoch in range(first_epoch, epochs):
+            if checkpoint is not None:
+                epoch_start = (epoch, params.clone(), velocity.clone(), [g.get_state() for g in gens])
+            step = lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0)
+            sgd_epoch_ensemble(net, params, velocity, x_train, y_train, step, config.momentum, config.weight_decay,
+                               config.batch_size, gens, config.augment)
+            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
+                save(epoch + 1, params, velocity, [g.get_state() for g in gens])
+            if bar is not None:
+                bar.update(len(gens))
+    except KeyboardInterrupt:
+        if epoch_start is not None:
+            save(*epoch_start)
+        raise
+    return params
 
 
 def random_real_subset(x: Tensor, y: Tensor, per_class: int, seed: int = 0) -> tuple:

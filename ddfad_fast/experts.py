@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .config import Augment, ExpertConfig, FeatureConfig
+from .backends import _warn_once
 from .data import FeatureNorm
 from .errors import FileFormatError, ParameterError
 from .io import load_artifact, save_artifact
 from .models import FunctionalNet, build_model
-from .unroll import apply_augment, augment_tensors, soft_cross_entropy
+from .unroll import AugTensors, Stepper, apply_augment, augment_tensors, soft_cross_entropy
 
 
 @dataclass
@@ -60,41 +60,111 @@ def accuracy(net: FunctionalNet, params: Tensor, x: Tensor, y: Tensor, batch_siz
     return correct / len(y)
 
 
-def augmented_batch(x: Tensor, augment: Optional[Augment], generator: torch.Generator) -> Tensor:
-    """``x`` (b, 3, F, T) augmented with draws seeded from ``generator`` (unchanged when ``augment`` is None)."""
+def augment_draws(augment: Optional[Augment], generator: torch.Generator, batch: int, n_freq: int, n_time: int,
+                  dtype: torch.dtype, device: torch.device) -> AugTensors:
+    """The augmentation of one training batch, seeded from ``generator`` (None when ``augment`` is None)."""
     if augment is None:
-        return x
+        return None
     seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
-    index, mask = augment_tensors(augment, seed, x.shape[0], x.shape[2], x.shape[3], x.dtype, x.device)
-    return apply_augment(x, index, mask)
+    return augment_tensors(augment, seed, batch, n_freq, n_time, dtype, device)
+
+
+_STEPPERS: Dict[tuple, Stepper] = {}
+
+
+def training_stepper(net: FunctionalNet, compile: bool) -> Stepper:
+    """The (cached) :class:`Stepper` whose ``grad_and_loss`` trains ``net``: one per architecture, input
+    shape, class count and compile setting, so a run compiles each training graph once per batch shape."""
+    key = (net.config, net.in_shape, net.num_classes, bool(compile))
+    if key not in _STEPPERS:
+        _STEPPERS[key] = Stepper(net, compile=compile)
+    return _STEPPERS[key]
+
+
+def report_compile_fallback(stepper: Stepper, requested: bool) -> None:
+    """Warn once (BackendFallbackWarning) when a requested compiled training step runs eager, and why."""
+    if requested and not stepper.compiled:
+        _warn_once("training step", "torch.compile", stepper.compile_error or "compilation failed", "eager")
+
+
+@torch.no_grad()
+def _sgd_update(params: Tensor, velocity: Tensor, grad: Tensor, lr: float, momentum: float,
+                weight_decay: float) -> None:
+    """SGD with momentum and weight decay (torch.optim.SGD's rule), in place."""
+    if weight_decay:
+        grad = grad + weight_decay * params
+    if momentum:
+        velocity.mul_(momentum).add_(grad)
+        grad = velocity
+    params.sub_(lr * grad)
 
 
 def sgd_epoch(net: FunctionalNet, params: Tensor, velocity: Tensor, x: Tensor, y: Tensor, lr: float,
               momentum: float, weight_decay: float, batch_size: int, generator: torch.Generator,
-              augment: Optional[Augment] = None) -> float:
+              augment: Optional[Augment] = None, stepper: Optional[Stepper] = None) -> float:
     """One epoch of SGD on a shuffled order drawn from ``generator``; updates ``params``/``velocity`` in place.
 
     ``y``: class indices (N,) or soft-label logits (N, C) (the target is their softmax). ``augment``:
     every batch is augmented with draws from ``generator``. ``x``, ``y`` and ``params`` share a device;
-    ``generator`` is a CPU generator (the same draws on every device). Returns the epoch's mean loss.
+    ``generator`` is a CPU generator (the same draws on every device). ``stepper``: computes each batch's
+    gradient (e.g. compiled, :func:`training_stepper`); default eager. Returns the epoch's mean loss.
     """
+    stepper = stepper or training_stepper(net, compile=False)
     perm = torch.randperm(len(y), generator=generator)
     total, count = 0.0, 0
     for i in range(0, len(y), batch_size):
         idx = perm[i:i + batch_size].to(x.device)
-        p = params.detach().requires_grad_()
-        loss = soft_cross_entropy(net.forward(p, augmented_batch(x[idx], augment, generator)), y[idx])
-        grad, = torch.autograd.grad(loss, p)
-        with torch.no_grad():
-            if weight_decay:
-                grad = grad + weight_decay * params
-            if momentum:
-                velocity.mul_(momentum).add_(grad)
-                grad = velocity
-            params.sub_(lr * grad)
-        total += float(loss.detach()) * len(idx)
+        xb = x[idx]
+        aug = augment_draws(augment, generator, xb.shape[0], xb.shape[2], xb.shape[3], xb.dtype, xb.device)
+        grad, loss = stepper.grad_and_loss(params.detach(), xb, y[idx], aug)
+        _sgd_update(params, velocity, grad, lr, momentum, weight_decay)
+        total += float(loss) * len(idx)
         count += len(idx)
     return total / max(count, 1)
+
+
+def sgd_epoch_ensemble(net: FunctionalNet, params: Tensor, velocity: Tensor, x: Tensor, y: Tensor, lr: float,
+                       momentum: float, weight_decay: float, batch_size: int, generators: List[torch.Generator],
+                       augment: Optional[Augment] = None) -> Tensor:
+    """:func:`sgd_epoch` for R nets at once: ``params``/``velocity`` (R, P), one generator per net.
+
+    Net ``r`` draws its order and augmentation from ``generators[r]`` exactly as :func:`sgd_epoch` would,
+    so it ends where training it alone ends, within float32 rounding; the R forward/backward passes run
+    as one batched computation (``torch.func.vmap``: grouped convolutions). Returns the R mean losses.
+    """
+    if params.dim() != 2 or params.shape != velocity.shape or params.shape[0] != len(generators):
+        raise ParameterError(f"params and velocity must be (R, P) with R = {len(generators)} generators, got "
+                             f"{tuple(params.shape)} and {tuple(velocity.shape)}")
+    perms = [torch.randperm(len(y), generator=gen) for gen in generators]
+    step = _ensemble_grad(net, augment is not None)
+    total = torch.zeros(len(generators), dtype=torch.float64)
+    for i in range(0, len(y), batch_size):
+        idx = torch.stack([perm[i:i + batch_size] for perm in perms]).to(x.device)      # (R, b)
+        xb, yb = x[idx], y[idx]
+        draws = [augment_draws(augment, gen, idx.shape[1], x.shape[2], x.shape[3], x.dtype, x.device)
+                 for gen in generators]
+        args = (params.detach(), xb, yb)
+        if augment is not None:
+            args += (torch.stack([d[0] for d in draws]), torch.stack([d[1] for d in draws]))
+        grad, loss = step(*args)
+        _sgd_update(params, velocity, grad, lr, momentum, weight_decay)
+        total += loss.detach().double().cpu() * idx.shape[1]
+    return total / max(len(y), 1)
+
+
+def _ensemble_grad(net: FunctionalNet, augmented: bool):
+    """vmap over nets of (dL/dtheta, L) for one batch per net."""
+    def loss(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor] = None,
+             mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        if index is not None:
+            xb = apply_augment(xb, index, mask)
+        value = soft_cross_entropy(net.forward(theta, xb), yb)
+        return value, value.detach()
+
+    grad = torch.func.grad(loss, has_aux=True)
+    if augmented:
+        return torch.func.vmap(lambda theta, xb, yb, index, mask: grad(theta, xb, yb, index, mask))
+    return torch.func.vmap(lambda theta, xb, yb: grad(theta, xb, yb))
 
 
 def _file_config(split, config: ExpertConfig) -> dict:
@@ -107,8 +177,8 @@ def _check_same(path: Path, kind: str, file_config: dict) -> dict:
     """Load ``path`` and check it was made with ``file_config`` (the expert count may differ)."""
     obj = load_artifact(path, kind=kind, expected_config=file_config,
                         config_keys=("features", "in_shape", "num_classes", "standardized"))
-    saved = dict(obj["config"].get("expert", {}), num_experts=None)
-    if saved != dict(file_config["expert"], num_experts=None):
+    saved = dict(obj["config"].get("expert", {}), num_experts=None, compile=None)
+    if saved != dict(file_config["expert"], num_experts=None, compile=None):
         raise FileFormatError(f"{path}: made with a different expert config ({obj['config'].get('expert')} "
                               f"vs {file_config['expert']})")
     return obj
@@ -164,6 +234,7 @@ def _train_one(net: FunctionalNet, split, config: ExpertConfig, k: int, out_dir:
     gen = torch.Generator().manual_seed(config.seed + k)
     device = split.x_train.device
     monitor, x_mon, y_mon = split.monitor_set()
+    stepper = training_stepper(net, config.compile)
     if resume and partial.exists():
         state = _check_same(partial, "expert_progress", file_config)
         snapshots = [t.to(device) for t in state["snapshots"]]
@@ -178,7 +249,8 @@ def _train_one(net: FunctionalNet, split, config: ExpertConfig, k: int, out_dir:
         snapshots, train_loss, monitor_acc = [params.clone()], [], []
     for epoch in range(len(snapshots), config.epochs + 1):
         loss = sgd_epoch(net, params, velocity, split.x_train, split.y_train, config.lr, config.momentum,
-                         config.weight_decay, config.batch_size, gen, config.augment)
+                         config.weight_decay, config.batch_size, gen, config.augment, stepper)
+        report_compile_fallback(stepper, config.compile)
         snapshots.append(params.clone())
         train_loss.append(loss)
         monitor_acc.append(accuracy(net, params, x_mon, y_mon))

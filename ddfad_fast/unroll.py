@@ -41,6 +41,7 @@ from .errors import ParameterError
 from .models import FunctionalNet
 
 UNROLL_MODES = ("naive", "reverse")
+RECOMPILE_LIMIT = 64
 AugTensors = Optional[Tuple[Tensor, Tensor]]     # (time index (B, 1, F, T) int64, mask (B, 1, F, T))
 
 
@@ -133,9 +134,16 @@ def _batch_loss(net: FunctionalNet, theta: Tensor, xb: Tensor, yb: Tensor, index
     return soft_cross_entropy(net.forward(theta, xb), yb)
 
 
-def _compilable_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable]:
-    """(step, reverse) written with torch.func, so that torch.compile captures each in one graph."""
+def _compilable_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable, Callable]:
+    """(step, reverse, grad_and_loss) written with torch.func, so that torch.compile captures each in one graph."""
     grad_loss = torch.func.grad(lambda theta, xb, yb, index, mask: _batch_loss(net, theta, xb, yb, index, mask))
+
+    def loss_with_aux(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor],
+                      mask: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        loss = _batch_loss(net, theta, xb, yb, index, mask)
+        return loss, loss.detach()
+
+    grad_and_loss = torch.func.grad(loss_with_aux, has_aux=True)
 
     def step(theta: Tensor, xb: Tensor, yb: Tensor, alpha: Tensor, index: Optional[Tensor],
              mask: Optional[Tensor]) -> Tensor:
@@ -150,10 +158,10 @@ def _compilable_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable]:
         grads, gda = torch.func.grad(g_dot_a, argnums=(0, 1, 2) if soft else (0, 1), has_aux=True)(theta, xb, yb)
         return grads[0], grads[1], grads[2] if soft else None, gda
 
-    return step, reverse
+    return step, reverse, grad_and_loss
 
 
-def _eager_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable]:
+def _eager_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable, Callable]:
     """(step, reverse) with torch.autograd: in eager mode they keep about half the memory of torch.func's."""
 
     def step(theta: Tensor, xb: Tensor, yb: Tensor, alpha: Tensor, index: Optional[Tensor],
@@ -174,21 +182,32 @@ def _eager_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable]:
             grads = torch.autograd.grad(gda, (th, xb, yb) if soft else (th, xb))
         return grads[0], grads[1], grads[2] if soft else None, gda.detach()
 
-    return step, reverse
+    def grad_and_loss(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor],
+                      mask: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_()
+            loss = _batch_loss(net, th, xb, yb, index, mask)
+            g, = torch.autograd.grad(loss, th)
+        return g, loss.detach()
+
+    return step, reverse, grad_and_loss
 
 
 class Stepper:
-    """The per-step functions of one net: ``step`` (theta_i -> theta_{i+1}, no graph kept) and
-    ``reverse`` (one vector-Jacobian product of g_i . a).
+    """The per-step functions of one net: ``step`` (theta_i -> theta_{i+1}, no graph kept),
+    ``reverse`` (one vector-Jacobian product of g_i . a) and ``grad_and_loss`` (one training step's
+    gradient and loss: what expert and evaluation training run).
 
     ``step(theta (P,), xb (b, 3, F, T), yb (b,) or (b, C), alpha (), aug) -> (P,)``;
     ``reverse(theta, xb, yb, aug, adjoint (P,)) -> (H a (P,), d(g . a)/dxb (b, 3, F, T), d(g . a)/dyb (b, C)
-    for soft labels else None, g . a ())``.
+    for soft labels else None, g . a ())``; ``grad_and_loss(theta, xb, yb, aug) -> (dL/dtheta (P,), L ())``.
 
     ``compile=True`` wraps the torch.func versions in ``torch.compile(fullgraph=True, dynamic=False)``
     (one graph each, one compilation per input shape and dtype); if compilation is unavailable or fails
     on first use, the eager (torch.autograd) versions take over, :attr:`compiled` becomes False and
-    :attr:`compile_error` says why.
+    :attr:`compile_error` says why. Compiling raises dynamo's recompile limit to at least
+    ``RECOMPILE_LIMIT`` (every net and batch shape of a run is one more compilation of the same code),
+    and hitting it is an error that falls back to eager loudly rather than silently.
     """
 
     def __init__(self, net: FunctionalNet, compile: bool = False) -> None:
@@ -199,6 +218,9 @@ class Stepper:
         self._fns = self._eager
         if compile:
             try:
+                dynamo_config = torch._dynamo.config
+                dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
+                dynamo_config.fail_on_recompile_limit_hit = True
                 self._fns = tuple(torch.compile(f, fullgraph=True, dynamic=False)
                                   for f in _compilable_step_functions(net))
                 self.compiled = True
@@ -225,6 +247,10 @@ class Stepper:
                 adjoint: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Tensor]:
         index, mask = aug if aug is not None else (None, None)
         return self._call(1, theta, xb, yb, index, mask, adjoint)
+
+    def grad_and_loss(self, theta: Tensor, xb: Tensor, yb: Tensor, aug: AugTensors) -> Tuple[Tensor, Tensor]:
+        index, mask = aug if aug is not None else (None, None)
+        return self._call(2, theta, xb, yb, index, mask)
 
     @property
     def mode(self) -> str:

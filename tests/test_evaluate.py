@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from ddfad_fast.config import EvalConfig, ModelConfig
-from ddfad_fast.errors import ParameterError
+from ddfad_fast.config import Augment, EvalConfig, ModelConfig
+from ddfad_fast.errors import FileFormatError, ParameterError
 from ddfad_fast.evaluate import evaluate_training_set, random_real_subset
+from ddfad_fast.models import build_model
 from test_experts import make_split
 
 MODEL = ModelConfig(width=4, depth=2)
@@ -104,3 +105,54 @@ def test_steps_set_the_epochs_and_validation_is_reported():
     assert CFG.replace(steps=300, batch_size=128).epochs_for(500) == 75 and CFG.epochs_for(500) == CFG.epochs
     with pytest.raises(ParameterError, match="steps"):
         evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG.replace(steps=0))
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_ensemble_epoch_matches_nets_trained_alone(soft):
+    """R nets through sgd_epoch_ensemble == each through sgd_epoch with its own generator (float32 rounding)."""
+    from ddfad_fast.experts import sgd_epoch, sgd_epoch_ensemble
+    s = make_split()
+    net = build_model(MODEL, tuple(s.x_train.shape[1:]), 4)
+    y = torch.randn(len(s.y_train), 4) if soft else s.y_train
+    aug = Augment(max_shift=2, time_mask=2, freq_mask=1)
+    init = torch.stack([net.init_params(torch.Generator().manual_seed(i)) for i in range(3)])
+    params, velocity = init.clone(), torch.zeros_like(init)
+    gens = [torch.Generator().manual_seed(10 + i) for i in range(3)]
+    losses = [sgd_epoch_ensemble(net, params, velocity, s.x_train, y, 0.05, 0.9, 5e-4, 20, gens, aug)
+              for _ in range(2)]
+    for r in range(3):
+        p, v, g = init[r].clone(), torch.zeros(net.num_params), torch.Generator().manual_seed(10 + r)
+        alone = [sgd_epoch(net, p, v, s.x_train, y, 0.05, 0.9, 5e-4, 20, g, aug) for _ in range(2)]
+        torch.testing.assert_close(params[r], p, rtol=1e-5, atol=1e-5 * float(p.abs().max()))
+        assert not torch.allclose(p, init[r])
+        torch.testing.assert_close(torch.stack(losses)[:, r], torch.tensor(alone, dtype=torch.float64), rtol=1e-5, atol=0)
+    with pytest.raises(ParameterError, match="generators"):
+        sgd_epoch_ensemble(net, params, velocity, s.x_train, y, 0.05, 0.9, 5e-4, 20, gens[:2], aug)
+
+
+def test_ensemble_evaluation_agrees_and_resumes_exactly(tmp_path, monkeypatch):
+    import ddfad_fast.evaluate as evaluate
+    s = make_split()
+    cfg = CFG.replace(num_nets=3, epochs=5, augment=Augment(max_shift=2, time_mask=2, freq_mask=1))
+    alone = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg)
+    together = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg.replace(ensemble=True))
+    assert together["accs"] == alone["accs"] and together["epochs"] == alone["epochs"]
+    ckpt, real, calls = tmp_path / "eval.pt", evaluate.sgd_epoch_ensemble, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            args[1].add_(1.0)                  # half-updated parameters must not be saved
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "sgd_epoch_ensemble", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg.replace(ensemble=True),
+                              checkpoint=ckpt, checkpoint_every=2)
+    monkeypatch.setattr(evaluate, "sgd_epoch_ensemble", real)
+    with pytest.raises(FileFormatError, match="different config"):      # an ensemble state is not a one-by-one one
+        evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, checkpoint=ckpt)
+    resumed = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg.replace(ensemble=True),
+                                    checkpoint=ckpt, checkpoint_every=2)
+    assert resumed == together and not ckpt.exists()

@@ -164,3 +164,51 @@ def test_experts_carry_their_standardisation_and_track_validation(tmp_path):
     (other / "expert_001.pt").replace(tmp_path / "expert_001.pt")
     with pytest.raises(FileFormatError, match="standardised differently"):
         load_trajectories(tmp_path)
+
+
+def _dynamo_works() -> bool:
+    try:
+        import torch._dynamo  # noqa: F401
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _dynamo_works(), reason="torch.compile (dynamo) unsupported on this platform")
+def test_compiled_training_step_matches_eager():
+    """Two augmented epochs with the compiled step land where the eager ones do (float32 rounding).
+    One batch shape, one compilation (~15 s)."""
+    split = make_split()
+    net = build_model(CFG.model, SHAPE, C)
+    finals, losses = [], []
+    for compile_ in (False, True):
+        stepper = experts.training_stepper(net, compile_)
+        params, velocity = net.init_params(torch.Generator().manual_seed(0)), torch.zeros(net.num_params)
+        gen = torch.Generator().manual_seed(1)
+        losses.append([sgd_epoch(net, params, velocity, split.x_train, split.y_train, 0.05, 0.9, 5e-4, 16, gen,
+                                 Augment(max_shift=3, time_mask=3, freq_mask=2), stepper) for _ in range(2)])
+        if compile_ and not stepper.compiled:
+            pytest.fail(f"torch.compile failed on this platform: {stepper.compile_error}")
+        finals.append(params)
+    assert experts.training_stepper(net, True) is experts.training_stepper(build_model(CFG.model, SHAPE, C), True)
+    torch.testing.assert_close(finals[1], finals[0], rtol=1e-5, atol=1e-5 * float(finals[0].abs().max()))
+    assert not torch.equal(finals[0], net.init_params(torch.Generator().manual_seed(0)))
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-5, atol=0)
+
+
+def test_compile_failure_warns_once_and_trains_eager(tmp_path, monkeypatch):
+    from ddfad_fast.errors import BackendFallbackWarning
+
+    def broken_compile(fn, **kwargs):
+        raise RuntimeError("inductor is broken here")
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(experts, "_STEPPERS", {})
+    monkeypatch.setattr("ddfad_fast.backends._WARNED", set())
+    cfg = CFG.replace(num_experts=2, epochs=1, compile=True)
+    with pytest.warns(BackendFallbackWarning, match="inductor is broken here") as record:
+        train_experts(make_split(), cfg, tmp_path, progress=False)
+    assert len([w for w in record if issubclass(w.category, BackendFallbackWarning)]) == 1
+    eager = tmp_path / "eager"
+    train_experts(make_split(), cfg.replace(compile=False), eager, progress=False)
+    assert torch.equal(load_artifact(tmp_path / "expert_001.pt")["params"], load_artifact(eager / "expert_001.pt")["params"])

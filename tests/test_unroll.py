@@ -264,8 +264,9 @@ def test_compiled_step_functions_have_no_graph_breaks(augmented):
     net = _net()
     x, y, alpha, theta0, _ = _problem(net, torch.float32)
     index, mask = augment_tensors(Augment(), 7, N_SYN, *SHAPE[1:]) if augmented else (None, None)
-    step, reverse = unroll_mod._compilable_step_functions(net)
-    for fn, args in ((step, (theta0, x, y, alpha, index, mask)), (reverse, (theta0, x, y, index, mask, theta0))):
+    step, reverse, grad_and_loss = unroll_mod._compilable_step_functions(net)
+    for fn, args in ((step, (theta0, x, y, alpha, index, mask)), (reverse, (theta0, x, y, index, mask, theta0)),
+                     (grad_and_loss, (theta0, x, y, index, mask))):
         torch._dynamo.reset()
         explained = torch._dynamo.explain(fn)(*args)
         assert explained.graph_break_count == 0, explained.break_reasons

@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted evaluation in --out")
     parser.add_argument("--overwrite", action="store_true", help="start again in an --out that holds results")
     parser.add_argument("--strict", action="store_true", help="an unreadable audio file is an error, not a skip")
+    parser.add_argument("--no-compile", action="store_true", help="run the training steps eagerly (no torch.compile)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -83,6 +84,8 @@ def main(args: argparse.Namespace) -> int:
         split = split.standardized(norm)
     models = tuple(args.models.split(",")) if args.models else preset.eval.models
     changes = {k: v for k, v in (("num_nets", args.num_nets), ("epochs", args.epochs)) if v is not None}
+    if args.no_compile:
+        changes["compile"] = False
     if args.epochs is not None:
         changes["steps"] = None           # --epochs replaces the preset's SGD-step budget
     sets = []

@@ -64,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--batch-syn", type=int, default=None, help="synthetic clips per student step")
     group.add_argument("--checkpoint-every", type=int, default=None, help="distillation iterations per checkpoint")
-    group.add_argument("--no-compile", action="store_true", help="run the student steps eagerly")
+    group.add_argument("--no-compile", action="store_true", help="run every training and student step eagerly (no torch.compile)")
+    group.add_argument("--ensemble", action="store_true",
+                       help="train the evaluation nets of a set together (torch.func.vmap; for GPUs, slower on CPUs)")
     group.add_argument("--max-memory", type=float, default=None, metavar="GB",
                        help="distillation memory limit: batch and unroll mode are chosen to fit, or the run refuses")
     group.add_argument("--num-nets", type=int, default=None, help="evaluation nets per set")
@@ -101,12 +103,16 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         if getattr(args, name, None) is not None:
             distill = distill.replace(**{name: getattr(args, name)})
     if args.no_compile:
-        distill = distill.replace(compile=False)
+        distill, expert = distill.replace(compile=False), expert.replace(compile=False)
     if args.max_memory is not None:
         distill = distill.replace(max_memory_gb=args.max_memory)
     if distill.max_start_epoch + distill.expert_epochs > expert.epochs:
         distill = distill.replace(max_start_epoch=max(0, expert.epochs - distill.expert_epochs))
     ev, ev_full = preset.eval, preset.eval_full
+    if args.no_compile:
+        ev, ev_full = ev.replace(compile=False), ev_full.replace(compile=False)
+    if getattr(args, "ensemble", False):
+        ev, ev_full = ev.replace(ensemble=True), ev_full.replace(ensemble=True)
     if args.num_nets is not None:
         ev, ev_full = ev.replace(num_nets=args.num_nets), ev_full.replace(num_nets=args.num_nets)
     if args.eval_epochs is not None:
@@ -137,6 +143,9 @@ def _comparable(run_config: dict) -> dict:
     out.pop("cpcs", None)
     out.get("preset", {}).get("distill", {}).pop("iterations", None)
     out.get("preset", {}).get("distill", {}).pop("checkpoint_every", None)
+    for stage in ("expert", "eval", "eval_full"):      # compiling changes speed and float32 rounding only
+        for key in ("compile", "ensemble"):
+            out.get("preset", {}).get(stage, {}).pop(key, None)
     return out
 
 

@@ -136,7 +136,7 @@ def sgd_epoch_ensemble(net: FunctionalNet, params: Tensor, velocity: Tensor, x: 
         raise ParameterError(f"params and velocity must be (R, P) with R = {len(generators)} generators, got "
                              f"{tuple(params.shape)} and {tuple(velocity.shape)}")
     perms = [torch.randperm(len(y), generator=gen) for gen in generators]
-    step = _ensemble_grad(net, augment is not None)
+    step = _ensemble_grad(net)
     total = torch.zeros(len(generators), dtype=torch.float64)
     for i in range(0, len(y), batch_size):
         idx = torch.stack([perm[i:i + batch_size] for perm in perms]).to(x.device)      # (R, b)
@@ -152,7 +152,7 @@ def sgd_epoch_ensemble(net: FunctionalNet, params: Tensor, velocity: Tensor, x: 
     return total / max(len(y), 1)
 
 
-def _ensemble_grad(net: FunctionalNet, augmented: bool):
+def _ensemble_grad(net: FunctionalNet):
     """vmap over nets of (dL/dtheta, L) for one batch per net."""
     def loss(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor] = None,
              mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
@@ -161,10 +161,7 @@ def _ensemble_grad(net: FunctionalNet, augmented: bool):
         value = soft_cross_entropy(net.forward(theta, xb), yb)
         return value, value.detach()
 
-    grad = torch.func.grad(loss, has_aux=True)
-    if augmented:
-        return torch.func.vmap(lambda theta, xb, yb, index, mask: grad(theta, xb, yb, index, mask))
-    return torch.func.vmap(lambda theta, xb, yb: grad(theta, xb, yb))
+    return torch.func.vmap(torch.func.grad(loss, has_aux=True))
 
 
 def _file_config(split, config: ExpertConfig) -> dict:

@@ -267,7 +267,7 @@ def test_cli(tmp_path, capsys, monkeypatch):
     data, experts, out = tmp_path / "data", tmp_path / "experts", tmp_path / "out"
     _tone_dataset(data)
     assert main(["experts", "--data", str(data), "--out", str(experts), "--num-experts", "1", "--epochs", "3",
-                 "--width", "4"]) == 0
+                 "--width", "4", "--no-compile"]) == 0
 
     def distill_args(folder):
         return ["distill", "--data", str(data), "--experts", str(experts), "--cpc", "1", "--out", str(folder),

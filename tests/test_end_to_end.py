@@ -76,7 +76,8 @@ def test_evaluate_command(fsdd_dir, tmp_path, capsys):
                    "alpha": torch.tensor(0.02), "history": {}, **norm.to_payload()},
                   config={"features": config.to_dict(), "num_classes": 10, "standardized": True, "expert": expert})
     rc = main(["evaluate", str(tmp_path / "set" / "distilled.pt"), "--data", str(fsdd_dir), "--max-per-class", "2",
-               "--num-nets", "1", "--epochs", "2", "--random-cpc", "1", "--full", "--cache", str(tmp_path / "c")])
+               "--num-nets", "1", "--epochs", "2", "--random-cpc", "1", "--full", "--cache", str(tmp_path / "c"),
+               "--no-compile"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "distilled  convnet" in out and "lr 0.02" in out and "random 1/class" in out and "full  convnet" in out
@@ -90,7 +91,7 @@ def test_distilled_beats_random_real(fsdd_dir, tmp_path):
     rc = main(["run", "--data", str(fsdd_dir), "--cpc", "1", "--out", str(out), "--max-per-class", "50",
                "--width", "16", "--num-experts", "3", "--expert-epochs", "8", "--expert-batch-size", "32",
                "--iterations", "60", "--syn-steps", "10", "--max-start-epoch", "4", "--num-nets", "4",
-               "--eval-epochs", "150", "--full-epochs", "10"])
+               "--eval-epochs", "150", "--full-epochs", "10", "--no-compile"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     acc = report["accuracy"]["cpc1"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import time
 import sys
 from typing import List, Optional
 
@@ -22,18 +23,34 @@ class CommandImportError(DDFADError, ImportError):
     """A sub-command module that cannot be imported: a broken install, never a command to drop in silence."""
 
 
+def _busy_cores(window_s: float = 0.3) -> float:
+    """Cores busy right now: the non-idle share of /proc/stat's CPU time over ``window_s`` seconds times the
+    core count (the 1-minute load average where /proc/stat is missing; it lags a job that just ended)."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)       # idle + iowait
+        return sum(fields) - idle, sum(fields)
+    try:
+        busy0, total0 = sample()
+        time.sleep(window_s)
+        busy1, total1 = sample()
+        return (os.cpu_count() or 1) * (busy1 - busy0) / max(total1 - total0, 1e-9)
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:
+            return 0.0
+
+
 def free_cores() -> int:
-    """The cores not busy with other work: CPU count minus the 1-minute load average (at least 1).
+    """The cores not busy with other work when the command starts (at least 1).
 
     OpenMP threads that compete with another busy process for the same cores wait on each other at every
     parallel region; one thread per free core avoids that (bench/results/threads.json).
     """
     cores = os.cpu_count() or 1
-    try:
-        busy = int(os.getloadavg()[0] + 0.5)
-    except OSError:
-        busy = 0
-    return max(1, min(cores, cores - busy))
+    return max(1, min(cores, cores - int(_busy_cores() + 0.5)))
 
 
 def _build_parser() -> argparse.ArgumentParser:

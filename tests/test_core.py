@@ -177,6 +177,33 @@ def test_cli_sub_command_that_fails_to_import_is_an_error(monkeypatch, capsys):
         cli._build_parser()
 
 
+def test_busy_cores_sees_a_spinning_process():
+    """The busy-core estimate is instantaneous: a process spinning one core shows up at once (the 1-minute
+    load average would lag it)."""
+    import multiprocessing as mp
+    from ddfad_fast import cli
+    if not cli.os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat here")
+    idle_before = cli._busy_cores(0.3)
+    if idle_before > (cli.os.cpu_count() or 1) - 1:
+        pytest.skip(f"the machine is too busy ({idle_before:.1f} cores) to see one more")
+    stop = mp.Event()
+    spinner = mp.Process(target=_spin_until, args=(stop,), daemon=True)
+    spinner.start()
+    try:
+        cli.time.sleep(0.2)
+        busy = cli._busy_cores(0.5)
+    finally:
+        stop.set()
+        spinner.join()
+    assert busy >= idle_before + 0.5, (idle_before, busy)
+
+
+def _spin_until(stop) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
 def test_threads_option(monkeypatch):
     """--threads sets torch's thread count; without it OMP_NUM_THREADS stands, else the free cores are used."""
     import torch
@@ -185,9 +212,10 @@ def test_threads_option(monkeypatch):
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         assert cli.main(["backends", "--threads", "1"]) == 0 and torch.get_num_threads() == 1
-        monkeypatch.setattr(cli.os, "getloadavg", lambda: (64.0, 0.0, 0.0))
+        assert 0.0 <= cli._busy_cores(0.05) <= (cli.os.cpu_count() or 1) + 1e-6
+        monkeypatch.setattr(cli, "_busy_cores", lambda: 64.0)
         assert cli.free_cores() == 1
-        monkeypatch.setattr(cli.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        monkeypatch.setattr(cli, "_busy_cores", lambda: 0.2)
         assert cli.free_cores() == (cli.os.cpu_count() or 1)
         torch.set_num_threads(1)
         monkeypatch.setenv("OMP_NUM_THREADS", "1")

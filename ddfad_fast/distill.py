@@ -46,6 +46,7 @@ from torch import Tensor
 from .config import DistillConfig, ExpertConfig, FeatureConfig
 from .data import FeatureNorm
 from .errors import DDFADError, FileFormatError, ParameterError, ResourceError
+from .evaluate import data_fingerprint
 from .experts import Trajectories
 from .io import atomic_write_json, load_artifact, save_artifact
 from .models import FunctionalNet, build_model
@@ -242,15 +243,27 @@ def plan_memory(net: FunctionalNet, n_syn: int, config: DistillConfig, dtype: to
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def _data_fingerprint(x: Tensor, y: Tensor) -> List[float]:
+def _data_fingerprint(x: Tensor, y: Tensor) -> str:
+    """A hash of the training clips' bytes: the same on any thread count (a float sum is not)."""
+    return data_fingerprint(x, y)
+
+
+def _same_data(saved, x: Tensor, y: Tensor) -> bool:
+    """Whether a checkpoint's data fingerprint is this data's; checkpoints of earlier releases hold
+    [N, sum x, sum x^2, sum y] in float64, equal up to summation order."""
+    if isinstance(saved, str):
+        return saved == _data_fingerprint(x, y)
     x64 = x.detach().double()
-    return [float(x.shape[0]), float(x64.sum()), float((x64 * x64).sum()), float(y.long().sum())]
+    now = [float(x.shape[0]), float(x64.sum()), float((x64 * x64).sum()), float(y.long().sum())]
+    return (isinstance(saved, list) and len(saved) == 4 and
+            all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(saved, now)))
 
 
 def _identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int], x: Tensor, y: Tensor) -> dict:
-    """What a checkpoint must have been made with to be resumed."""
+    """What a checkpoint must have been made with to be resumed (``expert.compile`` changes rounding only)."""
     distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
-    return {"distill": distill, "batch_syn": batch_syn, "expert": traj.expert_config.to_dict(),
+    expert = {k: v for k, v in traj.expert_config.to_dict().items() if k != "compile"}
+    return {"distill": distill, "batch_syn": batch_syn, "expert": expert,
             "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
             "in_shape": list(traj.in_shape), "data": _data_fingerprint(x, y)}
 
@@ -297,8 +310,11 @@ def stored_plan(path: Path, config: DistillConfig) -> Optional[MemoryPlan]:
                       int(record["baseline_bytes"]), list(record["changed"]), dict(record["requested"]))
 
 
-def _load_checkpoint(path: Path, identity: dict, device: torch.device) -> Tuple[_State, dict, Tensor]:
-    obj = load_artifact(path, kind=CHECKPOINT_KIND, expected_config=identity)
+def _load_checkpoint(path: Path, identity: dict, device: torch.device, x: Tensor,
+                     y: Tensor) -> Tuple[_State, dict, Tensor]:
+    obj = load_artifact(path, kind=CHECKPOINT_KIND, expected_config={k: v for k, v in identity.items() if k != "data"})
+    if not _same_data(obj["config"].get("data"), x, y):
+        raise FileFormatError(f"{path}: made with a different config (data: another training set)")
     labels = obj["labels"].to(device)
     soft = "soft_labels" in obj
     state = _State(obj["x"].to(device), obj["alpha"].to(device), obj["mom_x"].to(device),
@@ -414,7 +430,7 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     if checkpoint is not None and checkpoint.exists():
         if not resume:
             raise ParameterError(f"{checkpoint} exists; pass resume=True (--resume) to continue it")
-        state, history, labels = _load_checkpoint(checkpoint, identity, device)
+        state, history, labels = _load_checkpoint(checkpoint, identity, device, x_train, y_train)
         if state.iteration > config.iterations:
             raise ParameterError(f"{checkpoint} is at iteration {state.iteration}, beyond iterations="
                                  f"{config.iterations}")

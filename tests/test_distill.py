@@ -1,4 +1,5 @@
 """MTT distillation: exact resume, Ctrl-C, refused checkpoints, --max-memory, learning, the CLI."""
+import dataclasses
 import json
 
 import numpy as np
@@ -317,3 +318,30 @@ def test_learned_step_size_stays_positive(setup):
     assert result.history["alpha"][1] > 5 * BASE.alpha_init          # overshot, then pushed below zero ...
     assert result.history["alpha"][2] == pytest.approx(0.01 * BASE.alpha_init)   # ... and held at the floor
     assert result.alpha >= 0.01 * BASE.alpha_init * (1 - 1e-6)        # (float32)
+
+
+def test_resumes_checkpoints_of_earlier_releases_and_other_thread_counts(setup, tmp_path):
+    """The data fingerprint is a byte hash (a float sum changes with the thread count); a checkpoint holding
+    the earlier [N, sum, sum of squares, sum y] form resumes when it matches up to summation order, and the
+    expert's compile setting (rounding only) is not part of a checkpoint's identity."""
+    split, traj = setup
+    config = BASE.replace(iterations=2)
+    distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path, progress=False)
+    path = tmp_path / "checkpoint.pt"
+    raw = torch.load(path, weights_only=True)
+    assert isinstance(raw["config"]["data"], str) and "compile" not in raw["config"]["expert"]
+    x64 = split.x_train.double()
+    legacy = [float(len(split.y_train)), float(x64.sum()) * (1 + 1e-14), float((x64 * x64).sum()),
+              float(split.y_train.sum())]
+    raw["config"]["data"] = legacy
+    torch.save(raw, path)
+    traj_compiled = dataclasses.replace(traj, expert_config=traj.expert_config.replace(compile=True))
+    resumed = distill(split.x_train, split.y_train, traj_compiled, config.replace(iterations=3), out_dir=tmp_path,
+                      resume=True, progress=False)
+    assert len(resumed.history["loss"]) == 3
+    raw = torch.load(path, weights_only=True)
+    raw["config"]["data"] = [legacy[0], legacy[1] + 1.0, legacy[2], legacy[3]]
+    torch.save(raw, path)
+    with pytest.raises(FileFormatError, match="data"):
+        distill(split.x_train, split.y_train, traj, config.replace(iterations=4), out_dir=tmp_path, resume=True,
+                progress=False)

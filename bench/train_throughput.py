@@ -34,7 +34,7 @@ from ddfad_fast.config import ModelConfig  # noqa: E402
 from ddfad_fast.experts import augment_draws, training_stepper  # noqa: E402
 from ddfad_fast.models import build_model  # noqa: E402
 from ddfad_fast.presets import AUGMENT  # noqa: E402
-from ddfad_fast.unroll import apply_augment, soft_cross_entropy  # noqa: E402
+from ddfad_fast.unroll import functional_grad_and_loss  # noqa: E402
 
 IN_SHAPE, CLASSES = (3, 20, 101), 10
 SETS = {"cpc10": (100, 100, 300), "cpc50": (500, 128, 300), "full": (2400, 64, 20 * 38)}   # clips, batch, steps
@@ -76,10 +76,7 @@ def one_by_one(compile_: bool):
 
 
 def ensemble_vmap(net, x, y, params, gens, n, batch, steps):
-    def loss_one(p, xb, yb, index, mask):
-        return soft_cross_entropy(net.forward(p, apply_augment(xb, index, mask)), yb)
-
-    grad_all = torch.func.vmap(torch.func.grad(loss_one))
+    grad_all = torch.func.vmap(functional_grad_and_loss(net))
 
     def run():
         for _ in range(steps):
@@ -88,7 +85,7 @@ def ensemble_vmap(net, x, y, params, gens, n, batch, steps):
             yb = torch.stack([d[1] for d in draws])
             index = torch.stack([d[2][0] for d in draws])
             mask = torch.stack([d[2][1] for d in draws])
-            params.sub_(0.01 * grad_all(params, xb, yb, index, mask))
+            params.sub_(0.01 * grad_all(params, xb, yb, index, mask)[0])
     return run
 
 

@@ -243,16 +243,11 @@ def plan_memory(net: FunctionalNet, n_syn: int, config: DistillConfig, dtype: to
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def _data_fingerprint(x: Tensor, y: Tensor) -> str:
-    """A hash of the training clips' bytes: the same on any thread count (a float sum is not)."""
-    return data_fingerprint(x, y)
-
-
 def _same_data(saved, x: Tensor, y: Tensor) -> bool:
     """Whether a checkpoint's data fingerprint is this data's; checkpoints of earlier releases hold
     [N, sum x, sum x^2, sum y] in float64, equal up to summation order."""
     if isinstance(saved, str):
-        return saved == _data_fingerprint(x, y)
+        return saved == data_fingerprint(x, y)
     x64 = x.detach().double()
     now = [float(x.shape[0]), float(x64.sum()), float((x64 * x64).sum()), float(y.long().sum())]
     return (isinstance(saved, list) and len(saved) == 4 and
@@ -265,7 +260,7 @@ def _identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int
     expert = {k: v for k, v in traj.expert_config.to_dict().items() if k != "compile"}
     return {"distill": distill, "batch_syn": batch_syn, "expert": expert,
             "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
-            "in_shape": list(traj.in_shape), "data": _data_fingerprint(x, y)}
+            "in_shape": list(traj.in_shape), "data": data_fingerprint(x, y)}   # bytes: thread-count independent
 
 
 _PER_ITERATION = ("loss", "alpha", "expert", "start_epoch", "seconds")

@@ -25,7 +25,7 @@ from .data import FeatureNorm
 from .errors import FileFormatError, ParameterError
 from .io import load_artifact, save_artifact
 from .models import FunctionalNet, build_model
-from .unroll import AugTensors, Stepper, apply_augment, augment_tensors, soft_cross_entropy
+from .unroll import AugTensors, Stepper, augment_tensors, functional_grad_and_loss
 
 
 @dataclass
@@ -136,7 +136,7 @@ def sgd_epoch_ensemble(net: FunctionalNet, params: Tensor, velocity: Tensor, x: 
         raise ParameterError(f"params and velocity must be (R, P) with R = {len(generators)} generators, got "
                              f"{tuple(params.shape)} and {tuple(velocity.shape)}")
     perms = [torch.randperm(len(y), generator=gen) for gen in generators]
-    step = _ensemble_grad(net)
+    step = torch.func.vmap(functional_grad_and_loss(net))
     total = torch.zeros(len(generators), dtype=torch.float64)
     for i in range(0, len(y), batch_size):
         idx = torch.stack([perm[i:i + batch_size] for perm in perms]).to(x.device)      # (R, b)
@@ -150,18 +150,6 @@ def sgd_epoch_ensemble(net: FunctionalNet, params: Tensor, velocity: Tensor, x: 
         _sgd_update(params, velocity, grad, lr, momentum, weight_decay)
         total += loss.detach().double().cpu() * idx.shape[1]
     return total / max(len(y), 1)
-
-
-def _ensemble_grad(net: FunctionalNet):
-    """vmap over nets of (dL/dtheta, L) for one batch per net."""
-    def loss(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor] = None,
-             mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        if index is not None:
-            xb = apply_augment(xb, index, mask)
-        value = soft_cross_entropy(net.forward(theta, xb), yb)
-        return value, value.detach()
-
-    return torch.func.vmap(torch.func.grad(loss, has_aux=True))
 
 
 def _file_config(split, config: ExpertConfig) -> dict:

@@ -134,16 +134,21 @@ def _batch_loss(net: FunctionalNet, theta: Tensor, xb: Tensor, yb: Tensor, index
     return soft_cross_entropy(net.forward(theta, xb), yb)
 
 
-def _compilable_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable, Callable]:
-    """(step, reverse, grad_and_loss) written with torch.func, so that torch.compile captures each in one graph."""
-    grad_loss = torch.func.grad(lambda theta, xb, yb, index, mask: _batch_loss(net, theta, xb, yb, index, mask))
-
-    def loss_with_aux(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor],
-                      mask: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
+def functional_grad_and_loss(net: FunctionalNet) -> Callable:
+    """``(theta, xb, yb, index=None, mask=None) -> (dL/dtheta, L)`` of one (augmented) batch, written with
+    torch.func: compilable, and vmappable over nets (ensembles)."""
+    def loss_with_aux(theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor] = None,
+                      mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         loss = _batch_loss(net, theta, xb, yb, index, mask)
         return loss, loss.detach()
 
-    grad_and_loss = torch.func.grad(loss_with_aux, has_aux=True)
+    return torch.func.grad(loss_with_aux, has_aux=True)
+
+
+def _compilable_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable, Callable]:
+    """(step, reverse, grad_and_loss) written with torch.func, so that torch.compile captures each in one graph."""
+    grad_loss = torch.func.grad(lambda theta, xb, yb, index, mask: _batch_loss(net, theta, xb, yb, index, mask))
+    grad_and_loss = functional_grad_and_loss(net)
 
     def step(theta: Tensor, xb: Tensor, yb: Tensor, alpha: Tensor, index: Optional[Tensor],
              mask: Optional[Tensor]) -> Tensor:

@@ -7,7 +7,7 @@ import torch
 from ddfad_fast.cli import main
 from ddfad_fast.config import FeatureConfig
 from ddfad_fast.data import FeatureNorm
-from ddfad_fast.io import save_artifact
+from ddfad_fast.io import load_artifact, save_artifact
 from ddfad_fast.models import build_model
 from ddfad_fast.presets import PRESET_NAMES, all_presets, get_preset
 from ddfad_fast.report import write_report
@@ -151,8 +151,7 @@ def test_run_cross_architecture_and_channel_ablation(tmp_path):
     for k in (1, 2):
         rows = report["accuracy"]["ablation"][f"ch{k}"]
         assert set(rows) == {"distilled", "random", "full"} and "val_mean" in rows["distilled"]["convnet"]
-        assert torch.load(out / "ablation" / f"ch{k}" / "cpc1" / "distilled.pt",
-                          weights_only=True)["features"].shape[1] == k
+        assert load_artifact(out / "ablation" / f"ch{k}" / "cpc1" / "distilled.pt", kind="distilled")["features"].shape[1] == k
     md = (out / "report.md").read_text()
     assert "Channel ablation (CPC 1" in md and "| MFCC (1 channel) |" in md and "| 1 | vgg |" in md
 

@@ -16,6 +16,7 @@ from typing import List, Optional
 from .errors import DDFADError, ParameterError, FileFormatError, ResourceError
 
 COMMANDS = ("features", "reconstruct", "data", "experts", "distill", "evaluate", "run", "bench", "backends")
+TRAINING_COMMANDS = ("experts", "distill", "evaluate", "run")     # these take --device
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
@@ -53,6 +54,27 @@ def free_cores() -> int:
     return max(1, min(cores, cores - int(_busy_cores() + 0.5)))
 
 
+def resolve_device(spec: str):
+    """``--device``: "auto" (the first CUDA device when torch sees one, else the CPU), "cpu", "cuda" or
+    "cuda:N"; a CUDA device torch cannot see is an error, never a silent CPU run."""
+    import torch
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError) as exc:
+        raise ParameterError(f"--device {spec!r} is not a device name (auto, cpu, cuda, cuda:N)") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ParameterError(f"--device {spec!r}: only cpu and cuda are supported")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"--device {spec}: torch sees no CUDA device (torch {torch.__version__}, "
+                                 f"built for CUDA {torch.version.cuda})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ParameterError(f"--device {spec}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddfad", description="Dataset distillation for audio (DDFAD).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -66,6 +88,10 @@ def _build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--threads", type=int, default=None, metavar="N",
                          help="CPU threads for torch (default: OMP_NUM_THREADS when set, else the cores not busy "
                               "with other work when the command starts)")
+        if name in TRAINING_COMMANDS:
+            cmd.add_argument("--device", default="auto",
+                             help="where nets train and data is distilled: auto (CUDA when torch sees a GPU, else "
+                                  "the CPU), cpu, cuda or cuda:N")
         module.add_arguments(cmd)
         cmd.set_defaults(_main=module.main)
     return parser
@@ -88,6 +114,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads is not None or not os.environ.get("OMP_NUM_THREADS"):    # an explicit OMP_NUM_THREADS stands
         torch.set_num_threads(args.threads or free_cores())
     try:
+        if hasattr(args, "device"):
+            args.device = resolve_device(args.device)
         return int(args._main(args) or 0)
     except KeyboardInterrupt:
         print(f"ddfad {args.command}: interrupted; finished work is saved, run the same command with --resume "

@@ -71,6 +71,13 @@ class FeatureSplit:
         return dataclasses.replace(self, x_train=norm.apply(self.x_train), x_test=norm.apply(self.x_test),
                                    x_val=None if self.x_val is None else norm.apply(self.x_val), norm=norm)
 
+    def to(self, device: Union[str, torch.device]) -> "FeatureSplit":
+        """A copy whose features and labels are on ``device`` (the standardisation stays on the CPU)."""
+        move = (lambda t: None if t is None else t.to(device))
+        return dataclasses.replace(self, x_train=move(self.x_train), y_train=move(self.y_train),
+                                   x_test=move(self.x_test), y_test=move(self.y_test), x_val=move(self.x_val),
+                                   y_val=move(self.y_val))
+
     def monitor_set(self) -> Tuple[str, Tensor, Tensor]:
         """("val", x_val, y_val) when there is a validation split, else ("test", x_test, y_test): what
         progress bars and other choices during a run may look at."""

@@ -7,7 +7,7 @@
                                            "herding": {...}},
                                  "full": {MODEL: eval dict}},
      "alpha": {"cpc10": float}, "iterations": {"cpc10": int}, "stage_seconds": {stage: seconds},
-     "threads": int, "skipped": [[file, reason], ...], "audio": {"cpc10": "cpc10/audio/manifest.csv"},
+     "threads": int, "device": str, "skipped": [[file, reason], ...], "audio": {"cpc10": "cpc10/audio/manifest.csv"},
      "failures": [{"stage": str, "error": str}, ...]}
 
 where an eval dict is the return value of :func:`ddfad_fast.evaluate.evaluate_training_set` (test
@@ -100,7 +100,7 @@ def markdown(results: dict, notes: List[str]) -> str:
     if results.get("failures"):
         lines += ["", "## Failed stages", ""]
         lines += [f"- **{f['stage']}**: {f['error']}" for f in results["failures"]]
-    lines += ["", "## Wall time per stage", "", f"Threads: {results.get('threads', '-')}.", "",
+    lines += ["", "## Wall time per stage", "", f"Threads: {results.get('threads', '-')}; device: {results.get('device', 'cpu')}.", "",
               "| stage | seconds |", "|---|---:|"]
     for stage, seconds in results.get("stage_seconds", {}).items():
         lines.append(f"| {stage} | {seconds:.1f} |")

@@ -85,3 +85,27 @@ def test_data_info_strict(tmp_path, capsys):
     (folder / "0_a_6.wav").unlink()
     assert main(["data", "info", str(folder), "--strict"]) == 1
     assert "1_a_6.wav: sample rate 16000 Hz, expected 8000 Hz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["experts", "distill", "evaluate", "run"])
+def test_training_commands_take_a_device(command):
+    import torch
+    from ddfad_fast.cli import resolve_device
+    parser = _build_parser()
+    required = {"experts": ["--data", "d", "--out", "o"], "distill": DISTILL[1:], "evaluate": ["--data", "d", "--full"],
+                "run": ["--data", "d", "--cpc", "1", "--out", "o"]}[command]
+    assert parser.parse_args([command, *required]).device == "auto"
+    assert parser.parse_args([command, *required, "--device", "cpu"]).device == "cpu"
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == want and resolve_device("cpu") == torch.device("cpu")
+
+
+def test_a_device_torch_cannot_use_is_refused_before_any_work(tmp_path, capsys):
+    import torch
+    out = tmp_path / "o"
+    assert main(["experts", "--data", str(tmp_path), "--out", str(out), "--device", "tpu"]) == 2
+    assert "--device 'tpu'" in capsys.readouterr().err and not out.exists()
+    assert main(["experts", "--data", str(tmp_path), "--out", str(out), "--device", "cuda:99"]) == 2
+    err = capsys.readouterr().err
+    assert ("sees no CUDA device" in err) if not torch.cuda.is_available() else ("CUDA device(s)" in err)
+    assert not out.exists()

@@ -233,6 +233,10 @@ def test_validation_split_is_stratified_seeded_and_disjoint():
     torch.testing.assert_close(std.norm.invert(std.x_val), val.x_val)
     with pytest.raises(ParameterError, match="already standardised"):
         std.standardized()
+    moved = std.to("meta")                          # every feature and label tensor follows; the rest is shared
+    assert {t.device.type for t in (moved.x_train, moved.y_train, moved.x_test, moved.y_test, moved.x_val,
+                                    moved.y_val)} == {"meta"}
+    assert moved.norm is std.norm and moved.speakers_train == std.speakers_train and std.x_train.device.type == "cpu"
 
 
 def test_fsdd_validation_split_by_class_and_speaker(tmp_path):

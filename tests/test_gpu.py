@@ -303,3 +303,34 @@ def test_no_tf32_inside_our_ops():
         if backend in backends.candidates("fd_mfcc", "cuda", torch.float32):
             backends.get("fd_mfcc", "cuda", backend=backend)[1](waves.cuda(), cfg)
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+def test_run_pipeline_on_cuda(tmp_path):
+    """`ddfad run --device cuda` trains the experts, distils, evaluates and writes the report on the GPU, with
+    the compiled training steps; every file it writes holds CPU tensors (it loads on a machine without CUDA)."""
+    import json
+
+    from ddfad_fast.cli import main
+    from ddfad_fast.io import load_artifact
+    from test_reconstruct_range import _tone_dataset
+    _tone_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--out", str(out), "--width", "8",
+                 "--num-experts", "2", "--expert-epochs", "3", "--iterations", "3", "--syn-steps", "4",
+                 "--num-nets", "2", "--eval-epochs", "2", "--full-epochs", "1", "--device", "cuda"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["device"] == "cuda" and not report["failures"]
+    assert 0.0 <= report["accuracy"]["cpc1"]["distilled"]["convnet"]["mean"] <= 1.0
+
+    def devices(obj):
+        if isinstance(obj, torch.Tensor):
+            return {obj.device.type}
+        items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+        return set().union(*(devices(v) for v in items)) if items else set()
+
+    files = [out / "cpc1" / "distilled.pt", *sorted((out / "experts").glob("expert_*.pt"))]
+    assert len(files) == 3
+    for path in files:
+        assert devices(torch.load(path, weights_only=True)) == {"cpu"}, path     # no CUDA storage anywhere
+    distilled = load_artifact(out / "cpc1" / "distilled.pt", kind="distilled")
+    assert distilled["features"].device.type == "cpu" and torch.isfinite(distilled["features"]).all()

@@ -139,6 +139,7 @@ def main(args: argparse.Namespace) -> int:
                              f"{args.experts} were trained on {trajectories.num_classes} of {trajectories.in_shape}")
     if trajectories.norm is not None:
         split = split.standardized(trajectories.norm)
+    split = split.to(args.device)
     x_train = split.x_train
     # bad settings / --max-memory: before any deletion (a resumed run keeps the memory plan of its checkpoint)
     preflight(x_train, split.y_train, trajectories, config, resume_from=out / "checkpoint.pt" if args.resume else None)

@@ -82,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"skipped {path}: {reason}")
     if distilled is None or norm is not None:
         split = split.standardized(norm)
+    split = split.to(args.device)
     models = tuple(args.models.split(",")) if args.models else preset.eval.models
     changes = {k: v for k, v in (("num_nets", args.num_nets), ("epochs", args.epochs)) if v is not None}
     if args.no_compile:
@@ -91,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     sets = []
     if distilled is not None:
         targets = distilled["soft_labels"] if "soft_labels" in distilled else distilled["labels"]
-        sets.append(("distilled", distilled["features"], targets, float(torch.as_tensor(distilled["alpha"])),
+        sets.append(("distilled", distilled["features"].to(args.device), targets.to(args.device), float(torch.as_tensor(distilled["alpha"])),
                      preset.eval.replace(**changes)))
     if args.random_cpc is not None:
         xr, yr = random_real_subset(split.x_train, split.y_train, args.random_cpc, seed=preset.eval.seed)

@@ -45,6 +45,6 @@ def main(args: argparse.Namespace) -> int:
         split = split.standardized()
     for path, reason in split.skipped:
         print(f"skipped {path}: {reason}")
-    paths = train_experts(split, expert, args.out, resume=args.resume)
+    paths = train_experts(split.to(args.device), expert, args.out, resume=args.resume)
     print(f"{len(paths)} expert trajectories in {args.out}")
     return 0

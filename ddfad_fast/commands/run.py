@@ -219,8 +219,9 @@ def _load_distilled(path: Path) -> dict:
 
 def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: bool = False,
                  overwrite: bool = False, max_per_class: Optional[int] = None, audio: bool = True,
-                 progress: bool = True, strict: bool = False) -> dict:
-    """Run (or resume) every stage; returns the results dict written to report.json (with "failures")."""
+                 progress: bool = True, strict: bool = False, device: Optional[torch.device] = None) -> dict:
+    """Run (or resume) every stage; returns the results dict written to report.json (with "failures").
+    Nets train and sets are distilled on ``device`` (default: the CPU); files hold CPU tensors."""
     from ..data import load_feature_split
     from ..distill import distill
     from ..evaluate import evaluate_training_set, herding_subset, random_real_subset
@@ -244,6 +245,9 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         return split.standardized() if preset.standardize else split
 
     split = stages.run("features", features_stage)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    x_train_cpu = split.x_train                     # for the report's pictures
+    split = split.to(device)
     smallest = int(torch.bincount(split.y_train, minlength=split.num_classes).min())
     if max(cpcs) > smallest:
         raise ParameterError(f"--cpc {max(cpcs)} exceeds the smallest class's {smallest} training clips "
@@ -301,11 +305,12 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
             shutil.rmtree(cpc_dir / "audio", ignore_errors=True)          # made from the previous set
         feats, labels = current["features"], current["labels"]
         distilled_sets[cpc], alphas[f"cpc{cpc}"] = (feats, labels), current["alpha"]
+        feats, targets = feats.to(device), current["targets"].to(device)
         iterations[f"cpc{cpc}"] = current["iterations"]
         tag = f"iterations={current['iterations']}"
         models = preset.eval.models + (preset.cross_models if cpc == cross_cpc else ())
         stages.run(f"evaluate cpc{cpc}", lambda: evaluate_once(
-            [f"cpc{cpc}", "distilled"], feats, current["targets"], preset.eval, models, lr=current["alpha"], tag=tag))
+            [f"cpc{cpc}", "distilled"], feats, targets, preset.eval, models, lr=current["alpha"], tag=tag))
         baselines = {"random": lambda: random_real_subset(split.x_train, split.y_train, cpc, seed=preset.eval.seed),
                      "herding": lambda: herding_subset(split.x_train, split.y_train, cpc, embed_net,
                                                        trajectories.params[0][-1])}
@@ -339,7 +344,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         current = _load_distilled(distilled_file)
         tag = f"iterations={current['iterations']}"
         models = ("convnet",)
-        rows = [("distilled", current["features"], current["targets"], preset.eval, current["alpha"], tag),
+        rows = [("distilled", current["features"].to(device), current["targets"].to(device), preset.eval,
+                 current["alpha"], tag),
                 ("random", *random_real_subset(sub.x_train, sub.y_train, cross_cpc, seed=preset.eval.seed),
                  preset.eval, None, None),
                 ("full", sub.x_train, sub.y_train, preset.eval_full, None, None)]
@@ -360,13 +366,13 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                             k in {f"cpc{c}" for c in cpcs}},
                "cross_cpc": cross_cpc,
                "alpha": alphas, "iterations": iterations, "stage_seconds": stages.seconds,
-               "threads": torch.get_num_threads(), "audio": audio_files,
+               "threads": torch.get_num_threads(), "device": str(device), "audio": audio_files,
                "skipped": [list(s) for s in split.skipped]}
     results["failures"] = stages.failures
     stages.guarded("report", lambda: write_report(out, results, distilled_sets), progress)
     known = len(stages.failures)
     stages.guarded("report.html", lambda: write_html_report(
-        out, results, distilled_sets, preset.features, split.paths_train, split.y_train.tolist(), split.x_train),
+        out, results, distilled_sets, preset.features, split.paths_train, split.y_train.tolist(), x_train_cpu),
         progress)
     if len(stages.failures) > known:            # report.md and report.json list that failure too
         stages.guarded("report", lambda: write_report(out, results, distilled_sets), progress)
@@ -376,7 +382,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
 def main(args: argparse.Namespace) -> int:
     preset = apply_overrides(get_preset(args.preset), args)
     results = run_pipeline(args.data, args.cpc, args.out, preset, resume=args.resume, overwrite=args.overwrite,
-                           max_per_class=args.max_per_class, audio=not args.no_audio, strict=args.strict)
+                           max_per_class=args.max_per_class, audio=not args.no_audio, strict=args.strict,
+                           device=args.device)
     for cpc in results["cpcs"]:
         acc = results["accuracy"].get(f"cpc{cpc}", {})
         for model, d in acc.get("distilled", {}).items():

@@ -178,6 +178,11 @@ class ExpertConfig(_Config):
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: Optional[Augment] = None   # applied to every training batch (None: no augmentation)
     compile: bool = False               # torch.compile each training step (eager fallback, said once)
+    ensemble: bool = False              # train the unfinished experts together (torch.func.vmap)
+
+
+# settings that change speed and float32 rounding only: never part of what a file must match to be resumed
+ROUNDING_ONLY_FIELDS = ("compile", "ensemble")
 
 
 @dataclass(frozen=True)

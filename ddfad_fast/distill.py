@@ -43,7 +43,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .config import DistillConfig, ExpertConfig, FeatureConfig
+from .config import ROUNDING_ONLY_FIELDS, DistillConfig, ExpertConfig, FeatureConfig
 from .data import FeatureNorm
 from .errors import DDFADError, FileFormatError, ParameterError, ResourceError
 from .evaluate import data_fingerprint
@@ -255,9 +255,9 @@ def _same_data(saved, x: Tensor, y: Tensor) -> bool:
 
 
 def _identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int], x: Tensor, y: Tensor) -> dict:
-    """What a checkpoint must have been made with to be resumed (``expert.compile`` changes rounding only)."""
+    """What a checkpoint must have been made with to be resumed (ROUNDING_ONLY_FIELDS of the experts excluded)."""
     distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
-    expert = {k: v for k, v in traj.expert_config.to_dict().items() if k != "compile"}
+    expert = {k: v for k, v in traj.expert_config.to_dict().items() if k not in ROUNDING_ONLY_FIELDS}
     return {"distill": distill, "batch_syn": batch_syn, "expert": expert,
             "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
             "in_shape": list(traj.in_shape), "data": data_fingerprint(x, y)}   # bytes: thread-count independent

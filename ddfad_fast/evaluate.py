@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import statistics
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import Tensor
 
-from .config import EvalConfig, ModelConfig
-from .errors import ParameterError
-from .experts import accuracy, report_compile_fallback, sgd_epoch, sgd_epoch_ensemble, training_stepper
+from .config import ROUNDING_ONLY_FIELDS, EvalConfig, ModelConfig
+from .errors import FileFormatError, ParameterError
+from .experts import NetGroup, accuracy, report_compile_fallback, train_group, training_stepper
 from .io import load_artifact, save_artifact
 from .models import FunctionalNet, build_model
 
@@ -47,12 +47,14 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     test on (x_test, y_test) and, when given, on the validation split (x_val, y_val).
 
     ``lr``: the step size (e.g. a distilled set's learned alpha); else ``config.lr``; else 0.01.
-    ``checkpoint``: a file where the state (finished accuracies, the current net's parameters, momentum
-    and RNG) is saved atomically every ``checkpoint_every`` epochs and on Ctrl-C; when it exists, the
-    evaluation resumes from it and gives exactly the result of an uninterrupted run. It is deleted at
-    the end. ``config.ensemble``: the nets train together as one batched computation (same seeds, same
-    results within float32 rounding; see :func:`~ddfad_fast.experts.sgd_epoch_ensemble`); else one after
-    another, each step compiled when ``config.compile``. Returns ``{"accs": [...], "mean", "std", "model",
+    The nets train side by side through :func:`~ddfad_fast.experts.train_group` (the loop experts use), net
+    ``i`` from seed ``config.seed + i``: ``config.ensemble`` runs each batch's steps as one batched
+    computation (equal within float32 rounding), else each net's step in turn (compiled when
+    ``config.compile``), bit-identical to training them one after another.
+    ``checkpoint``: a file where the state (the nets' parameters, momentum, RNG and epochs) is saved
+    atomically every ``checkpoint_every`` epochs and on Ctrl-C; when it exists, the evaluation resumes
+    from it and gives exactly the result of an uninterrupted run (a state saved with the other
+    ``compile``/``ensemble`` setting resumes too, within float32 rounding). It is deleted at the end. Returns ``{"accs": [...], "mean", "std", "model",
     "lr"}`` (test accuracies in [0, 1]) plus ``"val_accs", "val_mean", "val_std"`` with a validation split.
     """
     lr = float(lr if lr is not None else (config.lr if config.lr is not None else DEFAULT_LR))
@@ -77,64 +79,46 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     if has_val:
         x_val, y_val = x_val.detach().float().to(device), y_val.to(device)
     fingerprint = (x_train, y_train, x_test, y_test) + ((x_val, y_val) if has_val else ())
-    state_config = {"eval": dict(config.to_dict(), compile=None),         # compiling changes rounding only
-                    "model": model_config.to_dict(), "lr": lr,
+    state_config = {"eval": _rounding_free(config.to_dict()), "model": model_config.to_dict(), "lr": lr,
                     "data": data_fingerprint(*fingerprint)} if checkpoint is not None else None
     state = None
     if checkpoint is not None and Path(checkpoint).is_file():
-        state = load_artifact(checkpoint, kind="eval_progress", expected_config=state_config)
+        state = load_artifact(checkpoint, kind="eval_progress", expected_config=state_config,
+                              config_keys=("model", "lr", "data"))
+        saved_eval = _rounding_free(state["config"].get("eval", {}))
+        if saved_eval != state_config["eval"]:
+            raise FileFormatError(f"{checkpoint}: made with a different config (eval: file {saved_eval!r} vs run "
+                                  f"{state_config['eval']!r})")
     accs = list(state["accs"]) if state else []
     val_accs = list(state.get("val_accs", [])) if state else []
+    group = NetGroup.fresh(net, [config.seed + i for i in range(len(accs), config.num_nets)], device)
+    if state is not None and "params" in state:
+        _restore(group, state, device)
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=config.num_nets * epochs, desc=f"evaluate {model_config.name}", unit="epoch",
-                   initial=len(accs) * epochs + (int(state["epoch"]) * (config.num_nets - len(accs) if config.ensemble
-                                                                         else 1) if state else 0))
-    if config.ensemble and len(accs) < config.num_nets:
-        params = _train_ensemble(net, x_train, y_train, config, lr, epochs, len(accs), state, checkpoint,
-                                 checkpoint_every, state_config, bar)
-        accs += [accuracy(net, p, x_test, y_test) for p in params]
-        if has_val:
-            val_accs += [accuracy(net, p, x_val, y_val) for p in params]
-    for i in range(len(accs), config.num_nets):
-        gen = torch.Generator().manual_seed(config.seed + i)
-        params = net.init_params(gen).to(device)
-        velocity, first_epoch = torch.zeros_like(params), 0
-        if state is not None and "params" in state:          # resume inside net i
-            params, velocity = state["params"].to(device).clone(), state["velocity"].to(device).clone()
-            first_epoch = int(state["epoch"])
-            gen.set_state(state["generator"])
-        state = None
+                   initial=len(accs) * epochs + sum(group.epochs))
 
-        def save(epoch: int, saved_params: Tensor, saved_velocity: Tensor, generator_state: Tensor) -> None:
-            save_artifact(checkpoint, "eval_progress",
-                          {"accs": accs, "val_accs": val_accs, "epoch": epoch, "params": saved_params.cpu(),
-                           "velocity": saved_velocity.cpu(), "generator": generator_state}, config=state_config)
+    def save(group_state: dict) -> None:
+        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state},
+                      config=state_config)
 
-        epoch_start = None
-        try:
-            for epoch in range(first_epoch, epochs):
-                if checkpoint is not None:   # the state at this epoch boundary, for a clean Ctrl-C
-                    epoch_start = (epoch, params.clone(), velocity.clone(), gen.get_state())
-                step = lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0)
-                sgd_epoch(net, params, velocity, x_train, y_train, step, config.momentum, config.weight_decay,
-                          config.batch_size, gen, config.augment, stepper)
-                report_compile_fallback(stepper, config.compile)
-                if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
-                    save(epoch + 1, params, velocity, gen.get_state())
-                if bar is not None:
-                    bar.update(1)
-        except KeyboardInterrupt:
-            if epoch_start is not None:
-                save(*epoch_start)   # the interrupted epoch is redone on resume
-            raise
-        accs.append(accuracy(net, params, x_test, y_test))
-        if has_val:
-            val_accs.append(accuracy(net, params, x_val, y_val))
-        if checkpoint is not None and i + 1 < config.num_nets:   # the next net starts from its seed
-            save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, "epoch": 0},
-                          config=state_config)
+    def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:
+        report_compile_fallback(stepper, config.compile)
+        done = group.epochs[rows[0]]
+        if checkpoint is not None and done % checkpoint_every == 0 and min(group.epochs) < epochs:
+            save(group.state())
+        if bar is not None:
+            bar.update(len(rows))
+
+    train_group(net, group, x_train, y_train, epochs,
+                lambda epoch: lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0),
+                config.momentum, config.weight_decay, config.batch_size, config.augment, stepper, config.ensemble,
+                after_epoch, on_interrupt=save if checkpoint is not None else None)
+    accs += [accuracy(net, p, x_test, y_test) for p in group.params]
+    if has_val:
+        val_accs += [accuracy(net, p, x_val, y_val) for p in group.params]
     if bar is not None:
         bar.close()
     if checkpoint is not None:
@@ -146,48 +130,27 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     return result
 
 
-def _train_ensemble(net: FunctionalNet, x_train: Tensor, y_train: Tensor, config: EvalConfig, lr: float,
-                    epochs: int, first: int, state: Optional[dict], checkpoint: Optional[Path], checkpoint_every: int,
-                    state_config: Optional[dict], bar) -> Tensor:
-    """Nets ``first`` .. ``num_nets - 1`` trained together (:func:`sgd_epoch_ensemble`); their parameters (R, P).
+def _rounding_free(eval_config: dict) -> dict:
+    """An EvalConfig dict without the settings that change float32 rounding only (resume across them)."""
+    return dict(eval_config, **dict.fromkeys(ROUNDING_ONLY_FIELDS))
 
-    Each net keeps its own seed (``config.seed + i``), so it ends where training it alone would, within
-    float32 rounding. ``state``: an ensemble checkpoint to resume from (same epoch boundary semantics as
-    the one-by-one path: the interrupted epoch is redone).
-    """
-    device = x_train.device
-    seeds = range(config.seed + first, config.seed + config.num_nets)
-    gens = [torch.Generator().manual_seed(seed) for seed in seeds]
-    params = torch.stack([net.init_params(gen) for gen in gens]).to(device)
-    velocity, first_epoch = torch.zeros_like(params), 0
-    if state is not None and "params" in state:
-        params, velocity = state["params"].to(device).clone(), state["velocity"].to(device).clone()
-        first_epoch = int(state["epoch"])
-        for gen, gen_state in zip(gens, state["generators"]):
-            gen.set_state(gen_state)
 
-    def save(epoch: int, saved_params: Tensor, saved_velocity: Tensor, generator_states: list) -> None:
-        save_artifact(checkpoint, "eval_progress",
-                      {"accs": [], "val_accs": [], "epoch": epoch, "params": saved_params.cpu(),
-                       "velocity": saved_velocity.cpu(), "generators": generator_states}, config=state_config)
-
-    epoch_start = None
-    try:
-        for epoch in range(first_epoch, epochs):
-            if checkpoint is not None:
-                epoch_start = (epoch, params.clone(), velocity.clone(), [g.get_state() for g in gens])
-            step = lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0)
-            sgd_epoch_ensemble(net, params, velocity, x_train, y_train, step, config.momentum, config.weight_decay,
-                               config.batch_size, gens, config.augment)
-            if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and epoch + 1 < epochs:
-                save(epoch + 1, params, velocity, [g.get_state() for g in gens])
-            if bar is not None:
-                bar.update(len(gens))
-    except KeyboardInterrupt:
-        if epoch_start is not None:
-            save(*epoch_start)
-        raise
-    return params
+def _restore(group: NetGroup, state: dict, device: torch.device) -> None:
+    """Load a checkpoint's nets into ``group`` (the unfinished nets, first one first). A group state holds
+    (R, P) tensors, one generator and epoch count per net (earlier releases' ensemble states one epoch for
+    all); an earlier release's one-by-one state holds the first unfinished net part-way."""
+    if "generators" in state:
+        saved = NetGroup.from_state(dict(state, epochs=state.get("epochs") or [state["epoch"]] * len(state["generators"])),
+                                    device)
+        if len(saved.generators) != len(group.generators):
+            raise FileFormatError(f"the checkpoint holds {len(saved.generators)} unfinished nets, expected "
+                                  f"{len(group.generators)}")
+        group.params, group.velocity, group.generators, group.epochs = (saved.params, saved.velocity,
+                                                                        saved.generators, saved.epochs)
+    else:
+        group.params[0], group.velocity[0] = state["params"].to(device), state["velocity"].to(device)
+        group.generators[0].set_state(state["generator"])
+        group.epochs[0] = int(state["epoch"])
 
 
 def random_real_subset(x: Tensor, y: Tensor, per_class: int, seed: int = 0) -> tuple:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .config import Augment, ExpertConfig, FeatureConfig
+from .config import ROUNDING_ONLY_FIELDS, Augment, ExpertConfig, FeatureConfig
 from .backends import _warn_once
 from .data import FeatureNorm
 from .errors import FileFormatError, ParameterError
@@ -100,56 +100,121 @@ def _sgd_update(params: Tensor, velocity: Tensor, grad: Tensor, lr: float, momen
 
 
 def sgd_epoch(net: FunctionalNet, params: Tensor, velocity: Tensor, x: Tensor, y: Tensor, lr: float,
-              momentum: float, weight_decay: float, batch_size: int, generator: torch.Generator,
-              augment: Optional[Augment] = None, stepper: Optional[Stepper] = None) -> float:
-    """One epoch of SGD on a shuffled order drawn from ``generator``; updates ``params``/``velocity`` in place.
+              momentum: float, weight_decay: float, batch_size: int,
+              generator: Union[torch.Generator, Sequence[torch.Generator]], augment: Optional[Augment] = None,
+              stepper: Optional[Stepper] = None, together: bool = False) -> Union[float, Tensor]:
+    """One epoch of SGD, for one net or R nets side by side; updates ``params``/``velocity`` in place.
 
-    ``y``: class indices (N,) or soft-label logits (N, C) (the target is their softmax). ``augment``:
-    every batch is augmented with draws from ``generator``. ``x``, ``y`` and ``params`` share a device;
-    ``generator`` is a CPU generator (the same draws on every device). ``stepper``: computes each batch's
-    gradient (e.g. compiled, :func:`training_stepper`); default eager. Returns the epoch's mean loss.
+    One net: ``params``/``velocity`` (P,) and one ``generator``; returns the epoch's mean loss (float).
+    R nets: (R, P) and R generators; returns the R mean losses ((R,) float64). Net ``r`` draws its batch
+    order and augmentation from its own generator (CPU, the same draws on every device), so it ends
+    exactly where training it alone ends. ``together``: the R steps of a batch run as one batched
+    computation (``torch.func.vmap``, grouped convolutions; equal within float32 rounding); else each
+    net's step in turn, through ``stepper`` (e.g. compiled, :func:`training_stepper`; default eager),
+    bit-identical to training the nets one after another.
+    ``y``: class indices (N,) or soft-label logits (N, C) (the target is their softmax).
     """
+    single = params.dim() == 1
+    gens = [generator] if single else list(generator)
+    group_params, group_velocity = (params[None], velocity[None]) if single else (params, velocity)
+    if group_params.dim() != 2 or group_params.shape != group_velocity.shape or len(group_params) != len(gens):
+        raise ParameterError(f"params and velocity must be (P,) with one generator or (R, P) with R generators, "
+                             f"got {tuple(params.shape)}, {tuple(velocity.shape)} and {len(gens)} generator(s)")
     stepper = stepper or training_stepper(net, compile=False)
-    perm = torch.randperm(len(y), generator=generator)
-    total, count = 0.0, 0
-    for i in range(0, len(y), batch_size):
-        idx = perm[i:i + batch_size].to(x.device)
-        xb = x[idx]
-        aug = augment_draws(augment, generator, xb.shape[0], xb.shape[2], xb.shape[3], xb.dtype, xb.device)
-        grad, loss = stepper.grad_and_loss(params.detach(), xb, y[idx], aug)
-        _sgd_update(params, velocity, grad, lr, momentum, weight_decay)
-        total += float(loss) * len(idx)
-        count += len(idx)
-    return total / max(count, 1)
-
-
-def sgd_epoch_ensemble(net: FunctionalNet, params: Tensor, velocity: Tensor, x: Tensor, y: Tensor, lr: float,
-                       momentum: float, weight_decay: float, batch_size: int, generators: List[torch.Generator],
-                       augment: Optional[Augment] = None) -> Tensor:
-    """:func:`sgd_epoch` for R nets at once: ``params``/``velocity`` (R, P), one generator per net.
-
-    Net ``r`` draws its order and augmentation from ``generators[r]`` exactly as :func:`sgd_epoch` would,
-    so it ends where training it alone ends, within float32 rounding; the R forward/backward passes run
-    as one batched computation (``torch.func.vmap``: grouped convolutions). Returns the R mean losses.
-    """
-    if params.dim() != 2 or params.shape != velocity.shape or params.shape[0] != len(generators):
-        raise ParameterError(f"params and velocity must be (R, P) with R = {len(generators)} generators, got "
-                             f"{tuple(params.shape)} and {tuple(velocity.shape)}")
-    perms = [torch.randperm(len(y), generator=gen) for gen in generators]
-    step = torch.func.vmap(functional_grad_and_loss(net))
-    total = torch.zeros(len(generators), dtype=torch.float64)
+    batched = torch.func.vmap(functional_grad_and_loss(net)) if together else None
+    perms = [torch.randperm(len(y), generator=gen) for gen in gens]
+    totals = [0.0] * len(gens)
     for i in range(0, len(y), batch_size):
         idx = torch.stack([perm[i:i + batch_size] for perm in perms]).to(x.device)      # (R, b)
-        xb, yb = x[idx], y[idx]
-        draws = [augment_draws(augment, gen, idx.shape[1], x.shape[2], x.shape[3], x.dtype, x.device)
-                 for gen in generators]
-        args = (params.detach(), xb, yb)
-        if augment is not None:
-            args += (torch.stack([d[0] for d in draws]), torch.stack([d[1] for d in draws]))
-        grad, loss = step(*args)
-        _sgd_update(params, velocity, grad, lr, momentum, weight_decay)
-        total += loss.detach().double().cpu() * idx.shape[1]
-    return total / max(len(y), 1)
+        b = idx.shape[1]
+        draws = [augment_draws(augment, gen, b, x.shape[2], x.shape[3], x.dtype, x.device) for gen in gens]
+        if batched is not None:
+            args = (group_params.detach(), x[idx], y[idx])
+            if augment is not None:
+                args += (torch.stack([d[0] for d in draws]), torch.stack([d[1] for d in draws]))
+            grad, loss = batched(*args)
+            _sgd_update(group_params, group_velocity, grad, lr, momentum, weight_decay)
+            totals = [t + float(v) * b for t, v in zip(totals, loss.detach().double().cpu())]
+            continue
+        for r in range(len(gens)):
+            grad, loss = stepper.grad_and_loss(group_params[r].detach(), x[idx[r]], y[idx[r]], draws[r])
+            _sgd_update(group_params[r], group_velocity[r], grad, lr, momentum, weight_decay)
+            totals[r] += float(loss) * b
+    losses = [t / max(len(y), 1) for t in totals]
+    return losses[0] if single else torch.tensor(losses, dtype=torch.float64)
+
+
+@dataclass
+class NetGroup:
+    """R nets in training: parameters and momentum (R, P), one CPU generator per net, epochs done per net."""
+
+    params: Tensor
+    velocity: Tensor
+    generators: List[torch.Generator]
+    epochs: List[int]
+
+    @classmethod
+    def fresh(cls, net: FunctionalNet, seeds: Sequence[int], device: torch.device) -> "NetGroup":
+        """Nets initialised from ``seeds`` (each generator then orders and augments that net's batches)."""
+        gens = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        params = torch.stack([net.init_params(gen) for gen in gens]).to(device)
+        return cls(params, torch.zeros_like(params), gens, [0] * len(gens))
+
+    def select(self, rows: Sequence[int]) -> "NetGroup":
+        """The nets ``rows`` (copies of their tensors; the same generator objects)."""
+        rows = list(rows)
+        return NetGroup(self.params[rows].clone(), self.velocity[rows].clone(), [self.generators[r] for r in rows],
+                        [self.epochs[r] for r in rows])
+
+    def state(self) -> dict:
+        """A CPU copy for a checkpoint."""
+        return {"params": self.params.detach().cpu().clone(), "velocity": self.velocity.detach().cpu().clone(),
+                "generators": [g.get_state() for g in self.generators], "epochs": list(self.epochs)}
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device) -> "NetGroup":
+        gens = []
+        for gen_state in state["generators"]:
+            gen = torch.Generator()
+            gen.set_state(gen_state)
+            gens.append(gen)
+        return cls(state["params"].to(device).clone(), state["velocity"].to(device).clone(), gens,
+                   [int(e) for e in state["epochs"]])
+
+
+def train_group(net: FunctionalNet, group: NetGroup, x: Tensor, y: Tensor, epochs: int, lr_at: Callable[[int], float],
+                momentum: float, weight_decay: float, batch_size: int, augment: Optional[Augment] = None,
+                stepper: Optional[Stepper] = None, together: bool = False,
+                after_epoch: Optional[Callable[[NetGroup, List[int], Tensor], None]] = None,
+                on_interrupt: Optional[Callable[[dict], None]] = None) -> NetGroup:
+    """Train every net of ``group`` to ``epochs`` epochs: the one training loop of experts and evaluation.
+
+    Nets at different epochs (a resumed run) are brought level first, the ones furthest behind trained
+    one epoch at a time, then all go on side by side (:func:`sgd_epoch`, ``together`` as there).
+    ``lr_at(epoch)``: the step size of that epoch. ``after_epoch(group, rows, losses)``: called after every
+    epoch with the rows of the nets that just trained and their mean losses. ``on_interrupt(state)``: on
+    Ctrl-C, called with :meth:`NetGroup.state` as it was at the start of the interrupted epoch, then the
+    KeyboardInterrupt goes on.
+    """
+    while group.epochs and min(group.epochs) < epochs:
+        epoch = min(group.epochs)
+        rows = [r for r, e in enumerate(group.epochs) if e == epoch]
+        start = group.state() if on_interrupt is not None else None
+        try:
+            part = group if len(rows) == len(group.epochs) else group.select(rows)
+            losses = sgd_epoch(net, part.params, part.velocity, x, y, lr_at(epoch), momentum, weight_decay,
+                               batch_size, part.generators, augment, stepper, together)
+        except KeyboardInterrupt:
+            if on_interrupt is not None:
+                on_interrupt(start)
+            raise
+        if part is not group:
+            group.params[rows], group.velocity[rows] = part.params, part.velocity
+        for r in rows:
+            group.epochs[r] += 1
+        if after_epoch is not None:
+            after_epoch(group, rows, losses)
+    return group
 
 
 def _file_config(split, config: ExpertConfig) -> dict:
@@ -162,8 +227,8 @@ def _check_same(path: Path, kind: str, file_config: dict) -> dict:
     """Load ``path`` and check it was made with ``file_config`` (the expert count may differ)."""
     obj = load_artifact(path, kind=kind, expected_config=file_config,
                         config_keys=("features", "in_shape", "num_classes", "standardized"))
-    saved = dict(obj["config"].get("expert", {}), num_experts=None, compile=None)
-    if saved != dict(file_config["expert"], num_experts=None, compile=None):
+    free = dict.fromkeys(("num_experts",) + ROUNDING_ONLY_FIELDS)
+    if dict(obj["config"].get("expert", {}), **free) != dict(file_config["expert"], **free):
         raise FileFormatError(f"{path}: made with a different expert config ({obj['config'].get('expert')} "
                               f"vs {file_config['expert']})")
     return obj
@@ -183,76 +248,85 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
     """Train ``config.num_experts`` experts on ``split`` (a FeatureSplit); one trajectory file each.
 
     Returns the paths ``out_dir/expert_{k:03d}.pt``. Without ``resume`` an existing expert file is an
-    error (ParameterError naming it); with ``resume`` finished experts of the same config are kept and
-    an unfinished one continues from its last epoch.
+    error (ParameterError naming it, before any training); with ``resume`` finished experts of the same
+    config are kept and unfinished ones continue from their last epoch. ``config.ensemble``: the
+    unfinished experts train together (:func:`train_group`, ``together=True``), else one after another;
+    either way each keeps its own seed, trajectory file and per-epoch checkpoint.
     """
     _validate(config, split)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     file_config = _file_config(split, config)
     net = build_model(config.model, split.in_shape, split.num_classes)
+    paths = [expert_path(out_dir, k) for k in range(config.num_experts)]
+    todo = []
+    for k, path in enumerate(paths):
+        if not path.exists():
+            todo.append(k)
+        elif not resume:
+            raise ParameterError(f"{path} exists; pass resume=True (--resume) to keep it or use another folder")
+        else:
+            _check_same(path, "trajectory", file_config)
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=config.num_experts * config.epochs, desc="experts", unit="epoch")
-    paths = []
-    for k in range(config.num_experts):
-        path = expert_path(out_dir, k)
-        if path.exists():
-            if not resume:
-                raise ParameterError(f"{path} exists; pass resume=True (--resume) to keep it or use another folder")
-            _check_same(path, "trajectory", file_config)
-            paths.append(path)
-            if bar is not None:
-                bar.update(config.epochs)
-            continue
-        _train_one(net, split, config, k, out_dir, file_config, resume, bar)
-        paths.append(path)
+        bar = tqdm(total=config.num_experts * config.epochs, desc="experts", unit="epoch",
+                   initial=(config.num_experts - len(todo)) * config.epochs)
+    for ks in ([todo] if config.ensemble else [[k] for k in todo]):
+        if ks:
+            _train_some(net, split, config, ks, out_dir, file_config, resume, bar)
     if bar is not None:
         bar.close()
     return paths
 
 
-def _train_one(net: FunctionalNet, split, config: ExpertConfig, k: int, out_dir: Path, file_config: dict,
-               resume: bool, bar) -> None:
-    partial = _partial_path(out_dir, k)
-    gen = torch.Generator().manual_seed(config.seed + k)
-    device = split.x_train.device
+def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], out_dir: Path, file_config: dict,
+                resume: bool, bar) -> None:
+    """Experts ``ks`` trained side by side from their seeds (or their partial files, with ``resume``)."""
     monitor, x_mon, y_mon = split.monitor_set()
     stepper = training_stepper(net, config.compile)
-    if resume and partial.exists():
-        state = _check_same(partial, "expert_progress", file_config)
-        snapshots = [t.to(device) for t in state["snapshots"]]
-        params, velocity = state["params"].to(device).clone(), state["velocity"].to(device).clone()
-        gen.set_state(state["generator"])
-        train_loss, monitor_acc = list(state["train_loss"]), list(state["monitor_acc"])
-        if bar is not None:
-            bar.update(len(snapshots) - 1)
-    else:
-        params = net.init_params(gen).to(device)
-        velocity = torch.zeros_like(params)
-        snapshots, train_loss, monitor_acc = [params.clone()], [], []
-    for epoch in range(len(snapshots), config.epochs + 1):
-        loss = sgd_epoch(net, params, velocity, split.x_train, split.y_train, config.lr, config.momentum,
-                         config.weight_decay, config.batch_size, gen, config.augment, stepper)
+    group = NetGroup.fresh(net, [config.seed + k for k in ks], split.x_train.device)
+    records = []                                 # per expert: CPU snapshots, losses and monitor accuracies so far
+    for r, k in enumerate(ks):
+        partial = _partial_path(out_dir, k)
+        if resume and partial.exists():
+            state = _check_same(partial, "expert_progress", file_config)
+            group.params[r], group.velocity[r] = state["params"], state["velocity"]
+            group.generators[r].set_state(state["generator"])
+            group.epochs[r] = len(state["snapshots"]) - 1
+            records.append({"snapshots": list(state["snapshots"].unbind(0)), "train_loss": list(state["train_loss"]),
+                            "monitor_acc": list(state["monitor_acc"])})
+            if bar is not None:
+                bar.update(group.epochs[r])
+        else:
+            records.append({"snapshots": [group.params[r].detach().cpu().clone()], "train_loss": [], "monitor_acc": []})
+
+    def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:
         report_compile_fallback(stepper, config.compile)
-        snapshots.append(params.clone())
-        train_loss.append(loss)
-        monitor_acc.append(accuracy(net, params, x_mon, y_mon))
-        if epoch < config.epochs:
-            save_artifact(partial, "expert_progress",
-                          {"snapshots": torch.stack(snapshots).cpu(), "params": params.cpu(),
-                           "velocity": velocity.cpu(), "generator": gen.get_state(), "train_loss": train_loss,
-                           "monitor_acc": monitor_acc}, config=file_config)
-        if bar is not None:
-            bar.set_postfix(expert=k, epoch=epoch, loss=f"{loss:.3f}", **{f"{monitor}_acc": f"{monitor_acc[-1]:.3f}"})
-            bar.update(1)
-    payload = {"params": torch.stack(snapshots).float().cpu(), "seed": config.seed + k, "train_loss": train_loss,
-               "monitor_acc": monitor_acc, "monitor_split": monitor}
-    if split.norm is not None:
-        payload.update(split.norm.to_payload())
-    save_artifact(expert_path(out_dir, k), "trajectory", payload, config=file_config)
-    partial.unlink(missing_ok=True)
+        for j, r in enumerate(rows):
+            k, rec, epoch = ks[r], records[r], group.epochs[r]
+            rec["snapshots"].append(group.params[r].detach().cpu().clone())
+            rec["train_loss"].append(float(losses[j]))
+            rec["monitor_acc"].append(accuracy(net, group.params[r], x_mon, y_mon))
+            if epoch < config.epochs:
+                save_artifact(_partial_path(out_dir, k), "expert_progress",
+                              {"snapshots": torch.stack(rec["snapshots"]), "params": group.params[r].cpu().clone(),
+                               "velocity": group.velocity[r].cpu().clone(), "generator": group.generators[r].get_state(),
+                               "train_loss": rec["train_loss"], "monitor_acc": rec["monitor_acc"]}, config=file_config)
+            else:
+                payload = {"params": torch.stack(rec["snapshots"]).float(), "seed": config.seed + k,
+                           "train_loss": rec["train_loss"], "monitor_acc": rec["monitor_acc"], "monitor_split": monitor}
+                if split.norm is not None:
+                    payload.update(split.norm.to_payload())
+                save_artifact(expert_path(out_dir, k), "trajectory", payload, config=file_config)
+                _partial_path(out_dir, k).unlink(missing_ok=True)
+            if bar is not None:
+                bar.set_postfix(expert=k, epoch=epoch, loss=f"{rec['train_loss'][-1]:.3f}",
+                                **{f"{monitor}_acc": f"{rec['monitor_acc'][-1]:.3f}"})
+                bar.update(1)
+
+    train_group(net, group, split.x_train, split.y_train, config.epochs, lambda epoch: config.lr, config.momentum,
+                config.weight_decay, config.batch_size, config.augment, stepper, config.ensemble, after_epoch)
 
 
 def load_trajectories(out_dir: Path, feature_config: Optional[FeatureConfig] = None) -> Trajectories:

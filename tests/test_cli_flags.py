@@ -96,6 +96,8 @@ def test_training_commands_take_a_device(command):
                 "run": ["--data", "d", "--cpc", "1", "--out", "o"]}[command]
     assert parser.parse_args([command, *required]).device == "auto"
     assert parser.parse_args([command, *required, "--device", "cpu"]).device == "cpu"
+    if command != "distill":
+        assert parser.parse_args([command, *required, "--ensemble"]).ensemble
     want = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == want and resolve_device("cpu") == torch.device("cpu")
 

@@ -185,8 +185,8 @@ def test_busy_cores_sees_a_spinning_process():
     if not cli.os.path.exists("/proc/stat"):
         pytest.skip("no /proc/stat here")
     idle_before = cli._busy_cores(0.3)
-    if idle_before > (cli.os.cpu_count() or 1) - 1:
-        pytest.skip(f"the machine is too busy ({idle_before:.1f} cores) to see one more")
+    if idle_before > 0.5:          # another job's load comes and goes: the difference would be noise
+        pytest.skip(f"the machine is busy ({idle_before:.1f} cores): needs a quiet one to see one spinning core")
     stop = mp.Event()
     spinner = mp.Process(target=_spin_until, args=(stop,), daemon=True)
     spinner.start()
@@ -196,7 +196,7 @@ def test_busy_cores_sees_a_spinning_process():
     finally:
         stop.set()
         spinner.join()
-    assert busy >= idle_before + 0.5, (idle_before, busy)
+    assert busy >= 0.8, (idle_before, busy)
 
 
 def _spin_until(stop) -> None:

@@ -56,33 +56,63 @@ def test_random_real_subset():
         random_real_subset(s.x_train, s.y_train, 100)
 
 
+def _interrupt_at(monkeypatch, stop_at: int):
+    """Make the stop_at-th epoch of the shared training loop raise KeyboardInterrupt half-way (parameters
+    already changed: they must not be saved); returns a function that undoes it."""
+    import ddfad_fast.experts as experts
+    real, calls = experts.sgd_epoch, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            args[1].add_(1.0)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experts, "sgd_epoch", interrupted)
+    return lambda: monkeypatch.setattr(experts, "sgd_epoch", real)
+
+
 def test_checkpoint_resume_is_exact(tmp_path, monkeypatch):
     """Interrupted (Ctrl-C in the middle of an epoch) and resumed == uninterrupted."""
-    import ddfad_fast.evaluate as evaluate
     s = make_split()
     cfg = CFG.replace(num_nets=2, epochs=7)
     want = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg)
     ckpt = tmp_path / "eval.pt"
-    real = evaluate.sgd_epoch
-    for stop_at in (3, 10):                   # inside net 0, inside net 1
-        calls = {"n": 0}
-
-        def interrupted(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == stop_at:
-                args[1].add_(1.0)              # half-updated parameters must not be saved
-                raise KeyboardInterrupt
-            return real(*args, **kwargs)
-
-        monkeypatch.setattr(evaluate, "sgd_epoch", interrupted)
+    for stop_at in (2, 3, 6):                  # before the first checkpoint, just after one, later
+        restore = _interrupt_at(monkeypatch, stop_at)
         with pytest.raises(KeyboardInterrupt):
             evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, checkpoint=ckpt,
                                   checkpoint_every=2)
         assert ckpt.is_file()
-        monkeypatch.setattr(evaluate, "sgd_epoch", real)
+        restore()
         got = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, checkpoint=ckpt,
                                     checkpoint_every=2)
         assert got == want and not ckpt.exists()
+
+
+def test_resumes_an_earlier_releases_one_by_one_checkpoint(tmp_path):
+    """A state that holds net 0 part-way (the one-by-one format of earlier releases) resumes exactly: net 1
+    catches up alone, then both go on side by side."""
+    from ddfad_fast.evaluate import data_fingerprint
+    from ddfad_fast.experts import sgd_epoch
+    from ddfad_fast.io import save_artifact
+    s = make_split()
+    cfg = CFG.replace(num_nets=2, epochs=6)
+    want = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg)
+    net = build_model(MODEL, tuple(s.x_train.shape[1:]), 4)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    params = net.init_params(gen)
+    velocity = torch.zeros_like(params)
+    for _ in range(2):
+        sgd_epoch(net, params, velocity, s.x_train, s.y_train, 0.01, cfg.momentum, cfg.weight_decay, cfg.batch_size,
+                  gen, cfg.augment)
+    old_identity = {"eval": dict(cfg.to_dict(), compile=None), "model": MODEL.to_dict(), "lr": 0.01,
+                    "data": data_fingerprint(s.x_train, s.y_train, s.x_test, s.y_test)}
+    ckpt = tmp_path / "eval.pt"
+    save_artifact(ckpt, "eval_progress", {"accs": [], "val_accs": [], "epoch": 2, "params": params,
+                                          "velocity": velocity, "generator": gen.get_state()}, config=old_identity)
+    assert evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, lr=0.01, checkpoint=ckpt) == want
 
 
 def test_checkpoint_of_other_data_is_refused(tmp_path, monkeypatch):
@@ -108,51 +138,51 @@ def test_steps_set_the_epochs_and_validation_is_reported():
 
 
 @pytest.mark.parametrize("soft", [False, True])
-def test_ensemble_epoch_matches_nets_trained_alone(soft):
-    """R nets through sgd_epoch_ensemble == each through sgd_epoch with its own generator (float32 rounding)."""
-    from ddfad_fast.experts import sgd_epoch, sgd_epoch_ensemble
+def test_nets_side_by_side_match_nets_trained_alone(soft):
+    """R nets through one sgd_epoch call == each alone with its own generator: bit-identical when their steps
+    run in turn, within float32 rounding as one batched (vmap) computation."""
+    from ddfad_fast.experts import sgd_epoch
     s = make_split()
     net = build_model(MODEL, tuple(s.x_train.shape[1:]), 4)
     y = torch.randn(len(s.y_train), 4) if soft else s.y_train
     aug = Augment(max_shift=2, time_mask=2, freq_mask=1)
     init = torch.stack([net.init_params(torch.Generator().manual_seed(i)) for i in range(3)])
-    params, velocity = init.clone(), torch.zeros_like(init)
-    gens = [torch.Generator().manual_seed(10 + i) for i in range(3)]
-    losses = [sgd_epoch_ensemble(net, params, velocity, s.x_train, y, 0.05, 0.9, 5e-4, 20, gens, aug)
-              for _ in range(2)]
+    runs = {}
+    for together in (False, True):
+        params, velocity = init.clone(), torch.zeros_like(init)
+        gens = [torch.Generator().manual_seed(10 + i) for i in range(3)]
+        losses = [sgd_epoch(net, params, velocity, s.x_train, y, 0.05, 0.9, 5e-4, 20, gens, aug, together=together)
+                  for _ in range(2)]
+        runs[together] = params, torch.stack(losses)
     for r in range(3):
         p, v, g = init[r].clone(), torch.zeros(net.num_params), torch.Generator().manual_seed(10 + r)
         alone = [sgd_epoch(net, p, v, s.x_train, y, 0.05, 0.9, 5e-4, 20, g, aug) for _ in range(2)]
-        torch.testing.assert_close(params[r], p, rtol=1e-5, atol=1e-5 * float(p.abs().max()))
         assert not torch.allclose(p, init[r])
-        torch.testing.assert_close(torch.stack(losses)[:, r], torch.tensor(alone, dtype=torch.float64), rtol=1e-5, atol=0)
-    with pytest.raises(ParameterError, match="generators"):
-        sgd_epoch_ensemble(net, params, velocity, s.x_train, y, 0.05, 0.9, 5e-4, 20, gens[:2], aug)
+        assert torch.equal(runs[False][0][r], p) and runs[False][1][:, r].tolist() == alone
+        torch.testing.assert_close(runs[True][0][r], p, rtol=1e-5, atol=1e-5 * float(p.abs().max()))
+        torch.testing.assert_close(runs[True][1][:, r], torch.tensor(alone, dtype=torch.float64), rtol=1e-5, atol=0)
+    with pytest.raises(ParameterError, match="generator"):
+        sgd_epoch(net, init.clone(), torch.zeros_like(init), s.x_train, y, 0.05, 0.9, 5e-4, 20, gens[:2], aug)
 
 
 def test_ensemble_evaluation_agrees_and_resumes_exactly(tmp_path, monkeypatch):
-    import ddfad_fast.evaluate as evaluate
+    import shutil
     s = make_split()
     cfg = CFG.replace(num_nets=3, epochs=5, augment=Augment(max_shift=2, time_mask=2, freq_mask=1))
     alone = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg)
     together = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg.replace(ensemble=True))
     assert together["accs"] == alone["accs"] and together["epochs"] == alone["epochs"]
-    ckpt, real, calls = tmp_path / "eval.pt", evaluate.sgd_epoch_ensemble, {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            args[1].add_(1.0)                  # half-updated parameters must not be saved
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluate, "sgd_epoch_ensemble", interrupted)
+    ckpt = tmp_path / "eval.pt"
+    restore = _interrupt_at(monkeypatch, 4)
     with pytest.raises(KeyboardInterrupt):
         evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg.replace(ensemble=True),
                               checkpoint=ckpt, checkpoint_every=2)
-    monkeypatch.setattr(evaluate, "sgd_epoch_ensemble", real)
-    with pytest.raises(FileFormatError, match="different config"):      # an ensemble state is not a one-by-one one
-        evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, checkpoint=ckpt)
+    restore()
+    other = tmp_path / "other.pt"
+    shutil.copy(ckpt, other)
     resumed = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg.replace(ensemble=True),
                                     checkpoint=ckpt, checkpoint_every=2)
     assert resumed == together and not ckpt.exists()
+    # the other setting resumes the same state (float32 rounding apart: at most a test clip per net)
+    switched = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, checkpoint=other)
+    assert max(abs(a - b) for a, b in zip(switched["accs"], together["accs"])) <= 1 / len(s.y_test) + 1e-12

@@ -110,6 +110,41 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     assert not list((tmp_path / "resumed").glob("*.partial.pt"))
 
 
+def test_experts_trained_together_match_one_by_one_and_resume_any_mix(tmp_path, monkeypatch):
+    """ensemble=True trains the unfinished experts as one batched computation: each file within float32
+    rounding of training it alone; it resumes a one-by-one run stopped half-way (one expert finished, one
+    part-way, one not started: the last catches up alone, then the two go on together)."""
+    split = make_split()
+    cfg = CFG.replace(num_experts=3, epochs=4, augment=Augment(max_shift=2, time_mask=3, freq_mask=2))
+    train_experts(split, cfg, tmp_path / "alone", progress=False)
+    train_experts(split, cfg.replace(ensemble=True), tmp_path / "together", progress=False)
+    real_epoch, calls = experts.sgd_epoch, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # expert 1, epoch 3
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(experts, "sgd_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_experts(split, cfg, tmp_path / "mixed", progress=False)
+    monkeypatch.setattr(experts, "sgd_epoch", real_epoch)
+    assert sorted(p.name for p in (tmp_path / "mixed").glob("expert_*")) == ["expert_000.pt", "expert_001.partial.pt"]
+    train_experts(split, cfg.replace(ensemble=True), tmp_path / "mixed", resume=True, progress=False)
+    assert not list((tmp_path / "mixed").glob("*.partial.pt"))
+    for k in range(3):
+        a = load_artifact(tmp_path / "alone" / f"expert_{k:03d}.pt")
+        for other in ("together", "mixed"):
+            b = load_artifact(tmp_path / other / f"expert_{k:03d}.pt")
+            assert b["seed"] == a["seed"] and len(b["train_loss"]) == cfg.epochs
+            scale = float(a["params"].abs().max())
+            torch.testing.assert_close(b["params"], a["params"], rtol=1e-5, atol=1e-5 * scale)
+    assert torch.equal(load_artifact(tmp_path / "mixed" / "expert_000.pt")["params"],
+                       load_artifact(tmp_path / "alone" / "expert_000.pt")["params"])     # finished before: kept
+    assert load_trajectories(tmp_path / "together").expert_config == cfg.replace(ensemble=True)
+
+
 def test_resume_refuses_other_config(tmp_path):
     split = make_split()
     train_experts(split, CFG.replace(num_experts=1), tmp_path, progress=False)

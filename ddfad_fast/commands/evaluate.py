@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="start again in an --out that holds results")
     parser.add_argument("--strict", action="store_true", help="an unreadable audio file is an error, not a skip")
     parser.add_argument("--no-compile", action="store_true", help="run the training steps eagerly (no torch.compile)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="train the nets of a set together (torch.func.vmap; for GPUs, slower on CPUs)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -87,6 +89,8 @@ def main(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("num_nets", args.num_nets), ("epochs", args.epochs)) if v is not None}
     if args.no_compile:
         changes["compile"] = False
+    if args.ensemble:
+        changes["ensemble"] = True
     if args.epochs is not None:
         changes["steps"] = None           # --epochs replaces the preset's SGD-step budget
     sets = []

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="keep finished experts, continue an unfinished one")
     parser.add_argument("--strict", action="store_true", help="an unusable audio file is an error, not a skip")
     parser.add_argument("--no-compile", action="store_true", help="run the training steps eagerly (no torch.compile)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="train the experts together (torch.func.vmap; for GPUs, slower on CPUs)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -39,6 +41,8 @@ def main(args: argparse.Namespace) -> int:
         expert = expert.replace(model=expert.model.replace(width=args.width))
     if args.no_compile:
         expert = expert.replace(compile=False)
+    if args.ensemble:
+        expert = expert.replace(ensemble=True)
     split = load_feature_split(args.data, preset.features, cache_dir=args.cache or args.out / "cache",
                                max_per_class=args.max_per_class, strict=args.strict, val_fraction=preset.val_fraction)
     if preset.standardize:

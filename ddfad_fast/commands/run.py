@@ -32,6 +32,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from ..config import ROUNDING_ONLY_FIELDS
 from ..errors import ParameterError
 from ..io import atomic_write_json, load_artifact
 from ..presets import PRESET_NAMES, Preset, get_preset
@@ -66,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint-every", type=int, default=None, help="distillation iterations per checkpoint")
     group.add_argument("--no-compile", action="store_true", help="run every training and student step eagerly (no torch.compile)")
     group.add_argument("--ensemble", action="store_true",
-                       help="train the evaluation nets of a set together (torch.func.vmap; for GPUs, slower on CPUs)")
+                       help="train the experts, and the evaluation nets of a set, together (torch.func.vmap; "
+                            "for GPUs, slower on CPUs)")
     group.add_argument("--max-memory", type=float, default=None, metavar="GB",
                        help="distillation memory limit: batch and unroll mode are chosen to fit, or the run refuses")
     group.add_argument("--num-nets", type=int, default=None, help="evaluation nets per set")
@@ -113,6 +115,7 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         ev, ev_full = ev.replace(compile=False), ev_full.replace(compile=False)
     if getattr(args, "ensemble", False):
         ev, ev_full = ev.replace(ensemble=True), ev_full.replace(ensemble=True)
+        expert = expert.replace(ensemble=True)
     if args.num_nets is not None:
         ev, ev_full = ev.replace(num_nets=args.num_nets), ev_full.replace(num_nets=args.num_nets)
     if args.eval_epochs is not None:
@@ -143,8 +146,8 @@ def _comparable(run_config: dict) -> dict:
     out.pop("cpcs", None)
     out.get("preset", {}).get("distill", {}).pop("iterations", None)
     out.get("preset", {}).get("distill", {}).pop("checkpoint_every", None)
-    for stage in ("expert", "eval", "eval_full"):      # compiling changes speed and float32 rounding only
-        for key in ("compile", "ensemble"):
+    for stage in ("expert", "eval", "eval_full"):      # these change speed and float32 rounding only
+        for key in ROUNDING_ONLY_FIELDS:
             out.get("preset", {}).get(stage, {}).pop(key, None)
     return out
 

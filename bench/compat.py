@@ -10,7 +10,7 @@
   batched compat call.
 
 Median ms over --repeats timed runs after a warm-up; prints a table, writes compat.json (git commit, load
-average). Usage: python bench/compat.py [--batch 256] [--repeats 5] [--out DIR]
+average). Usage: python bench/compat.py [--batch 256] [--repeats 5] [--out DIR] [--name compat]
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--gla-batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--name", default="compat", help="JSON file name (default compat)")
     args = parser.parse_args()
     import librosa
     y = clips(args.batch)
@@ -85,7 +86,7 @@ def main() -> None:
         ref = base.get(r["op"]) or next((x["ms"] for x in rows if x["op"] == r["op"]), None)
         r["x_vs_first"] = ref / r["ms"] if ref else None
     print_table(rows, ["op", "impl", "B", "ms", "x_vs_first"])
-    path = write_json("compat", rows, {"settings": KW, "torchaudio_row": anchor is not None,
+    path = write_json(args.name, rows, {"settings": KW, "torchaudio_row": anchor is not None,
                                        "x_vs_first": "speed-up over the first row of the op (librosa's loop, or "
                                                      "FDMFCC where torchaudio is absent)"}, args.out)
     print(f"wrote {path}")

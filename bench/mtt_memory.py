@@ -12,7 +12,9 @@ iteration with N=1 (imports, allocator, compilation of the compiled mode: its se
 torch.cuda.max_memory_allocated on a GPU; ``base_mb`` the RSS before them; ``unroll_mb`` = peak - base.
 
 Default grid: ConvNet width 128 depth 3 on (3, 20, 101), 10 classes, syn_steps in {10, 20, 40, 80},
-CPC in {10, 50}, the whole synthetic set per step unless ``--batch-syn``.
+CPC in {10, 50}, the whole synthetic set per step unless ``--batch-syn``. ``--model cifar``: MTT's ConvNet
+(width 128, depth 3, instance norm) as an ``nn.Module`` on CIFAR-shaped 3x32x32 data, through
+``ddfad_fast.mtt.match`` (results in mtt_memory_cifar.json).
 Usage: python bench/mtt_memory.py [--quick] [--limit-gb 10] [--batch-syn B] [--repeats 1]
 """
 from __future__ import annotations
@@ -71,13 +73,18 @@ def run_case(case: Dict[str, object]) -> Dict[str, object]:
 
     device = str(case["device"])
     torch.manual_seed(0)
-    net = build_model(ModelConfig(width=int(case["width"]), depth=int(case["depth"])), tuple(case["in_shape"]),
-                      int(case["classes"]))
-    n_syn = int(case["cpc"]) * int(case["classes"])
     gen = torch.Generator().manual_seed(0)
+    if case.get("model") == "cifar":        # any nn.Module through the public API: MTT's ConvNet on 3x32x32
+        from ddfad_fast import mtt
+        net = mtt.ModuleNet(mtt.convnet(3, int(case["classes"]), int(case["width"]), int(case["depth"]), 32))
+        theta0 = net.flatten().to(device)
+    else:
+        net = build_model(ModelConfig(width=int(case["width"]), depth=int(case["depth"])), tuple(case["in_shape"]),
+                          int(case["classes"]))
+        theta0 = net.init_params(gen).to(device)
+    n_syn = int(case["cpc"]) * int(case["classes"])
     x = torch.randn(n_syn, *case["in_shape"], generator=gen).to(device)
     y = (torch.arange(n_syn) % int(case["classes"])).to(device)
-    theta0 = net.init_params(gen).to(device)
     target = theta0 + 0.01 * torch.randn(net.num_params, generator=gen).to(device)
     alpha = torch.tensor(0.01, device=device)
     stepper = Stepper(net, compile=bool(case["compile"]))
@@ -87,7 +94,11 @@ def run_case(case: Dict[str, object]) -> Dict[str, object]:
         plan = make_plan(n_syn, batch, steps, torch.Generator().manual_seed(1), augment=False)
         plan.indices = plan.indices.to(device)
         start = time.perf_counter()
-        out = unroll(net, x, y, alpha, theta0, target, plan, mode=str(case["unroll"]), stepper=stepper)
+        if case.get("model") == "cifar":
+            from ddfad_fast import mtt
+            out = mtt.match(net, x, y, alpha, theta0, target, plan, unroll_mode=str(case["unroll"]), stepper=stepper)
+        else:
+            out = unroll(net, x, y, alpha, theta0, target, plan, mode=str(case["unroll"]), stepper=stepper)
         float(out.loss)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -183,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpc", default=None, help="comma-separated clips per class (default 10,50)")
     parser.add_argument("--modes", default=",".join(m for m, _, _ in MODES), help="subset of the modes")
     parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--model", choices=("audio", "cifar"), default="audio",
+                        help="audio: our ConvNet on FD-MFCC (3, 20, 101); cifar: MTT's ConvNet nn.Module on 3x32x32 "
+                             "through ddfad_fast.mtt (any-module API)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per case (default: all cores)")
     parser.add_argument("--timeout", type=float, default=7200.0, help="seconds per case before it is abandoned")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -249,7 +263,8 @@ def main() -> int:
     extra_text = args.naive_extra_steps if args.naive_extra_steps is not None else ("" if args.quick else "2,5")
     extra = [int(s) for s in extra_text.split(",") if s]
     base_case = {"device": device, "width": args.width or (16 if args.quick else 128), "depth": 3,
-                 "in_shape": [3, 20, 101], "classes": 10, "batch_syn": args.batch_syn, "repeats": args.repeats,
+                 "in_shape": [3, 32, 32] if args.model == "cifar" else [3, 20, 101], "classes": 10,
+                 "model": args.model, "batch_syn": args.batch_syn, "repeats": args.repeats,
                  "limit_gb": args.limit_gb, "threads": args.threads or os.cpu_count() or 1}
     rows: List[Dict[str, object]] = []
     for cpc in cpcs:
@@ -261,7 +276,8 @@ def main() -> int:
     print_table(rows, ["mode", "cpc", "batch", "syn_steps", "status_text", "s_per_iter", "compile_s", "peak_mb",
                        "unroll_mb", "predicted_mb", "mem_vs_naive", "naive_basis", "speed_vs_naive"])
     extra_info = {k: v for k, v in base_case.items() if k not in ("limit_gb",)}
-    path = write_json(args.name or ("mtt_memory_quick" if args.quick else "mtt_memory"), rows,
+    default_name = "mtt_memory" + ("_cifar" if args.model == "cifar" else "") + ("_quick" if args.quick else "")
+    path = write_json(args.name or default_name, rows,
                       {**extra_info, "limit_gb": args.limit_gb, "omp_wait_policy": args.omp_wait_policy,
                        "naive_extra_steps": extra})
     print("wrote", path)

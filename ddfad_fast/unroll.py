@@ -126,12 +126,20 @@ def soft_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits, labels)
 
 
+def _augmented(net: FunctionalNet, xb: Tensor, index: Optional[Tensor], mask: Optional[Tensor]) -> Tensor:
+    """``xb`` augmented for one step: the FD-MFCC augmentation (index and mask tensors), or, where the net
+    brings its own (``net.augment(xb, seed)``, :class:`ddfad_fast.mtt.ModuleNet`), that, from the step's seed."""
+    if index is None:
+        return xb
+    return apply_augment(xb, index, mask) if mask is not None else net.augment(xb, index)
+
+
 def _batch_loss(net: FunctionalNet, theta: Tensor, xb: Tensor, yb: Tensor, index: Optional[Tensor],
                 mask: Optional[Tensor]) -> Tensor:
-    """Mean cross-entropy () of the (augmented) batch ``xb`` (b, 3, F, T) under ``theta`` (P,)."""
-    if index is not None:
-        xb = apply_augment(xb, index, mask)
-    return soft_cross_entropy(net.forward(theta, xb), yb)
+    """The loss () of the (augmented) batch ``xb`` under ``theta`` (P,): the net's ``loss_fn`` when it has
+    one, else the mean cross-entropy (:func:`soft_cross_entropy`)."""
+    loss_fn = getattr(net, "loss_fn", None) or soft_cross_entropy
+    return loss_fn(net.forward(theta, _augmented(net, xb, index, mask)), yb)
 
 
 def functional_grad_and_loss(net: FunctionalNet) -> Callable:
@@ -277,19 +285,25 @@ class UnrollResult:
 
 
 def _step_aug(plan: StepPlan, i: int, augment: Optional[Augment], xb: Tensor) -> AugTensors:
+    """Step ``i``'s augmentation: an :class:`Augment`'s (index, mask) tensors; for a net's own augmentation
+    (``augment`` not an Augment) the step's seed as a 0-dim int64 tensor and no mask."""
     if augment is None or plan.seeds is None:
         return None
+    if not isinstance(augment, Augment):
+        return plan.seeds[i].to(xb.device), None
     b, _, n_freq, n_time = xb.shape
     return augment_tensors(augment, int(plan.seeds[i]), b, n_freq, n_time, xb.dtype, xb.device)
 
 
 def _check_inputs(net: FunctionalNet, x: Tensor, y: Tensor, theta0: Tensor, target: Tensor, plan: StepPlan) -> None:
-    if x.dim() != 4 or tuple(x.shape[1:]) != net.in_shape:
-        raise ParameterError(f"synthetic data must have shape (N, {', '.join(map(str, net.in_shape))}), "
+    in_shape = getattr(net, "in_shape", None)                   # None: any input shape (ddfad_fast.mtt.ModuleNet)
+    if in_shape is not None and (x.dim() != len(in_shape) + 1 or tuple(x.shape[1:]) != tuple(in_shape)):
+        raise ParameterError(f"synthetic data must have shape (N, {', '.join(map(str, in_shape))}), "
                              f"got {tuple(x.shape)}")
     if y.is_floating_point():
-        if y.shape != (x.shape[0], net.num_classes) or y.dtype != x.dtype:
-            raise ParameterError(f"soft-label logits must have shape ({x.shape[0]}, {net.num_classes}) and dtype "
+        classes = getattr(net, "num_classes", None) or (y.shape[-1] if y.dim() == 2 else -1)
+        if y.shape != (x.shape[0], classes) or y.dtype != x.dtype:
+            raise ParameterError(f"soft-label logits must have shape ({x.shape[0]}, {classes}) and dtype "
                                  f"{x.dtype}, got {tuple(y.shape)} {y.dtype}")
     elif y.shape != (x.shape[0],):
         raise ParameterError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
@@ -318,10 +332,8 @@ def unroll_naive(net: FunctionalNet, x: Tensor, y: Tensor, alpha: Tensor, theta0
     for i in range(plan.steps):
         idx = plan.indices[i]
         xb = x[idx]
-        aug = _step_aug(plan, i, augment, xb)
-        if aug is not None:
-            xb = apply_augment(xb, *aug)
-        loss_i = soft_cross_entropy(net.forward(theta, xb), y[idx])
+        index, mask = _step_aug(plan, i, augment, xb) or (None, None)
+        loss_i = _batch_loss(net, theta, xb, y[idx], index, mask)
         g, = torch.autograd.grad(loss_i, theta, create_graph=True)
         theta = theta - alpha * g
     loss = ((theta - target) ** 2).sum() / ((theta0 - target) ** 2).sum()

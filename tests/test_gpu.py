@@ -334,3 +334,25 @@ def test_run_pipeline_on_cuda(tmp_path):
         assert devices(torch.load(path, weights_only=True)) == {"cpu"}, path     # no CUDA storage anywhere
     distilled = load_artifact(out / "cpc1" / "distilled.pt", kind="distilled")
     assert distilled["features"].device.type == "cpu" and torch.isfinite(distilled["features"]).all()
+
+
+def test_modules_and_module_mtt_on_cuda():
+    """transforms follow the input to the GPU (same result as the function there); mtt.match runs on CUDA
+    tensors and agrees with the CPU result (float64)."""
+    from ddfad_fast import mtt
+    from ddfad_fast.transforms import FDMFCC
+    x = torch.randn(2, 3, 8000, device="cuda") * 0.1
+    got = FDMFCC()(x)
+    from ddfad_fast import fd_mfcc
+    want = fd_mfcc(x.reshape(6, -1), 8000, FeatureConfig(fixed_length=None))
+    assert got.device.type == "cuda" and torch.equal(got.reshape(want.shape), want)
+    model = mtt.convnet(3, 4, width=8, depth=2, image_size=8).double()
+    net = mtt.ModuleNet(model)
+    gen = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(8, 3, 8, 8, generator=gen, dtype=torch.float64), torch.arange(8) % 4
+    start = net.flatten()
+    target = start + 0.05 * torch.randn(net.num_params, generator=gen, dtype=torch.float64)
+    cpu = mtt.match(net, xs, ys, 0.05, start, target, steps=4, batch=4, generator=torch.Generator().manual_seed(1))
+    gpu = mtt.match(net, xs.cuda(), ys.cuda(), 0.05, start.cuda(), target.cuda(), steps=4, batch=4,
+                    generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(gpu.grad_x.cpu(), cpu.grad_x, rtol=1e-9, atol=1e-12)

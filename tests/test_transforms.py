@@ -90,3 +90,23 @@ def test_modules_run_under_torch_compile():
         warnings.simplefilter("ignore")                  # dynamo's notes on the lru_cache'd tables
         compiled = torch.compile(module)
         torch.testing.assert_close(compiled(x), module(x), atol=1e-5, rtol=1e-5)
+
+
+def test_matches_torchaudio_where_the_semantics_coincide(fsdd_files):
+    """torchaudio's MFCC with our settings (Slaney mels and norm, zero padding), one clip per call (its
+    top_db floor is shared across a batch): max abs 5e-4; first-order deltas equal compute_deltas away
+    from the edges (torchaudio replicates the edge frames, librosa interpolates; its delta-delta is a
+    delta of a delta, ours the second-derivative filter, so that channel is not compared)."""
+    torchaudio = pytest.importorskip("torchaudio")
+    melkwargs = {"n_fft": 256, "win_length": 160, "hop_length": 80, "n_mels": 40}
+    ours = FDMFCC(sample_rate=8000, n_mfcc=20, melkwargs=melkwargs, preemphasis=0.0)
+    theirs = torchaudio.transforms.MFCC(sample_rate=8000, n_mfcc=20, norm="ortho", log_mels=False,
+                                        melkwargs=dict(melkwargs, center=True, pad_mode="constant", norm="slaney",
+                                                       mel_scale="slaney"))
+    half = 9 // 2
+    for path in fsdd_files[:4]:
+        wave = torch.from_numpy(sf.read(str(path), dtype="float32")[0])
+        got, want = ours(wave), theirs(wave)
+        torch.testing.assert_close(got[0], want, atol=5e-4, rtol=1e-5)
+        delta = torchaudio.functional.compute_deltas(want[None], win_length=9)[0]
+        torch.testing.assert_close(got[1][:, half:-half], delta[:, half:-half], atol=1e-4, rtol=1e-5)

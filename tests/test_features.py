@@ -249,6 +249,18 @@ def test_bad_input_is_a_clear_error(bad, match):
         fd_mfcc(kwargs.pop("waves"), **kwargs)
 
 
+def test_non_finite_check_names_every_bad_clip_and_passes_huge_finite_ones():
+    """The check sums each clip first: NaN/Inf anywhere (also +Inf and -Inf in one clip, whose sum is NaN) is
+    found and named; finite samples whose sum overflows float32 are not an error (their power spectrum
+    overflows float32 anyway, which the features show as they are)."""
+    waves = np.zeros((4, 800), np.float32)
+    waves[1, 5], waves[3, 7], waves[3, 9] = np.inf, np.inf, -np.inf
+    with pytest.raises(ParameterError, match=r"clip 1 has non-finite samples \(NaN or Inf\); 2 such clips"):
+        fd_mfcc(waves, 8000, FeatureConfig(fixed_length=None))
+    huge = np.full((2, 800), 3e38, np.float32)                      # each clip's sum overflows to +Inf
+    assert fd_mfcc(huge, 8000, FeatureConfig(fixed_length=None)).shape == (2, 3, 20, 11)   # no error raised
+
+
 def test_bad_config_and_delta_arguments():
     with pytest.raises(ParameterError, match="n_mfcc"):
         fd_mfcc(np.zeros(100, np.float32), 8000, FeatureConfig(n_mfcc=50))

@@ -67,6 +67,19 @@ class Preset:
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preset":
+        """The inverse of :meth:`to_dict` (e.g. the preset stored in a run's run.json)."""
+        kinds = {"features": FeatureConfig, "expert": ExpertConfig, "distill": DistillConfig, "eval": EvalConfig,
+                 "eval_full": EvalConfig}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ParameterError(f"Preset: unknown field(s) {unknown}")
+        values = {k: (kinds[k].from_dict(v) if k in kinds else tuple(v) if isinstance(v, list) else v)
+                  for k, v in data.items()}
+        return cls(**values)
+
 
 AUGMENT = Augment(max_shift=8, time_mask=10, freq_mask=3)
 

@@ -15,9 +15,9 @@ from typing import List, Optional
 
 from .errors import DDFADError, ParameterError, FileFormatError, ResourceError
 
-COMMANDS = ("features", "reconstruct", "data", "experts", "distill", "evaluate", "run", "continual", "bench",
-            "backends")
-TRAINING_COMMANDS = ("experts", "distill", "evaluate", "run", "continual")     # these take --device
+COMMANDS = ("features", "reconstruct", "data", "experts", "distill", "evaluate", "run", "continual", "nas",
+            "bench", "backends")
+TRAINING_COMMANDS = ("experts", "distill", "evaluate", "run", "continual", "nas")     # these take --device
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 

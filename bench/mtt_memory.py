@@ -74,14 +74,19 @@ def run_case(case: Dict[str, object]) -> Dict[str, object]:
     device = str(case["device"])
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
+    mode = str(case["unroll"])
     if case.get("model") == "cifar":        # any nn.Module through the public API: MTT's ConvNet on 3x32x32
         from ddfad_fast import mtt
         net = mtt.ModuleNet(mtt.convnet(3, int(case["classes"]), int(case["width"]), int(case["depth"]), 32))
         theta0 = net.flatten().to(device)
+        run_unroll = lambda plan: mtt.match(net, x, y, alpha, theta0, target, plan, unroll_mode=mode,  # noqa: E731
+                                            stepper=stepper)
     else:
         net = build_model(ModelConfig(width=int(case["width"]), depth=int(case["depth"])), tuple(case["in_shape"]),
                           int(case["classes"]))
         theta0 = net.init_params(gen).to(device)
+        run_unroll = lambda plan: unroll(net, x, y, alpha, theta0, target, plan, mode=mode,  # noqa: E731
+                                         stepper=stepper)
     n_syn = int(case["cpc"]) * int(case["classes"])
     x = torch.randn(n_syn, *case["in_shape"], generator=gen).to(device)
     y = (torch.arange(n_syn) % int(case["classes"])).to(device)
@@ -94,12 +99,7 @@ def run_case(case: Dict[str, object]) -> Dict[str, object]:
         plan = make_plan(n_syn, batch, steps, torch.Generator().manual_seed(1), augment=False)
         plan.indices = plan.indices.to(device)
         start = time.perf_counter()
-        if case.get("model") == "cifar":
-            from ddfad_fast import mtt
-            out = mtt.match(net, x, y, alpha, theta0, target, plan, unroll_mode=str(case["unroll"]), stepper=stepper)
-        else:
-            out = unroll(net, x, y, alpha, theta0, target, plan, mode=str(case["unroll"]), stepper=stepper)
-        float(out.loss)
+        float(run_unroll(plan).loss)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return time.perf_counter() - start

@@ -185,6 +185,12 @@ class ExpertConfig(_Config):
 ROUNDING_ONLY_FIELDS = ("compile", "ensemble")
 
 
+def rounding_free(config: dict, *also: str) -> dict:
+    """A config dict with its ROUNDING_ONLY_FIELDS (and the fields ``also``) set to None: what a saved state
+    and the current settings must agree on for one to resume the other."""
+    return dict(config, **dict.fromkeys(ROUNDING_ONLY_FIELDS + also))
+
+
 @dataclass(frozen=True)
 class DistillConfig(_Config):
     """MTT distillation (docs/architecture.md section 6). Step sizes are per unit of the features the nets see."""

@@ -19,7 +19,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from .config import ROUNDING_ONLY_FIELDS, EvalConfig, ModelConfig
+from .config import EvalConfig, ModelConfig, rounding_free
 from .errors import FileFormatError, ParameterError
 from .experts import NetGroup, accuracy, report_compile_fallback, train_group, training_stepper
 from .io import load_artifact, save_artifact
@@ -79,13 +79,13 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     if has_val:
         x_val, y_val = x_val.detach().float().to(device), y_val.to(device)
     fingerprint = (x_train, y_train, x_test, y_test) + ((x_val, y_val) if has_val else ())
-    state_config = {"eval": _rounding_free(config.to_dict()), "model": model_config.to_dict(), "lr": lr,
+    state_config = {"eval": rounding_free(config.to_dict()), "model": model_config.to_dict(), "lr": lr,
                     "data": data_fingerprint(*fingerprint)} if checkpoint is not None else None
     state = None
     if checkpoint is not None and Path(checkpoint).is_file():
         state = load_artifact(checkpoint, kind="eval_progress", expected_config=state_config,
                               config_keys=("model", "lr", "data"))
-        saved_eval = _rounding_free(state["config"].get("eval", {}))
+        saved_eval = rounding_free(state["config"].get("eval", {}))
         if saved_eval != state_config["eval"]:
             raise FileFormatError(f"{checkpoint}: made with a different config (eval: file {saved_eval!r} vs run "
                                   f"{state_config['eval']!r})")
@@ -128,11 +128,6 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     if has_val:
         result.update(val_accs=val_accs, val_mean=statistics.fmean(val_accs), val_std=statistics.pstdev(val_accs))
     return result
-
-
-def _rounding_free(eval_config: dict) -> dict:
-    """An EvalConfig dict without the settings that change float32 rounding only (resume across them)."""
-    return dict(eval_config, **dict.fromkeys(ROUNDING_ONLY_FIELDS))
 
 
 def _restore(group: NetGroup, state: dict, device: torch.device) -> None:

@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .config import ROUNDING_ONLY_FIELDS, Augment, ExpertConfig, FeatureConfig
+from .config import Augment, ExpertConfig, FeatureConfig, rounding_free
 from .backends import _warn_once
 from .data import FeatureNorm
 from .errors import FileFormatError, ParameterError
@@ -227,8 +227,8 @@ def _check_same(path: Path, kind: str, file_config: dict) -> dict:
     """Load ``path`` and check it was made with ``file_config`` (the expert count may differ)."""
     obj = load_artifact(path, kind=kind, expected_config=file_config,
                         config_keys=("features", "in_shape", "num_classes", "standardized"))
-    free = dict.fromkeys(("num_experts",) + ROUNDING_ONLY_FIELDS)
-    if dict(obj["config"].get("expert", {}), **free) != dict(file_config["expert"], **free):
+    if rounding_free(obj["config"].get("expert", {}), "num_experts") != rounding_free(file_config["expert"],
+                                                                                     "num_experts"):
         raise FileFormatError(f"{path}: made with a different expert config ({obj['config'].get('expert')} "
                               f"vs {file_config['expert']})")
     return obj

@@ -119,15 +119,24 @@ def markdown(results: dict, notes: List[str]) -> str:
     return "\n".join(lines)
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only), or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def _save_figure(fig, path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
 
 
 def plot_accuracy(results: dict, path: Path) -> None:
     """accuracy_vs_cpc.png: distilled and random-real accuracy vs CPC, full data as a line, per model."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     cpcs = results["cpcs"]
     models = sorted({m for c in cpcs for m in results["accuracy"].get(f"cpc{c}", {}).get("distilled", {})})
@@ -157,9 +166,7 @@ def plot_distilled_grid(features: Tensor, labels: Tensor, class_names: List[str]
     Each coefficient is shown standardised over all samples and frames of the grid (one shared colour
     scale), so that c0, the log energy, does not drown out the other coefficients.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     n_cols = max(1, min(per_class, max(int((labels == c).sum()) for c in range(len(class_names)))))
     fig, axes = plt.subplots(len(class_names), n_cols, figsize=(1.8 * n_cols, 0.9 * len(class_names)),
                              squeeze=False)
@@ -189,11 +196,8 @@ def write_report(out_dir: Path, results: dict, distilled: Optional[Dict[int, tup
     out_dir = Path(out_dir)
     notes: List[str] = []
     written = []
-    try:
-        import matplotlib  # noqa: F401
-        plots = True
-    except ImportError:
-        plots = False
+    plots = pyplot() is not None
+    if not plots:
         notes.append("plots skipped: matplotlib is not installed (pip install 'ddfad_fast[report]')")
     if plots:
         figures = [("accuracy_vs_cpc.png", lambda path: plot_accuracy(results, path))]

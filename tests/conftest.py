@@ -70,3 +70,26 @@ def single_thread():
     yield
     torch.set_num_threads(threads)
 
+
+
+@pytest.fixture
+def interrupt_epoch(monkeypatch):
+    """``interrupt_epoch(n)``: the n-th epoch of the shared training loop (``experts.sgd_epoch``) changes its
+    parameters and raises KeyboardInterrupt half-way (what it changed must not be saved); returns a function
+    that undoes it."""
+    import ddfad_fast.experts as experts
+    real = experts.sgd_epoch
+
+    def arm(stop_at: int):
+        calls = {"n": 0}
+
+        def interrupted(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                args[1].add_(1.0)
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(experts, "sgd_epoch", interrupted)
+        return lambda: monkeypatch.setattr(experts, "sgd_epoch", real)
+    return arm

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ddfad_fast.config import Augment, EvalConfig, ModelConfig
-from ddfad_fast.errors import FileFormatError, ParameterError
+from ddfad_fast.errors import ParameterError
 from ddfad_fast.evaluate import evaluate_training_set, random_real_subset
 from ddfad_fast.models import build_model
 from test_experts import make_split
@@ -56,31 +56,14 @@ def test_random_real_subset():
         random_real_subset(s.x_train, s.y_train, 100)
 
 
-def _interrupt_at(monkeypatch, stop_at: int):
-    """Make the stop_at-th epoch of the shared training loop raise KeyboardInterrupt half-way (parameters
-    already changed: they must not be saved); returns a function that undoes it."""
-    import ddfad_fast.experts as experts
-    real, calls = experts.sgd_epoch, {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == stop_at:
-            args[1].add_(1.0)
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(experts, "sgd_epoch", interrupted)
-    return lambda: monkeypatch.setattr(experts, "sgd_epoch", real)
-
-
-def test_checkpoint_resume_is_exact(tmp_path, monkeypatch):
+def test_checkpoint_resume_is_exact(tmp_path, interrupt_epoch):
     """Interrupted (Ctrl-C in the middle of an epoch) and resumed == uninterrupted."""
     s = make_split()
     cfg = CFG.replace(num_nets=2, epochs=7)
     want = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg)
     ckpt = tmp_path / "eval.pt"
     for stop_at in (2, 3, 6):                  # before the first checkpoint, just after one, later
-        restore = _interrupt_at(monkeypatch, stop_at)
+        restore = interrupt_epoch(stop_at)
         with pytest.raises(KeyboardInterrupt):
             evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, checkpoint=ckpt,
                                   checkpoint_every=2)
@@ -165,7 +148,7 @@ def test_nets_side_by_side_match_nets_trained_alone(soft):
         sgd_epoch(net, init.clone(), torch.zeros_like(init), s.x_train, y, 0.05, 0.9, 5e-4, 20, gens[:2], aug)
 
 
-def test_ensemble_evaluation_agrees_and_resumes_exactly(tmp_path, monkeypatch):
+def test_ensemble_evaluation_agrees_and_resumes_exactly(tmp_path, interrupt_epoch):
     import shutil
     s = make_split()
     cfg = CFG.replace(num_nets=3, epochs=5, augment=Augment(max_shift=2, time_mask=2, freq_mask=1))
@@ -173,7 +156,7 @@ def test_ensemble_evaluation_agrees_and_resumes_exactly(tmp_path, monkeypatch):
     together = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg.replace(ensemble=True))
     assert together["accs"] == alone["accs"] and together["epochs"] == alone["epochs"]
     ckpt = tmp_path / "eval.pt"
-    restore = _interrupt_at(monkeypatch, 4)
+    restore = interrupt_epoch(4)
     with pytest.raises(KeyboardInterrupt):
         evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg.replace(ensemble=True),
                               checkpoint=ckpt, checkpoint_every=2)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import ddfad_fast.experts as experts
 from ddfad_fast.config import Augment, ExpertConfig, FeatureConfig, ModelConfig
-from ddfad_fast.data import FeatureNorm, FeatureSplit, carve_validation
+from ddfad_fast.data import FeatureSplit, carve_validation
 from ddfad_fast.errors import FileFormatError, ParameterError
 from ddfad_fast.experts import load_trajectories, sgd_epoch, train_experts
 from ddfad_fast.io import load_artifact
@@ -80,24 +80,15 @@ def test_sgd_epoch_matches_torch_optim(momentum, weight_decay):
     torch.testing.assert_close(params, ref.detach(), atol=1e-12, rtol=1e-10)
 
 
-def test_resume_is_exact(tmp_path, monkeypatch):
+def test_resume_is_exact(tmp_path, interrupt_epoch):
     split = make_split()
     cfg = CFG.replace(num_experts=2, epochs=4, augment=Augment(max_shift=2, time_mask=3, freq_mask=2))
     train_experts(split, cfg, tmp_path / "full", progress=False)
 
-    calls = {"n": 0}
-    real_epoch = experts.sgd_epoch
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:  # expert 1, epoch 3
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(experts, "sgd_epoch", interrupted)
+    restore = interrupt_epoch(7)  # expert 1, epoch 3
     with pytest.raises(KeyboardInterrupt):
         train_experts(split, cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(experts, "sgd_epoch", real_epoch)
+    restore()
     assert (tmp_path / "resumed" / "expert_000.pt").exists()
     assert (tmp_path / "resumed" / "expert_001.partial.pt").exists()
     with pytest.raises(ParameterError, match="expert_000.pt exists"):
@@ -110,7 +101,7 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     assert not list((tmp_path / "resumed").glob("*.partial.pt"))
 
 
-def test_experts_trained_together_match_one_by_one_and_resume_any_mix(tmp_path, monkeypatch):
+def test_experts_trained_together_match_one_by_one_and_resume_any_mix(tmp_path, interrupt_epoch):
     """ensemble=True trains the unfinished experts as one batched computation: each file within float32
     rounding of training it alone; it resumes a one-by-one run stopped half-way (one expert finished, one
     part-way, one not started: the last catches up alone, then the two go on together)."""
@@ -118,18 +109,10 @@ def test_experts_trained_together_match_one_by_one_and_resume_any_mix(tmp_path, 
     cfg = CFG.replace(num_experts=3, epochs=4, augment=Augment(max_shift=2, time_mask=3, freq_mask=2))
     train_experts(split, cfg, tmp_path / "alone", progress=False)
     train_experts(split, cfg.replace(ensemble=True), tmp_path / "together", progress=False)
-    real_epoch, calls = experts.sgd_epoch, {"n": 0}
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 7:  # expert 1, epoch 3
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(experts, "sgd_epoch", interrupted)
+    restore = interrupt_epoch(7)  # expert 1, epoch 3
     with pytest.raises(KeyboardInterrupt):
         train_experts(split, cfg, tmp_path / "mixed", progress=False)
-    monkeypatch.setattr(experts, "sgd_epoch", real_epoch)
+    restore()
     assert sorted(p.name for p in (tmp_path / "mixed").glob("expert_*")) == ["expert_000.pt", "expert_001.partial.pt"]
     train_experts(split, cfg.replace(ensemble=True), tmp_path / "mixed", resume=True, progress=False)
     assert not list((tmp_path / "mixed").glob("*.partial.pt"))

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import warnings
+from pathlib import Path
+from typing import Optional
 
 _WARNED: set = set()
 
@@ -26,3 +29,17 @@ class DeprecatedAlias(argparse.Action):
             warnings.warn(f"{parser.prog}: {option_string} is deprecated and will be removed in the next release; "
                           f"use {self.new}", FutureWarning, stacklevel=2)
         setattr(namespace, self.dest, values)
+
+
+def saved_progress(path: Path, settings: dict, resume: bool) -> Optional[dict]:
+    """The progress file of a resumable command: None when there is none; its contents with ``resume`` and
+    the same ``settings``; else a ParameterError (never overwritten without --resume, never mixed)."""
+    from ..errors import ParameterError
+    if not path.is_file():
+        return None
+    if not resume:
+        raise ParameterError(f"{path} exists; pass --resume to continue it")
+    saved = json.loads(path.read_text())
+    if saved.get("settings") != settings:
+        raise ParameterError(f"{path} was made with other settings ({saved.get('settings')})")
+    return saved

@@ -12,7 +12,6 @@ accuracy_per_task.png (default OUT: RUN/continual).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
@@ -65,13 +64,10 @@ def _markdown(results: dict) -> str:
 
 
 def _plot(results: dict, path: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    from ..report import _save_figure, pyplot
+    plt = pyplot()
+    if plt is None:
         return
-    from ..report import _save_figure
     protocols = results["protocols"]
     fig, axes = plt.subplots(1, len(protocols), figsize=(5 * len(protocols), 3.6), squeeze=False)
     for ax, protocol in zip(axes[0], protocols):
@@ -89,24 +85,14 @@ def _plot(results: dict, path: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..continual import PROTOCOLS, finetune, gdumb, task_sequence
-    from ..data import load_feature_split
     from ..evaluate import herding_subset, random_real_subset
     from ..experts import load_trajectories
-    from ..io import atomic_write_json, atomic_write_text, load_artifact
+    from ..io import atomic_write_json, atomic_write_text
     from ..models import build_model
-    from ..presets import Preset
+    from . import saved_progress
+    from .run import finished_run, load_distilled, run_split
 
-    run_file = args.run / "run.json"
-    if not run_file.is_file():
-        raise ParameterError(f"{args.run} is not a ddfad run folder (no run.json)")
-    run = json.loads(run_file.read_text())
-    preset = Preset.from_dict(run["preset"])
-    cpcs = sorted(int(p.name[3:]) for p in args.run.glob("cpc*") if (p / "distilled.pt").is_file())
-    if not cpcs:
-        raise ParameterError(f"{args.run} holds no distilled set (cpcN/distilled.pt)")
-    cpc = args.cpc if args.cpc is not None else cpcs[-1]
-    if cpc not in cpcs:
-        raise ParameterError(f"--cpc {cpc}: {args.run} has distilled sets for CPC {cpcs}")
+    run, preset, cpc = finished_run(args.run, args.cpc)
     memory = args.memory if args.memory is not None else cpc
     if not 1 <= memory <= cpc:
         raise ParameterError(f"--memory must be in [1, {cpc}] (the distilled set's clips per class), got {memory}")
@@ -119,37 +105,27 @@ def main(args: argparse.Namespace) -> int:
     results_file = out / RESULTS_NAME
     settings = {"run": str(args.run), "cpc": cpc, "memory": memory, "tasks": args.tasks, "seeds": args.seeds,
                 "epochs_per_task": args.epochs_per_task}
-    done = {}
-    if results_file.is_file():
-        if not args.resume:
-            raise ParameterError(f"{results_file} exists; pass --resume to continue it")
-        saved = json.loads(results_file.read_text())
-        if saved.get("settings") != settings:
-            raise ParameterError(f"{results_file} was made with other settings ({saved.get('settings')})")
-        done = saved.get("curves", {})
+    done = (saved_progress(results_file, settings, args.resume) or {}).get("curves", {})
     out.mkdir(parents=True, exist_ok=True)
 
-    split = load_feature_split(run["data"], preset.features, cache_dir=args.run / "cache",
-                               max_per_class=run.get("max_per_class"), val_fraction=preset.val_fraction)
-    split = (split.standardized() if preset.standardize else split).to(args.device)
-    distilled = load_artifact(args.run / f"cpc{cpc}" / "distilled.pt", kind="distilled")
-    labels = distilled["labels"].long()
+    split = run_split(args.run, run, preset, args.device)
+    distilled = load_distilled(args.run / f"cpc{cpc}" / "distilled.pt")
+    labels = distilled["labels"]
     keep = torch.cat([torch.nonzero(labels == c).flatten()[:memory] for c in range(split.num_classes)])
     trajectories = load_trajectories(args.run / "experts", preset.features)
     embed = build_model(preset.expert.model, split.in_shape, split.num_classes)
-    memories = {"distilled": (distilled["features"].float()[keep].to(args.device), labels[keep].to(args.device)),
+    memories = {"distilled": (distilled["features"][keep].to(args.device), labels[keep].to(args.device)),
                 "random": random_real_subset(split.x_train, split.y_train, memory, seed=preset.eval.seed),
                 "herding": herding_subset(split.x_train, split.y_train, memory, embed, trajectories.params[0][-1])}
-    alpha = float(torch.as_tensor(distilled["alpha"]))
+    alpha = distilled["alpha"]
     test = (split.x_test, split.y_test)
     model = preset.expert.model
-    task_sizes = None
+    task_orders = [task_sequence(split.num_classes, args.tasks, seed) for seed in range(args.seeds)]
+    task_sizes = [len(t) for t in task_orders[0]]
     for protocol in protocols:
         for name in MEMORIES:
-            for seed in range(args.seeds):
+            for seed, tasks in enumerate(task_orders):
                 key = f"{protocol}/{name}/{seed}"
-                tasks = task_sequence(split.num_classes, args.tasks, seed)
-                task_sizes = [len(t) for t in tasks]
                 if key in done:
                     continue
                 if protocol == "gdumb":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
-from typing import Optional
 
 from ..config import Augment
 from ..errors import ParameterError

@@ -15,7 +15,6 @@ import argparse
 import json
 import re
 from pathlib import Path
-from typing import Optional
 
 import torch
 

@@ -12,11 +12,8 @@ them. Writes OUT/report.md, report.json and proxy_vs_full.png (default OUT: RUN/
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
-
-import torch
 
 from ..errors import ParameterError
 
@@ -59,13 +56,10 @@ def _markdown(report: dict) -> str:
 
 
 def _plot(report: dict, path: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    from ..report import _save_figure, pyplot
+    plt = pyplot()
+    if plt is None:
         return
-    from ..report import _save_figure
     fig, axes = plt.subplots(1, len(PROXIES), figsize=(5 * len(PROXIES), 4), squeeze=False)
     rows = [r for r in report["results"].values() if all(k in r for k in PROXIES + ("full",))]
     for ax, proxy in zip(axes[0], PROXIES):
@@ -79,50 +73,30 @@ def _plot(report: dict, path: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..data import load_feature_split
     from ..evaluate import evaluate_training_set, random_real_subset
-    from ..io import atomic_write_json, atomic_write_text, load_artifact
+    from ..io import atomic_write_json, atomic_write_text
     from ..nas import arch_name, search_space, summarize
-    from ..presets import Preset
+    from . import saved_progress
+    from .run import finished_run, load_distilled, run_split
 
-    run_file = args.run / "run.json"
-    if not run_file.is_file():
-        raise ParameterError(f"{args.run} is not a ddfad run folder (no run.json)")
+    run, preset, cpc = finished_run(args.run, args.cpc)
     if args.proxy_steps < 1 or args.full_epochs < 1:
         raise ParameterError(f"--proxy-steps and --full-epochs must be >= 1, got {args.proxy_steps}, {args.full_epochs}")
-    run = json.loads(run_file.read_text())
-    preset = Preset.from_dict(run["preset"])
-    cpcs = sorted(int(p.name[3:]) for p in args.run.glob("cpc*") if (p / "distilled.pt").is_file())
-    if not cpcs:
-        raise ParameterError(f"{args.run} holds no distilled set (cpcN/distilled.pt)")
-    cpc = args.cpc if args.cpc is not None else cpcs[-1]
-    if cpc not in cpcs:
-        raise ParameterError(f"--cpc {cpc}: {args.run} has distilled sets for CPC {cpcs}")
     space = search_space()[:args.limit] if args.limit else search_space()
     if len(space) < 2:
         raise ParameterError("the search needs at least two architectures")
     out = args.out or args.run / "nas"
     results_file = out / RESULTS_NAME
     settings = {"run": str(args.run), "cpc": cpc, "proxy_steps": args.proxy_steps, "full_epochs": args.full_epochs}
-    results: dict = {}
-    if results_file.is_file():
-        if not args.resume:
-            raise ParameterError(f"{results_file} exists; pass --resume to continue it")
-        saved = json.loads(results_file.read_text())
-        if saved.get("settings") != settings:
-            raise ParameterError(f"{results_file} was made with other settings ({saved.get('settings')})")
-        results = saved["results"]
+    results: dict = (saved_progress(results_file, settings, args.resume) or {}).get("results", {})
     out.mkdir(parents=True, exist_ok=True)
 
-    split = load_feature_split(run["data"], preset.features, cache_dir=args.run / "cache",
-                               max_per_class=run.get("max_per_class"), val_fraction=preset.val_fraction)
-    split = (split.standardized() if preset.standardize else split).to(args.device)
+    split = run_split(args.run, run, preset, args.device)
     if split.x_val is None:
         raise ParameterError("the run has no validation split to rank architectures on")
-    distilled = load_artifact(args.run / f"cpc{cpc}" / "distilled.pt", kind="distilled")
-    targets = distilled["soft_labels"] if "soft_labels" in distilled else distilled["labels"]
-    sets = {"distilled": (distilled["features"].float().to(args.device), targets.to(args.device),
-                          float(torch.as_tensor(distilled["alpha"]))),
+    distilled = load_distilled(args.run / f"cpc{cpc}" / "distilled.pt")
+    sets = {"distilled": (distilled["features"].to(args.device), distilled["targets"].to(args.device),
+                          distilled["alpha"]),
             "random": (*random_real_subset(split.x_train, split.y_train, cpc, seed=preset.eval.seed), None)}
     proxy_config = preset.eval.replace(num_nets=1, steps=args.proxy_steps, compile=False)
     full_config = preset.eval_full.replace(num_nets=1, epochs=args.full_epochs, steps=None, compile=False)

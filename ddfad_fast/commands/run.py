@@ -28,7 +28,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -213,11 +213,37 @@ def _channels(split, k: int):
                                norm=norm)
 
 
-def _load_distilled(path: Path) -> dict:
+def load_distilled(path: Path) -> dict:
+    """A distilled set as evaluation uses it: features, labels, training targets (soft labels when learned),
+    its learned step size alpha and its iteration count."""
     obj = load_artifact(path, kind="distilled")
     return {"features": obj["features"].float(), "labels": obj["labels"].long(),
             "targets": obj["soft_labels"].float() if "soft_labels" in obj else obj["labels"].long(),
             "alpha": float(torch.as_tensor(obj["alpha"])), "iterations": len(obj["history"]["loss"])}
+
+
+def finished_run(folder: Path, cpc: Optional[int] = None) -> Tuple[dict, Preset, int]:
+    """run.json, the preset and a CPC (``cpc``, default the largest) of a finished ``ddfad run`` folder, for the
+    commands that build on one (continual, nas); ParameterError when the folder or the CPC is not there."""
+    run_file = Path(folder) / RUN_FILE
+    if not run_file.is_file():
+        raise ParameterError(f"{folder} is not a ddfad run folder (no {RUN_FILE})")
+    run = json.loads(run_file.read_text())
+    cpcs = sorted(int(p.name[3:]) for p in Path(folder).glob("cpc*") if (p / "distilled.pt").is_file())
+    if not cpcs:
+        raise ParameterError(f"{folder} holds no distilled set (cpcN/distilled.pt)")
+    cpc = cpcs[-1] if cpc is None else cpc
+    if cpc not in cpcs:
+        raise ParameterError(f"--cpc {cpc}: {folder} has distilled sets for CPC {cpcs}")
+    return run, Preset.from_dict(run["preset"]), cpc
+
+
+def run_split(folder: Path, run: dict, preset: Preset, device: torch.device):
+    """The feature split of a finished run (its cache, validation split and standardisation), on ``device``."""
+    from ..data import load_feature_split
+    split = load_feature_split(run["data"], preset.features, cache_dir=Path(folder) / "cache",
+                               max_per_class=run.get("max_per_class"), val_fraction=preset.val_fraction)
+    return (split.standardized() if preset.standardize else split).to(device)
 
 
 def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: bool = False,
@@ -298,13 +324,13 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         cpc_dir = out / f"cpc{cpc}"
         distilled_file = cpc_dir / "distilled.pt"
         config = preset.distill.replace(cpc=cpc)
-        current = _load_distilled(distilled_file) if distilled_file.is_file() else None
+        current = load_distilled(distilled_file) if distilled_file.is_file() else None
         if current is None or current["iterations"] < config.iterations:
             result = stages.run(f"distill cpc{cpc}", lambda: distill(
                 split.x_train, split.y_train, trajectories, config, out_dir=cpc_dir, resume=True,
                 evaluate_fn=monitor if config.eval_every else None, progress=progress))
             result.save(distilled_file, preset.features, preset.expert, split.class_names)
-            current = _load_distilled(distilled_file)
+            current = load_distilled(distilled_file)
             shutil.rmtree(cpc_dir / "audio", ignore_errors=True)          # made from the previous set
         feats, labels = current["features"], current["labels"]
         distilled_sets[cpc], alphas[f"cpc{cpc}"] = (feats, labels), current["alpha"]
@@ -340,11 +366,11 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         traj = load_trajectories(folder / "experts", preset.features)
         distilled_file = folder / f"cpc{cross_cpc}" / "distilled.pt"
         config = preset.distill.replace(cpc=cross_cpc)
-        if not distilled_file.is_file() or _load_distilled(distilled_file)["iterations"] < config.iterations:
+        if not distilled_file.is_file() or load_distilled(distilled_file)["iterations"] < config.iterations:
             result = stages.run(f"ablation ch{k}", lambda: distill(
                 sub.x_train, sub.y_train, traj, config, out_dir=distilled_file.parent, resume=True, progress=progress))
             result.save(distilled_file, preset.features, preset.expert, split.class_names)
-        current = _load_distilled(distilled_file)
+        current = load_distilled(distilled_file)
         tag = f"iterations={current['iterations']}"
         models = ("convnet",)
         rows = [("distilled", current["features"].to(device), current["targets"].to(device), preset.eval,

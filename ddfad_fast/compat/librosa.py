@@ -21,6 +21,7 @@ orthogonal), floored once over the whole batch and truncated.
 from __future__ import annotations
 
 import importlib
+import inspect
 import warnings
 from typing import Any, Callable, Optional, Union
 
@@ -116,6 +117,10 @@ def melspectrogram(*, y: Optional[np.ndarray] = None, sr: float = 22050, S: Opti
     return out.astype(dtype, copy=False) if dtype is not None else out
 
 
+_STFT_DEFAULTS = {name: p.default for name, p in inspect.signature(melspectrogram).parameters.items()
+                  if name in ("n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power")}
+
+
 def power_to_db(S: np.ndarray, *, ref: Union[float, Callable] = 1.0, amin: float = 1e-10,
                 top_db: Optional[float] = 80.0) -> np.ndarray:
     """librosa.power_to_db: 10 log10(max(amin, S) / max(amin, ref)), floored at ``top_db`` below the maximum
@@ -159,10 +164,7 @@ def mfcc(*, y: Optional[np.ndarray] = None, sr: float = 22050, S: Optional[np.nd
         if y is None:
             raise ParameterError("mfcc needs y (audio) or S (a log-power mel spectrogram)")
         y = _floats(y, "y")
-        stft_keys = ("n_fft", "hop_length", "win_length", "window", "center", "pad_mode", "power")
-        defaults = {"n_fft": 2048, "hop_length": 512, "win_length": None, "window": "hann", "center": True,
-                    "pad_mode": "constant", "power": 2.0}
-        stft_args = {k: kwargs.pop(k, defaults[k]) for k in stft_keys}
+        stft_args = {k: kwargs.pop(k, default) for k, default in _STFT_DEFAULTS.items()}   # melspectrogram's
         mel = _mel_kwargs(kwargs, "mfcc")
         if stft_args["power"] == 2.0 and mel.get("dtype") is None:
             out = _fused_mfcc(y, sr, n_mfcc, stft_args, mel)

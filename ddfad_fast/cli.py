@@ -114,10 +114,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     import torch
     if args.threads is not None or not os.environ.get("OMP_NUM_THREADS"):    # an explicit OMP_NUM_THREADS stands
         torch.set_num_threads(args.threads or free_cores())
+    from . import distributed
+    finished = False
     try:
         if hasattr(args, "device"):
-            args.device = resolve_device(args.device)
-        return int(args._main(args) or 0)
+            args.device = distributed.local_device(resolve_device(args.device))
+        distributed.init(args.command, getattr(args, "device", None))
+        code = int(args._main(args) or 0)
+        finished = True
+        return code
     except KeyboardInterrupt:
         print(f"ddfad {args.command}: interrupted; finished work is saved, run the same command with --resume "
               "to continue", file=sys.stderr)
@@ -128,6 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except DDFADError as exc:
         print(f"ddfad {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        distributed.shutdown(wait=finished)
 
 
 if __name__ == "__main__":  # pragma: no cover

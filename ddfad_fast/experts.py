@@ -8,10 +8,12 @@ family as the distillation unroll and evaluation). Each file carries the feature
 expert was trained in (``split.norm``), so later stages never look for it elsewhere. Accuracy per
 epoch is tracked on the validation split when there is one (else on test; it chooses nothing).
 Finished experts are skipped on resume; an unfinished one is checkpointed atomically after every epoch
-(``expert_{k:03d}.partial.pt``) and resumed exactly.
+(``expert_{k:03d}.partial.pt``) and resumed exactly. Under torchrun the ranks train disjoint experts
+into one folder (:func:`train_experts`); the files are the ones a single process writes.
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -19,10 +21,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from . import distributed
 from .config import Augment, ExpertConfig, FeatureConfig, rounding_free
 from .backends import _warn_once
 from .data import FeatureNorm
-from .errors import FileFormatError, ParameterError
+from .errors import DDFADError, FileFormatError, ParameterError
 from .io import load_artifact, save_artifact
 from .models import FunctionalNet, build_model
 from .unroll import AugTensors, Stepper, augment_tensors, functional_grad_and_loss
@@ -252,6 +255,14 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
     config are kept and unfinished ones continue from their last epoch. ``config.ensemble``: the
     unfinished experts train together (:func:`train_group`, ``together=True``), else one after another;
     either way each keeps its own seed, trajectory file and per-epoch checkpoint.
+
+    Under torchrun (:mod:`ddfad_fast.distributed`, W > 1 processes): rank 0 checks ``out_dir`` and deals
+    the unfinished experts out in order, the i-th to rank i % W (a fresh run: expert k on rank k % W);
+    each rank trains its own (together with ``config.ensemble``) and writes their files into the shared
+    ``out_dir``. Every file is the one a single process writes (expert k keeps seed ``config.seed + k``).
+    Then the ranks wait for each other; when any rank failed every rank raises (the failed one its own
+    error, the others a DDFADError), and every finished expert and per-epoch checkpoint stays for
+    ``resume``. Every rank returns all K paths.
     """
     _validate(config, split)
     out_dir = Path(out_dir)
@@ -259,6 +270,62 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
     file_config = _file_config(split, config)
     net = build_model(config.model, split.in_shape, split.num_classes)
     paths = [expert_path(out_dir, k) for k in range(config.num_experts)]
+    size, me = distributed.world_size(), distributed.rank()
+    if size == 1:
+        todo = _unfinished(paths, file_config, resume)
+    else:
+        # rank 0 alone reads the folder, before any rank writes into it; every rank gets its answer
+        outcome = None
+        if distributed.is_main():
+            try:
+                outcome = ("todo", _unfinished(paths, file_config, resume), file_config)
+            except Exception as exc:  # noqa: BLE001 - handed to every rank, raised there
+                outcome = ("error", _picklable(exc), None)
+        outcome = distributed.broadcast_object(outcome)
+        if outcome[0] == "error":
+            raise outcome[1]
+        todo, main_config = outcome[1], outcome[2]
+    mine = todo[me::size]
+    bar = None
+    if progress and distributed.is_main():
+        from tqdm.auto import tqdm
+        if size == 1:
+            bar = tqdm(total=config.num_experts * config.epochs, desc="experts", unit="epoch",
+                       initial=(config.num_experts - len(todo)) * config.epochs)
+        else:
+            bar = tqdm(total=len(mine) * config.epochs, desc=f"experts (rank 0 of {size})", unit="epoch")
+    error: Optional[BaseException] = None
+    try:
+        if size > 1 and main_config != file_config:
+            differ = sorted(key for key in file_config if file_config[key] != main_config.get(key))
+            raise ParameterError(f"rank {me}'s {', '.join(differ)} differ from rank 0's; every rank must load "
+                                 f"the same data with the same options")
+        for ks in ([mine] if config.ensemble else [[k] for k in mine]):
+            if ks:
+                _train_some(net, split, config, ks, out_dir, file_config, resume, bar)
+    except BaseException as exc:  # noqa: BLE001 - the other ranks learn of it below, then it goes on
+        error = exc
+    finally:
+        if bar is not None:
+            bar.close()
+    if size > 1:
+        try:
+            everyone = distributed.all_ok(error is None)
+        except Exception:
+            if error is not None:
+                raise error
+            raise
+        if error is None and not everyone:
+            raise DDFADError(f"another rank failed while training experts; the finished experts and per-epoch "
+                             f"checkpoints are in {out_dir}: run the same command with --resume to finish the set")
+    if error is not None:
+        raise error
+    return paths
+
+
+def _unfinished(paths: List[Path], file_config: dict, resume: bool) -> List[int]:
+    """The experts of ``paths`` with no trajectory file yet; the existing files checked against ``file_config``
+    (with ``resume``; without it an existing file is a ParameterError)."""
     todo = []
     for k, path in enumerate(paths):
         if not path.exists():
@@ -267,17 +334,16 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
             raise ParameterError(f"{path} exists; pass resume=True (--resume) to keep it or use another folder")
         else:
             _check_same(path, "trajectory", file_config)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=config.num_experts * config.epochs, desc="experts", unit="epoch",
-                   initial=(config.num_experts - len(todo)) * config.epochs)
-    for ks in ([todo] if config.ensemble else [[k] for k in todo]):
-        if ks:
-            _train_some(net, split, config, ks, out_dir, file_config, resume, bar)
-    if bar is not None:
-        bar.close()
-    return paths
+    return todo
+
+
+def _picklable(exc: Exception) -> Exception:
+    """``exc`` if it survives pickling (to go to the other ranks), else a DDFADError with its message."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001
+        return DDFADError(f"{type(exc).__name__}: {exc}")
 
 
 def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], out_dir: Path, file_config: dict,

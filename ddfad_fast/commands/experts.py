@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from .. import distributed
     from ..data import load_feature_split
     from ..experts import train_experts
     from ..presets import get_preset
@@ -47,8 +48,12 @@ def main(args: argparse.Namespace) -> int:
                                max_per_class=args.max_per_class, strict=args.strict, val_fraction=preset.val_fraction)
     if preset.standardize:
         split = split.standardized()
-    for path, reason in split.skipped:
-        print(f"skipped {path}: {reason}")
+    main_rank = distributed.is_main()                 # under torchrun rank 0 alone prints
+    if main_rank:
+        for path, reason in split.skipped:
+            print(f"skipped {path}: {reason}")
     paths = train_experts(split.to(args.device), expert, args.out, resume=args.resume)
-    print(f"{len(paths)} expert trajectories in {args.out}")
+    if main_rank:
+        print(f"{len(paths)} expert trajectories in {args.out}" +
+              (f" ({distributed.world_size()} processes)" if distributed.world_size() > 1 else ""))
     return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import random
@@ -33,7 +32,6 @@ from torch import Tensor
 
 from .config import FeatureConfig
 from .errors import AudioFileError, FileFormatError, ParameterError
-from .io import load_artifact, save_artifact
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 FSDD_PATTERN = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>\d+)\.(wav|flac|ogg|aiff|aif)$",
@@ -191,18 +189,6 @@ def _class_names(labels: Sequence[str]) -> List[str]:
     return sorted(unique)
 
 
-def _cache_key(items: Sequence[_Item], config: FeatureConfig) -> str:
-    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
-    for it in items:
-        try:
-            st = it.path.stat()
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
-        h.update(f"{it.path.resolve()}|{it.label}|{it.split}|{it.speaker}|{stamp}\n".encode())
-    return h.hexdigest()
-
-
 def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, strict: bool = False,
                      progress: Any = True, batch_size: int = _BATCH) -> Tuple[Tensor, List[int], List[Tuple[str, str]]]:
     """FD-MFCC of audio files, batched: ``(features (N, 3, n_mfcc, T) float32, kept indices, skipped)``.
@@ -256,58 +242,85 @@ def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, s
     return x, kept, skipped
 
 
-def _extract(items: Sequence[_Item], config: FeatureConfig, strict: bool, progress: bool
-             ) -> Tuple[Tensor, List[_Item], List[Tuple[str, str]]]:
-    x, kept, skipped = extract_features([it.path for it in items], config, strict=strict, progress=progress)
-    return x, [items[i] for i in kept], skipped
+IN_MEMORY_LIMIT_GB = 2.0      # load_feature_split reads a larger store batch by batch (see in_memory)
 
 
 def load_feature_split(source: Union[str, Path], feature_config: Optional[FeatureConfig] = None,
                        cache_dir: Optional[Path] = None, strict: bool = False, progress: bool = True,
-                       max_per_class: Optional[int] = None, val_fraction: float = 0.0) -> FeatureSplit:
+                       max_per_class: Optional[int] = None, val_fraction: float = 0.0,
+                       in_memory: Optional[bool] = None, workers: Optional[int] = None) -> FeatureSplit:
     """FD-MFCC features (N, 3, n_mfcc, T) and labels of a labelled audio source, split train/test.
 
-    ``cache_dir``: features are cached there in a file named by a hash of the FeatureConfig, ``strict``
-    and the file list (paths, labels, splits, speakers, sizes, mtimes); a cache of another config or file
-    list is never used. ``max_per_class``: keep at most that many files per class in each split (sorted
-    order). ``val_fraction`` > 0 carves a validation split from the training clips
-    (:func:`carve_validation`). Raises ParameterError if no class has training clips, AudioFileError on a
-    bad file with ``strict``.
+    Features go through a sharded feature store (:mod:`ddfad_fast.store`) in ``cache_dir``, in a folder
+    named by a hash of the FeatureConfig, ``strict`` and the file list (paths, labels, splits, speakers,
+    sizes, mtimes): a store of another config or file list is never used, an unfinished one is resumed
+    shard by shard. Under torchrun the ranks compute disjoint shards. ``cache_dir`` None: a temporary
+    store, read into memory. ``in_memory``: True reads the features into tensors; False leaves them on
+    disk as :class:`ddfad_fast.store.StoredFeatures` views (read batch by batch, memory independent of
+    the corpus); None (default) reads them into memory when they take at most ``IN_MEMORY_LIMIT_GB``.
+    ``max_per_class``: keep at most that many files per class in each split (sorted order).
+    ``val_fraction`` > 0 carves a validation split from the training clips (:func:`carve_validation`).
+    ``workers``: decoding processes (default :func:`ddfad_fast.store.default_workers`). Raises
+    ParameterError if no class has training clips, AudioFileError on a bad file with ``strict``.
     """
+    from .store import build_store
+
     config = (feature_config or FeatureConfig()).validate()
+    if cache_dir is None:
+        items, skipped = labelled_items(source, config, max_per_class)
+        with tempfile.TemporaryDirectory() as tmp:
+            split = _split_from_store(build_store(items, config, tmp, strict=strict, progress=progress,
+                                                  workers=workers, local=True), skipped, lazy=False)
+    else:
+        store, skipped = prepare_store(source, config, cache_dir, strict=strict, progress=progress,
+                                       max_per_class=max_per_class, workers=workers)
+        lazy = (not in_memory) if in_memory is not None else store.nbytes > IN_MEMORY_LIMIT_GB * 2 ** 30
+        split = _split_from_store(store, skipped, lazy)
+    return carve_validation(split, val_fraction) if val_fraction > 0 else split
+
+
+def labelled_items(source: Union[str, Path], config: FeatureConfig, max_per_class: Optional[int] = None):
+    """The labelled files of ``source`` with their splits (seeded where the source gives none), at most
+    ``max_per_class`` per class and split: ``(items, files skipped while discovering)``."""
     if config.fixed_length is None:
         raise ParameterError("datasets need FeatureConfig.fixed_length (clips are batched at one length), got None")
     items, skipped = discover(source)
     items = _limit_per_class(_assign_splits(items), max_per_class)
     if not items:
         raise ParameterError(f"no labelled audio files found in {source}")
-    key = _cache_key(items, config) + (":strict" if strict else "")
-    key = hashlib.sha256(key.encode()).hexdigest()
-    cache_file = Path(cache_dir) / f"features_{key[:20]}.pt" if cache_dir is not None else None
-    split = None
-    if cache_file is not None and cache_file.is_file():
-        try:
-            obj = load_artifact(cache_file, kind="feature_cache",
-                                expected_config={"features": config.to_dict(), "key": key})
-            split = _make_split(obj["x"], list(obj["labels"]), list(obj["splits"]), config,
-                                skipped + [tuple(s) for s in obj["skipped"]], list(obj.get("speakers") or []),
-                                list(obj.get("paths") or []))
-        except FileFormatError:
-            pass  # unreadable or another config: recompute and overwrite
-    if split is None:
-        x, kept, bad = _extract(items, config, strict, progress)
-        if cache_file is not None:
-            save_artifact(cache_file, "feature_cache",
-                          {"x": x, "labels": [k.label for k in kept], "splits": [k.split for k in kept],
-                           "speakers": [k.speaker for k in kept], "paths": [str(k.path) for k in kept],
-                           "skipped": [list(s) for s in bad]},
-                          config={"features": config.to_dict(), "key": key})
-        split = _make_split(x, [k.label for k in kept], [k.split for k in kept], config, skipped + bad,
-                            [k.speaker for k in kept], [str(k.path) for k in kept])
-    return carve_validation(split, val_fraction) if val_fraction > 0 else split
+    return items, skipped
 
 
-def _make_split(x: Tensor, labels: List[str], splits: List[str], config: FeatureConfig,
+def prepare_store(source: Union[str, Path], config: FeatureConfig, cache_dir: Union[str, Path], strict: bool = False,
+                  progress: bool = True, max_per_class: Optional[int] = None, workers: Optional[int] = None,
+                  shard_size: Optional[int] = None, batch_size: Optional[int] = None):
+    """The feature store of a labelled source in ``cache_dir`` (built or resumed when needed; under torchrun
+    the ranks compute disjoint shards and rank 0 writes the index): ``(FeatureStore, files skipped while
+    discovering the source)``. The folder is ``cache_dir/store_<hash>``, the hash of :func:`store_key`."""
+    from .store import DEFAULT_BATCH, DEFAULT_SHARD_SIZE, build_store, store_key
+
+    config = config.validate()
+    items, skipped = labelled_items(source, config, max_per_class)
+    folder = Path(cache_dir) / f"store_{store_key(items, config, strict)[:20]}"
+    store = build_store(items, config, folder, strict=strict, progress=progress, workers=workers,
+                        shard_size=shard_size or DEFAULT_SHARD_SIZE, batch_size=batch_size or DEFAULT_BATCH)
+    return store, skipped
+
+
+def _split_from_store(store, skipped: List[Tuple[str, str]], lazy: bool) -> FeatureSplit:
+    x = store.features()
+    return _make_split(x if lazy else x.materialize(), store.column("label"), store.column("split"), store.config,
+                       skipped + list(store.skipped), store.column("speaker"), store.column("path"))
+
+
+def take_rows(x, index) -> Any:
+    """Rows ``index`` (index tensor or boolean mask) of features ``x``: a tensor, or for stored features
+    another view of the store (nothing is read)."""
+    from .store import StoredFeatures
+    return x.subset(index) if isinstance(x, StoredFeatures) else x[index].contiguous()
+
+
+def _make_split(x, labels: List[str], splits: List[str], config: FeatureConfig,
                 skipped: List[Tuple[str, str]], speakers: Optional[List[Optional[str]]] = None,
                 paths: Optional[List[str]] = None) -> FeatureSplit:
     names = _class_names(labels)
@@ -322,7 +335,7 @@ def _make_split(x: Tensor, labels: List[str], splits: List[str], config: Feature
     train_paths = None
     if paths and len(paths) == len(labels):
         train_paths = [p for p, test in zip(paths, is_test.tolist()) if not test]
-    return FeatureSplit(x[~is_test].contiguous(), y[~is_test], x[is_test].contiguous(), y[is_test],
+    return FeatureSplit(take_rows(x, ~is_test), y[~is_test], take_rows(x, is_test), y[is_test],
                         names, config, list(skipped), train_speakers, train_paths)
 
 
@@ -362,10 +375,10 @@ def carve_validation(split: FeatureSplit, fraction: float = 0.1, seed: int = 0) 
         log.warning("no validation split: every (class, speaker) group of the training clips has a single clip")
     keep = (~is_val).tolist()
     return dataclasses.replace(
-        split, x_train=split.x_train[~is_val].contiguous(), y_train=split.y_train[~is_val],
+        split, x_train=take_rows(split.x_train, ~is_val), y_train=split.y_train[~is_val],
         speakers_train=[sp for sp, k in zip(speakers, keep) if k] if split.speakers_train else None,
         paths_train=[p for p, k in zip(split.paths_train, keep) if k] if split.paths_train else None,
-        x_val=split.x_train[is_val].contiguous(), y_val=split.y_train[is_val])
+        x_val=take_rows(split.x_train, is_val), y_val=split.y_train[is_val])
 
 
 @dataclass(frozen=True)
@@ -379,17 +392,26 @@ class FeatureNorm:
 
     @classmethod
     def fit(cls, x: Tensor) -> "FeatureNorm":
-        """Mean and std over clips and frames of training features ``x`` (N, 3, n_mfcc, T)."""
+        """Mean and std over clips and frames of training features ``x`` (N, 3, n_mfcc, T) (a tensor, or
+        stored features read in chunks: two passes in float64, the same statistics)."""
         if x.dim() != 4 or x.shape[0] < 2:
             raise ParameterError(f"need (N >= 2, 3, n_mfcc, T) features to fit a standardisation, got {tuple(x.shape)}")
+        if hasattr(x, "chunks"):
+            count = x.shape[0] * x.shape[3]
+            mean = sum(c.double().sum(dim=(0, 3)) for c in x.chunks()) / count
+            var = sum(((c.double() - mean[None, :, :, None]) ** 2).sum(dim=(0, 3)) for c in x.chunks()) / (count - 1)
+            return cls(mean[..., None].float(), var.sqrt()[..., None].clamp_min(1e-6).float())
         x64 = x.detach().double()
         mean = x64.mean(dim=(0, 3), keepdim=True)[0]
         std = x64.std(dim=(0, 3), keepdim=True)[0].clamp_min(1e-6)
         return cls(mean.float(), std.float())
 
     def apply(self, x: Tensor) -> Tensor:
-        """Standardised features, (N, 3, n_mfcc, T) -> same shape."""
+        """Standardised features, (N, 3, n_mfcc, T) -> same shape (stored features: a view that
+        standardises what it reads)."""
         self._check(x)
+        if hasattr(x, "standardized_by"):
+            return x.standardized_by(self)
         return (x - self.mean.to(x)) / self.std.to(x)
 
     def invert(self, x: Tensor) -> Tensor:

@@ -32,9 +32,10 @@ def data_fingerprint(*tensors: Tensor) -> str:
     """A short hash of tensors' shapes, dtypes and bytes (to refuse a checkpoint made on other data)."""
     digest = hashlib.sha256()
     for t in tensors:
-        t = t.detach().cpu().contiguous()
         digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        for chunk in (t.chunks() if hasattr(t, "chunks") else [t]):    # stored features: read in chunks
+            chunk = chunk.detach().cpu().contiguous()
+            digest.update(chunk.view(torch.uint8).numpy().tobytes() if chunk.numel() else b"")
     return digest.hexdigest()[:32]
 
 

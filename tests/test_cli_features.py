@@ -51,8 +51,8 @@ def test_features_resume_after_interruption(audio_dir, tmp_path, monkeypatch):
     whole = tmp_path / "whole.pt"
     assert main(["features", str(audio_dir), "--out", str(whole), "--quiet", "--checkpoint-every", "2"]) == 0
     out = tmp_path / "f.pt"
-    import ddfad_fast.data as data
-    real = data.extract_features
+    import ddfad_fast.features as features_module
+    real = features_module.fd_mfcc
     calls = {"n": 0}
 
     def dies_on_third_chunk(*args, **kwargs):
@@ -61,10 +61,10 @@ def test_features_resume_after_interruption(audio_dir, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data, "extract_features", dies_on_third_chunk)
+    monkeypatch.setattr(features_module, "fd_mfcc", dies_on_third_chunk)
     assert main(["features", str(audio_dir), "--out", str(out), "--quiet", "--checkpoint-every", "2"]) == 130
-    assert len(list(parts_dir(out).glob("chunk_*.pt"))) == 2 and not out.exists()
-    monkeypatch.setattr(data, "extract_features", real)
+    assert len(list(parts_dir(out).glob("shard_*.json"))) == 2 and not out.exists()
+    monkeypatch.setattr(features_module, "fd_mfcc", real)
     assert main(["features", str(audio_dir), "--out", str(out), "--quiet", "--checkpoint-every", "2"]) == 2
     assert main(["features", str(audio_dir), "--out", str(out), "--quiet", "--checkpoint-every", "2", "--resume"]) == 0
     a, b = load_artifact(whole), load_artifact(out)

@@ -9,6 +9,7 @@ import soundfile as sf
 import torch
 
 import ddfad_fast.data as data
+import ddfad_fast.store as store_module
 from ddfad_fast.config import FeatureConfig
 from ddfad_fast.data import (FeatureNorm, FeatureSplit, carve_validation, discover, extract_recordings,
                              load_feature_split)
@@ -107,13 +108,13 @@ def test_cache_is_keyed_by_config_and_files(tmp_path, monkeypatch):
     folder = fsdd_like(tmp_path / "d")
     cache = tmp_path / "cache"
     first = load_feature_split(folder, cache_dir=cache, progress=False)
-    assert len(list(cache.glob("features_*.pt"))) == 1
-    real_extract = data._extract
+    assert len(list(cache.glob("store_*/index.json"))) == 1
+    real_compute = store_module._compute_shards
 
     def no_extract(*args, **kwargs):
         raise AssertionError("cache not used")
 
-    monkeypatch.setattr(data, "_extract", no_extract)
+    monkeypatch.setattr(store_module, "_compute_shards", no_extract)
     again = load_feature_split(folder, cache_dir=cache, progress=False)
     assert torch.equal(first.x_train, again.x_train) and again.skipped == first.skipped
     with pytest.raises(AssertionError, match="cache not used"):
@@ -123,9 +124,9 @@ def test_cache_is_keyed_by_config_and_files(tmp_path, monkeypatch):
     os.utime(path, ns=(1, 1))
     with pytest.raises(AssertionError, match="cache not used"):
         load_feature_split(folder, cache_dir=cache, progress=False)
-    monkeypatch.setattr(data, "_extract", real_extract)
+    monkeypatch.setattr(store_module, "_compute_shards", real_compute)
     other = load_feature_split(folder, FeatureConfig(n_mfcc=13), cache_dir=cache, progress=False)
-    assert other.x_train.shape[2] == 13 and len(list(cache.glob("features_*.pt"))) == 2
+    assert other.x_train.shape[2] == 13 and len(list(cache.glob("store_*/index.json"))) == 2
 
 
 @pytest.mark.parametrize("bad", ["resampled", "skipped"])
@@ -147,7 +148,7 @@ def test_cache_made_without_strict_does_not_satisfy_a_strict_load(tmp_path, bad)
     cache = tmp_path / "cache"
     lenient = load_feature_split(folder, cache_dir=cache, progress=False)
     assert len(lenient.y_train) == (5 if bad == "resampled" else 4)
-    assert len(list(cache.glob("features_*.pt"))) == 1
+    assert len(list(cache.glob("store_*/index.json"))) == 1
     with pytest.raises(AudioFileError, match=f"1_spk_7.wav: {why}"):
         load_feature_split(folder, cache_dir=cache, strict=True, progress=False)
     again = load_feature_split(folder, cache_dir=cache, progress=False)

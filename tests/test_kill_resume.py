@@ -160,7 +160,7 @@ def test_sigkill_during_features_then_resume(fsdd_files, tmp_path):
     finish(["features", str(folder), "--out", str(whole), "--quiet", "--checkpoint-every", "3"])
     out = tmp_path / "f.pt"
     args = ["features", str(folder), "--out", str(out), "--quiet", "--checkpoint-every", "3"]
-    assert kill_when(ddfad(*args), tmp_path, "f.pt.parts/chunk_000000.pt"), "the run ended before the kill"
+    assert kill_when(ddfad(*args), tmp_path, "f.pt.parts/shard_00000.json"), "the run ended before the kill"
     finish(args, expect=2)                           # an unfinished run is never silently restarted
     finish(args + ["--resume"])
     a, b = load_artifact(whole), load_artifact(out)

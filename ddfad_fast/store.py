@@ -1,0 +1,446 @@
+"""A sharded, memory-mapped store of FD-MFCC features on disk: corpora larger than memory.
+
+Layout of a store folder::
+
+    index.json            format, version, FeatureConfig, key, shard size, one row per kept clip
+                          (path, label, split, speaker), the skipped files with their reasons; written
+                          last (by rank 0 under torchrun): a folder without it is an unfinished store
+    shard_00000.npy       (n, 3, n_mfcc, T) float32, the kept clips of input files [0, S)
+    shard_00000.json      which of those files were kept and which were skipped (and why): the marker
+                          that the shard is finished, written after its .npy
+    ...
+
+Input file ``i`` belongs to shard ``i // shard_size``, so a shard's content depends only on its files and
+the config: any process can write any shard, a store written by K processes is byte-identical to one
+written by one (:func:`build_store` with ``rank`` / ``world_size``), and an interrupted build resumes
+shard by shard. Clips are decoded by ``torch.utils.data.DataLoader`` worker processes while the main
+process computes FD-MFCC on batches that never cross a shard boundary.
+
+Reading is zero-copy: :class:`FeatureStore` maps each shard with ``numpy.load(mmap_mode="r")`` and
+:class:`StoredFeatures` gathers only the rows a batch asks for, so training on a store needs memory for
+a batch, not for the corpus.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import FeatureConfig
+from .errors import AudioFileError, FileFormatError, ParameterError
+from .io import atomic_write, atomic_write_json
+
+STORE_FORMAT = "ddfad_fast.feature_store"
+STORE_VERSION = 1
+INDEX_NAME = "index.json"
+DEFAULT_SHARD_SIZE = 4096
+DEFAULT_BATCH = 256
+Item = Any          # anything with .path, .label, .split, .speaker (ddfad_fast.data's items)
+
+
+def default_workers() -> int:
+    """Decoding processes beside the one computing features: one per spare core, at most 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def store_key(items: Sequence[Item], config: FeatureConfig, strict: bool = False) -> str:
+    """A hash of the FeatureConfig, ``strict`` and the file list (paths, labels, splits, speakers, sizes,
+    modification times): a store answers exactly one of these."""
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    h.update(b":strict" if strict else b"")
+    for it in items:
+        try:
+            st = Path(it.path).stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{Path(it.path).resolve()}|{it.label}|{it.split}|{it.speaker}|{stamp}\n".encode())
+    return h.hexdigest()
+
+
+def process_rss_bytes() -> int:
+    """Resident memory of this process now (VmRSS; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+WORKER_BYTES = 200 * 2 ** 20        # private memory of one decoding process (measured: bench/corpus_scale.py)
+
+
+def features_memory_bytes(config: FeatureConfig, shard_size: int, batch_size: int, workers: int) -> int:
+    """What :func:`build_store` adds to a process's memory: one shard of features being gathered (and
+    its copy when written), the clips in flight (two batches per worker, one being transformed), the
+    transform's working set for a batch, and the worker processes."""
+    clip = 3 * config.n_mfcc * config.n_frames(config.fixed_length) * 4
+    wave = config.fixed_length * 4
+    frames = config.n_frames(config.fixed_length)
+    transform = batch_size * frames * (config.n_fft + 2 * (config.n_fft // 2 + 1)) * 4 * 3
+    return 2 * shard_size * clip + (2 * workers + 2) * batch_size * wave + transform + workers * WORKER_BYTES
+
+
+def plan_features(config: FeatureConfig, max_memory_gb: Optional[float], workers: Optional[int] = None,
+                  shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = DEFAULT_BATCH) -> Tuple[int, int, int]:
+    """``(shard_size, batch_size, workers)`` for :func:`build_store` that fit ``max_memory_gb`` with what
+    this process already holds: the given ones when they fit, else fewer workers, smaller batches and
+    shards (largest first); ResourceError with the numbers when even the smallest do not fit."""
+    from .errors import ResourceError
+    workers = default_workers() if workers is None else workers
+    if max_memory_gb is None:
+        return shard_size, batch_size, workers
+    budget, base = max_memory_gb * 2 ** 30, process_rss_bytes()
+    for shard in sorted({shard_size, min(shard_size, 1024), min(shard_size, 256)}, reverse=True):
+        for batch in sorted({batch_size, min(batch_size, 64), min(batch_size, 16)}, reverse=True):
+            for w in range(workers, -1, -1):
+                if base + features_memory_bytes(config, shard, batch, w) <= budget:
+                    return shard, batch, w
+    smallest = features_memory_bytes(config, min(shard_size, 256), min(batch_size, 16), 0)
+    raise ResourceError(f"features need about {(base + smallest) / 2 ** 30:.2f} GB even with shards of "
+                        f"{min(shard_size, 256)} clips, batches of {min(batch_size, 16)} and no worker processes "
+                        f"({base / 2 ** 30:.2f} GB already in use), over --max-memory {max_memory_gb:g} GB")
+
+
+def _shard_name(k: int) -> str:
+    return f"shard_{k:05d}"
+
+
+class _Clips(torch.utils.data.Dataset):
+    """Decoded, length-fitted clips of a file list: item ``i`` -> (i, wave (L,) float32 or None, reason)."""
+
+    def __init__(self, paths: Sequence[Union[str, Path]], config: FeatureConfig, strict: bool) -> None:
+        self.paths, self.config, self.strict = list(paths), config, strict
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from .audio import load_audio
+        from .features import fit_length
+        try:
+            wave, _ = load_audio(self.paths[i], sample_rate=self.config.sample_rate, mono=True,
+                                 resample_ok=not self.strict)
+        except AudioFileError as exc:
+            if self.strict:
+                raise
+            return i, None, str(exc).split(": ", 1)[-1]
+        return i, fit_length(wave.float(), self.config.fixed_length).contiguous(), None
+
+
+def _shard_done(folder: Path, k: int, key: str, shard_size: int) -> bool:
+    meta = folder / f"{_shard_name(k)}.json"
+    if not meta.is_file() or not (folder / f"{_shard_name(k)}.npy").is_file():
+        return False
+    try:
+        obj = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return obj.get("key") == key and obj.get("shard_size") == shard_size
+
+
+def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str, Path], strict: bool = False,
+                shard_size: int = DEFAULT_SHARD_SIZE, workers: Optional[int] = None, batch_size: int = DEFAULT_BATCH,
+                progress: Any = False, local: bool = False) -> "FeatureStore":
+    """Compute the FD-MFCC of ``items``' files into a store in ``folder``; returns it opened.
+
+    Shards already finished for the same key and shard size are kept (resume). Under torchrun (a process
+    group of K ranks, :mod:`ddfad_fast.distributed`) rank ``r`` computes shards ``r, r + K, ...``, and rank
+    0 writes the index once every rank has finished; a rank that fails makes every rank raise. Unusable
+    files are skipped with their reason (``strict``: the first raises AudioFileError naming it).
+    ``workers``: DataLoader decoding processes (default :func:`default_workers`, shared among the ranks
+    of a machine; 0 decodes in this process). ``local``: this process builds the whole store alone, even
+    under torchrun (e.g. in a private temporary folder).
+    """
+    from . import distributed
+    from .errors import DDFADError
+
+    config = config.validate()
+    if config.fixed_length is None:
+        raise ParameterError("a feature store needs FeatureConfig.fixed_length (clips are stored at one length)")
+    if shard_size < 1 or batch_size < 1:
+        raise ParameterError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    folder = Path(folder)
+    key = store_key(items, config, strict)
+    if index_key(folder / INDEX_NAME) == key:
+        return FeatureStore(folder, key)
+    rank, world = (0, 1) if local else (distributed.rank(), distributed.world_size())
+    if workers is None:
+        workers = max(0, default_workers() // world)
+    error = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _compute_shards(items, config, folder, key, shard_size, batch_size, strict, workers, progress, rank, world)
+    except Exception as exc:            # tell the other ranks before raising, so none waits forever
+        error = exc
+    if world > 1 and not distributed.all_ok(error is None):
+        raise error if error is not None else DDFADError("another rank failed computing the features")
+    if error is not None:
+        raise error
+    if rank == 0:
+        write_index(items, config, folder, strict, shard_size)
+    if world > 1:
+        distributed.barrier()
+    return FeatureStore(folder, key)
+
+
+def _compute_shards(items: Sequence[Item], config: FeatureConfig, folder: Path, key: str, shard_size: int,
+                    batch_size: int, strict: bool, workers: int, progress: Any, rank: int, world: int) -> None:
+    """This rank's unfinished shards: decoded by ``workers`` processes, transformed here, written atomically."""
+    from .features import fd_mfcc
+    n_shards = -(-len(items) // shard_size)
+    mine = [k for k in range(rank, n_shards, world) if not _shard_done(folder, k, key, shard_size)]
+    batches = [list(range(s, min(s + batch_size, stop)))
+               for k in mine for stop in [min((k + 1) * shard_size, len(items))]
+               for s in range(k * shard_size, stop, batch_size)]
+    if not batches:
+        return
+    bar, own_bar = (progress, False) if hasattr(progress, "update") else (None, bool(progress) and rank == 0)
+    if own_bar:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=sum(map(len, batches)), desc="features", unit="clip")
+    loader = torch.utils.data.DataLoader(_Clips([it.path for it in items], config, strict), batch_sampler=batches,
+                                         num_workers=workers, collate_fn=list,
+                                         prefetch_factor=2 if workers else None)
+    current, parts, kept, skipped = None, [], [], []
+
+    def finish(k: int) -> None:
+        x = torch.cat(parts) if parts else torch.zeros(0, 3, config.n_mfcc, config.n_frames(config.fixed_length))
+        array = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        atomic_write(folder / f"{_shard_name(k)}.npy", lambda handle: np.save(handle, array))
+        atomic_write_json(folder / f"{_shard_name(k)}.json",
+                          {"key": key, "shard_size": shard_size, "first": k * shard_size, "kept": kept,
+                           "skipped": skipped})
+
+    for batch in loader:
+        k = batch[0][0] // shard_size
+        if current is not None and k != current:
+            finish(current)
+            parts, kept, skipped = [], [], []
+        current = k
+        good = [(i, wave) for i, wave, _ in batch if wave is not None]
+        skipped += [[str(items[i].path), reason] for i, wave, reason in batch if wave is None]
+        if good:
+            parts.append(fd_mfcc(torch.stack([w for _, w in good]), config.sample_rate, config).float())
+            kept += [i for i, _ in good]
+        if bar is not None:
+            bar.update(len(batch))
+    if current is not None:
+        finish(current)
+    if own_bar:
+        bar.close()
+
+
+def index_key(index: Path) -> Optional[str]:
+    try:
+        obj = json.loads(index.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj.get("key") if obj.get("format") == STORE_FORMAT and obj.get("version") == STORE_VERSION else None
+
+
+def write_index(items: Sequence[Item], config: FeatureConfig, folder: Union[str, Path], strict: bool = False,
+                shard_size: int = DEFAULT_SHARD_SIZE) -> Path:
+    """Gather the finished shards' records into ``index.json`` (the store is complete once it exists).
+    FileFormatError naming the first shard that is missing or made for other files."""
+    folder = Path(folder)
+    key = store_key(items, config, strict)
+    rows, shards, skipped = [], [], []
+    for k in range(-(-len(items) // shard_size)):
+        if not _shard_done(folder, k, key, shard_size):
+            raise FileFormatError(f"{folder / _shard_name(k)}.npy: shard missing or made for other files or "
+                                  "settings; build the store again")
+        meta = json.loads((folder / f"{_shard_name(k)}.json").read_text())
+        shards.append({"file": f"{_shard_name(k)}.npy", "rows": len(meta["kept"])})
+        rows += [[str(items[i].path), items[i].label, items[i].split, items[i].speaker] for i in meta["kept"]]
+        skipped += meta["skipped"]
+    index = folder / INDEX_NAME
+    atomic_write_json(index, {"format": STORE_FORMAT, "version": STORE_VERSION, "key": key,
+                              "features": config.to_dict(), "strict": strict, "shard_size": shard_size,
+                              "num_files": len(items), "shards": shards, "columns": ["path", "label", "split", "speaker"],
+                              "rows": rows, "skipped": skipped})
+    return index
+
+
+class FeatureStore:
+    """A finished store, opened read-only: ``rows`` (path, label, split, speaker) per clip, ``skipped``
+    [(path, reason)], ``config``; :meth:`features` reads clips on demand through memory maps."""
+
+    def __init__(self, folder: Union[str, Path], expected_key: Optional[str] = None) -> None:
+        self.folder = Path(folder)
+        index = self.folder / INDEX_NAME
+        try:
+            obj = json.loads(index.read_text())
+        except (OSError, ValueError) as exc:
+            raise FileFormatError(f"{index}: not a readable feature store index ({exc})") from None
+        if obj.get("format") != STORE_FORMAT or obj.get("version") != STORE_VERSION:
+            raise FileFormatError(f"{index}: not a {STORE_FORMAT} index of version {STORE_VERSION} "
+                                  f"(format {obj.get('format')!r}, version {obj.get('version')!r})")
+        if expected_key is not None and obj["key"] != expected_key:
+            raise FileFormatError(f"{index}: made for other files or feature settings")
+        self.key: str = obj["key"]
+        self.config = FeatureConfig.from_dict(obj["features"])
+        self.rows: List[List[Optional[str]]] = obj["rows"]
+        self.skipped: List[Tuple[str, str]] = [tuple(s) for s in obj["skipped"]]
+        self.num_files: int = obj["num_files"]
+        self._shards = []
+        for shard in obj["shards"]:
+            path = self.folder / shard["file"]
+            try:
+                array = np.load(path, mmap_mode="r") if shard["rows"] else None
+            except (OSError, ValueError) as exc:
+                raise FileFormatError(f"{path}: unreadable shard ({exc})") from None
+            if array is not None and (array.dtype != np.float32 or array.shape[0] != shard["rows"]):
+                raise FileFormatError(f"{path}: holds {array.shape} {array.dtype}, the index says {shard['rows']} "
+                                      "float32 clips")
+            self._shards.append(array)
+        counts = [0] + [s["rows"] for s in obj["shards"]]
+        self.offsets = np.cumsum(counts)            # shard k holds rows offsets[k] .. offsets[k+1] - 1
+        self.clip_shape = (3, self.config.n_mfcc, self.config.n_frames(self.config.fixed_length))
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * int(np.prod(self.clip_shape)) * 4
+
+    def column(self, name: str) -> list:
+        j = ["path", "label", "split", "speaker"].index(name)
+        return [r[j] for r in self.rows]
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """Clips ``rows`` (n,) int64 -> (n, 3, n_mfcc, T) float32, a fresh array (only those rows are read)."""
+        out = np.empty((len(rows),) + self.clip_shape, dtype=np.float32)
+        if len(rows) == 0:
+            return out
+        if rows.min() < 0 or rows.max() >= len(self):
+            raise IndexError(f"row out of range for a store of {len(self)} clips")
+        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        for k in np.unique(shard):
+            where = np.nonzero(shard == k)[0]
+            local = rows[where] - self.offsets[k]
+            order = np.argsort(local, kind="stable")            # read each shard front to back
+            out[where[order]] = self._shards[k][local[order]]
+        return out
+
+    def features(self) -> "StoredFeatures":
+        """Every clip, as a lazily read (N, 3, n_mfcc, T) float32 view."""
+        return StoredFeatures(self, torch.arange(len(self)))
+
+
+class StoredFeatures:
+    """Rows of a :class:`FeatureStore` that read like a (N, 3, n_mfcc, T) float32 tensor when indexed.
+
+    Indexing with an int, a slice, an index tensor of any shape or a boolean mask returns a real tensor
+    (standardised with ``norm`` when set, on ``device``) holding only those clips; :meth:`subset` returns
+    another view. ``x[:, :k]`` keeps the first ``k`` channels. Training loops that draw batches by
+    index read the store batch by batch.
+    """
+
+    def __init__(self, store: FeatureStore, rows: Tensor, norm=None, device: Union[str, torch.device] = "cpu",
+                 channels: Optional[int] = None) -> None:
+        self.store, self.rows, self.norm = store, rows.long().cpu(), norm
+        self.device, self.channels = torch.device(device), channels
+
+    def _like(self, **changes) -> "StoredFeatures":
+        fields = {"rows": self.rows, "norm": self.norm, "device": self.device, "channels": self.channels}
+        fields.update(changes)
+        return StoredFeatures(self.store, **fields)
+
+    # -- tensor-like attributes
+    @property
+    def shape(self) -> torch.Size:
+        c, f, t = self.store.clip_shape
+        return torch.Size((len(self.rows), self.channels or c, f, t))
+
+    dtype = torch.float32
+
+    def dim(self) -> int:
+        return 4
+
+    def size(self, dim: Optional[int] = None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to(self, device=None, dtype=None, **_) -> "StoredFeatures":
+        if dtype is not None and dtype != torch.float32:
+            raise ParameterError(f"stored features are float32; .to({dtype}) needs them in memory (materialize())")
+        if isinstance(device, torch.dtype):
+            return self.to(dtype=device)
+        return self if device is None else self._like(device=torch.device(device))
+
+    def cpu(self) -> "StoredFeatures":
+        return self.to("cpu")
+
+    def float(self) -> "StoredFeatures":
+        return self
+
+    def detach(self) -> "StoredFeatures":
+        return self
+
+    def contiguous(self) -> "StoredFeatures":
+        return self
+
+    # -- reading
+    def subset(self, index) -> "StoredFeatures":
+        """The view of the rows ``index`` (index tensor, boolean mask or slice) of this one."""
+        return self._like(rows=self.rows[index])
+
+    def standardized_by(self, norm) -> "StoredFeatures":
+        if self.norm is not None:
+            raise ParameterError("these stored features are already standardised")
+        return self._like(norm=norm)
+
+    def __getitem__(self, key) -> Tensor:
+        if isinstance(key, tuple):
+            if len(key) == 2 and key[0] == slice(None) and isinstance(key[1], slice) and key[1].start in (None, 0) \
+                    and key[1].step in (None, 1):
+                return self._like(channels=min(key[1].stop or 3, self.channels or 3))
+            raise ParameterError(f"stored features support x[index] and x[:, :k], not x[{key}]")
+        if isinstance(key, int):
+            return self._read(self.rows[key].reshape(1))[0]
+        rows = self.rows[key] if not isinstance(key, Tensor) else self.rows[key.cpu()]
+        return self._read(rows)
+
+    def _read(self, rows: Tensor) -> Tensor:
+        x = torch.from_numpy(self.store.gather(rows.reshape(-1).numpy()))
+        if self.norm is not None:
+            x = self.norm.apply(x)
+        if self.channels is not None:
+            x = x[:, :self.channels].contiguous()
+        return x.reshape(tuple(rows.shape) + tuple(x.shape[1:])).to(self.device)
+
+    def chunks(self, batch_size: int = 1024) -> Iterator[Tensor]:
+        """The clips in order, ``batch_size`` at a time."""
+        for i in range(0, len(self.rows), batch_size):
+            yield self._read(self.rows[i:i + batch_size])
+
+    def materialize(self) -> Tensor:
+        """All of these clips in one tensor (memory for all of them)."""
+        if len(self.rows) == 0:
+            return torch.zeros(tuple(self.shape), device=self.device)
+        return torch.cat(list(self.chunks()))
+
+    def __repr__(self) -> str:
+        return (f"StoredFeatures(shape={tuple(self.shape)}, store={str(self.store.folder)!r}, "
+                f"standardised={self.norm is not None}, device={self.device})")
+
+
+def in_memory(x) -> Tensor:
+    """``x`` as a tensor: a :class:`StoredFeatures` view is read whole, a tensor is returned as is."""
+    return x.materialize() if isinstance(x, StoredFeatures) else x

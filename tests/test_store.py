@@ -1,0 +1,194 @@
+"""The sharded feature store: building (workers, shards, resume, broken files, torchrun), reading on demand,
+and training read from a store equal to training read from memory."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import ddfad_fast.features as features_module
+from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
+from ddfad_fast.data import FeatureNorm, extract_features, labelled_items, load_feature_split
+from ddfad_fast.errors import AudioFileError, FileFormatError, ResourceError
+from ddfad_fast.evaluate import data_fingerprint
+from ddfad_fast.store import FeatureStore, StoredFeatures, build_store, plan_features
+
+SR = 8000
+
+
+def write_clip(path: Path, freq: float, seconds: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * seconds)) / SR
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wave.astype(np.float32), SR)
+
+
+def class_folder(root: Path, per_class: int = 6, classes: int = 3, broken: int = 0) -> Path:
+    """Class sub-folders of short tones (lengths vary, some longer than a second); ``broken`` unreadable files."""
+    for c in range(classes):
+        for i in range(per_class):
+            write_clip(root / f"c{c}" / f"{i:02d}.wav", 200 + 250 * c + 7 * i, 0.2 + 0.13 * i, seed=10 * c + i)
+    bad = [b"not audio", b"", b"RIFF\x24\x00\x00\x00WAVEfmt "]
+    for j in range(broken):
+        (root / f"c{j % classes}" / f"zz_broken{j}.wav").write_bytes(bad[j % len(bad)])
+    return root
+
+
+def test_store_equals_the_in_memory_path_for_any_shard_size_and_worker_count(tmp_path):
+    folder = class_folder(tmp_path / "d", broken=2)
+    items, _ = labelled_items(folder, FeatureConfig())
+    x_ref, kept, skipped = extract_features([it.path for it in items], FeatureConfig(), progress=False)
+    stores = []
+    for k, (shard, batch, workers) in enumerate([(4096, 256, 0), (5, 3, 1), (7, 2, 2)]):
+        store = build_store(items, FeatureConfig(), tmp_path / f"s{k}", shard_size=shard, batch_size=batch,
+                            workers=workers)
+        stores.append(store)
+        assert len(store) == len(kept) == len(items) - 2
+        assert torch.equal(store.features().materialize(), x_ref)
+        assert store.column("path") == [str(items[i].path) for i in kept]
+        assert sorted(p for p, _ in store.skipped) == sorted(p for p, _ in skipped)
+        assert all("zz_broken" in p and reason for p, reason in store.skipped)
+    assert stores[1].features()[torch.tensor([3, 0, 11])].shape == (3, 3, 20, 101)
+
+
+def test_stored_features_index_like_a_tensor(tmp_path, rng):
+    store = build_store(labelled_items(class_folder(tmp_path / "d"), FeatureConfig())[0], FeatureConfig(),
+                        tmp_path / "s", shard_size=4, batch_size=3, workers=0)
+    x = store.features()
+    full = x.materialize()
+    norm = FeatureNorm.fit(full)
+    lazy_norm = FeatureNorm.fit(x)
+    torch.testing.assert_close(lazy_norm.mean, norm.mean, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(lazy_norm.std, norm.std, rtol=1e-6, atol=1e-6)
+    idx = torch.from_numpy(rng.integers(0, len(x), size=(2, 5)))
+    mask = torch.from_numpy(rng.random(len(x)) < 0.5)
+    assert torch.equal(x[idx], full[idx]) and torch.equal(x[mask], full[mask]) and torch.equal(x[2:9], full[2:9])
+    assert torch.equal(x[-1], full[-1]) and torch.equal(x[3], full[3])
+    sub = x.subset(torch.tensor([5, 1, 7]))
+    assert isinstance(sub, StoredFeatures) and torch.equal(sub.materialize(), full[[5, 1, 7]])
+    std = norm.apply(x)                           # stored features standardise what they read
+    assert isinstance(std, StoredFeatures) and torch.equal(std[idx], norm.apply(full)[idx])
+    two = std[:, :2]
+    assert two.shape == (len(x), 2, 20, 101) and torch.equal(two[idx], norm.apply(full)[:, :2][idx])
+    assert data_fingerprint(std, torch.arange(3)) == data_fingerprint(norm.apply(full), torch.arange(3))
+    assert x.to("cpu").device == torch.device("cpu") and x.float() is x and x.dim() == 4
+
+
+def test_interrupted_build_resumes_shard_by_shard(tmp_path, monkeypatch):
+    items, _ = labelled_items(class_folder(tmp_path / "d"), FeatureConfig())
+    whole = build_store(items, FeatureConfig(), tmp_path / "whole", shard_size=4, batch_size=4, workers=0)
+    real, calls = features_module.fd_mfcc, []
+
+    def dies_on_third_shard(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features_module, "fd_mfcc", dies_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        build_store(items, FeatureConfig(), tmp_path / "s", shard_size=4, batch_size=4, workers=0)
+    assert len(list((tmp_path / "s").glob("shard_*.json"))) == 2 and not (tmp_path / "s" / "index.json").exists()
+    calls.clear()
+    monkeypatch.setattr(features_module, "fd_mfcc", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    again = build_store(items, FeatureConfig(), tmp_path / "s", shard_size=4, batch_size=4, workers=0)
+    assert len(calls) == -(-len(items) // 4) - 2           # only the shards that were missing
+    for name in sorted(p.name for p in (tmp_path / "whole").iterdir()):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "s" / name).read_bytes(), name
+    assert torch.equal(again.features().materialize(), whole.features().materialize())
+
+
+def test_store_refuses_what_it_was_not_made_for(tmp_path):
+    items, _ = labelled_items(class_folder(tmp_path / "d"), FeatureConfig())
+    store = build_store(items, FeatureConfig(), tmp_path / "s", workers=0)
+    with pytest.raises(FileFormatError, match="other files or feature settings"):
+        FeatureStore(tmp_path / "s", expected_key="0" * 64)
+    index = json.loads((tmp_path / "s" / "index.json").read_text())
+    index["version"] = 99
+    (tmp_path / "s" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(FileFormatError, match="version"):
+        FeatureStore(tmp_path / "s")
+    assert len(store) == len(items)
+    with pytest.raises(AudioFileError, match="zz_broken0.wav"):
+        build_store(labelled_items(class_folder(tmp_path / "e", broken=1), FeatureConfig())[0], FeatureConfig(),
+                    tmp_path / "t", strict=True, workers=1)
+
+
+def test_memory_plan_fits_or_refuses_with_numbers():
+    config = FeatureConfig.speech16k()
+    assert plan_features(config, None, workers=2) == (4096, 256, 2)
+    shard, batch, workers = plan_features(config, 64.0, workers=2)
+    assert (shard, batch, workers) == (4096, 256, 2)
+    shard, batch, workers = plan_features(config, 0.001 + _rss_gb() + 0.06, workers=2)
+    assert shard < 4096 or batch < 256 or workers < 2
+    with pytest.raises(ResourceError, match=r"GB already in use.*--max-memory 0.1 GB"):
+        plan_features(config, 0.1, workers=2)
+
+
+def _rss_gb() -> float:
+    from ddfad_fast.store import process_rss_bytes
+    return process_rss_bytes() / 2 ** 30
+
+
+def test_training_from_a_store_equals_training_from_memory(tmp_path):
+    """Experts, evaluation and the baselines read batch by batch from a store give the very numbers they
+    give on tensors in memory (eager steps: bit for bit)."""
+    from ddfad_fast.evaluate import evaluate_training_set, random_real_subset
+    from ddfad_fast.config import EvalConfig
+    from ddfad_fast.experts import train_experts, load_trajectories
+    folder = class_folder(tmp_path / "d", per_class=8)
+    splits = [load_feature_split(folder, cache_dir=tmp_path / "cache", progress=False, val_fraction=0.2,
+                                 in_memory=flag) for flag in (True, False)]
+    assert isinstance(splits[1].x_train, StoredFeatures) and isinstance(splits[0].x_train, torch.Tensor)
+    norm = FeatureNorm.fit(splits[0].x_train)
+    splits = [split.standardized(norm) for split in splits]
+    model = ModelConfig(width=4, depth=1)
+    config = ExpertConfig(num_experts=2, epochs=2, batch_size=8, model=model, compile=False)
+    trajs = []
+    for k, split in enumerate(splits):
+        train_experts(split, config, tmp_path / f"e{k}", progress=False)
+        trajs.append(load_trajectories(tmp_path / f"e{k}", split.feature_config))
+    for a, b in zip(trajs[0].params, trajs[1].params):
+        assert torch.equal(a, b)
+    ev = EvalConfig(num_nets=1, epochs=2, batch_size=8, compile=False)
+    results = []
+    for split in splits:
+        xs, ys = random_real_subset(split.x_train, split.y_train, 2, seed=0)
+        results.append(evaluate_training_set(xs, ys, split.x_test, split.y_test, model, ev, x_val=split.x_val,
+                                             y_val=split.y_val)["accs"])
+    assert results[0] == results[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_features_write_the_store_one_process_writes(tmp_path):
+    """2 ranks (gloo) take disjoint shards and rank 0 writes the index: every file of the store equals,
+    byte for byte, the store of a single process."""
+    folder = class_folder(tmp_path / "d", broken=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["features", "--data", str(folder), "--shard-size", "4", "--workers", "0", "--quiet"]
+    single = subprocess.run([sys.executable, "-m", "ddfad_fast.cli", *common, "--store", str(tmp_path / "one")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
+                          "-m", "ddfad_fast.cli", *common, "--store", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir()) and "index.json" in names
+    assert len([n for n in names if n.endswith(".npy")]) == 5
+    for name in names:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    assert "zz_broken0.wav" in single.stdout

@@ -215,6 +215,7 @@ class DistillConfig(_Config):
     labels: str = "hard"                # "hard" (class indices) | "soft" (learned logits, initialised from an expert)
     lr_labels: float = 10.0             # SGD step on the soft-label logits (labels="soft")
     label_expert_epoch: int = -1        # the expert snapshot whose logits initialise soft labels (-1: the last)
+    trajectories_per_iteration: int = 1  # K: expert trajectories unrolled and averaged per update (split over ranks)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,18 @@
 """The MTT outer loop (docs/architecture.md section 6) with atomic checkpoints and exact resume.
 
-Every iteration draws, from one seeded generator, an expert k and a start epoch t in
-[0, max_start_epoch], the student's minibatches and augmentation seeds; unrolls ``syn_steps`` student
-steps from theta*_t (:mod:`ddfad_fast.unroll`); and takes one SGD-with-momentum step on the synthetic
-features (``lr_data``) and on the student step size alpha (``lr_alpha``). The synthetic set starts as
-``cpc`` random real clips of every class.
+Every iteration draws, from one seeded generator, ``trajectories_per_iteration`` (K) trajectories, each an
+expert k, a start epoch t in [0, max_start_epoch] and the student's minibatches and augmentation seeds
+(in the order j = 0..K-1); unrolls ``syn_steps`` student steps from each theta*_t
+(:mod:`ddfad_fast.unroll`); averages the K losses and gradients; and takes one SGD-with-momentum step on
+the synthetic features (``lr_data``) and on the student step size alpha (``lr_alpha``). The synthetic set
+starts as ``cpc`` random real clips of every class. K = 1 is the original MTT loop.
+
+Several processes (``torchrun``, :mod:`ddfad_fast.distributed`): every rank draws all K trajectories
+and unrolls those with j % world_size == rank; one all-reduce sums the gradients and losses, and every
+rank applies the same update, so all hold the same state. The result equals one process with the same K
+(up to the order of the sums: rounding only). Rank 0 reads and writes every file (checkpoint, history)
+and sends its starting state (fresh or resumed) and memory plan to the others; a failure or a
+divergence on one rank stops every rank.
 
 Files in ``out_dir``: ``checkpoint.pt`` (kind "distill_checkpoint": synthetic data, alpha, momentum
 buffers, iteration, generator state, history; written atomically every ``checkpoint_every``
@@ -35,14 +43,16 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from . import distributed
 from .config import ROUNDING_ONLY_FIELDS, DistillConfig, ExpertConfig, FeatureConfig
 from .data import FeatureNorm
 from .errors import DDFADError, FileFormatError, ParameterError, ResourceError
@@ -50,8 +60,8 @@ from .evaluate import data_fingerprint
 from .experts import Trajectories
 from .io import atomic_write_json, load_artifact, save_artifact
 from .models import FunctionalNet, build_model
-from .unroll import (UNROLL_MODES, Augment, Stepper, activation_elements_per_sample, estimate_unroll_bytes,
-                     make_plan, unroll)
+from .unroll import (UNROLL_MODES, Augment, Stepper, StepPlan, activation_elements_per_sample,
+                     estimate_unroll_bytes, make_plan, unroll)
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +169,11 @@ def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: Dist
         (c.max_memory_gb is None or c.max_memory_gb > 0, f"max_memory_gb must be > 0, got {c.max_memory_gb}"),
         (c.labels in ("hard", "soft"), f"labels must be 'hard' or 'soft', got {c.labels!r}"),
         (c.lr_labels > 0, f"lr_labels must be > 0, got {c.lr_labels}"),
+        (c.trajectories_per_iteration >= 1,
+         f"trajectories_per_iteration must be >= 1, got {c.trajectories_per_iteration}"),
+        (c.trajectories_per_iteration >= distributed.world_size(),
+         f"trajectories_per_iteration={c.trajectories_per_iteration} is less than the {distributed.world_size()} "
+         f"processes: every process unrolls at least one trajectory per iteration"),
     ]
     for ok, message in checks:
         if not ok:
@@ -257,6 +272,8 @@ def _same_data(saved, x: Tensor, y: Tensor) -> bool:
 def _identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int], x: Tensor, y: Tensor) -> dict:
     """What a checkpoint must have been made with to be resumed (ROUNDING_ONLY_FIELDS of the experts excluded)."""
     distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
+    if distill["trajectories_per_iteration"] == 1:      # checkpoints of earlier releases have no such field
+        del distill["trajectories_per_iteration"]
     expert = {k: v for k, v in traj.expert_config.to_dict().items() if k not in ROUNDING_ONLY_FIELDS}
     return {"distill": distill, "batch_syn": batch_syn, "expert": expert,
             "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
@@ -267,7 +284,8 @@ _PER_ITERATION = ("loss", "alpha", "expert", "start_epoch", "seconds")
 
 
 def _new_history() -> dict:
-    """Per iteration: loss, alpha (before the update), expert, start_epoch, seconds (of the unroll);
+    """Per iteration: loss (the mean over the K trajectories), alpha (before the update), expert and
+    start_epoch (ints for K = 1, lists of K for K > 1), seconds (of this process's unrolls);
     ``eval``: [{iteration, mean, std}]; ``sessions``: one dict per (re)start (unroll, compiled, ...)."""
     return {**{k: [] for k in _PER_ITERATION}, "eval": [], "sessions": []}
 
@@ -345,51 +363,148 @@ def _initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: T
     return state, labels
 
 
+def _draw(state: _State, n_syn: int, traj: Trajectories, config: DistillConfig, plan: MemoryPlan,
+          augment: Optional[Augment]) -> Tuple[List[Tuple[int, int, StepPlan]], Tensor]:
+    """The iteration's K trajectories (expert, start epoch, student-step plan), drawn in the order
+    j = 0..K-1 from the state's generator, and the generator state after them: the same on every rank
+    and for any number of processes."""
+    gen = torch.Generator()
+    gen.set_state(state.generator_state)
+    draws = []
+    for _ in range(config.trajectories_per_iteration):
+        expert = int(torch.randint(len(traj.params), (1,), generator=gen))
+        start = int(torch.randint(config.max_start_epoch + 1, (1,), generator=gen))
+        steps = make_plan(n_syn, plan.batch_syn, config.syn_steps, gen, augment is not None)
+        draws.append((expert, start, steps))
+    return draws, gen.get_state()
+
+
+def _reduced_gradients(state: _State, draws: List[Tuple[int, int, StepPlan]], net: FunctionalNet,
+                       traj: Trajectories, config: DistillConfig, plan: MemoryPlan, stepper: Stepper,
+                       augment: Optional[Augment]) -> Tuple[Tensor, Tensor, Optional[Tensor], List[float]]:
+    """This rank's trajectories (j % world_size == rank) unrolled, summed over every rank and divided by K:
+    the mean gradients w.r.t. x, alpha and the soft-label logits (None for class labels), and the K losses
+    in order. One all-reduce of one flat tensor [grad_x, grad_alpha, grad_y, loss_0..loss_K-1, failed]."""
+    k = len(draws)
+    world, me = distributed.world_size(), distributed.rank()
+    x = state.x
+    nx, ny = x.numel(), state.y.numel() if state.mom_y is not None else 0
+    flat = torch.zeros(nx + 1 + ny + k + 1, dtype=x.dtype, device=x.device)
+    gx, galpha, gy, losses = flat[:nx], flat[nx:nx + 1], flat[nx + 1:nx + 1 + ny], flat[nx + 1 + ny:nx + 1 + ny + k]
+    failure: Optional[Exception] = None
+    try:
+        for n, j in enumerate(range(me, k, world)):
+            expert, start, steps = draws[j]
+            params = traj.params[expert]
+            theta0 = params[start].to(device=x.device, dtype=x.dtype)
+            target = params[start + config.expert_epochs].to(device=x.device, dtype=x.dtype)
+            steps = StepPlan(steps.indices.to(x.device), steps.seeds)
+            out = unroll(net, x, state.y, state.alpha, theta0, target, steps, plan.unroll, augment, stepper)
+            parts = [(gx, out.grad_x), (galpha, out.grad_alpha)] + ([(gy, out.grad_y)] if ny else [])
+            for slot, value in parts:       # the first one copied, not added to zeros: K = 1 stays bit for bit
+                (slot.copy_ if n == 0 else slot.add_)(value.detach().reshape(-1))
+            losses[j] = out.loss.detach()
+    except Exception as exc:          # noqa: BLE001 - told to the other ranks, then raised
+        if world == 1:
+            raise
+        failure = exc
+        flat[-1] = 1
+    if world > 1:
+        where = distributed.collective_device()
+        reduced = distributed.all_reduce_sum_(flat.to(where))
+        flat = reduced.to(x.device) if reduced.device != x.device else reduced
+        if failure is not None:
+            raise failure
+        if float(flat[-1]) != 0:
+            raise DDFADError(f"distillation stopped at iteration {state.iteration + 1}: an unroll failed on "
+                             f"{int(flat[-1])} other process(es); their error is in their output")
+    grad_x = flat[:nx].view_as(x) / k
+    grad_alpha = flat[nx].reshape(state.alpha.shape) / k
+    grad_y = flat[nx + 1:nx + 1 + ny].view_as(state.y) / k if ny else None
+    return grad_x, grad_alpha, grad_y, [float(v) for v in flat[nx + 1 + ny:nx + 1 + ny + k]]
+
+
 def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
                config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment]) -> _State:
     """One MTT iteration: the new state (``state`` is left untouched); appends to ``history``."""
-    gen = torch.Generator()
-    gen.set_state(state.generator_state)
-    expert = int(torch.randint(len(traj.params), (1,), generator=gen))
-    start = int(torch.randint(config.max_start_epoch + 1, (1,), generator=gen))
-    params = traj.params[expert]
-    theta0 = params[start].to(device=state.x.device, dtype=state.x.dtype)
-    target = params[start + config.expert_epochs].to(device=state.x.device, dtype=state.x.dtype)
-    steps = make_plan(len(labels), plan.batch_syn, config.syn_steps, gen, augment is not None)
-    steps.indices = steps.indices.to(state.x.device)
+    draws, generator_state = _draw(state, len(labels), traj, config, plan, augment)
     began = time.perf_counter()
-    out = unroll(net, state.x, state.y, state.alpha, theta0, target, steps, plan.unroll, augment, stepper)
-    loss = float(out.loss)
-    if not math.isfinite(loss) or not bool(torch.isfinite(out.grad_x).all()):
+    grad_x, grad_alpha, grad_y, losses = _reduced_gradients(state, draws, net, traj, config, plan, stepper, augment)
+    loss = sum(losses) / len(losses)
+    # decided from the reduced values: every rank raises at the same iteration
+    if not math.isfinite(loss) or not bool(torch.isfinite(grad_x).all()):
         raise DistillationDiverged(f"trajectory-matching loss is {loss} at iteration {state.iteration + 1} "
                                    f"(alpha {float(state.alpha):.4g}); lower lr_data ({config.lr_data:g}) or lr_alpha")
-    mom_x = config.momentum * state.mom_x + out.grad_x
-    mom_alpha = config.momentum * state.mom_alpha + out.grad_alpha
+    mom_x = config.momentum * state.mom_x + grad_x
+    mom_alpha = config.momentum * state.mom_alpha + grad_alpha
     y, mom_y = state.y, state.mom_y
     if mom_y is not None:
-        mom_y = config.momentum * mom_y + out.grad_y
+        mom_y = config.momentum * mom_y + grad_y
         y = y - config.lr_labels * mom_y
-    for key, value in zip(_PER_ITERATION, (loss, float(state.alpha), expert, start, time.perf_counter() - began)):
+    experts, starts = [d[0] for d in draws], [d[1] for d in draws]
+    if len(draws) == 1:
+        experts, starts = experts[0], starts[0]
+    for key, value in zip(_PER_ITERATION, (loss, float(state.alpha), experts, starts, time.perf_counter() - began)):
         del history[key][state.iteration:]
         history[key].append(value)
     # a step size must stay positive: alpha is kept at or above 1 % of its initial value
     alpha = (state.alpha - config.lr_alpha * mom_alpha).clamp_min(ALPHA_FLOOR * config.alpha_init)
-    return _State(state.x - config.lr_data * mom_x, alpha, mom_x, mom_alpha, state.iteration + 1, gen.get_state(),
+    return _State(state.x - config.lr_data * mom_x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state,
                   y, mom_y)
 
 
 def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig) -> dict:
-    return {"start_iteration": start_iteration, "unroll": plan.unroll, "batch_syn": plan.batch_syn,
+    return {"start_iteration": start_iteration, "processes": distributed.world_size(),
+            "trajectories_per_iteration": config.trajectories_per_iteration,
+            "unroll": plan.unroll, "batch_syn": plan.batch_syn,
             "compile_requested": bool(config.compile and plan.unroll == "reverse"), "compiled": stepper.compiled,
             "compile_error": stepper.compile_error, "memory_estimate_gb": plan.estimate_bytes / GIB,
             "memory_changes": list(plan.changed)}
 
 
 def _report(message: str, bar, level: int = logging.INFO) -> None:
-    """A log line; also above the progress bar when there is one."""
+    """A log line (rank 0 only); also above the progress bar when there is one."""
+    if not distributed.is_main():
+        return
     log.log(level, message)
     if bar is not None and level < logging.WARNING:
         bar.write(f"distill: {message}")
+
+
+def together(fn: Callable[[], Any], run: bool = True) -> Any:
+    """``fn()`` on this rank when ``run`` (None otherwise); when it raises on any rank, every rank raises, so
+    none waits forever at a later collective: a failed rank its own error, the others rank 0's error when
+    rank 0 failed, else a DDFADError. A single process just calls ``fn``."""
+    if distributed.world_size() == 1:
+        return fn() if run else None
+    value, error = None, None
+    if run:
+        try:
+            value = fn()
+        except Exception as exc:      # noqa: BLE001 - told to the other ranks, then raised
+            error = exc
+    if distributed.all_ok(error is None):
+        return value
+    shared = None
+    if distributed.is_main() and error is not None:
+        try:
+            shared = pickle.loads(pickle.dumps(error))
+        except Exception:             # noqa: BLE001 - an exception that does not pickle travels as text
+            shared = DDFADError(f"{type(error).__name__}: {error}")
+    shared = distributed.broadcast_object(shared)
+    if error is not None:
+        raise error
+    if shared is not None:
+        raise shared
+    raise DDFADError("stopped: another process failed (its error is in its own output)")
+
+
+def _state_to(state: _State, device: torch.device) -> _State:
+    """``state`` with its tensors on ``device`` (the generator state stays on the CPU)."""
+    def move(t):
+        return None if t is None else t.to(device)
+    return _State(move(state.x), move(state.alpha), move(state.mom_x), move(state.mom_alpha), state.iteration,
+                  state.generator_state, move(state.y), move(state.mom_y))
 
 
 def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
@@ -416,29 +531,50 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     dict with "mean" runs every ``config.eval_every`` iterations. ``config.max_memory_gb``: the unroll
     mode and batch are chosen to fit it, or ResourceError is raised before anything starts.
     On Ctrl-C a checkpoint of the last complete iteration is written, then KeyboardInterrupt re-raised.
+
+    Under torchrun (several processes in a process group) every rank calls this with the same arguments;
+    ``config.trajectories_per_iteration`` must be at least the number of processes. Rank 0 alone reads
+    and writes ``out_dir``, evaluates and shows progress; every rank returns the same result.
     """
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
-    net, plan = preflight(x_train, y_train, trajectories, config, resume_from=checkpoint if resume else None)
+    main = distributed.is_main()
+    net, plan = together(lambda: preflight(x_train, y_train, trajectories, config,
+                                           resume_from=checkpoint if resume and main else None))
+    plan = distributed.broadcast_object(plan)         # rank 0's: every rank must draw the same batches
     device = x_train.device
     identity = _identity(config, trajectories, plan.batch_syn, x_train, y_train)
-    if checkpoint is not None and checkpoint.exists():
-        if not resume:
-            raise ParameterError(f"{checkpoint} exists; pass resume=True (--resume) to continue it")
-        state, history, labels = _load_checkpoint(checkpoint, identity, device, x_train, y_train)
-        if state.iteration > config.iterations:
-            raise ParameterError(f"{checkpoint} is at iteration {state.iteration}, beyond iterations="
-                                 f"{config.iterations}")
-    else:
-        state, labels = _initial_state(x_train, y_train, net, trajectories, config)
-        history = _new_history()
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+
+    def start() -> Tuple[_State, dict, Tensor]:
+        if checkpoint is not None and checkpoint.exists():
+            if not resume:
+                raise ParameterError(f"{checkpoint} exists; pass resume=True (--resume) to continue it")
+            state, history, labels = _load_checkpoint(checkpoint, identity, device, x_train, y_train)
+            if state.iteration > config.iterations:
+                raise ParameterError(f"{checkpoint} is at iteration {state.iteration}, beyond iterations="
+                                     f"{config.iterations}")
+        else:
+            state, labels = _initial_state(x_train, y_train, net, trajectories, config)
+            history = _new_history()
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        return state, history, labels
+
+    if distributed.world_size() == 1:
+        state, history, labels = start()
+    else:                  # rank 0 starts (fresh or from its checkpoint) and sends its state to the others
+        begun = together(start, run=main)
+        shared = distributed.broadcast_object((_state_to(begun[0], torch.device("cpu")), begun[1], begun[2].cpu())
+                                              if main else None)
+        if main:
+            state, history, labels = begun
+        else:
+            state, history, labels = _state_to(shared[0], device), shared[1], shared[2].to(device)
 
     stepper = Stepper(net, compile=config.compile and plan.unroll == "reverse")
     augment = config.augment
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
         bar = tqdm(total=config.iterations, initial=state.iteration, desc=f"distill cpc{config.cpc}", unit="it")
     for change in plan.changed:
@@ -450,7 +586,7 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
         _run(latest, history, labels, net, trajectories, config, plan, stepper, augment, evaluate_fn, out_dir,
              identity, bar, session)
     except KeyboardInterrupt:
-        if out_dir is not None:
+        if out_dir is not None and main:
             _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
             _report(f"interrupted: checkpoint at iteration {latest[0].iteration} in {checkpoint}", bar)
         raise
@@ -477,15 +613,17 @@ def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet
             else:
                 _report(f"torch.compile unavailable, running eager: {stepper.compile_error}", bar, logging.WARNING)
             reported = True
-        if evaluate_fn is not None and config.eval_every and new.iteration % config.eval_every == 0:
+        if (evaluate_fn is not None and config.eval_every and new.iteration % config.eval_every == 0
+                and distributed.is_main()):
             result = evaluate_fn(new.x.detach().clone(), new.y.detach().clone(), float(new.alpha))
             history["eval"] = [e for e in history["eval"] if e["iteration"] < new.iteration]
             history["eval"].append({"iteration": new.iteration, "mean": float(result["mean"]),
                                     "std": float(result.get("std", 0.0))})
             _report(f"iteration {new.iteration}: evaluation accuracy {100 * float(result['mean']):.2f} %", bar)
         latest[0] = new
-        if out_dir is not None and (new.iteration == config.iterations or
-                                    (config.checkpoint_every and new.iteration % config.checkpoint_every == 0)):
+        if out_dir is not None and distributed.is_main() and (
+                new.iteration == config.iterations or
+                (config.checkpoint_every and new.iteration % config.checkpoint_every == 0)):
             _save_checkpoint(out_dir, new, history, labels, identity, plan)
         if bar is not None:
             bar.set_postfix(loss=f"{history['loss'][new.iteration - 1]:.4f}", alpha=f"{float(new.alpha):.4g}")

@@ -10,6 +10,11 @@ standardisation stored in their trajectory files (none when they were trained on
 preset's validation split is carved from the training clips as for the experts. Presets give the
 DistillConfig; flags override it. Settings and ``--max-memory`` are checked before ``--overwrite`` deletes
 anything.
+
+Under ``torchrun --nproc-per-node W -m ddfad_fast.cli distill ...`` the W processes share each iteration's
+``--trajectories-per-iteration`` K trajectories (default there: K = W) and average their gradients with
+one all-reduce (docs/distributed.md); they compute disjoint shards of the feature store; rank 0 alone
+deletes, writes and prints.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from .. import distributed
 from ..config import Augment
 from ..errors import ParameterError
 from . import DeprecatedAlias
@@ -67,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval-every", type=int, default=None,
                        help="train one net on the synthetic set every N iterations (0: never)")
     group.add_argument("--seed", type=int, default=None)
+    group.add_argument("--trajectories-per-iteration", type=int, default=None, metavar="K",
+                       help="expert trajectories unrolled per update, their gradients averaged (default: 1; "
+                            "under torchrun the number of processes, each unrolling K / processes of them; "
+                            "K must be >= the number of processes)")
 
 
 _OVERRIDES = ("iterations", "syn_steps", "expert_epochs", "lr_data", "lr_alpha", "alpha_init", "batch_syn",
@@ -84,6 +94,11 @@ def distill_config(preset, args: argparse.Namespace, expert_epochs: int):
         changes["augment"] = (config.augment or Augment()) if args.augment else None
     if args.max_start_epoch is not None:
         changes["max_start_epoch"] = args.max_start_epoch
+    k = getattr(args, "trajectories_per_iteration", None)
+    if k is not None:
+        changes["trajectories_per_iteration"] = k
+    elif distributed.world_size() > 1:          # torchrun: one trajectory per process and iteration
+        changes["trajectories_per_iteration"] = distributed.world_size()
     config = config.replace(**changes)
     if args.max_start_epoch is None and config.max_start_epoch + config.expert_epochs > expert_epochs:
         config = config.replace(max_start_epoch=max(0, expert_epochs - config.expert_epochs))
@@ -119,18 +134,22 @@ def _feature_cache(args: argparse.Namespace) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     from ..data import load_feature_split
-    from ..distill import distill, preflight
+    from ..distill import distill, preflight, together
     from ..evaluate import evaluate_training_set
     from ..experts import load_trajectories
     from ..io import atomic_write_json
     from ..presets import get_preset
 
     out: Path = args.out
-    delete = _check_out(out, args.resume, args.overwrite)
-    trajectories = load_trajectories(args.experts)
+    main_rank = distributed.is_main()
+    # every step that can fail runs in together(): a failure on one process stops all of them
+    delete = together(lambda: _check_out(out, args.resume, args.overwrite), run=main_rank)
+    trajectories = together(lambda: load_trajectories(args.experts))
     features = trajectories.feature_config
     preset = get_preset(args.preset)
     config = distill_config(preset, args, trajectories.expert_config.epochs)
+
+    # under torchrun the ranks compute disjoint shards of the feature store (a failure stops every rank)
     split = load_feature_split(args.data, features, cache_dir=_feature_cache(args), max_per_class=args.max_per_class,
                                strict=args.strict, progress=not args.quiet, val_fraction=preset.val_fraction)
     if tuple(split.in_shape) != tuple(trajectories.in_shape) or split.num_classes != trajectories.num_classes:
@@ -141,15 +160,17 @@ def main(args: argparse.Namespace) -> int:
     split = split.to(args.device)
     x_train = split.x_train
     # bad settings / --max-memory: before any deletion (a resumed run keeps the memory plan of its checkpoint)
-    preflight(x_train, split.y_train, trajectories, config, resume_from=out / "checkpoint.pt" if args.resume else None)
-    if delete:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / CONFIG_NAME, {"data": str(args.data), "experts": str(args.experts),
-                                          "standardized": trajectories.norm is not None,
-                                          "preset": args.preset, "distill": config.to_dict(),
-                                          "expert": trajectories.expert_config.to_dict(),
-                                          "features": features.to_dict()})
+    together(lambda: preflight(x_train, split.y_train, trajectories, config,
+                               resume_from=out / "checkpoint.pt" if args.resume and main_rank else None))
+    if main_rank:
+        if delete:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / CONFIG_NAME, {"data": str(args.data), "experts": str(args.experts),
+                                              "standardized": trajectories.norm is not None,
+                                              "preset": args.preset, "distill": config.to_dict(),
+                                              "expert": trajectories.expert_config.to_dict(),
+                                              "features": features.to_dict()})
 
     _, x_monitor, y_monitor = split.monitor_set()
 
@@ -161,10 +182,14 @@ def main(args: argparse.Namespace) -> int:
     result = distill(x_train, split.y_train, trajectories, config, out_dir=out, resume=args.resume,
                      evaluate_fn=monitor if config.eval_every and len(y_monitor) else None,
                      progress=not args.quiet)
+    if not main_rank:
+        return 0
     result.save(out / DISTILLED_NAME, features, trajectories.expert_config, split.class_names)
     session = result.history["sessions"][-1]
     loss = result.history["loss"]
     print(f"distilled {len(result.labels)} clips ({config.cpc} per class) in {out / DISTILLED_NAME}: "
           f"alpha {result.alpha:.4g}, loss {loss[-1] if loss else float('nan'):.4f} after {len(loss)} iterations "
-          f"({session['unroll']} unroll, {'compiled' if session['compiled'] else 'eager'})")
+          f"({session['unroll']} unroll, {'compiled' if session['compiled'] else 'eager'}"
+          + (f", {config.trajectories_per_iteration} trajectories per iteration on {session['processes']} processes"
+             if session["processes"] > 1 or config.trajectories_per_iteration > 1 else "") + ")")
     return 0

@@ -25,7 +25,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -248,7 +248,9 @@ IN_MEMORY_LIMIT_GB = 2.0      # load_feature_split reads a larger store batch by
 def load_feature_split(source: Union[str, Path], feature_config: Optional[FeatureConfig] = None,
                        cache_dir: Optional[Path] = None, strict: bool = False, progress: bool = True,
                        max_per_class: Optional[int] = None, val_fraction: float = 0.0,
-                       in_memory: Optional[bool] = None, workers: Optional[int] = None) -> FeatureSplit:
+                       in_memory: Optional[bool] = None, workers: Optional[int] = None,
+                       max_memory_gb: Optional[float] = None,
+                       reserve: Optional[Callable[[Tuple[int, int, int], int], int]] = None) -> FeatureSplit:
     """FD-MFCC features (N, 3, n_mfcc, T) and labels of a labelled audio source, split train/test.
 
     Features go through a sharded feature store (:mod:`ddfad_fast.store`) in ``cache_dir``, in a folder
@@ -260,7 +262,11 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
     the corpus); None (default) reads them into memory when they take at most ``IN_MEMORY_LIMIT_GB``.
     ``max_per_class``: keep at most that many files per class in each split (sorted order).
     ``val_fraction`` > 0 carves a validation split from the training clips (:func:`carve_validation`).
-    ``workers``: decoding processes (default :func:`ddfad_fast.store.default_workers`). Raises
+    ``workers``: decoding processes (default :func:`ddfad_fast.store.default_workers`).
+    ``max_memory_gb``: the feature computation is planned to fit it (:func:`ddfad_fast.store.plan_features`)
+    and, with ``in_memory`` None, the features are read into memory only when they fit beside
+    ``reserve(in_shape, num_classes)`` bytes (what the caller's training needs,
+    :func:`ddfad_fast.memory.features_in_memory`; ResourceError when even the reserve does not fit). Raises
     ParameterError if no class has training clips, AudioFileError on a bad file with ``strict``.
     """
     from .store import build_store
@@ -272,10 +278,18 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
             split = _split_from_store(build_store(items, config, tmp, strict=strict, progress=progress,
                                                   workers=workers, local=True), skipped, lazy=False)
     else:
+        from .memory import features_in_memory
+        from .store import plan_features, process_rss_bytes
+        shard_size, batch_size, workers = plan_features(config, max_memory_gb, workers)
         store, skipped = prepare_store(source, config, cache_dir, strict=strict, progress=progress,
-                                       max_per_class=max_per_class, workers=workers)
-        lazy = (not in_memory) if in_memory is not None else store.nbytes > IN_MEMORY_LIMIT_GB * 2 ** 30
-        split = _split_from_store(store, skipped, lazy)
+                                       max_per_class=max_per_class, workers=workers, shard_size=shard_size,
+                                       batch_size=batch_size)
+        if in_memory is None and max_memory_gb is not None:
+            need = reserve(store.clip_shape, len(set(store.column("label")))) if reserve is not None else 0
+            in_memory = features_in_memory(store.nbytes, need, max_memory_gb, process_rss_bytes())
+        elif in_memory is None:
+            in_memory = store.nbytes <= IN_MEMORY_LIMIT_GB * 2 ** 30
+        split = _split_from_store(store, skipped, lazy=not in_memory)
     return carve_validation(split, val_fraction) if val_fraction > 0 else split
 
 

@@ -192,3 +192,40 @@ def test_torchrun_features_write_the_store_one_process_writes(tmp_path):
     for name in names:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     assert "zz_broken0.wav" in single.stdout
+
+
+def test_run_reading_features_from_the_store_equals_the_run_in_memory(tmp_path):
+    """The whole `ddfad run` (experts, distillation, baselines incl. herding, full data, report) with the
+    features left in their store gives the numbers and the distilled set of the run with them in memory."""
+    from ddfad_fast.cli import main
+    from ddfad_fast.io import load_artifact
+    folder = class_folder(tmp_path / "d", per_class=10)
+    tiny = ["--cpc", "1", "--width", "4", "--depth", "1", "--num-experts", "1", "--expert-epochs", "3",
+            "--expert-batch-size", "8", "--iterations", "3", "--syn-steps", "2", "--max-start-epoch", "1",
+            "--no-compile", "--num-nets", "1", "--eval-steps", "4", "--full-epochs", "1", "--no-audio",
+            "--threads", "1", "--device", "cpu"]
+    for where in ("memory", "store"):
+        assert main(["run", "--data", str(folder), "--out", str(tmp_path / where), "--features-in", where,
+                     *tiny]) == 0
+    a, b = (json.loads((tmp_path / w / "report.json").read_text()) for w in ("memory", "store"))
+    assert a["accuracy"] == b["accuracy"]
+    da, db = (load_artifact(tmp_path / w / "cpc1" / "distilled.pt") for w in ("memory", "store"))
+    assert torch.equal(da["features"], db["features"])
+
+
+def test_memory_limits_of_the_training_commands(tmp_path, capsys):
+    """--max-memory: the features stay in memory when they fit beside training, in their store when only
+    training fits, and a limit below what training needs is refused before anything runs."""
+    from ddfad_fast.cli import main
+    from ddfad_fast.memory import features_in_memory, training_bytes
+    assert features_in_memory(10, 5, 1.0, 100) is True
+    assert features_in_memory(2 ** 30, 5, 1.0, 100) is False
+    with pytest.raises(ResourceError, match=r"0.50 GB for a step.*--max-memory 0.25 GB"):
+        features_in_memory(10, 2 ** 29, 0.25, 0)
+    small, large = (training_bytes(ModelConfig(width=w, depth=3), (3, 20, 126), 35, 64) for w in (32, 128))
+    assert 0 < small < large
+    folder = class_folder(tmp_path / "d")
+    assert main(["experts", "--data", str(folder), "--out", str(tmp_path / "e"), "--max-memory", "0.05",
+                 "--num-experts", "1", "--epochs", "1", "--no-compile"]) == 2
+    err = capsys.readouterr().err
+    assert "GB already in use" in err and "--max-memory 0.05 GB" in err and not (tmp_path / "e").exists()

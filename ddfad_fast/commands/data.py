@@ -1,11 +1,13 @@
-"""``ddfad data fetch fsdd --to DIR`` (download FSDD) and ``ddfad data info SOURCE`` (counts, skipped files;
-``--strict``: an unusable file is an error, as in the other commands)."""
+"""``ddfad data fetch fsdd --to DIR`` (download FSDD) and ``ddfad data info SOURCE`` (clips per class and split,
+class imbalance, skipped files with their reasons; ``--strict``: an unusable file is an error, as in the other
+commands)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from ..errors import ParameterError
+from .features import add_data_options, feature_config
 
 HELP = "fetch the FSDD recordings, or list what a data source holds"
 
@@ -18,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-per-class", type=int, default=None, help="info: at most N files per class and split")
     parser.add_argument("--strict", action="store_true",
                         help="info: an unusable audio file (unreadable, truncated, another sample rate) is an error")
+    add_data_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -30,11 +33,35 @@ def main(args: argparse.Namespace) -> int:
         files = fetch_fsdd(args.to)
         print(f"{len(files)} recordings in {args.to}")
         return 0
+    from ..config import FeatureConfig
     items, skipped = discover(args.target)
-    split = load_feature_split(args.target, cache_dir=args.cache, max_per_class=args.max_per_class,
-                               strict=args.strict)
-    print(f"{args.target}: {len(items)} labelled files, {split.num_classes} classes {split.class_names}")
+    split = load_feature_split(args.target, feature_config(args, FeatureConfig.fsdd()), cache_dir=args.cache,
+                               max_per_class=args.max_per_class, strict=args.strict, in_memory=False,
+                               workers=args.workers)
+    print(f"{args.target}: {len(items)} labelled files, {split.num_classes} classes")
     print(f"train {tuple(split.x_train.shape)}, test {tuple(split.x_test.shape)}")
+    print(class_table(split.class_names, split.y_train, split.y_test))
+    reasons: dict = {}
     for path, reason in split.skipped:
         print(f"skipped {path}: {reason}")
+        kind = reason.split(" (")[0]                  # the reason without the decoder's message naming the file
+        reasons[kind] = reasons.get(kind, 0) + 1
+    if split.skipped:
+        print(f"{len(split.skipped)} file(s) skipped: " + "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items())))
     return 0
+
+
+def class_table(names, y_train, y_test) -> str:
+    """Clips per class in each split, and the class imbalance of the training split (largest / smallest)."""
+    import torch
+    train = torch.bincount(y_train, minlength=len(names)).tolist()
+    test = torch.bincount(y_test, minlength=len(names)).tolist()
+    width = max(5, max(len(n) for n in names))
+    lines = [f"{'class':<{width}}  {'train':>7}  {'test':>6}"]
+    lines += [f"{n:<{width}}  {a:>7}  {b:>6}" for n, a, b in zip(names, train, test)]
+    smallest, largest = min(train), max(train)
+    ratio = largest / smallest if smallest else float("inf")
+    lines.append(f"class imbalance (training clips, largest / smallest class): {largest} / {smallest} = {ratio:.2f}"
+                 + ("  (imbalanced: distilled sets keep the same clips per class; accuracy is reported over all test clips)"
+                    if ratio >= 1.5 else ""))
+    return "\n".join(lines)

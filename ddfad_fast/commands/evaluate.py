@@ -21,6 +21,7 @@ import torch
 from ..config import FeatureConfig
 from ..errors import ParameterError
 from ..io import atomic_write_json
+from .features import add_data_options, feature_config, features_in_memory
 
 HELP = "evaluate a distilled set / random real subset / full data by training fresh networks"
 RESULTS_NAME = "eval.json"
@@ -45,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true", help="run the training steps eagerly (no torch.compile)")
     parser.add_argument("--ensemble", action="store_true",
                         help="train the nets of a set together (torch.func.vmap; for GPUs, slower on CPUs)")
+    parser.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                        help="memory limit: features are computed to fit and read from their store when they do not "
+                             "fit beside training, or the command refuses before it starts")
+    add_data_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -77,8 +82,16 @@ def main(args: argparse.Namespace) -> int:
                 old.unlink(missing_ok=True)
         if results_file.is_file():
             results = json.loads(results_file.read_text())
+    if distilled is None:
+        features = feature_config(args, features)
+    elif args.feature_preset or args.duration:
+        raise ParameterError("--feature-preset / --duration: a distilled set brings its own feature settings")
+    from ..memory import training_reserve
+    full = preset.eval_full
+    reserve = training_reserve((model_config, full.batch_size, full.num_nets if (full.ensemble or args.ensemble) else 1))
     split = load_feature_split(args.data, features, cache_dir=args.cache, max_per_class=args.max_per_class,
-                               strict=args.strict, val_fraction=preset.val_fraction)
+                               strict=args.strict, val_fraction=preset.val_fraction, in_memory=features_in_memory(args),
+                               workers=args.workers, max_memory_gb=args.max_memory, reserve=reserve)
     for path, reason in split.skipped:
         print(f"skipped {path}: {reason}")
     if distilled is None or norm is not None:

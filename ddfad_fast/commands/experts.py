@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .features import add_data_options, feature_config, features_in_memory
+
 HELP = "train expert (teacher) trajectories on a data source"
 
 
@@ -25,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-compile", action="store_true", help="run the training steps eagerly (no torch.compile)")
     parser.add_argument("--ensemble", action="store_true",
                         help="train the experts together (torch.func.vmap; for GPUs, slower on CPUs)")
+    parser.add_argument("--max-memory", type=float, default=None, metavar="GB",
+                        help="memory limit: features are computed to fit and read from their store when they do not "
+                             "fit beside training, or the command refuses before it starts")
+    add_data_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,8 +50,12 @@ def main(args: argparse.Namespace) -> int:
         expert = expert.replace(compile=False)
     if args.ensemble:
         expert = expert.replace(ensemble=True)
-    split = load_feature_split(args.data, preset.features, cache_dir=args.cache or args.out / "cache",
-                               max_per_class=args.max_per_class, strict=args.strict, val_fraction=preset.val_fraction)
+    from ..memory import training_reserve
+    reserve = training_reserve((expert.model, expert.batch_size, expert.num_experts if expert.ensemble else 1))
+    split = load_feature_split(args.data, feature_config(args, preset.features),
+                               cache_dir=args.cache or args.out / "cache", max_per_class=args.max_per_class,
+                               strict=args.strict, val_fraction=preset.val_fraction, in_memory=features_in_memory(args),
+                               workers=args.workers, max_memory_gb=args.max_memory, reserve=reserve)
     if preset.standardize:
         split = split.standardized()
     main_rank = distributed.is_main()                 # under torchrun rank 0 alone prints

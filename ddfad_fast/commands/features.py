@@ -45,6 +45,22 @@ def add_feature_options(parser: argparse.ArgumentParser, default: str = None) ->
                         help="clip length in seconds: every clip is padded / cropped to it (default 1)")
 
 
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The feature options of the commands that read a labelled source: ``--feature-preset``,
+    ``--duration``, ``--workers`` and ``--features-in``."""
+    add_feature_options(parser)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="feature decoding processes (default: one per spare core, at most 4)")
+    parser.add_argument("--features-in", choices=("auto", "memory", "store"), default="auto",
+                        help="where training reads the features: memory, their memory-mapped store on disk (batch by "
+                             "batch), or auto: memory when they fit (--max-memory, else up to 2 GB)")
+
+
+def features_in_memory(args: argparse.Namespace):
+    """``--features-in`` as load_feature_split's ``in_memory``: True, False, or None (decide)."""
+    return {"auto": None, "memory": True, "store": False}[getattr(args, "features_in", "auto")]
+
+
 def feature_config(args: argparse.Namespace, base: FeatureConfig) -> FeatureConfig:
     """``base`` (a preset's FeatureConfig) with ``--feature-preset`` and ``--duration`` applied."""
     config = PRESETS[args.feature_preset]() if getattr(args, "feature_preset", None) else base

@@ -36,6 +36,7 @@ from ..config import ROUNDING_ONLY_FIELDS
 from ..errors import ParameterError
 from ..io import atomic_write_json, load_artifact
 from ..presets import PRESET_NAMES, Preset, get_preset
+from .features import add_data_options, feature_config, features_in_memory
 
 HELP = "the whole pipeline: features -> experts -> distill per CPC -> evaluate -> audio -> report"
 RUN_FILE = "run.json"
@@ -70,7 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="train the experts, and the evaluation nets of a set, together (torch.func.vmap; "
                             "for GPUs, slower on CPUs)")
     group.add_argument("--max-memory", type=float, default=None, metavar="GB",
-                       help="distillation memory limit: batch and unroll mode are chosen to fit, or the run refuses")
+                       help="memory limit of every stage: features (shards, batches, workers), experts and evaluation "
+                            "(features in memory or read from their store) and distillation (batch and unroll mode) "
+                            "are planned to fit, or the run refuses before the stage starts")
+    add_data_options(group)
     group.add_argument("--num-nets", type=int, default=None, help="evaluation nets per set")
     group.add_argument("--eval-epochs", type=int, default=None,
                        help="epochs of distilled / baseline evaluation (instead of the preset's SGD steps)")
@@ -137,7 +141,9 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
             raise ParameterError(f"--ablation takes channel counts 1 and/or 2, got {args.ablation!r}")
     if getattr(args, "cross_cpc", None) is not None:
         changes["cross_cpc"] = args.cross_cpc
-    return preset.replace(expert=expert, distill=distill, eval=ev, eval_full=ev_full, cross_models=cross, **changes)
+    features = feature_config(args, preset.features) if hasattr(args, "duration") else preset.features
+    return preset.replace(features=features, expert=expert, distill=distill, eval=ev, eval_full=ev_full,
+                          cross_models=cross, **changes)
 
 
 def _comparable(run_config: dict) -> dict:
@@ -155,7 +161,7 @@ def _comparable(run_config: dict) -> dict:
 def _prepare_out(out: Path, run_config: dict, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise ParameterError("--resume and --overwrite exclude each other")
-    exists = out.exists() and any(out.iterdir())
+    exists = out.exists() and any(p.name != "cache" for p in out.iterdir())   # a cache made by ddfad features
     if exists and overwrite:
         if not (out / RUN_FILE).is_file():
             raise ParameterError(f"{out} is not a ddfad run folder (no {RUN_FILE}); refusing to delete it")
@@ -248,9 +254,12 @@ def run_split(folder: Path, run: dict, preset: Preset, device: torch.device):
 
 def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: bool = False,
                  overwrite: bool = False, max_per_class: Optional[int] = None, audio: bool = True,
-                 progress: bool = True, strict: bool = False, device: Optional[torch.device] = None) -> dict:
+                 progress: bool = True, strict: bool = False, device: Optional[torch.device] = None,
+                 in_memory: Optional[bool] = None, workers: Optional[int] = None) -> dict:
     """Run (or resume) every stage; returns the results dict written to report.json (with "failures").
-    Nets train and sets are distilled on ``device`` (default: the CPU); files hold CPU tensors."""
+    Nets train and sets are distilled on ``device`` (default: the CPU); files hold CPU tensors.
+    ``in_memory`` / ``workers``: where training reads the features and how many processes decode them
+    (:func:`ddfad_fast.data.load_feature_split`); ``preset.distill.max_memory_gb`` limits every stage."""
     from ..data import load_feature_split
     from ..distill import distill
     from ..evaluate import evaluate_training_set, herding_subset, random_real_subset
@@ -269,8 +278,14 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     stages = _Stages(out / "stages.json")
 
     def features_stage():
+        from ..memory import training_reserve
+        ex, full = preset.expert, preset.eval_full
+        reserve = training_reserve((ex.model, ex.batch_size, ex.num_experts if ex.ensemble else 1),
+                                   (ex.model, full.batch_size, full.num_nets if full.ensemble else 1))
         split = load_feature_split(data, preset.features, cache_dir=out / "cache", progress=progress,
-                                   max_per_class=max_per_class, strict=strict, val_fraction=preset.val_fraction)
+                                   max_per_class=max_per_class, strict=strict, val_fraction=preset.val_fraction,
+                                   in_memory=in_memory, workers=workers, max_memory_gb=preset.distill.max_memory_gb,
+                                   reserve=reserve)
         return split.standardized() if preset.standardize else split
 
     split = stages.run("features", features_stage)
@@ -412,7 +427,7 @@ def main(args: argparse.Namespace) -> int:
     preset = apply_overrides(get_preset(args.preset), args)
     results = run_pipeline(args.data, args.cpc, args.out, preset, resume=args.resume, overwrite=args.overwrite,
                            max_per_class=args.max_per_class, audio=not args.no_audio, strict=args.strict,
-                           device=args.device)
+                           device=args.device, in_memory=features_in_memory(args), workers=args.workers)
     for cpc in results["cpcs"]:
         acc = results["accuracy"].get(f"cpc{cpc}", {})
         for model, d in acc.get("distilled", {}).items():

@@ -18,7 +18,7 @@ LOG="$OUT_DIR/gpu_torchrun.log"
 run() { echo "+ $*" | tee -a "$LOG"; "$@" >> "$LOG" 2>&1; }
 TR=("$PY" -m torch.distributed.run --nproc-per-node "$GPUS" --rdzv-backend c10d --rdzv-endpoint 127.0.0.1:29512
     -m ddfad_fast.cli)
-SMALL=(--data "$DATA" --max-per-class 20 --device "$DEVICE")
+SMALL=(--data "$DATA" --max-per-class 20 --device "$DEVICE" --deterministic)
 K=$(( GPUS > 2 ? GPUS : 2 ))
 EXPERTS=(--num-experts "$K" --epochs 4 --width 16 --no-compile --cache "$WORK/cache")
 DISTILL=(--cpc 2 --iterations 6 --syn-steps 5 --max-start-epoch 1 --no-compile --quiet --cache "$WORK/cache"

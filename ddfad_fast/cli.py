@@ -93,6 +93,9 @@ def _build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--device", default="auto",
                              help="where nets train and data is distilled: auto (CUDA when torch sees a GPU, else "
                                   "the CPU), cpu, cuda or cuda:N")
+            cmd.add_argument("--deterministic", action="store_true",
+                             help="deterministic GPU kernels (torch.use_deterministic_algorithms; slower): two runs, "
+                                  "or a torchrun launch and one process, give the same numbers on a GPU too")
         module.add_arguments(cmd)
         cmd.set_defaults(_main=module.main)
     return parser
@@ -115,6 +118,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads is not None or not os.environ.get("OMP_NUM_THREADS"):    # an explicit OMP_NUM_THREADS stands
         torch.set_num_threads(args.threads or free_cores())
     from . import distributed
+    if getattr(args, "deterministic", False):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")       # cuBLAS's condition for determinism
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
     finished = False
     try:
         if hasattr(args, "device"):

@@ -1,10 +1,12 @@
 """Command-line flags: one meaning per flag, renamed flags keep their old spelling for one release
 (a FutureWarning, once), and `ddfad data info --strict`."""
+import os
 import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 import ddfad_fast.commands as commands
 from ddfad_fast.cli import _build_parser, main
@@ -111,3 +113,14 @@ def test_a_device_torch_cannot_use_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert ("sees no CUDA device" in err) if not torch.cuda.is_available() else ("CUDA device(s)" in err)
     assert not out.exists()
+
+
+def test_deterministic_flag_turns_on_deterministic_kernels(tmp_path):
+    from ddfad_fast.cli import main
+    try:
+        assert main(["experts", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "e"),
+                     "--deterministic", "--device", "cpu"]) == 2
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"]
+    finally:
+        torch.use_deterministic_algorithms(False)

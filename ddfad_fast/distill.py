@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -204,11 +203,8 @@ def _process_bytes(device: torch.device) -> int:
     """Memory already in use: the resident set on CPU, the allocated bytes on a GPU."""
     if device.type == "cuda":
         return int(torch.cuda.memory_allocated(device))
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return 0
+    from .store import process_rss_bytes
+    return process_rss_bytes()
 
 
 def plan_memory(net: FunctionalNet, n_syn: int, config: DistillConfig, dtype: torch.dtype = torch.float32,

@@ -61,13 +61,22 @@ class FeatureSplit:
     y_val: Optional[Tensor] = None
     norm: Optional["FeatureNorm"] = None                     # set when the x_* are standardised with it
 
-    def standardized(self, norm: Optional["FeatureNorm"] = None) -> "FeatureSplit":
-        """A copy whose features are standardised with ``norm`` (default: fitted on ``x_train``)."""
+    def standardized(self, norm: Optional["FeatureNorm"] = None, in_place: bool = False) -> "FeatureSplit":
+        """A copy whose features are standardised with ``norm`` (default: fitted on ``x_train``).
+        ``in_place``: overwrite this split's feature tensors instead of allocating new ones (the same values;
+        for features this split alone holds, as :func:`load_feature_split` makes them)."""
         if self.norm is not None:
             raise ParameterError("this split is already standardised")
         norm = norm or FeatureNorm.fit(self.x_train)
-        return dataclasses.replace(self, x_train=norm.apply(self.x_train), x_test=norm.apply(self.x_test),
-                                   x_val=None if self.x_val is None else norm.apply(self.x_val), norm=norm)
+        apply = norm.apply_ if in_place else norm.apply
+        return dataclasses.replace(self, x_train=apply(self.x_train), x_test=apply(self.x_test),
+                                   x_val=None if self.x_val is None else apply(self.x_val), norm=norm)
+
+    def materialized(self) -> "FeatureSplit":
+        """A copy whose features are tensors in memory (stored features are read whole; tensors stay)."""
+        from .store import in_memory
+        return dataclasses.replace(self, x_train=in_memory(self.x_train), x_test=in_memory(self.x_test),
+                                   x_val=None if self.x_val is None else in_memory(self.x_val))
 
     def to(self, device: Union[str, torch.device]) -> "FeatureSplit":
         """A copy whose features and labels are on ``device`` (the standardisation stays on the CPU)."""
@@ -243,6 +252,7 @@ def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, s
 
 
 IN_MEMORY_LIMIT_GB = 2.0      # load_feature_split reads a larger store batch by batch (see in_memory)
+FIT_IN_ONE_PASS_BYTES = 2 ** 29   # FeatureNorm.fit of larger features goes over chunks (no float64 copy)
 
 
 def load_feature_split(source: Union[str, Path], feature_config: Optional[FeatureConfig] = None,
@@ -250,7 +260,8 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
                        max_per_class: Optional[int] = None, val_fraction: float = 0.0,
                        in_memory: Optional[bool] = None, workers: Optional[int] = None,
                        max_memory_gb: Optional[float] = None,
-                       reserve: Optional[Callable[[Tuple[int, int, int], int], int]] = None) -> FeatureSplit:
+                       reserve: Optional[Callable[[Tuple[int, int, int], int], int]] = None,
+                       standardize: Union[bool, "FeatureNorm"] = False) -> FeatureSplit:
     """FD-MFCC features (N, 3, n_mfcc, T) and labels of a labelled audio source, split train/test.
 
     Features go through a sharded feature store (:mod:`ddfad_fast.store`) in ``cache_dir``, in a folder
@@ -267,7 +278,11 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
     and, with ``in_memory`` None, the features are read into memory only when they fit beside
     ``reserve(in_shape, num_classes)`` bytes (what the caller's training needs,
     :func:`ddfad_fast.memory.features_in_memory`; ResourceError when even the reserve does not fit). Raises
-    ParameterError if no class has training clips, AudioFileError on a bad file with ``strict``.
+    ``standardize``: True fits a :class:`FeatureNorm` on the training clips and standardises every split
+    with it, a FeatureNorm standardises with that one (in place or as a view: no second copy of the
+    features). Features read into memory take their memory once: each split is read from its store
+    view after the validation split is carved. Raises ParameterError if no class has training clips,
+    AudioFileError on a bad file with ``strict``.
     """
     from .store import build_store
 
@@ -275,8 +290,8 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
     if cache_dir is None:
         items, skipped = labelled_items(source, config, max_per_class)
         with tempfile.TemporaryDirectory() as tmp:
-            split = _split_from_store(build_store(items, config, tmp, strict=strict, progress=progress,
-                                                  workers=workers, local=True), skipped, lazy=False)
+            store = build_store(items, config, tmp, strict=strict, progress=progress, workers=workers, local=True)
+            return _finish_split(_split_from_store(store, skipped), val_fraction, True, standardize)
     else:
         from .memory import features_in_memory
         from .store import plan_features, process_rss_bytes
@@ -289,8 +304,18 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
             in_memory = features_in_memory(store.nbytes, need, max_memory_gb, process_rss_bytes())
         elif in_memory is None:
             in_memory = store.nbytes <= IN_MEMORY_LIMIT_GB * 2 ** 30
-        split = _split_from_store(store, skipped, lazy=not in_memory)
-    return carve_validation(split, val_fraction) if val_fraction > 0 else split
+        return _finish_split(_split_from_store(store, skipped), val_fraction, in_memory, standardize)
+
+
+def _finish_split(split: FeatureSplit, val_fraction: float, in_memory: bool,
+                  standardize: Union[bool, "FeatureNorm"]) -> FeatureSplit:
+    """Validation split carved from the store views, then read into memory, then standardised in place."""
+    split = carve_validation(split, val_fraction) if val_fraction > 0 else split
+    if in_memory:
+        split = split.materialized()
+    if standardize is not False:
+        split = split.standardized(standardize if isinstance(standardize, FeatureNorm) else None, in_place=True)
+    return split
 
 
 def labelled_items(source: Union[str, Path], config: FeatureConfig, max_per_class: Optional[int] = None):
@@ -321,9 +346,8 @@ def prepare_store(source: Union[str, Path], config: FeatureConfig, cache_dir: Un
     return store, skipped
 
 
-def _split_from_store(store, skipped: List[Tuple[str, str]], lazy: bool) -> FeatureSplit:
-    x = store.features()
-    return _make_split(x if lazy else x.materialize(), store.column("label"), store.column("split"), store.config,
+def _split_from_store(store, skipped: List[Tuple[str, str]]) -> FeatureSplit:
+    return _make_split(store.features(), store.column("label"), store.column("split"), store.config,
                        skipped + list(store.skipped), store.column("speaker"), store.column("path"))
 
 
@@ -406,14 +430,16 @@ class FeatureNorm:
 
     @classmethod
     def fit(cls, x: Tensor) -> "FeatureNorm":
-        """Mean and std over clips and frames of training features ``x`` (N, 3, n_mfcc, T) (a tensor, or
-        stored features read in chunks: two passes in float64, the same statistics)."""
+        """Mean and std over clips and frames of training features ``x`` (N, 3, n_mfcc, T): in float64 at once,
+        or for stored features and tensors whose float64 copy would exceed FIT_IN_ONE_PASS_BYTES in two
+        passes over chunks (the same statistics up to the order of the float64 sums)."""
         if x.dim() != 4 or x.shape[0] < 2:
             raise ParameterError(f"need (N >= 2, 3, n_mfcc, T) features to fit a standardisation, got {tuple(x.shape)}")
-        if hasattr(x, "chunks"):
+        if hasattr(x, "chunks") or x.numel() * 8 > FIT_IN_ONE_PASS_BYTES:
+            chunks = x.chunks if hasattr(x, "chunks") else (lambda: x.split(1024))
             count = x.shape[0] * x.shape[3]
-            mean = sum(c.double().sum(dim=(0, 3)) for c in x.chunks()) / count
-            var = sum(((c.double() - mean[None, :, :, None]) ** 2).sum(dim=(0, 3)) for c in x.chunks()) / (count - 1)
+            mean = sum(c.double().sum(dim=(0, 3)) for c in chunks()) / count
+            var = sum(((c.double() - mean[None, :, :, None]) ** 2).sum(dim=(0, 3)) for c in chunks()) / (count - 1)
             return cls(mean[..., None].float(), var.sqrt()[..., None].clamp_min(1e-6).float())
         x64 = x.detach().double()
         mean = x64.mean(dim=(0, 3), keepdim=True)[0]
@@ -427,6 +453,14 @@ class FeatureNorm:
         if hasattr(x, "standardized_by"):
             return x.standardized_by(self)
         return (x - self.mean.to(x)) / self.std.to(x)
+
+    def apply_(self, x: Tensor) -> Tensor:
+        """:meth:`apply` overwriting ``x`` (the same values, no second copy of the features); stored features
+        get a standardising view as with :meth:`apply`."""
+        self._check(x)
+        if hasattr(x, "standardized_by"):
+            return x.standardized_by(self)
+        return x.sub_(self.mean.to(x)).div_(self.std.to(x))
 
     def invert(self, x: Tensor) -> Tensor:
         """Features in raw FD-MFCC units (dB-scaled cepstra) from standardised ones."""

@@ -430,11 +430,12 @@ class StoredFeatures:
         for i in range(0, len(self.rows), batch_size):
             yield self._read(self.rows[i:i + batch_size])
 
-    def materialize(self) -> Tensor:
-        """All of these clips in one tensor (memory for all of them)."""
-        if len(self.rows) == 0:
-            return torch.zeros(tuple(self.shape), device=self.device)
-        return torch.cat(list(self.chunks()))
+    def materialize(self, batch_size: int = 1024) -> Tensor:
+        """All of these clips in one tensor (memory for all of them, once: filled chunk by chunk)."""
+        out = torch.empty(tuple(self.shape), dtype=torch.float32, device=self.device)
+        for i in range(0, len(self.rows), batch_size):
+            out[i:i + batch_size] = self._read(self.rows[i:i + batch_size])
+        return out
 
     def __repr__(self) -> str:
         return (f"StoredFeatures(shape={tuple(self.shape)}, store={str(self.store.folder)!r}, "

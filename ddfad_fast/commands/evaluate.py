@@ -91,11 +91,10 @@ def main(args: argparse.Namespace) -> int:
     reserve = training_reserve((model_config, full.batch_size, full.num_nets if (full.ensemble or args.ensemble) else 1))
     split = load_feature_split(args.data, features, cache_dir=args.cache, max_per_class=args.max_per_class,
                                strict=args.strict, val_fraction=preset.val_fraction, in_memory=features_in_memory(args),
-                               workers=args.workers, max_memory_gb=args.max_memory, reserve=reserve)
+                               workers=args.workers, max_memory_gb=args.max_memory, reserve=reserve,
+                               standardize=norm if norm is not None else distilled is None)
     for path, reason in split.skipped:
         print(f"skipped {path}: {reason}")
-    if distilled is None or norm is not None:
-        split = split.standardized(norm)
     split = split.to(args.device)
     models = tuple(args.models.split(",")) if args.models else preset.eval.models
     changes = {k: v for k, v in (("num_nets", args.num_nets), ("epochs", args.epochs)) if v is not None}

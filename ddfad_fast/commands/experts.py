@@ -55,9 +55,8 @@ def main(args: argparse.Namespace) -> int:
     split = load_feature_split(args.data, feature_config(args, preset.features),
                                cache_dir=args.cache or args.out / "cache", max_per_class=args.max_per_class,
                                strict=args.strict, val_fraction=preset.val_fraction, in_memory=features_in_memory(args),
-                               workers=args.workers, max_memory_gb=args.max_memory, reserve=reserve)
-    if preset.standardize:
-        split = split.standardized()
+                               workers=args.workers, max_memory_gb=args.max_memory, reserve=reserve,
+                               standardize=preset.standardize)
     main_rank = distributed.is_main()                 # under torchrun rank 0 alone prints
     if main_rank:
         for path, reason in split.skipped:

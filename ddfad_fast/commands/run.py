@@ -248,8 +248,9 @@ def run_split(folder: Path, run: dict, preset: Preset, device: torch.device):
     """The feature split of a finished run (its cache, validation split and standardisation), on ``device``."""
     from ..data import load_feature_split
     split = load_feature_split(run["data"], preset.features, cache_dir=Path(folder) / "cache",
-                               max_per_class=run.get("max_per_class"), val_fraction=preset.val_fraction)
-    return (split.standardized() if preset.standardize else split).to(device)
+                               max_per_class=run.get("max_per_class"), val_fraction=preset.val_fraction,
+                               standardize=preset.standardize)
+    return split.to(device)
 
 
 def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: bool = False,
@@ -285,8 +286,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         split = load_feature_split(data, preset.features, cache_dir=out / "cache", progress=progress,
                                    max_per_class=max_per_class, strict=strict, val_fraction=preset.val_fraction,
                                    in_memory=in_memory, workers=workers, max_memory_gb=preset.distill.max_memory_gb,
-                                   reserve=reserve)
-        return split.standardized() if preset.standardize else split
+                                   reserve=reserve, standardize=preset.standardize)
+        return split
 
     split = stages.run("features", features_stage)
     device = torch.device("cpu") if device is None else torch.device(device)

@@ -35,7 +35,8 @@ def data_fingerprint(*tensors: Tensor) -> str:
         digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
         for chunk in (t.chunks() if hasattr(t, "chunks") else [t]):    # stored features: read in chunks
             chunk = chunk.detach().cpu().contiguous()
-            digest.update(chunk.view(torch.uint8).numpy().tobytes() if chunk.numel() else b"")
+            if chunk.numel():
+                digest.update(chunk.view(torch.uint8).numpy())     # the buffer itself: no copy of the bytes
     return digest.hexdigest()[:32]
 
 

@@ -172,10 +172,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_features_write_the_store_one_process_writes(tmp_path):
+def test_torchrun_features_write_the_store_one_process_writes(tmp_path, monkeypatch):
     """2 ranks (gloo) take disjoint shards and rank 0 writes the index: every file of the store equals,
-    byte for byte, the store of a single process."""
+    byte for byte, the store of a single process; here the 2 ranks resume a store whose build by one
+    process was interrupted after 2 of its 5 shards."""
     folder = class_folder(tmp_path / "d", broken=1)
+    items, _ = labelled_items(folder, FeatureConfig())
+    real, calls = features_module.fd_mfcc, []
+
+    def dies_on_third_shard(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features_module, "fd_mfcc", dies_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        build_store(items, FeatureConfig(), tmp_path / "two", shard_size=4, workers=0)
+    monkeypatch.setattr(features_module, "fd_mfcc", real)
+    assert len(list((tmp_path / "two").glob("shard_*.json"))) == 2
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["features", "--data", str(folder), "--shard-size", "4", "--workers", "0", "--quiet"]
     single = subprocess.run([sys.executable, "-m", "ddfad_fast.cli", *common, "--store", str(tmp_path / "one")],
@@ -183,7 +198,7 @@ def test_torchrun_features_write_the_store_one_process_writes(tmp_path):
     assert single.returncode == 0, single.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}",
-                          "-m", "ddfad_fast.cli", *common, "--store", str(tmp_path / "two")],
+                          "-m", "ddfad_fast.cli", *common, "--store", str(tmp_path / "two"), "--resume"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     names = sorted(p.name for p in (tmp_path / "one").iterdir())

@@ -340,9 +340,10 @@ def prepare_store(source: Union[str, Path], config: FeatureConfig, cache_dir: Un
 
     config = config.validate()
     items, skipped = labelled_items(source, config, max_per_class)
-    folder = Path(cache_dir) / f"store_{store_key(items, config, strict)[:20]}"
-    store = build_store(items, config, folder, strict=strict, progress=progress, workers=workers,
-                        shard_size=shard_size or DEFAULT_SHARD_SIZE, batch_size=batch_size or DEFAULT_BATCH)
+    key = store_key(items, config, strict)
+    store = build_store(items, config, Path(cache_dir) / f"store_{key[:20]}", strict=strict, progress=progress,
+                        workers=workers, shard_size=shard_size or DEFAULT_SHARD_SIZE,
+                        batch_size=batch_size or DEFAULT_BATCH, key=key)
     return store, skipped
 
 

@@ -45,8 +45,18 @@ Item = Any          # anything with .path, .label, .split, .speaker (ddfad_fast.
 
 
 def default_workers() -> int:
-    """Decoding processes beside the one computing features: one per spare core, at most 4."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    """Decoding processes beside the one computing features: one per two cores beyond the first two, at most
+    4; none on a 2-core machine, where a worker only competes with the transform for the cores (10k 16 kHz
+    clips: 1,420 clips/s without a worker, 695 with one; bench/results/corpus_scale/)."""
+    return max(0, min(4, ((os.cpu_count() or 1) - 2) // 2))
+
+
+def _collate(batch):
+    """A decoded batch as one transfer: (first file number, kept file numbers, (n, L) waves or None,
+    [(file number, reason)] of the unusable files)."""
+    kept = [i for i, wave, _ in batch if wave is not None]
+    waves = torch.stack([wave for _, wave, _ in batch if wave is not None]) if kept else None
+    return batch[0][0], kept, waves, [(i, reason) for i, wave, reason in batch if wave is None]
 
 
 def store_key(items: Sequence[Item], config: FeatureConfig, strict: bool = False) -> str:
@@ -60,7 +70,7 @@ def store_key(items: Sequence[Item], config: FeatureConfig, strict: bool = False
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"{Path(it.path).resolve()}|{it.label}|{it.split}|{it.speaker}|{stamp}\n".encode())
+        h.update(f"{os.path.abspath(it.path)}|{it.label}|{it.split}|{it.speaker}|{stamp}\n".encode())
     return h.hexdigest()
 
 
@@ -150,7 +160,7 @@ def _shard_done(folder: Path, k: int, key: str, shard_size: int) -> bool:
 
 def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str, Path], strict: bool = False,
                 shard_size: int = DEFAULT_SHARD_SIZE, workers: Optional[int] = None, batch_size: int = DEFAULT_BATCH,
-                progress: Any = False, local: bool = False) -> "FeatureStore":
+                progress: Any = False, local: bool = False, key: Optional[str] = None) -> "FeatureStore":
     """Compute the FD-MFCC of ``items``' files into a store in ``folder``; returns it opened.
 
     Shards already finished for the same key and shard size are kept (resume). Under torchrun (a process
@@ -159,7 +169,8 @@ def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
     files are skipped with their reason (``strict``: the first raises AudioFileError naming it).
     ``workers``: DataLoader decoding processes (default :func:`default_workers`, shared among the ranks
     of a machine; 0 decodes in this process). ``local``: this process builds the whole store alone, even
-    under torchrun (e.g. in a private temporary folder).
+    under torchrun (e.g. in a private temporary folder). ``key``: :func:`store_key` of these arguments when
+    the caller has it (it stats every file).
     """
     from . import distributed
     from .errors import DDFADError
@@ -170,7 +181,7 @@ def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
     if shard_size < 1 or batch_size < 1:
         raise ParameterError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
     folder = Path(folder)
-    key = store_key(items, config, strict)
+    key = key or store_key(items, config, strict)
     if index_key(folder / INDEX_NAME) == key:
         return FeatureStore(folder, key)
     rank, world = (0, 1) if local else (distributed.rank(), distributed.world_size())
@@ -187,7 +198,7 @@ def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
     if error is not None:
         raise error
     if rank == 0:
-        write_index(items, config, folder, strict, shard_size)
+        write_index(items, config, folder, strict, shard_size, key=key)
     if world > 1:
         distributed.barrier()
     return FeatureStore(folder, key)
@@ -209,31 +220,31 @@ def _compute_shards(items: Sequence[Item], config: FeatureConfig, folder: Path, 
         from tqdm.auto import tqdm
         bar = tqdm(total=sum(map(len, batches)), desc="features", unit="clip")
     loader = torch.utils.data.DataLoader(_Clips([it.path for it in items], config, strict), batch_sampler=batches,
-                                         num_workers=workers, collate_fn=list,
+                                         num_workers=workers, collate_fn=_collate,
                                          prefetch_factor=2 if workers else None)
-    current, parts, kept, skipped = None, [], [], []
+    clip_shape = (3, config.n_mfcc, config.n_frames(config.fixed_length))
+    shard = np.empty((shard_size,) + clip_shape, dtype=np.float32)       # one shard's features, filled in place
+    current, rows, kept, skipped = None, 0, [], []
 
     def finish(k: int) -> None:
-        x = torch.cat(parts) if parts else torch.zeros(0, 3, config.n_mfcc, config.n_frames(config.fixed_length))
-        array = np.ascontiguousarray(x.numpy(), dtype=np.float32)
-        atomic_write(folder / f"{_shard_name(k)}.npy", lambda handle: np.save(handle, array))
+        atomic_write(folder / f"{_shard_name(k)}.npy", lambda handle: np.save(handle, shard[:rows]))
         atomic_write_json(folder / f"{_shard_name(k)}.json",
                           {"key": key, "shard_size": shard_size, "first": k * shard_size, "kept": kept,
                            "skipped": skipped})
 
-    for batch in loader:
-        k = batch[0][0] // shard_size
+    for first, good, waves, bad in loader:
+        k = first // shard_size
         if current is not None and k != current:
             finish(current)
-            parts, kept, skipped = [], [], []
+            rows, kept, skipped = 0, [], []
         current = k
-        good = [(i, wave) for i, wave, _ in batch if wave is not None]
-        skipped += [[str(items[i].path), reason] for i, wave, reason in batch if wave is None]
+        skipped += [[str(items[i].path), reason] for i, reason in bad]
         if good:
-            parts.append(fd_mfcc(torch.stack([w for _, w in good]), config.sample_rate, config).float())
-            kept += [i for i, _ in good]
+            shard[rows:rows + len(good)] = fd_mfcc(waves, config.sample_rate, config).float().numpy()
+            rows += len(good)
+            kept += good
         if bar is not None:
-            bar.update(len(batch))
+            bar.update(len(good) + len(bad))
     if current is not None:
         finish(current)
     if own_bar:
@@ -249,11 +260,11 @@ def index_key(index: Path) -> Optional[str]:
 
 
 def write_index(items: Sequence[Item], config: FeatureConfig, folder: Union[str, Path], strict: bool = False,
-                shard_size: int = DEFAULT_SHARD_SIZE) -> Path:
+                shard_size: int = DEFAULT_SHARD_SIZE, key: Optional[str] = None) -> Path:
     """Gather the finished shards' records into ``index.json`` (the store is complete once it exists).
     FileFormatError naming the first shard that is missing or made for other files."""
     folder = Path(folder)
-    key = store_key(items, config, strict)
+    key = key or store_key(items, config, strict)
     rows, shards, skipped = [], [], []
     for k in range(-(-len(items) // shard_size)):
         if not _shard_done(folder, k, key, shard_size):

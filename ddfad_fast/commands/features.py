@@ -140,11 +140,11 @@ def main(args: argparse.Namespace) -> int:
     shard_size, batch_size, workers = plan_features(config, args.max_memory, args.workers, shard_size)
     if args.out is not None:
         folder, final = parts_dir(args.out), args.out
-    elif args.cache is not None:
-        folder = final = args.cache / f"store_{store_key(items, config, args.strict)[:20]}"
-    else:
-        folder = final = args.store
     key = store_key(items, config, args.strict)
+    if args.cache is not None:
+        folder = final = args.cache / f"store_{key[:20]}"
+    elif args.out is None:
+        folder = final = args.store
     if args.out is not None and final.exists() and not args.overwrite:
         raise ParameterError(f"{final} exists; pass --overwrite to replace it")
     if args.out is None and (final / INDEX_NAME).is_file() and not args.overwrite:
@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     if started and distributed.is_main():
         print(f"resuming: {len(list(folder.glob('shard_*.json')))} finished shard(s) in {folder}")
     store = build_store(items, config, folder, strict=args.strict, shard_size=shard_size, workers=workers,
-                        batch_size=batch_size, progress=not args.quiet)
+                        batch_size=batch_size, progress=not args.quiet, key=key)
     skipped = list(skipped) + list(store.skipped)
     if not distributed.is_main():
         return 0

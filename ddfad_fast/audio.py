@@ -5,7 +5,7 @@ Behaviour on difficult input (every error is an :class:`AudioFileError` naming t
 * missing, unreadable, corrupt or non-audio files (also a text file named ``.wav``): error;
 * truncated WAV files (the header declares more sample frames than the file holds, e.g. a copy or
   download cut short): error ("truncated: header declares N frames, data holds M"), never a short clip;
-* zero-length files: error ("empty");
+* zero-byte files: error ("empty file (0 bytes)"); a valid header with no samples: error ("empty (0 samples)");
 * NaN / Inf samples (float WAV, FLAC cannot hold them): error ("non-finite samples");
 * integer PCM of any width (8/16/24/32-bit) and float files: read as float in [-1, 1];
 * several channels: averaged to mono (``mono=True``) or returned as (C, L);
@@ -132,6 +132,8 @@ def load_audio(path: PathLike, sample_rate: Optional[int] = None, mono: bool = T
     path = Path(path)
     if not path.is_file():
         raise AudioFileError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioFileError(f"{path}: empty file (0 bytes)")
     truncated = wav_truncation(path)
     if truncated is not None:
         raise AudioFileError(f"{path}: truncated: header declares {truncated[0]} frames, data holds {truncated[1]}")

@@ -539,7 +539,8 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
                                            resume_from=checkpoint if resume and main else None))
     plan = distributed.broadcast_object(plan)         # rank 0's: every rank must draw the same batches
     device = x_train.device
-    identity = _identity(config, trajectories, plan.batch_syn, x_train, y_train)
+    # what a checkpoint must match (its data fingerprint reads the whole training set): only with files
+    identity = _identity(config, trajectories, plan.batch_syn, x_train, y_train) if out_dir is not None else {}
 
     def start() -> Tuple[_State, dict, Tensor]:
         if checkpoint is not None and checkpoint.exists():

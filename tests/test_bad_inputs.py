@@ -54,7 +54,7 @@ def build_corpus(folder):
     (folder / "1_text_13.wav").write_text("RIFF? no, just text")
     expected["1_text_13.wav"] = "not a readable audio file"
     (folder / "0_zero_14.wav").write_bytes(b"")
-    expected["0_zero_14.wav"] = "not a readable audio file"
+    expected["0_zero_14.wav"] = "empty file (0 bytes)"
     good = folder / "0_good_5.wav"
     (folder / "1_truncated_14.wav").write_bytes(good.read_bytes()[:40])
     expected["1_truncated_14.wav"] = "not a readable audio file"

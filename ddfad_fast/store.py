@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -223,30 +224,39 @@ def _compute_shards(items: Sequence[Item], config: FeatureConfig, folder: Path, 
                                          num_workers=workers, collate_fn=_collate,
                                          prefetch_factor=2 if workers else None)
     clip_shape = (3, config.n_mfcc, config.n_frames(config.fixed_length))
-    shard = np.empty((shard_size,) + clip_shape, dtype=np.float32)       # one shard's features, filled in place
-    current, rows, kept, skipped = None, 0, [], []
+    # two shard buffers: one is filled while the other is written (and fsynced) by a background thread
+    buffers = [np.empty((shard_size,) + clip_shape, dtype=np.float32) for _ in range(2 if len(mine) > 1 else 1)]
+    writes: List[Optional[Future]] = [None] * len(buffers)
+    current, rows, kept, skipped, slot = None, 0, [], [], 0
 
-    def finish(k: int) -> None:
-        atomic_write(folder / f"{_shard_name(k)}.npy", lambda handle: np.save(handle, shard[:rows]))
+    def write(k: int, array: np.ndarray, kept: List[int], skipped: List[List[str]]) -> None:
+        atomic_write(folder / f"{_shard_name(k)}.npy", lambda handle: np.save(handle, array))
         atomic_write_json(folder / f"{_shard_name(k)}.json",
                           {"key": key, "shard_size": shard_size, "first": k * shard_size, "kept": kept,
                            "skipped": skipped})
 
-    for first, good, waves, bad in loader:
-        k = first // shard_size
-        if current is not None and k != current:
-            finish(current)
-            rows, kept, skipped = 0, [], []
-        current = k
-        skipped += [[str(items[i].path), reason] for i, reason in bad]
-        if good:
-            shard[rows:rows + len(good)] = fd_mfcc(waves, config.sample_rate, config).float().numpy()
-            rows += len(good)
-            kept += good
-        if bar is not None:
-            bar.update(len(good) + len(bad))
-    if current is not None:
-        finish(current)
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for first, good, waves, bad in loader:
+            k = first // shard_size
+            if k != current:
+                if current is not None:
+                    writes[slot] = writer.submit(write, current, buffers[slot][:rows], kept, skipped)
+                    slot = (slot + 1) % len(buffers)
+                if writes[slot] is not None:
+                    writes[slot].result()          # this buffer's shard is on disk (or its error is raised)
+                current, rows, kept, skipped = k, 0, [], []
+            skipped += [[str(items[i].path), reason] for i, reason in bad]
+            if good:
+                buffers[slot][rows:rows + len(good)] = fd_mfcc(waves, config.sample_rate, config).float().numpy()
+                rows += len(good)
+                kept += good
+            if bar is not None:
+                bar.update(len(good) + len(bad))
+        if current is not None:
+            writes[slot] = writer.submit(write, current, buffers[slot][:rows], kept, skipped)
+        for pending in writes:
+            if pending is not None:
+                pending.result()
     if own_bar:
         bar.close()
 

@@ -244,3 +244,29 @@ def test_memory_limits_of_the_training_commands(tmp_path, capsys):
                  "--num-experts", "1", "--epochs", "1", "--no-compile"]) == 2
     err = capsys.readouterr().err
     assert "GB already in use" in err and "--max-memory 0.05 GB" in err and not (tmp_path / "e").exists()
+
+
+def test_data_info_reports_class_counts_imbalance_and_skipped_files(tmp_path, capsys):
+    from ddfad_fast.cli import main
+    folder = class_folder(tmp_path / "d", per_class=6, broken=2)
+    for i in range(6):                                   # class c2 twice as large: imbalance 2.0
+        write_clip(folder / "c2" / f"extra{i}.wav", 700 + i, 0.3, seed=100 + i)
+    assert main(["data", "info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "3 classes" in out and "largest / smallest class): 11 / 5 = 2.20" in out and "(imbalanced" in out
+    assert out.count("skipped ") == 2 and "2 file(s) skipped" in out
+
+
+def test_features_fill_the_cache_a_run_then_uses(tmp_path, capsys, monkeypatch):
+    """`ddfad features --data D --cache R/cache` computes the store `ddfad run --out R` reads: the run computes
+    no feature (and accepts the folder that holds only its cache)."""
+    from ddfad_fast.cli import main
+    folder = class_folder(tmp_path / "d", per_class=8)
+    assert main(["features", "--data", str(folder), "--cache", str(tmp_path / "r" / "cache"), "--quiet"]) == 0
+    assert main(["features", "--data", str(folder), "--cache", str(tmp_path / "r" / "cache"), "--quiet"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    monkeypatch.setattr(features_module, "fd_mfcc", lambda *a, **k: pytest.fail("features computed again"))
+    assert main(["run", "--data", str(folder), "--out", str(tmp_path / "r"), "--cpc", "1", "--width", "4",
+                 "--depth", "1", "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1",
+                 "--syn-steps", "1", "--max-start-epoch", "1", "--no-compile", "--num-nets", "1", "--eval-steps",
+                 "2", "--full-epochs", "1", "--no-audio", "--device", "cpu", "--threads", "1"]) == 0

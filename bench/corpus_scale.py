@@ -416,6 +416,24 @@ def child_inmemory(a: dict) -> dict:
             "shape": list(x.shape), "bytes": x.numel() * 4, **_mem()}
 
 
+def child_store(a: dict) -> dict:
+    """build_store timed inside the process, as child_inmemory times extract_features: the two paths' own
+    throughput, without interpreter start-up or the command line around them."""
+    import torch
+    from ddfad_fast.config import FeatureConfig
+    from ddfad_fast.data import labelled_items
+    from ddfad_fast.store import build_store
+    torch.set_num_threads(a["threads"])
+    config = FeatureConfig.speech16k()
+    items, _ = labelled_items(a["manifest"], config)
+    shutil.rmtree(a["store"], ignore_errors=True)
+    start = time.perf_counter()
+    store = build_store(items, config, a["store"], workers=a["workers"])
+    out = {"build_s": time.perf_counter() - start, "kept": len(store), **_mem()}
+    shutil.rmtree(a["store"], ignore_errors=True)
+    return out
+
+
 def _load_split(a: dict, in_memory: bool, norm=None):
     """``load_feature_split(..., val_fraction=0.1)`` standardised (fitted on the training clips, or ``norm``):
     through its ``standardize`` argument where the package has one (no second copy), else ``.standardized()``."""
@@ -547,7 +565,7 @@ def child_learn(a: dict) -> dict:
             "chance": 1 / len(names), "n_train": len(split.y_train), "n_test": len(truth)}
 
 
-CHILDREN = {"learn": child_learn, "inmemory": child_inmemory, "epoch": child_epoch, "experts": child_experts, "distill": child_distill}
+CHILDREN = {"learn": child_learn, "inmemory": child_inmemory, "store": child_store, "epoch": child_epoch, "experts": child_experts, "distill": child_distill}
 
 
 def child(kind: str, a: dict) -> List[str]:
@@ -754,6 +772,11 @@ def main() -> int:
         c = m.get("child", {})
         add(size, "features in-memory", m, clips_per_s=size / m["wall_s"], kept=c.get("kept"),
             extract_clips_per_s=size / c["extract_s"] if c.get("extract_s") else None)
+        m = run_measured(child("store", {"manifest": str(manifest), "store": str(work / f"store_{size}_inproc"),
+                                         "threads": t, "workers": 0}), label=f"features store in process {size}")
+        c = m.get("child", {})
+        add(size, "features store in process", m, kept=c.get("kept"),
+            build_clips_per_s=size / c["build_s"] if c.get("build_s") else None)
         # c. one expert epoch, store vs memory
         details[f"{size}/cache"] = link_cache(manifest, store, cache)
         common = {"manifest": str(manifest), "cache": str(cache), "threads": t, "max_steps": args.max_steps,
@@ -824,6 +847,11 @@ def main() -> int:
             s = get(size, what, "clips_per_s")
             if s and mem:
                 targets[key][str(size)] = {"ratio": s / mem, "target": ">= 0.8", "met": s / mem >= 0.8}
+        inside, mem_inside = get(size, "features store in process", "build_clips_per_s"), \
+            get(size, "features in-memory", "extract_clips_per_s")
+        if inside and mem_inside:
+            targets.setdefault("store_vs_memory_clips_per_s_in_process", {})[str(size)] = {
+                "ratio": inside / mem_inside, "target": ">= 0.8", "met": inside / mem_inside >= 0.8}
         a, b = get(size, "expert epoch store", "step_ms"), get(size, "expert epoch memory", "step_ms")
         if a and b:
             targets["epoch_step_ratio_store_over_memory"][str(size)] = {"ratio": a / b, "target": "<= 1.15",

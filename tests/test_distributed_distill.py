@@ -288,3 +288,43 @@ def test_cli_under_torchrun(tmp_path):
     torch.testing.assert_close(two["features"], one["features"], rtol=1e-5, atol=1e-5)
     assert two["history"]["expert"] == one["history"]["expert"] and len(two["history"]["expert"][0]) == 2
     assert two["config"]["distill"]["trajectories_per_iteration"] == 2
+
+
+def test_torchrun_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """A 2-process `distill` killed (SIGKILL to the whole launch) after its first checkpoint, then launched
+    again with --resume, ends where an uninterrupted 2-process launch ends."""
+    import signal
+    import time
+    from test_distill import _tone_dataset
+    data, experts = tmp_path / "data", tmp_path / "experts"
+    _tone_dataset(data)
+    assert main(["experts", "--data", str(data), "--out", str(experts), "--num-experts", "2", "--epochs", "3",
+                 "--width", "4", "--no-compile", "--threads", "1", "--cache", str(tmp_path / "cache")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+    def launch(out: Path, *extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+             "--rdzv-endpoint", f"localhost:{_free_port()}", "-m", "ddfad_fast.cli", "distill", "--data", str(data),
+             "--experts", str(experts), "--cpc", "1", "--iterations", "40", "--syn-steps", "2", "--no-compile",
+             "--quiet", "--eval-every", "0", "--checkpoint-every", "2", "--cache", str(tmp_path / "cache"),
+             "--out", str(out), *extra], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
+
+    whole = launch(tmp_path / "whole")
+    assert whole.wait(timeout=TIMEOUT_S) == 0, whole.stderr.read()[-3000:]
+    killed = launch(tmp_path / "killed")
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + TIMEOUT_S
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert killed.poll() is None, "the launch ended before the kill"
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert not (tmp_path / "killed" / "distilled.pt").exists()
+    resumed = launch(tmp_path / "killed", "--resume")
+    assert resumed.wait(timeout=TIMEOUT_S) == 0, resumed.stderr.read()[-3000:]
+    a, b = (torch.load(tmp_path / name / "distilled.pt", weights_only=True) for name in ("whole", "killed"))
+    assert torch.equal(a["features"], b["features"]) and torch.equal(torch.as_tensor(a["alpha"]),
+                                                                       torch.as_tensor(b["alpha"]))
+    assert a["history"]["loss"] == b["history"]["loss"]

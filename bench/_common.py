@@ -35,6 +35,16 @@ def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, devi
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
 
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process (Linux >= 4.0); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def git_commit() -> str:
     """HEAD of the checkout (with "+dirty" for uncommitted changes), or DDFAD_GIT_COMMIT where there is no .git."""
     try:

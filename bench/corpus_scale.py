@@ -390,15 +390,6 @@ def _status_kb(key: str) -> int:
     return 0
 
 
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _mem() -> Dict[str, float]:
     return {"rss_mb": _status_kb("VmRSS") / 1024, "anon_mb": _status_kb("RssAnon") / 1024,
             "hwm_mb": _status_kb("VmHWM") / 1024}
@@ -470,7 +461,8 @@ def child_epoch(a: dict) -> dict:
     sgd_epoch(net, params.clone(), velocity.clone(), take_rows(x, warm) if not isinstance(x, torch.Tensor) else x[warm],
               y[warm], lr=0.01, momentum=0, weight_decay=0, batch_size=64,
               generator=torch.Generator().manual_seed(1), augment=AUGMENT, stepper=stepper)
-    reset = _reset_hwm()
+    from _common import reset_peak
+    reset = reset_peak()
     times, loss = [], None
     for _ in range(a["repeats"]):        # the same epoch from the same start, ``repeats`` times: min is reported
         p, v = params.clone(), velocity.clone()
@@ -524,7 +516,8 @@ def child_distill(a: dict) -> dict:
     cpc = min(10, int(torch.bincount(split.y_train, minlength=split.num_classes).min()))
     config = DistillConfig(cpc=cpc, syn_steps=20, iterations=a["iterations"], batch_syn=100, checkpoint_every=0, eval_every=0,
                            compile=False, augment=AUGMENT, expert_epochs=2, max_start_epoch=1)
-    reset = _reset_hwm()
+    from _common import reset_peak
+    reset = reset_peak()
     start = time.perf_counter()
     result = distill(split.x_train, split.y_train, traj, config, out_dir=None, progress=False)
     call_s = time.perf_counter() - start

@@ -54,16 +54,6 @@ def _vm_peak_mb() -> float:
     return float("nan")
 
 
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS counter of this process (Linux >= 4.0); False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def run_case(case: Dict[str, object]) -> Dict[str, object]:
     """One case in this process (called in the child): returns memory and timing numbers."""
     import torch
@@ -106,7 +96,8 @@ def run_case(case: Dict[str, object]) -> Dict[str, object]:
 
     compile_s = iteration(1)                 # warm-up: imports, allocator, compilation
     warm_peak = _peak_mb()
-    reset = _reset_peak()
+    from _common import reset_peak
+    reset = reset_peak()
     base = _rss_mb()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

@@ -81,9 +81,8 @@ def test_stored_features_index_like_a_tensor(tmp_path, rng):
     assert x.to("cpu").device == torch.device("cpu") and x.float() is x and x.dim() == 4
 
 
-def test_interrupted_build_resumes_shard_by_shard(tmp_path, monkeypatch):
-    items, _ = labelled_items(class_folder(tmp_path / "d"), FeatureConfig())
-    whole = build_store(items, FeatureConfig(), tmp_path / "whole", shard_size=4, batch_size=4, workers=0)
+def build_interrupted(items, folder: Path, monkeypatch) -> None:
+    """Build a store of ``items`` in shards of 4 that is interrupted (Ctrl-C) while computing its third shard."""
     real, calls = features_module.fd_mfcc, []
 
     def dies_on_third_shard(*args, **kwargs):
@@ -94,9 +93,16 @@ def test_interrupted_build_resumes_shard_by_shard(tmp_path, monkeypatch):
 
     monkeypatch.setattr(features_module, "fd_mfcc", dies_on_third_shard)
     with pytest.raises(KeyboardInterrupt):
-        build_store(items, FeatureConfig(), tmp_path / "s", shard_size=4, batch_size=4, workers=0)
-    assert len(list((tmp_path / "s").glob("shard_*.json"))) == 2 and not (tmp_path / "s" / "index.json").exists()
-    calls.clear()
+        build_store(items, FeatureConfig(), folder, shard_size=4, batch_size=4, workers=0)
+    monkeypatch.setattr(features_module, "fd_mfcc", real)
+    assert len(list(folder.glob("shard_*.json"))) == 2 and not (folder / "index.json").exists()
+
+
+def test_interrupted_build_resumes_shard_by_shard(tmp_path, monkeypatch):
+    items, _ = labelled_items(class_folder(tmp_path / "d"), FeatureConfig())
+    whole = build_store(items, FeatureConfig(), tmp_path / "whole", shard_size=4, batch_size=4, workers=0)
+    build_interrupted(items, tmp_path / "s", monkeypatch)
+    real, calls = features_module.fd_mfcc, []
     monkeypatch.setattr(features_module, "fd_mfcc", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     again = build_store(items, FeatureConfig(), tmp_path / "s", shard_size=4, batch_size=4, workers=0)
     assert len(calls) == -(-len(items) // 4) - 2           # only the shards that were missing
@@ -178,19 +184,7 @@ def test_torchrun_features_write_the_store_one_process_writes(tmp_path, monkeypa
     process was interrupted after 2 of its 5 shards."""
     folder = class_folder(tmp_path / "d", broken=1)
     items, _ = labelled_items(folder, FeatureConfig())
-    real, calls = features_module.fd_mfcc, []
-
-    def dies_on_third_shard(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(features_module, "fd_mfcc", dies_on_third_shard)
-    with pytest.raises(KeyboardInterrupt):
-        build_store(items, FeatureConfig(), tmp_path / "two", shard_size=4, workers=0)
-    monkeypatch.setattr(features_module, "fd_mfcc", real)
-    assert len(list((tmp_path / "two").glob("shard_*.json"))) == 2
+    build_interrupted(items, tmp_path / "two", monkeypatch)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["features", "--data", str(folder), "--shard-size", "4", "--workers", "0", "--quiet"]
     single = subprocess.run([sys.executable, "-m", "ddfad_fast.cli", *common, "--store", str(tmp_path / "one")],

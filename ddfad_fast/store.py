@@ -76,15 +76,22 @@ def store_key(items: Sequence[Item], config: FeatureConfig, strict: bool = False
 
 
 def process_rss_bytes() -> int:
-    """Resident memory of this process now (VmRSS; 0 where /proc is missing)."""
+    """Memory this process holds now that the kernel cannot take back: its anonymous and shared-memory
+    resident pages (RssAnon + RssShmem; VmRSS where those are not reported). File-backed pages, such
+    as the memory-mapped shards of a store being read, are page cache the kernel reclaims under
+    pressure, so they do not count against a memory limit."""
+    fields = {}
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssShmem"):
+                    fields[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+    if "RssAnon" in fields:
+        return fields["RssAnon"] + fields.get("RssShmem", 0)
+    return fields.get("VmRSS", 0)
 
 
 WORKER_BYTES = 200 * 2 ** 20        # private memory of one decoding process (measured: bench/corpus_scale.py)

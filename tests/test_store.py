@@ -264,3 +264,15 @@ def test_features_fill_the_cache_a_run_then_uses(tmp_path, capsys, monkeypatch):
                  "--depth", "1", "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1",
                  "--syn-steps", "1", "--max-start-epoch", "1", "--no-compile", "--num-nets", "1", "--eval-steps",
                  "2", "--full-epochs", "1", "--no-audio", "--device", "cpu", "--threads", "1"]) == 0
+
+
+def test_memory_in_use_leaves_out_the_page_cache_of_mapped_shards(tmp_path):
+    """Reading a memory-mapped shard fills VmRSS with file pages the kernel can reclaim; the memory that
+    --max-memory plans against (process_rss_bytes) does not grow with them."""
+    from ddfad_fast.store import process_rss_bytes
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones((64, 2 ** 20 // 4), dtype=np.float32))          # 64 MB
+    before = process_rss_bytes()
+    mapped = np.load(path, mmap_mode="r")
+    assert float(mapped.sum()) == 64 * 2 ** 18                               # every page read
+    assert process_rss_bytes() - before < 16 * 2 ** 20

@@ -209,40 +209,25 @@ def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, s
     rather than resampled. ``progress``: True for a progress bar, or a tqdm
     bar to advance (one step per file).
     """
-    from .audio import load_audio
-    from .features import fd_mfcc, fit_length
+    from .store import transformed_batches
 
     if config.fixed_length is None:
         raise ParameterError("feature extraction of files needs FeatureConfig.fixed_length, got None")
     kept: List[int] = []
     skipped: List[Tuple[str, str]] = []
-    waves: List[Tensor] = []
     chunks: List[Tensor] = []
     bar, own_bar = (progress, False) if hasattr(progress, "update") else (None, bool(progress))
     if own_bar:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(paths), desc="features", unit="clip")
-
-    def flush() -> None:
-        if waves:
-            chunks.append(fd_mfcc(torch.stack(waves), config.sample_rate, config).float())
-            waves.clear()
-
-    for index, path in enumerate(paths):
-        try:
-            wave, _ = load_audio(path, sample_rate=config.sample_rate, mono=True, resample_ok=not strict)
-        except AudioFileError as exc:
-            if strict:
-                raise
-            skipped.append((str(path), str(exc).split(": ", 1)[-1]))
-        else:
-            waves.append(fit_length(wave, config.fixed_length))
-            kept.append(index)
-            if len(waves) == batch_size:
-                flush()
+    batches = [list(range(s, min(s + batch_size, len(paths)))) for s in range(0, len(paths), batch_size)]
+    for _, good, x, bad in transformed_batches(paths, config, strict, batches, workers=0):
+        if good:
+            chunks.append(x)
+            kept += good
+        skipped += [(str(paths[i]), reason) for i, reason in bad]
         if bar is not None:
-            bar.update(1)
-    flush()
+            bar.update(len(good) + len(bad))
     if own_bar:
         bar.set_postfix(read=len(kept), skipped=len(skipped))
         bar.close()
@@ -293,8 +278,8 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
             store = build_store(items, config, tmp, strict=strict, progress=progress, workers=workers, local=True)
             return _finish_split(_split_from_store(store, skipped), val_fraction, True, standardize)
     else:
-        from .memory import features_in_memory
-        from .store import plan_features, process_rss_bytes
+        from .memory import features_in_memory, process_rss_bytes
+        from .store import plan_features
         shard_size, batch_size, workers = plan_features(config, max_memory_gb, workers)
         store, skipped = prepare_store(source, config, cache_dir, strict=strict, progress=progress,
                                        max_per_class=max_per_class, workers=workers, shard_size=shard_size,

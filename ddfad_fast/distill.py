@@ -42,11 +42,10 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -203,7 +202,7 @@ def _process_bytes(device: torch.device) -> int:
     """Memory already in use: the resident set on CPU, the allocated bytes on a GPU."""
     if device.type == "cuda":
         return int(torch.cuda.memory_allocated(device))
-    from .store import process_rss_bytes
+    from .memory import process_rss_bytes
     return process_rss_bytes()
 
 
@@ -467,34 +466,6 @@ def _report(message: str, bar, level: int = logging.INFO) -> None:
         bar.write(f"distill: {message}")
 
 
-def together(fn: Callable[[], Any], run: bool = True) -> Any:
-    """``fn()`` on this rank when ``run`` (None otherwise); when it raises on any rank, every rank raises, so
-    none waits forever at a later collective: a failed rank its own error, the others rank 0's error when
-    rank 0 failed, else a DDFADError. A single process just calls ``fn``."""
-    if distributed.world_size() == 1:
-        return fn() if run else None
-    value, error = None, None
-    if run:
-        try:
-            value = fn()
-        except Exception as exc:      # noqa: BLE001 - told to the other ranks, then raised
-            error = exc
-    if distributed.all_ok(error is None):
-        return value
-    shared = None
-    if distributed.is_main() and error is not None:
-        try:
-            shared = pickle.loads(pickle.dumps(error))
-        except Exception:             # noqa: BLE001 - an exception that does not pickle travels as text
-            shared = DDFADError(f"{type(error).__name__}: {error}")
-    shared = distributed.broadcast_object(shared)
-    if error is not None:
-        raise error
-    if shared is not None:
-        raise shared
-    raise DDFADError("stopped: another process failed (its error is in its own output)")
-
-
 def _state_to(state: _State, device: torch.device) -> _State:
     """``state`` with its tensors on ``device`` (the generator state stays on the CPU)."""
     def move(t):
@@ -535,7 +506,7 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
     main = distributed.is_main()
-    net, plan = together(lambda: preflight(x_train, y_train, trajectories, config,
+    net, plan = distributed.together(lambda: preflight(x_train, y_train, trajectories, config,
                                            resume_from=checkpoint if resume and main else None))
     plan = distributed.broadcast_object(plan)         # rank 0's: every rank must draw the same batches
     device = x_train.device
@@ -560,7 +531,7 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     if distributed.world_size() == 1:
         state, history, labels = start()
     else:                  # rank 0 starts (fresh or from its checkpoint) and sends its state to the others
-        begun = together(start, run=main)
+        begun = distributed.together(start, run=main)
         shared = distributed.broadcast_object((_state_to(begun[0], torch.device("cpu")), begun[1], begun[2].cpu())
                                               if main else None)
         if main:

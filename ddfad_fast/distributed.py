@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime
 import os
-from typing import Any, Optional, Union
+import pickle
+from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.distributed as dist
@@ -118,3 +119,32 @@ def all_ok(ok: bool) -> bool:
     flag = torch.tensor([0 if ok else 1], dtype=torch.int64, device=collective_device())
     all_reduce_sum_(flag)
     return int(flag) == 0
+
+
+def together(fn: Callable[[], Any], run: bool = True) -> Any:
+    """``fn()`` on this rank when ``run`` (None otherwise); when it raises on any rank, every rank raises, so
+    none waits forever at a later collective: a failed rank its own error, the others rank 0's error when
+    rank 0 failed, else a DDFADError. A single process just calls ``fn``."""
+    from .errors import DDFADError
+    if world_size() == 1:
+        return fn() if run else None
+    value, error = None, None
+    if run:
+        try:
+            value = fn()
+        except Exception as exc:      # noqa: BLE001 - told to the other ranks, then raised
+            error = exc
+    if all_ok(error is None):
+        return value
+    shared = None
+    if is_main() and error is not None:
+        try:
+            shared = pickle.loads(pickle.dumps(error))
+        except Exception:             # noqa: BLE001 - an exception that does not pickle travels as text
+            shared = DDFADError(f"{type(error).__name__}: {error}")
+    shared = broadcast_object(shared)
+    if error is not None:
+        raise error
+    if shared is not None:
+        raise shared
+    raise DDFADError("stopped: another process failed (its error is in its own output)")

@@ -13,7 +13,6 @@ into one folder (:func:`train_experts`); the files are the ones a single process
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -271,20 +270,10 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
     net = build_model(config.model, split.in_shape, split.num_classes)
     paths = [expert_path(out_dir, k) for k in range(config.num_experts)]
     size, me = distributed.world_size(), distributed.rank()
-    if size == 1:
-        todo = _unfinished(paths, file_config, resume)
-    else:
-        # rank 0 alone reads the folder, before any rank writes into it; every rank gets its answer
-        outcome = None
-        if distributed.is_main():
-            try:
-                outcome = ("todo", _unfinished(paths, file_config, resume), file_config)
-            except Exception as exc:  # noqa: BLE001 - handed to every rank, raised there
-                outcome = ("error", _picklable(exc), None)
-        outcome = distributed.broadcast_object(outcome)
-        if outcome[0] == "error":
-            raise outcome[1]
-        todo, main_config = outcome[1], outcome[2]
+    # rank 0 alone reads the folder, before any rank writes into it; every rank gets its answer
+    checked = distributed.together(lambda: (_unfinished(paths, file_config, resume), file_config),
+                                   run=distributed.is_main())
+    todo, main_config = distributed.broadcast_object(checked)
     mine = todo[me::size]
     bar = None
     if progress and distributed.is_main():
@@ -296,7 +285,7 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
             bar = tqdm(total=len(mine) * config.epochs, desc=f"experts (rank 0 of {size})", unit="epoch")
     error: Optional[BaseException] = None
     try:
-        if size > 1 and main_config != file_config:
+        if main_config != file_config:
             differ = sorted(key for key in file_config if file_config[key] != main_config.get(key))
             raise ParameterError(f"rank {me}'s {', '.join(differ)} differ from rank 0's; every rank must load "
                                  f"the same data with the same options")
@@ -335,15 +324,6 @@ def _unfinished(paths: List[Path], file_config: dict, resume: bool) -> List[int]
         else:
             _check_same(path, "trajectory", file_config)
     return todo
-
-
-def _picklable(exc: Exception) -> Exception:
-    """``exc`` if it survives pickling (to go to the other ranks), else a DDFADError with its message."""
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:  # noqa: BLE001
-        return DDFADError(f"{type(exc).__name__}: {exc}")
 
 
 def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], out_dir: Path, file_config: dict,

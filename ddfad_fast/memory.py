@@ -19,6 +19,25 @@ GIB = 2 ** 30
 BACKWARD_FACTOR = 3          # activations kept by the forward pass, their gradients, and the workspace of a step
 
 
+def process_rss_bytes() -> int:
+    """Memory this process holds now that the kernel cannot take back: its anonymous and shared-memory
+    resident pages (RssAnon + RssShmem; VmRSS where those are not reported). File-backed pages, such
+    as the memory-mapped shards of a store being read, are page cache the kernel reclaims under
+    pressure, so they do not count against a memory limit."""
+    fields = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssShmem"):
+                    fields[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+    if "RssAnon" in fields:
+        return fields["RssAnon"] + fields.get("RssShmem", 0)
+    return fields.get("VmRSS", 0)
+
+
 def training_bytes(model: ModelConfig, in_shape: Tuple[int, int, int], num_classes: int, batch_size: int,
                    nets: int = 1, eval_batch: int = 512) -> int:
     """One training step's working set: ``nets`` nets' parameters x 4 (value, gradient, velocity, the step's

@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .audio import load_audio
 from .config import FeatureConfig
-from .errors import AudioFileError, FileFormatError, ParameterError
+from .errors import AudioFileError, FileFormatError, ParameterError, ResourceError
+from .features import fd_mfcc, fit_length
 from .io import atomic_write, atomic_write_json
 
 STORE_FORMAT = "ddfad_fast.feature_store"
@@ -75,31 +77,12 @@ def store_key(items: Sequence[Item], config: FeatureConfig, strict: bool = False
     return h.hexdigest()
 
 
-def process_rss_bytes() -> int:
-    """Memory this process holds now that the kernel cannot take back: its anonymous and shared-memory
-    resident pages (RssAnon + RssShmem; VmRSS where those are not reported). File-backed pages, such
-    as the memory-mapped shards of a store being read, are page cache the kernel reclaims under
-    pressure, so they do not count against a memory limit."""
-    fields = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "RssAnon", "RssShmem"):
-                    fields[key] = int(rest.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        return 0
-    if "RssAnon" in fields:
-        return fields["RssAnon"] + fields.get("RssShmem", 0)
-    return fields.get("VmRSS", 0)
-
-
 WORKER_BYTES = 200 * 2 ** 20        # private memory of one decoding process (measured: bench/corpus_scale.py)
 
 
 def features_memory_bytes(config: FeatureConfig, shard_size: int, batch_size: int, workers: int) -> int:
-    """What :func:`build_store` adds to a process's memory: one shard of features being gathered (and
-    its copy when written), the clips in flight (two batches per worker, one being transformed), the
+    """What :func:`build_store` adds to a process's memory: two shard buffers (one being filled, one being
+    written), the clips in flight (two batches per worker, one being transformed), the
     transform's working set for a batch, and the worker processes."""
     clip = 3 * config.n_mfcc * config.n_frames(config.fixed_length) * 4
     wave = config.fixed_length * 4
@@ -113,10 +96,10 @@ def plan_features(config: FeatureConfig, max_memory_gb: Optional[float], workers
     """``(shard_size, batch_size, workers)`` for :func:`build_store` that fit ``max_memory_gb`` with what
     this process already holds: the given ones when they fit, else fewer workers, smaller batches and
     shards (largest first); ResourceError with the numbers when even the smallest do not fit."""
-    from .errors import ResourceError
     workers = default_workers() if workers is None else workers
     if max_memory_gb is None:
         return shard_size, batch_size, workers
+    from .memory import process_rss_bytes
     budget, base = max_memory_gb * 2 ** 30, process_rss_bytes()
     for shard in sorted({shard_size, min(shard_size, 1024), min(shard_size, 256)}, reverse=True):
         for batch in sorted({batch_size, min(batch_size, 64), min(batch_size, 16)}, reverse=True):
@@ -143,8 +126,6 @@ class _Clips(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from .audio import load_audio
-        from .features import fit_length
         try:
             wave, _ = load_audio(self.paths[i], sample_rate=self.config.sample_rate, mono=True,
                                  resample_ok=not self.strict)
@@ -181,7 +162,6 @@ def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
     the caller has it (it stats every file).
     """
     from . import distributed
-    from .errors import DDFADError
 
     config = config.validate()
     if config.fixed_length is None:
@@ -195,16 +175,14 @@ def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
     rank, world = (0, 1) if local else (distributed.rank(), distributed.world_size())
     if workers is None:
         workers = max(0, default_workers() // world)
-    error = None
-    try:
+    def compute() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         _compute_shards(items, config, folder, key, shard_size, batch_size, strict, workers, progress, rank, world)
-    except Exception as exc:            # tell the other ranks before raising, so none waits forever
-        error = exc
-    if world > 1 and not distributed.all_ok(error is None):
-        raise error if error is not None else DDFADError("another rank failed computing the features")
-    if error is not None:
-        raise error
+
+    if world > 1:
+        distributed.together(compute)          # a rank that fails stops every rank
+    else:
+        compute()
     if rank == 0:
         write_index(items, config, folder, strict, shard_size, key=key)
     if world > 1:
@@ -212,10 +190,21 @@ def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
     return FeatureStore(folder, key)
 
 
+def transformed_batches(paths: Sequence[Union[str, Path]], config: FeatureConfig, strict: bool,
+                        batches: Sequence[List[int]], workers: int) -> Iterator[tuple]:
+    """FD-MFCC of the files of each of ``batches`` (lists of file numbers), in order: yields (first file
+    number, kept file numbers, their features (n, 3, n_mfcc, T) float32 or None, [(file number, reason)]
+    of the unusable files). Files are decoded (mono, resampled, padded / cropped) by ``workers`` DataLoader
+    processes (0: here); ``strict``: an unusable file raises AudioFileError naming it."""
+    loader = torch.utils.data.DataLoader(_Clips(paths, config, strict), batch_sampler=batches, num_workers=workers,
+                                         collate_fn=_collate, prefetch_factor=2 if workers else None)
+    for first, good, waves, bad in loader:
+        yield first, good, fd_mfcc(waves, config.sample_rate, config).float() if good else None, bad
+
+
 def _compute_shards(items: Sequence[Item], config: FeatureConfig, folder: Path, key: str, shard_size: int,
                     batch_size: int, strict: bool, workers: int, progress: Any, rank: int, world: int) -> None:
     """This rank's unfinished shards: decoded by ``workers`` processes, transformed here, written atomically."""
-    from .features import fd_mfcc
     n_shards = -(-len(items) // shard_size)
     mine = [k for k in range(rank, n_shards, world) if not _shard_done(folder, k, key, shard_size)]
     batches = [list(range(s, min(s + batch_size, stop)))
@@ -227,9 +216,6 @@ def _compute_shards(items: Sequence[Item], config: FeatureConfig, folder: Path, 
     if own_bar:
         from tqdm.auto import tqdm
         bar = tqdm(total=sum(map(len, batches)), desc="features", unit="clip")
-    loader = torch.utils.data.DataLoader(_Clips([it.path for it in items], config, strict), batch_sampler=batches,
-                                         num_workers=workers, collate_fn=_collate,
-                                         prefetch_factor=2 if workers else None)
     clip_shape = (3, config.n_mfcc, config.n_frames(config.fixed_length))
     # two shard buffers: one is filled while the other is written (and fsynced) by a background thread
     buffers = [np.empty((shard_size,) + clip_shape, dtype=np.float32) for _ in range(2 if len(mine) > 1 else 1)]
@@ -243,24 +229,23 @@ def _compute_shards(items: Sequence[Item], config: FeatureConfig, folder: Path, 
                            "skipped": skipped})
 
     with ThreadPoolExecutor(max_workers=1) as writer:
-        for first, good, waves, bad in loader:
+        for first, good, features, bad in transformed_batches([it.path for it in items], config, strict, batches,
+                                                              workers):
             k = first // shard_size
-            if k != current:
-                if current is not None:
-                    writes[slot] = writer.submit(write, current, buffers[slot][:rows], kept, skipped)
-                    slot = (slot + 1) % len(buffers)
+            if k != current:                       # a shard begins: its buffer's previous shard must be on disk
                 if writes[slot] is not None:
-                    writes[slot].result()          # this buffer's shard is on disk (or its error is raised)
+                    writes[slot].result()          # (or its error is raised)
                 current, rows, kept, skipped = k, 0, [], []
             skipped += [[str(items[i].path), reason] for i, reason in bad]
             if good:
-                buffers[slot][rows:rows + len(good)] = fd_mfcc(waves, config.sample_rate, config).float().numpy()
+                buffers[slot][rows:rows + len(good)] = features.numpy()
                 rows += len(good)
                 kept += good
             if bar is not None:
                 bar.update(len(good) + len(bad))
-        if current is not None:
-            writes[slot] = writer.submit(write, current, buffers[slot][:rows], kept, skipped)
+            if first + len(good) + len(bad) == min((k + 1) * shard_size, len(items)):      # the shard's last batch
+                writes[slot] = writer.submit(write, k, buffers[slot][:rows], kept, skipped)
+                slot = (slot + 1) % len(buffers)
         for pending in writes:
             if pending is not None:
                 pending.result()

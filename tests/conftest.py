@@ -73,6 +73,38 @@ def single_thread():
 
 
 @pytest.fixture
+def tiny_run(tmp_path) -> Path:
+    """A finished `ddfad run` folder on a tiny tone dataset (2 clips per class, width-4 ConvNet, 1 iteration),
+    for the commands that build on one (continual, nas)."""
+    from ddfad_fast.cli import main
+    from test_reconstruct_range import _tone_dataset
+    _tone_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "2", "--out", str(run), "--width", "4",
+                 "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1", "--syn-steps", "2", "--no-compile",
+                 "--num-nets", "1", "--eval-epochs", "2", "--full-epochs", "1", "--no-audio"]) == 0
+    return run
+
+
+@pytest.fixture
+def interrupt_call(monkeypatch):
+    """``interrupt_call(module, name, n)``: the n-th call of ``module.name`` raises KeyboardInterrupt (as Ctrl-C
+    would), the others run it; returns a function that puts the real one back."""
+    def arm(module, name: str, stop_at: int):
+        real, calls = getattr(module, name), {"n": 0}
+
+        def interrupted(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, interrupted)
+        return lambda: monkeypatch.setattr(module, name, real)
+    return arm
+
+
+@pytest.fixture
 def interrupt_epoch(monkeypatch):
     """``interrupt_epoch(n)``: the n-th epoch of the shared training loop (``experts.sgd_epoch``) changes its
     parameters and raises KeyboardInterrupt half-way (what it changed must not be saved); returns a function

@@ -47,24 +47,15 @@ def test_features_command(audio_dir, tmp_path, capsys):
     assert main(["features", str(tmp_path / "nowhere"), "--out", str(tmp_path / "h.pt")]) == 2
 
 
-def test_features_resume_after_interruption(audio_dir, tmp_path, monkeypatch):
+def test_features_resume_after_interruption(audio_dir, tmp_path, interrupt_call):
     whole = tmp_path / "whole.pt"
     assert main(["features", str(audio_dir), "--out", str(whole), "--quiet", "--checkpoint-every", "2"]) == 0
     out = tmp_path / "f.pt"
-    import ddfad_fast.features as features_module
-    real = features_module.fd_mfcc
-    calls = {"n": 0}
-
-    def dies_on_third_chunk(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(features_module, "fd_mfcc", dies_on_third_chunk)
+    import ddfad_fast.store as store_module
+    restore = interrupt_call(store_module, "fd_mfcc", 3)                # Ctrl-C in the third chunk
     assert main(["features", str(audio_dir), "--out", str(out), "--quiet", "--checkpoint-every", "2"]) == 130
     assert len(list(parts_dir(out).glob("shard_*.json"))) == 2 and not out.exists()
-    monkeypatch.setattr(features_module, "fd_mfcc", real)
+    restore()
     assert main(["features", str(audio_dir), "--out", str(out), "--quiet", "--checkpoint-every", "2"]) == 2
     assert main(["features", str(audio_dir), "--out", str(out), "--quiet", "--checkpoint-every", "2", "--resume"]) == 0
     a, b = load_artifact(whole), load_artifact(out)

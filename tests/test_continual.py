@@ -43,13 +43,8 @@ def test_protocols_learn_and_test_on_the_seen_classes_only():
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_continual_command_on_a_tiny_run(tmp_path, monkeypatch, capsys):
-    from test_reconstruct_range import _tone_dataset
-    _tone_dataset(tmp_path / "data")
-    run = tmp_path / "run"
-    assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "2", "--out", str(run), "--width", "4",
-                 "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1", "--syn-steps", "2", "--no-compile",
-                 "--num-nets", "1", "--eval-epochs", "2", "--full-epochs", "1", "--no-audio"]) == 0
+def test_continual_command_on_a_tiny_run(tmp_path, monkeypatch, capsys, tiny_run):
+    run = tiny_run
     args = ["continual", "--run", str(run), "--tasks", "3", "--seeds", "2", "--epochs-per-task", "1"]
     assert main(args) == 0
     report = json.loads((run / "continual" / "report.json").read_text())

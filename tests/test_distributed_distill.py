@@ -173,7 +173,7 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     folder = Path(folder)
     distributed.init("distill", torch.device("cpu"), timeout_s=60)
     try:
-        data = torch.load(folder / "data.pt")
+        data = torch.load(folder / "data.pt", weights_only=True)
         x, y = data["x"], data["y"]
         traj = load_trajectories(folder / "experts")
         steps = []
@@ -237,7 +237,7 @@ def test_two_processes_equal_one(setup):
     steps = []
     one = distill(x, y, traj, CONFIG, evaluate_fn=_recorder(steps), progress=False)
     _spawn(2, folder)
-    ranks = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    ranks = [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert len(ranks[0]["steps"]) == CONFIG.iterations and ranks[1]["steps"] == []     # rank 0 evaluates
     for (xa, ya, aa), (xb, yb, ab) in zip(ranks[0]["steps"], steps):
         torch.testing.assert_close(xa, xb, rtol=0, atol=1e-10)

@@ -37,30 +37,18 @@ def test_summary_picks_by_validation_and_reports_the_ground_truth_test_accuracy(
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_nas_command_on_a_tiny_run_resumes_after_a_kill(tmp_path, monkeypatch):
-    from test_reconstruct_range import _tone_dataset
+def test_nas_command_on_a_tiny_run_resumes_after_a_kill(tmp_path, monkeypatch, interrupt_call, tiny_run):
     import ddfad_fast.evaluate as evaluate
-    _tone_dataset(tmp_path / "data")
-    run = tmp_path / "run"
-    assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "2", "--out", str(run), "--width", "4",
-                 "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1", "--syn-steps", "2", "--no-compile",
-                 "--num-nets", "1", "--eval-epochs", "2", "--full-epochs", "1", "--no-audio"]) == 0
+    run = tiny_run
     args = ["nas", "--run", str(run), "--limit", "3", "--proxy-steps", "3", "--full-epochs", "1", "--quiet"]
-    real, calls = evaluate.evaluate_training_set, {"n": 0}
-
-    def killed(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(evaluate, "evaluate_training_set", killed)
+    real = evaluate.evaluate_training_set
+    restore = interrupt_call(evaluate, "evaluate_training_set", 5)
     assert main(args) == 130                                       # interrupted: what finished is saved
     saved = json.loads((run / "nas" / "nas.json").read_text())["results"]
     assert sum(len(v) for v in saved.values()) == 4
-    monkeypatch.setattr(evaluate, "evaluate_training_set", real)
+    restore()
     assert main(args) == 2                                         # never overwritten without --resume
-    calls["n"] = 0
+    calls = {"n": 0}
     monkeypatch.setattr(evaluate, "evaluate_training_set", lambda *a, **k: calls.__setitem__("n", calls["n"] + 1)
                         or real(*a, **k))
     assert main(args + ["--resume"]) == 0 and calls["n"] == 5      # only the 5 missing trainings ran

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-import ddfad_fast.features as features_module
+import ddfad_fast.store as store_module
 from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureNorm, extract_features, labelled_items, load_feature_split
 from ddfad_fast.errors import AudioFileError, FileFormatError, ResourceError
@@ -81,29 +81,21 @@ def test_stored_features_index_like_a_tensor(tmp_path, rng):
     assert x.to("cpu").device == torch.device("cpu") and x.float() is x and x.dim() == 4
 
 
-def build_interrupted(items, folder: Path, monkeypatch) -> None:
+def build_interrupted(items, folder: Path, interrupt_call) -> None:
     """Build a store of ``items`` in shards of 4 that is interrupted (Ctrl-C) while computing its third shard."""
-    real, calls = features_module.fd_mfcc, []
-
-    def dies_on_third_shard(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(features_module, "fd_mfcc", dies_on_third_shard)
+    restore = interrupt_call(store_module, "fd_mfcc", 3)
     with pytest.raises(KeyboardInterrupt):
         build_store(items, FeatureConfig(), folder, shard_size=4, batch_size=4, workers=0)
-    monkeypatch.setattr(features_module, "fd_mfcc", real)
+    restore()
     assert len(list(folder.glob("shard_*.json"))) == 2 and not (folder / "index.json").exists()
 
 
-def test_interrupted_build_resumes_shard_by_shard(tmp_path, monkeypatch):
+def test_interrupted_build_resumes_shard_by_shard(tmp_path, monkeypatch, interrupt_call):
     items, _ = labelled_items(class_folder(tmp_path / "d"), FeatureConfig())
     whole = build_store(items, FeatureConfig(), tmp_path / "whole", shard_size=4, batch_size=4, workers=0)
-    build_interrupted(items, tmp_path / "s", monkeypatch)
-    real, calls = features_module.fd_mfcc, []
-    monkeypatch.setattr(features_module, "fd_mfcc", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    build_interrupted(items, tmp_path / "s", interrupt_call)
+    real, calls = store_module.fd_mfcc, []
+    monkeypatch.setattr(store_module, "fd_mfcc", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     again = build_store(items, FeatureConfig(), tmp_path / "s", shard_size=4, batch_size=4, workers=0)
     assert len(calls) == -(-len(items) // 4) - 2           # only the shards that were missing
     for name in sorted(p.name for p in (tmp_path / "whole").iterdir()):
@@ -139,7 +131,7 @@ def test_memory_plan_fits_or_refuses_with_numbers():
 
 
 def _rss_gb() -> float:
-    from ddfad_fast.store import process_rss_bytes
+    from ddfad_fast.memory import process_rss_bytes
     return process_rss_bytes() / 2 ** 30
 
 
@@ -178,13 +170,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_torchrun_features_write_the_store_one_process_writes(tmp_path, monkeypatch):
+def test_torchrun_features_write_the_store_one_process_writes(tmp_path, interrupt_call):
     """2 ranks (gloo) take disjoint shards and rank 0 writes the index: every file of the store equals,
     byte for byte, the store of a single process; here the 2 ranks resume a store whose build by one
     process was interrupted after 2 of its 5 shards."""
     folder = class_folder(tmp_path / "d", broken=1)
     items, _ = labelled_items(folder, FeatureConfig())
-    build_interrupted(items, tmp_path / "two", monkeypatch)
+    build_interrupted(items, tmp_path / "two", interrupt_call)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["features", "--data", str(folder), "--shard-size", "4", "--workers", "0", "--quiet"]
     single = subprocess.run([sys.executable, "-m", "ddfad_fast.cli", *common, "--store", str(tmp_path / "one")],
@@ -259,7 +251,7 @@ def test_features_fill_the_cache_a_run_then_uses(tmp_path, capsys, monkeypatch):
     assert main(["features", "--data", str(folder), "--cache", str(tmp_path / "r" / "cache"), "--quiet"]) == 0
     assert main(["features", "--data", str(folder), "--cache", str(tmp_path / "r" / "cache"), "--quiet"]) == 0
     assert "up to date" in capsys.readouterr().out
-    monkeypatch.setattr(features_module, "fd_mfcc", lambda *a, **k: pytest.fail("features computed again"))
+    monkeypatch.setattr(store_module, "fd_mfcc", lambda *a, **k: pytest.fail("features computed again"))
     assert main(["run", "--data", str(folder), "--out", str(tmp_path / "r"), "--cpc", "1", "--width", "4",
                  "--depth", "1", "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1",
                  "--syn-steps", "1", "--max-start-epoch", "1", "--no-compile", "--num-nets", "1", "--eval-steps",
@@ -269,7 +261,7 @@ def test_features_fill_the_cache_a_run_then_uses(tmp_path, capsys, monkeypatch):
 def test_memory_in_use_leaves_out_the_page_cache_of_mapped_shards(tmp_path):
     """Reading a memory-mapped shard fills VmRSS with file pages the kernel can reclaim; the memory that
     --max-memory plans against (process_rss_bytes) does not grow with them."""
-    from ddfad_fast.store import process_rss_bytes
+    from ddfad_fast.memory import process_rss_bytes
     path = tmp_path / "big.npy"
     np.save(path, np.ones((64, 2 ** 20 // 4), dtype=np.float32))          # 64 MB
     before = process_rss_bytes()

@@ -134,7 +134,7 @@ def _feature_cache(args: argparse.Namespace) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     from ..data import load_feature_split
-    from ..distill import distill, preflight, together
+    from ..distill import distill, preflight
     from ..evaluate import evaluate_training_set
     from ..experts import load_trajectories
     from ..io import atomic_write_json
@@ -142,9 +142,9 @@ def main(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     main_rank = distributed.is_main()
-    # every step that can fail runs in together(): a failure on one process stops all of them
-    delete = together(lambda: _check_out(out, args.resume, args.overwrite), run=main_rank)
-    trajectories = together(lambda: load_trajectories(args.experts))
+    # every step that can fail runs in distributed.together(): a failure on one process stops all of them
+    delete = distributed.together(lambda: _check_out(out, args.resume, args.overwrite), run=main_rank)
+    trajectories = distributed.together(lambda: load_trajectories(args.experts))
     features = trajectories.feature_config
     preset = get_preset(args.preset)
     config = distill_config(preset, args, trajectories.expert_config.epochs)
@@ -160,7 +160,7 @@ def main(args: argparse.Namespace) -> int:
     split = split.to(args.device)
     x_train = split.x_train
     # bad settings / --max-memory: before any deletion (a resumed run keeps the memory plan of its checkpoint)
-    together(lambda: preflight(x_train, split.y_train, trajectories, config,
+    distributed.together(lambda: preflight(x_train, split.y_train, trajectories, config,
                                resume_from=out / "checkpoint.pt" if args.resume and main_rank else None))
     if main_rank:
         if delete:

@@ -63,10 +63,10 @@ def backend_info() -> Dict[str, object]:
     """Whether ddfad_fast._C loaded (else why not), the backends that can run each op here, the automatic
     choice per op and device (float32), and the implementations that ran in this process so far."""
     try:
-        from ddfad_fast import backends, cpu_backend
-        return {"extension_loaded": cpu_backend.extension_loaded(), "extension_error": cpu_backend.extension_error(),
-                "available": backends.available(), "automatic_choice": backends.default_choice(),
-                "ran": backends.exercised()}
+        from ddfad_fast.ops import dispatch, cpu
+        return {"extension_loaded": cpu.extension_loaded(), "extension_error": cpu.extension_error(),
+                "available": dispatch.available(), "automatic_choice": dispatch.default_choice(),
+                "ran": dispatch.exercised()}
     except Exception as exc:  # the facts of a broken install are worth recording, not a crash at the end of a run
         return {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -3,7 +3,7 @@
 * ``mfcc``: a script's per-clip loop ``librosa.feature.mfcc(y=clip, sr=8000, n_fft=256, hop_length=80,
   win_length=160, n_mels=40)`` over B clips, against the same loop through ``ddfad_fast.compat.librosa``,
   one batched compat call (librosa's shared top_db floor, as ``librosa.feature.mfcc`` on a batch), and the
-  ``ddfad_fast.transforms.MFCC`` module on the (B, L) batch (per-clip floor: the per-clip loop's results);
+  ``ddfad_fast.audio.transforms.MFCC`` module on the (B, L) batch (per-clip floor: the per-clip loop's results);
   torchaudio's MFCC transform on the batch where torchaudio imports beside this torch.
 * ``fd_mfcc``: ``transforms.FDMFCC`` on the batch vs torchaudio's MFCC + ``compute_deltas`` twice.
 * ``griffinlim``: per-clip ``librosa.griffinlim`` (32 iterations, seeded) vs the compat loop and one
@@ -27,7 +27,7 @@ from _common import print_table, time_call, torchaudio_fd_mfcc, write_json  # no
 
 import ddfad_fast.compat.librosa as fast  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
-from ddfad_fast.transforms import FDMFCC, MFCC  # noqa: E402
+from ddfad_fast.audio.transforms import FDMFCC, MFCC  # noqa: E402
 
 FSDD = Path(os.environ.get("DDFAD_FSDD_DIR",
                            Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd" / "recordings"))

@@ -413,7 +413,7 @@ def child_store(a: dict) -> dict:
     import torch
     from ddfad_fast.config import FeatureConfig
     from ddfad_fast.data import labelled_items
-    from ddfad_fast.store import build_store
+    from ddfad_fast.data.store import build_store
     torch.set_num_threads(a["threads"])
     config = FeatureConfig.speech16k()
     items, _ = labelled_items(a["manifest"], config)
@@ -441,8 +441,8 @@ def child_epoch(a: dict) -> dict:
     import torch
     from ddfad_fast.config import ModelConfig
     from ddfad_fast.data import take_rows
-    from ddfad_fast.experts import sgd_epoch, training_stepper
-    from ddfad_fast.models import build_model
+    from ddfad_fast.train.experts import sgd_epoch, training_stepper
+    from ddfad_fast.train.models import build_model
     from ddfad_fast.presets import AUGMENT
     torch.set_num_threads(a["threads"])
     start = time.perf_counter()
@@ -482,7 +482,7 @@ def child_experts(a: dict) -> dict:
     import dataclasses
     import torch
     from ddfad_fast.config import ExpertConfig, ModelConfig
-    from ddfad_fast.experts import train_experts
+    from ddfad_fast.train.experts import train_experts
     from ddfad_fast.io import load_artifact
     from ddfad_fast.presets import AUGMENT
     torch.set_num_threads(a["threads"])
@@ -505,8 +505,8 @@ def child_experts(a: dict) -> dict:
 def child_distill(a: dict) -> dict:
     import torch
     from ddfad_fast.config import DistillConfig, FeatureConfig
-    from ddfad_fast.distill import distill
-    from ddfad_fast.experts import load_trajectories
+    from ddfad_fast.train.distill import distill
+    from ddfad_fast.train.experts import load_trajectories
     from ddfad_fast.presets import AUGMENT
     torch.set_num_threads(a["threads"])
     traj = load_trajectories(Path(a["experts"]), FeatureConfig.speech16k())
@@ -534,8 +534,8 @@ def child_learn(a: dict) -> dict:
     """Whether the classes are learnable: a ConvNet (width 32, depth 3) trained on all training clips."""
     import torch
     from ddfad_fast.config import ModelConfig
-    from ddfad_fast.experts import accuracy, sgd_epoch
-    from ddfad_fast.models import build_model
+    from ddfad_fast.train.experts import accuracy, sgd_epoch
+    from ddfad_fast.train.models import build_model
     from ddfad_fast.presets import AUGMENT
     torch.set_num_threads(a["threads"])
     split = _load_split(a, True)
@@ -622,7 +622,7 @@ def link_cache(manifest: Path, store: Path, cache: Path) -> str:
     """Make ``cache/store_<key>`` (what load_feature_split looks for) a link to the finished ``store``."""
     from ddfad_fast.config import FeatureConfig
     from ddfad_fast.data import labelled_items
-    from ddfad_fast.store import index_key, store_key
+    from ddfad_fast.data.store import index_key, store_key
     config = FeatureConfig.speech16k()
     items, _ = labelled_items(manifest, config)
     key = store_key(items, config)
@@ -886,7 +886,7 @@ def main() -> int:
 
 
 def plot(rows: List[Dict[str, object]], sizes: List[int], path: Path) -> None:
-    from ddfad_fast.report import pyplot
+    from ddfad_fast.apps.report import pyplot
     plt = pyplot()
     if plt is None:
         print("matplotlib missing: no plot", file=sys.stderr)

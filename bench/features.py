@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fastest, print_table, torchaudio_fd_mfcc, write_json  # noqa: E402
 
 import ddfad_fast  # noqa: E402
-from ddfad_fast import backends  # noqa: E402
+from ddfad_fast.ops import dispatch  # noqa: E402
 from ddfad_fast.audio import resample  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 from ddfad_fast.errors import BackendUnavailableError  # noqa: E402
@@ -124,7 +124,7 @@ def ours(op: str, probe: torch.Tensor, names) -> List[str]:
     found = []
     for name in names:
         try:
-            backends.get(op, probe, backend=name)
+            dispatch.get(op, probe, backend=name)
         except BackendUnavailableError as exc:
             print(f"skip {name}: {exc}", file=sys.stderr)
             continue

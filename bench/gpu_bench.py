@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, torchaudio_fd_mfcc, torchaudio_griffin_lim, write_json  # noqa: E402
 
-from ddfad_fast import backends, gpu_backend as gb, reference as ref  # noqa: E402
+from ddfad_fast.ops import dispatch, gpu as gb, reference as ref  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 
 N_ITER = 32
@@ -94,9 +94,9 @@ def graph_of(fn: Callable[[], object]) -> Callable[[], None]:
 
 
 def our_fn(op: str, name: str) -> Optional[Callable]:
-    if name not in backends.candidates(op, "cuda", torch.float32):
+    if name not in dispatch.candidates(op, "cuda", torch.float32):
         return None
-    return backends.get(op, "cuda", backend=name)[1]
+    return dispatch.get(op, "cuda", backend=name)[1]
 
 
 # ---- measurement ---------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     repeats = 5 if args.quick else max(20, args.repeats)
     copy_gbs = copy_bandwidth_gbs()
     print(f"device-to-device copy bandwidth: {copy_gbs:.0f} GB/s")
-    print("backends:", {op: backends.candidates(op, "cuda", torch.float32) for op in ("fd_mfcc", "griffin_lim")})
+    print("backends:", {op: dispatch.candidates(op, "cuda", torch.float32) for op in ("fd_mfcc", "griffin_lim")})
     rows: List[Dict] = []
     for preset, cfg in PRESETS.items():
         for B in args.batches:
@@ -369,7 +369,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     tgt = targets(rows, copy_gbs)
     print()
     for op, w in win.items():
-        print(f"winner {op}: {w['preference'][0]}  (backends.set_preference({op!r}, 'cuda', "
+        print(f"winner {op}: {w['preference'][0]}  (dispatch.set_preference({op!r}, 'cuda', "
               f"{tuple(w['preference'])}))  per case: {w['per_case']}  fastest cuda variant: "
               f"{w['fastest_cuda_variant']}")
     print()

@@ -80,9 +80,9 @@ fi
 # (with DDFAD_CUDA_JIT=1 this first check builds the operators; later processes load them from the cache)
 timeout 240 "$PY" - >> "$OUT_DIR/install.log" 2>&1 <<'EOF'
 import torch
-from ddfad_fast import backends, gpu_backend
+from ddfad_fast.ops import _ext, dispatch as backends, gpu as gpu_backend
 ok = gpu_backend._cuda_ops_loaded()
-print("CUDA ops loaded:", ok, {op: gpu_backend._has_cuda_kernel(op) for op in
+print("CUDA ops loaded:", ok, {op: _ext.has_cuda_kernel(op) for op in
       gpu_backend._CUDA_FD_MFCC_OPS + gpu_backend._CUDA_GLA_OPS})
 print("candidates:", {op: backends.candidates(op, "cuda", torch.float32) for op in ("fd_mfcc", "griffin_lim")})
 EOF

@@ -32,7 +32,7 @@ from _common import fastest, print_table, torchaudio_griffin_lim, write_json  # 
 from features import bench_args, fsdd_clips, ours, time_each  # noqa: E402
 
 import ddfad_fast  # noqa: E402
-from ddfad_fast import reference  # noqa: E402
+from ddfad_fast.ops import reference  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 
 N_ITER = 32

@@ -14,7 +14,7 @@ torch.cuda.max_memory_allocated on a GPU; ``base_mb`` the RSS before them; ``unr
 Default grid: ConvNet width 128 depth 3 on (3, 20, 101), 10 classes, syn_steps in {10, 20, 40, 80},
 CPC in {10, 50}, the whole synthetic set per step unless ``--batch-syn``. ``--model cifar``: MTT's ConvNet
 (width 128, depth 3, instance norm) as an ``nn.Module`` on CIFAR-shaped 3x32x32 data, through
-``ddfad_fast.mtt.match`` (results in mtt_memory_cifar.json).
+``ddfad_fast.train.mtt.match`` (results in mtt_memory_cifar.json).
 Usage: python bench/mtt_memory.py [--quick] [--limit-gb 10] [--batch-syn B] [--repeats 1]
 """
 from __future__ import annotations
@@ -58,15 +58,15 @@ def run_case(case: Dict[str, object]) -> Dict[str, object]:
     """One case in this process (called in the child): returns memory and timing numbers."""
     import torch
     from ddfad_fast.config import ModelConfig
-    from ddfad_fast.models import build_model
-    from ddfad_fast.unroll import Stepper, make_plan, unroll
+    from ddfad_fast.train.models import build_model
+    from ddfad_fast.train.unroll import Stepper, make_plan, unroll
 
     device = str(case["device"])
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     mode = str(case["unroll"])
     if case.get("model") == "cifar":        # any nn.Module through the public API: MTT's ConvNet on 3x32x32
-        from ddfad_fast import mtt
+        from ddfad_fast.train import mtt
         net = mtt.ModuleNet(mtt.convnet(3, int(case["classes"]), int(case["width"]), int(case["depth"]), 32))
         theta0 = net.flatten().to(device)
         run_unroll = lambda plan: mtt.match(net, x, y, alpha, theta0, target, plan, unroll_mode=mode,  # noqa: E731
@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--model", choices=("audio", "cifar"), default="audio",
                         help="audio: our ConvNet on FD-MFCC (3, 20, 101); cifar: MTT's ConvNet nn.Module on 3x32x32 "
-                             "through ddfad_fast.mtt (any-module API)")
+                             "through ddfad_fast.train.mtt (any-module API)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per case (default: all cores)")
     parser.add_argument("--timeout", type=float, default=7200.0, help="seconds per case before it is abandoned")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

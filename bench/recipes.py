@@ -29,11 +29,11 @@ from _common import RESULTS_DIR, machine_info  # noqa: E402
 
 from ddfad_fast.config import Augment, DistillConfig, EvalConfig, ExpertConfig, ModelConfig  # noqa: E402
 from ddfad_fast.data import FeatureNorm, load_feature_split  # noqa: E402
-from ddfad_fast.distill import distill  # noqa: E402
-from ddfad_fast.evaluate import evaluate_training_set, herding_subset, random_real_subset  # noqa: E402
-from ddfad_fast.experts import load_trajectories, train_experts  # noqa: E402
+from ddfad_fast.train.distill import distill  # noqa: E402
+from ddfad_fast.train.evaluate import evaluate_training_set, herding_subset, random_real_subset  # noqa: E402
+from ddfad_fast.train.experts import load_trajectories, train_experts  # noqa: E402
 from ddfad_fast.io import load_artifact  # noqa: E402
-from ddfad_fast.models import build_model  # noqa: E402
+from ddfad_fast.train.models import build_model  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fsdd" / "recordings"
 

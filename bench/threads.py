@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, machine_info, print_table, time_call, write_json  # noqa: E402
 
 from ddfad_fast.config import ModelConfig  # noqa: E402
-from ddfad_fast.models import build_model  # noqa: E402
+from ddfad_fast.train.models import build_model  # noqa: E402
 
 
 def _spin(stop) -> None:

@@ -10,7 +10,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple, Type, TypeVar
 
-from . import dsp
 from .errors import ParameterError
 
 T = TypeVar("T", bound="_Config")
@@ -41,6 +40,14 @@ class _Config:
 
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)
+
+
+def n_frames(length: int, n_fft: int, hop_length: int) -> int:
+    """Frames of a centred STFT (n_fft // 2 zeros on each side) of ``length`` samples.
+
+    1 + length // hop_length for even n_fft, one fewer for odd n_fft when hop_length divides length.
+    """
+    return 1 + (length + 2 * (n_fft // 2) - n_fft) // hop_length
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,8 @@ class FeatureConfig(_Config):
         return float(self.fmax) if self.fmax is not None else self.sample_rate / 2.0
 
     def n_frames(self, length: int) -> int:
-        """Frames for a clip of ``length`` samples (after pad/crop): centred frames, :func:`ddfad_fast.dsp.n_frames`."""
-        return dsp.n_frames(length, self.n_fft, self.hop_length)
+        """Frames for a clip of ``length`` samples (after pad/crop): centred frames, :func:`n_frames`."""
+        return n_frames(length, self.n_fft, self.hop_length)
 
     def validate(self) -> "FeatureConfig":
         if self.sample_rate <= 0:

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 
 import torch
 
-from .errors import FileFormatError
+from .errors import FileFormatError, ParameterError
 
 FORMAT = "ddfad_fast"
 FORMAT_VERSION = 1
@@ -111,3 +111,16 @@ def load_artifact(path: PathLike, kind: Optional[str] = None, expected_config: O
             details = ", ".join(f"{k}: file {a!r} vs run {b!r}" for k, (a, b) in sorted(diff.items()))
             raise FileFormatError(f"{path}: made with a different config ({details})")
     return obj
+
+
+def saved_progress(path: Path, settings: dict, resume: bool) -> Optional[dict]:
+    """The progress file of a resumable command: None when there is none; its contents with ``resume`` and
+    the same ``settings``; else a ParameterError (never overwritten without --resume, never mixed)."""
+    if not path.is_file():
+        return None
+    if not resume:
+        raise ParameterError(f"{path} exists; pass --resume to continue it")
+    saved = json.loads(path.read_text())
+    if saved.get("settings") != settings:
+        raise ParameterError(f"{path} was made with other settings ({saved.get('settings')})")
+    return saved

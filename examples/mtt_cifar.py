@@ -1,4 +1,4 @@
-"""MTT on CIFAR-shaped images with ddfad_fast.mtt: the distillation loop of MTT's reference code, with its
+"""MTT on CIFAR-shaped images with ddfad_fast.train.mtt: the distillation loop of MTT's reference code, with its
 student unroll replaced by one call that needs the memory of one step, whatever the number of steps.
 
 In MTT's reference ``distill.py`` the inner loop is
@@ -18,7 +18,7 @@ In MTT's reference ``distill.py`` the inner loop is
     grand_loss.backward()                                    # through the graph of all syn_steps steps
     optimizer_img.step(); optimizer_lr.step()
 
-and with ddfad_fast.mtt it is (``net = mtt.ModuleNet(model)`` once, ``model`` any nn.Module):
+and with ddfad_fast.train.mtt it is (``net = mtt.ModuleNet(model)`` once, ``model`` any nn.Module):
 
     result = mtt.match(net, image_syn, label_syn, syn_lr, starting_params, target_params,
                        steps=syn_steps, batch=batch_syn, generator=gen)
@@ -41,7 +41,7 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 
-from ddfad_fast import mtt
+from ddfad_fast.train import mtt
 
 
 def make_data(classes: int, per_class: int, gen: torch.Generator, size: int = 32):

@@ -19,23 +19,23 @@ FSDD_DIR = Path(os.environ.get("DDFAD_FSDD_DIR", ROOT.parent / "shared" / "data"
 
 def pytest_sessionstart(session):
     """DDFAD_REQUIRE_EXT=1: stop before collection, naming the import error, when ddfad_fast._C does not load."""
-    from ddfad_fast import backends
+    from ddfad_fast.ops import dispatch
     from ddfad_fast.errors import DDFADError
     try:
-        backends.check_required_extension()
+        dispatch.check_required_extension()
     except DDFADError as exc:
         raise pytest.UsageError(str(exc)) from exc
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """One line: per op, the backends whose implementations ran during the session, and those that did not."""
-    from ddfad_fast import backends, cpu_backend
+    from ddfad_fast.ops import dispatch, cpu
     parts = []
-    for op, labels in backends.exercised().items():
-        missing = [b for b in backends.registered(op) if not any(label.split("(")[0] == b for label in labels)]
+    for op, labels in dispatch.exercised().items():
+        missing = [b for b in dispatch.registered(op) if not any(label.split("(")[0] == b for label in labels)]
         parts.append(f"{op}: {', '.join(labels)}" + (f" (not exercised: {', '.join(missing)})" if missing else ""))
     terminalreporter.write_line("backends exercised: " + ("; ".join(parts) or "none"))
-    error = cpu_backend.extension_error()
+    error = cpu.extension_error()
     if error is not None:
         terminalreporter.write_line(f"C++ extension ddfad_fast._C not loaded ({error}): its tests skipped")
 
@@ -109,7 +109,7 @@ def interrupt_epoch(monkeypatch):
     """``interrupt_epoch(n)``: the n-th epoch of the shared training loop (``experts.sgd_epoch``) changes its
     parameters and raises KeyboardInterrupt half-way (what it changed must not be saved); returns a function
     that undoes it."""
-    import ddfad_fast.experts as experts
+    import ddfad_fast.train.experts as experts
     real = experts.sgd_epoch
 
     def arm(stop_at: int):

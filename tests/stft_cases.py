@@ -1,7 +1,7 @@
 """The STFT geometries every backend test runs over (a plain module, imported by the test files).
 
 Odd and even n_fft, hop_length and win_length, at 8, 16, 22.05 and 44.1 kHz. Each clip length is a
-multiple of the hop where n_fft is odd, so the centred frame count (dsp.n_frames) differs from
+multiple of the hop where n_fft is odd, so the centred frame count (tables.n_frames) differs from
 1 + length // hop_length there: a backend that derives its own frame count fails these cases.
 Lengths stay small enough for the Triton interpreter and the CPU harness of the CUDA kernels.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ddfad_fast import dsp
+from ddfad_fast.ops import tables
 from ddfad_fast.config import FeatureConfig
 
 
@@ -25,7 +25,7 @@ class StftCase:
 
     @property
     def n_frames(self) -> int:
-        return dsp.n_frames(self.length, self.n_fft, self.hop_length)
+        return tables.n_frames(self.length, self.n_fft, self.hop_length)
 
     @property
     def power_of_two(self) -> bool:
@@ -64,8 +64,8 @@ def well_conditioned(n_fft: int, hop_length: int, win_length: int, window: str, 
     last frame only: the inverse STFT divides by an envelope down to ~1e-9 there and amplifies float32
     rounding as much. Float32 Griffin-Lim is compared on the other samples (float64 on all of them).
     """
-    frames = dsp.n_frames(length, n_fft, hop_length)
-    inverse = dsp.inverse_envelope(window, win_length, n_fft, hop_length, frames)
+    frames = tables.n_frames(length, n_fft, hop_length)
+    inverse = tables.inverse_envelope(window, win_length, n_fft, hop_length, frames)
     return inverse[n_fft // 2:n_fft // 2 + length] <= limit
 
 

@@ -1,4 +1,4 @@
-"""Dispatch is observable: required extension, fallback warnings, debug log, ``ddfad backends``, exercised backends."""
+"""Dispatch is observable: required extension, fallback warnings, debug log, ``ddfad backends``, exercised dispatch."""
 import logging
 import os
 import subprocess
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddfad_fast import backends, cpu_backend, fd_mfcc
+from ddfad_fast.ops import dispatch, cpu
+from ddfad_fast import fd_mfcc
 from ddfad_fast.cli import main as cli_main
 from ddfad_fast.errors import BackendFallbackWarning, BackendUnavailableError, ParameterError
 
@@ -21,19 +22,19 @@ def no_extension():
     """ddfad_fast._C made unloadable (as a failed build would leave it) for the duration of a test."""
     saved = sys.modules.get("ddfad_fast._C")
     sys.modules["ddfad_fast._C"] = None          # import_module now raises ModuleNotFoundError
-    cpu_backend.extension_loaded.cache_clear()
+    cpu.extension_loaded.cache_clear()
     yield
     if saved is None:
         sys.modules.pop("ddfad_fast._C", None)
     else:
         sys.modules["ddfad_fast._C"] = saved
-    cpu_backend.extension_loaded.cache_clear()
+    cpu.extension_loaded.cache_clear()
 
 
 @pytest.fixture
 def fresh_warnings(monkeypatch):
     """An empty record of the fallbacks already warned about, and no DDFAD_* variables from the caller."""
-    monkeypatch.setattr(backends, "_WARNED", set())
+    monkeypatch.setattr(dispatch, "_WARNED", set())
     for name in ("DDFAD_BACKEND", "DDFAD_REQUIRE_EXT"):
         monkeypatch.delenv(name, raising=False)
 
@@ -42,12 +43,12 @@ def fresh_warnings(monkeypatch):
 def toy_op():
     """An op whose preferred CPU backend ``cpu`` is unavailable, with a reason."""
     name = "_toy_fallback_op"
-    backends.register(name, "reference", lambda x: "ref", devices=("cpu", "cuda"))
-    backends.register(name, "cpu", lambda x: "cpu", devices=("cpu",), available=lambda: False,
+    dispatch.register(name, "reference", lambda x: "ref", devices=("cpu", "cuda"))
+    dispatch.register(name, "cpu", lambda x: "cpu", devices=("cpu",), available=lambda: False,
                       why_unavailable=lambda: "toy library missing")
     yield name
-    backends._REGISTRY.pop(name)
-    backends._PREFERENCE.pop((name, "cpu"), None)
+    dispatch._REGISTRY.pop(name)
+    dispatch._PREFERENCE.pop((name, "cpu"), None)
 
 
 def _fallback_warnings(record):
@@ -58,21 +59,21 @@ def _fallback_warnings(record):
 def test_required_extension_that_does_not_load_is_an_error_naming_the_cause(no_extension, fresh_warnings, monkeypatch):
     waves = torch.zeros(1, 800)
     with pytest.warns(BackendFallbackWarning, match="ddfad_fast._C did not load"):   # without the switch: warned
-        assert backends.get("fd_mfcc", waves)[0] == "reference"
+        assert dispatch.get("fd_mfcc", waves)[0] == "reference"
     monkeypatch.setenv("DDFAD_REQUIRE_EXT", "1")
-    for call in (lambda: backends.get("fd_mfcc", waves), lambda: fd_mfcc(waves, 8000),
-                 lambda: backends.get("griffin_lim", waves, backend="reference")):
+    for call in (lambda: dispatch.get("fd_mfcc", waves), lambda: fd_mfcc(waves, 8000),
+                 lambda: dispatch.get("griffin_lim", waves, backend="reference")):
         with pytest.raises(BackendUnavailableError, match=r"DDFAD_REQUIRE_EXT=1.*ddfad_fast\._C.*ModuleNotFoundError"):
             call()
     monkeypatch.setenv("DDFAD_REQUIRE_EXT", "yes")
     with pytest.raises(ParameterError, match="DDFAD_REQUIRE_EXT"):
-        backends.get("fd_mfcc", waves)
+        dispatch.get("fd_mfcc", waves)
 
 
-@pytest.mark.skipif(not cpu_backend.extension_loaded(), reason="C++ extension ddfad_fast._C not built")
+@pytest.mark.skipif(not cpu.extension_loaded(), reason="C++ extension ddfad_fast._C not built")
 def test_required_extension_that_loads_changes_nothing(fresh_warnings, monkeypatch):
     monkeypatch.setenv("DDFAD_REQUIRE_EXT", "1")
-    assert backends.get("fd_mfcc", torch.zeros(1, 800))[0] == "cpu"
+    assert dispatch.get("fd_mfcc", torch.zeros(1, 800))[0] == "cpu"
 
 
 def test_required_extension_stops_the_test_session(tmp_path):
@@ -93,7 +94,7 @@ def test_fallback_warns_once_naming_backend_and_reason(toy_op, fresh_warnings):
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         for _ in range(3):
-            assert backends.get(toy_op, torch.zeros(1))[0] == "reference"
+            assert dispatch.get(toy_op, torch.zeros(1))[0] == "reference"
     found = _fallback_warnings(record)
     assert len(found) == 1, [str(w.message) for w in found]
     message = str(found[0].message)
@@ -103,35 +104,35 @@ def test_fallback_warns_once_naming_backend_and_reason(toy_op, fresh_warnings):
 def test_probe_that_raises_is_a_warned_fallback_not_a_silent_one(toy_op, fresh_warnings):
     def probe():
         raise RuntimeError("driver exploded")
-    backends.register(toy_op, "cpu", lambda x: "cpu", devices=("cpu",), available=probe)
+    dispatch.register(toy_op, "cpu", lambda x: "cpu", devices=("cpu",), available=probe)
     with pytest.warns(BackendFallbackWarning, match=r"'cpu'.*RuntimeError: driver exploded"):
-        assert backends.get(toy_op, "cpu")[0] == "reference"
+        assert dispatch.get(toy_op, "cpu")[0] == "reference"
     with pytest.raises(BackendUnavailableError, match="driver exploded"):
-        backends.get(toy_op, "cpu", backend="cpu")
+        dispatch.get(toy_op, "cpu", backend="cpu")
 
 
 def test_provider_import_error_is_warned_and_explained(toy_op, fresh_warnings, monkeypatch):
-    backends._REGISTRY[toy_op].pop("cpu")
-    backends.set_preference(toy_op, "cpu", ("numba",))
-    monkeypatch.setattr(backends, "_PROVIDER_MODULES", {**backends._PROVIDER_MODULES,
+    dispatch._REGISTRY[toy_op].pop("cpu")
+    dispatch.set_preference(toy_op, "cpu", ("numba",))
+    monkeypatch.setattr(dispatch, "_PROVIDER_MODULES", {**dispatch._PROVIDER_MODULES,
                                                         "ddfad_fast._missing_provider": ("numba",)})
-    monkeypatch.setattr(backends, "_import_errors", {})
-    monkeypatch.setattr(backends, "_loaded", False)
+    monkeypatch.setattr(dispatch, "_import_errors", {})
+    monkeypatch.setattr(dispatch, "_loaded", False)
     with pytest.warns(BackendFallbackWarning, match=r"'numba'.*ddfad_fast\._missing_provider failed to import"):
-        assert backends.get(toy_op, "cpu")[0] == "reference"
-    chosen, why = backends.explain(toy_op, "cpu")
+        assert dispatch.get(toy_op, "cpu")[0] == "reference"
+    chosen, why = dispatch.explain(toy_op, "cpu")
     assert chosen == "reference"
     assert "ddfad_fast._missing_provider failed to import" in dict(why)["numba"]
 
 
 def test_dtype_and_device_gaps_are_not_warned(toy_op, fresh_warnings):
-    backends.register(toy_op, "cpu", lambda x: "cpu", devices=("cpu",), dtypes=(torch.float32,))
+    dispatch.register(toy_op, "cpu", lambda x: "cpu", devices=("cpu",), dtypes=(torch.float32,))
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        assert backends.get(toy_op, torch.zeros(1, dtype=torch.float64))[0] == "reference"
-        assert backends.get(toy_op, torch.zeros(1))[0] == "cpu"
+        assert dispatch.get(toy_op, torch.zeros(1, dtype=torch.float64))[0] == "reference"
+        assert dispatch.get(toy_op, torch.zeros(1))[0] == "cpu"
     assert not _fallback_warnings(record)
-    assert "does not take torch.float64" in dict(backends.explain(toy_op, "cpu", torch.float64)[1])["cpu"]
+    assert "does not take torch.float64" in dict(dispatch.explain(toy_op, "cpu", torch.float64)[1])["cpu"]
 
 
 def test_missing_extension_is_warned_by_the_public_op(no_extension, fresh_warnings):
@@ -141,11 +142,11 @@ def test_missing_extension_is_warned_by_the_public_op(no_extension, fresh_warnin
 
 # ---- debug log, explain, ddfad backends, exercised ----------------------------------------------------
 def test_each_dispatch_decision_is_logged_at_debug_level(toy_op, fresh_warnings, caplog):
-    with caplog.at_level(logging.DEBUG, logger="ddfad_fast.backends"), warnings.catch_warnings():
+    with caplog.at_level(logging.DEBUG, logger="ddfad_fast.ops.dispatch"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        backends.get(toy_op, "cpu")
-        backends.get(toy_op, "cpu", backend="reference")
-    lines = [r.getMessage() for r in caplog.records if r.name == "ddfad_fast.backends"]
+        dispatch.get(toy_op, "cpu")
+        dispatch.get(toy_op, "cpu", backend="reference")
+    lines = [r.getMessage() for r in caplog.records if r.name == "ddfad_fast.ops.dispatch"]
     assert len(lines) == 2 and all(line.startswith(f"{toy_op} -> reference") for line in lines), lines
     assert lines[1].endswith("forced)")
 
@@ -172,9 +173,9 @@ def test_cli_backends_lists_every_op_and_reports_a_forced_backend(fresh_warnings
 
 
 def test_exercised_labels_the_backend_and_device_that_ran(fresh_warnings, monkeypatch):
-    monkeypatch.setattr(backends, "_EXERCISED", set())
+    monkeypatch.setattr(dispatch, "_EXERCISED", set())
     fd_mfcc(torch.zeros(1, 800), 8000, backend="reference")
-    assert backends.exercised() == {"fd_mfcc": ["reference"]}
-    backends._EXERCISED.update({("fd_mfcc", "triton", "cpu"), ("griffin_lim", "reference", "cuda")})
-    assert backends.exercised() == {"fd_mfcc": ["reference", "triton(interpreter)"],
+    assert dispatch.exercised() == {"fd_mfcc": ["reference"]}
+    dispatch._EXERCISED.update({("fd_mfcc", "triton", "cpu"), ("griffin_lim", "reference", "cuda")})
+    assert dispatch.exercised() == {"fd_mfcc": ["reference", "triton(interpreter)"],
                                     "griffin_lim": ["reference(cuda)"]}

@@ -10,9 +10,9 @@ import torch
 
 from ddfad_fast import FeatureConfig, fd_mfcc, load_audio
 from ddfad_fast.cli import main
-from ddfad_fast.commands.features import parts_dir
+from ddfad_fast.cli.features import parts_dir
 from ddfad_fast.data import FeatureNorm
-from ddfad_fast.features import fit_length
+from ddfad_fast.ops.features import fit_length
 from ddfad_fast.io import load_artifact, save_artifact
 
 
@@ -51,7 +51,7 @@ def test_features_resume_after_interruption(audio_dir, tmp_path, interrupt_call)
     whole = tmp_path / "whole.pt"
     assert main(["features", str(audio_dir), "--out", str(whole), "--quiet", "--checkpoint-every", "2"]) == 0
     out = tmp_path / "f.pt"
-    import ddfad_fast.store as store_module
+    import ddfad_fast.data.store as store_module
     restore = interrupt_call(store_module, "fd_mfcc", 3)                # Ctrl-C in the third chunk
     assert main(["features", str(audio_dir), "--out", str(out), "--quiet", "--checkpoint-every", "2"]) == 130
     assert len(list(parts_dir(out).glob("shard_*.json"))) == 2 and not out.exists()

@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 import torch
 
-import ddfad_fast.commands as commands
-from ddfad_fast.cli import _build_parser, main
+import ddfad_fast.cli.options as commands
+from ddfad_fast.cli.entry import _build_parser, main
 from ddfad_fast.io import load_artifact
 
 SR = 8000
@@ -48,7 +48,7 @@ def test_distill_match_epochs_and_its_deprecated_spelling():
 
 
 def test_distill_config_reads_match_epochs():
-    from ddfad_fast.commands.distill import distill_config
+    from ddfad_fast.cli.distill import distill_config
     from ddfad_fast.presets import get_preset
     args = _build_parser().parse_args(DISTILL + ["--match-epochs", "3"])
     assert distill_config(get_preset("cpu-small"), args, expert_epochs=20).expert_epochs == 3
@@ -92,7 +92,7 @@ def test_data_info_strict(tmp_path, capsys):
 @pytest.mark.parametrize("command", ["experts", "distill", "evaluate", "run"])
 def test_training_commands_take_a_device(command):
     import torch
-    from ddfad_fast.cli import resolve_device
+    from ddfad_fast.cli.entry import resolve_device
     parser = _build_parser()
     required = {"experts": ["--data", "d", "--out", "o"], "distill": DISTILL[1:], "evaluate": ["--data", "d", "--full"],
                 "run": ["--data", "d", "--cpc", "1", "--out", "o"]}[command]

@@ -7,7 +7,7 @@ import torch
 
 from ddfad_fast.cli import main
 from ddfad_fast.config import EvalConfig, ModelConfig
-from ddfad_fast.continual import finetune, gdumb, of_classes, task_sequence
+from ddfad_fast.apps.continual import finetune, gdumb, of_classes, task_sequence
 from ddfad_fast.errors import ParameterError
 
 
@@ -55,7 +55,7 @@ def test_continual_command_on_a_tiny_run(tmp_path, monkeypatch, capsys, tiny_run
             assert len(row["curves"]) == 2 and len(row["mean"]) == 3 and 0 <= row["mean_over_tasks"] <= 1
     assert "| mean over tasks |" in (run / "continual" / "report.md").read_text()
     assert main(args) == 2 and "--resume" in capsys.readouterr().err          # never overwritten silently
-    import ddfad_fast.continual as continual
+    import ddfad_fast.apps.continual as continual
     monkeypatch.setattr(continual, "gdumb", lambda *a, **k: pytest.fail("retrained a finished curve"))
     assert main(args + ["--resume"]) == 0                                    # every curve kept
     assert main(["continual", "--run", str(run), "--memory", "3"]) == 2      # more than the distilled set holds

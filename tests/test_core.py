@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddfad_fast import backends, save_audio
+from ddfad_fast.ops import dispatch
+from ddfad_fast import save_audio
 from ddfad_fast.cli import main as cli_main
 from ddfad_fast.config import DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.errors import BackendFallbackWarning, BackendUnavailableError, FileFormatError, ParameterError
@@ -42,34 +43,34 @@ def test_feature_presets_and_validation():
 @pytest.fixture
 def toy_op():
     name = "_toy_op"
-    backends.register(name, "reference", lambda x: ("ref", x), devices=("cpu", "cuda"))
-    backends.register(name, "numba", lambda x: ("numba", x), devices=("cpu",))
-    backends.register(name, "cpu", lambda x: ("cpu", x), devices=("cpu",), available=lambda: False)
+    dispatch.register(name, "reference", lambda x: ("ref", x), devices=("cpu", "cuda"))
+    dispatch.register(name, "numba", lambda x: ("numba", x), devices=("cpu",))
+    dispatch.register(name, "cpu", lambda x: ("cpu", x), devices=("cpu",), available=lambda: False)
     yield name
-    backends._REGISTRY.pop(name)
+    dispatch._REGISTRY.pop(name)
 
 
 def test_dispatch_order_and_forcing(toy_op, monkeypatch):
     monkeypatch.delenv("DDFAD_BACKEND", raising=False)
-    monkeypatch.setattr(backends, "_WARNED", set())
-    assert backends.candidates(toy_op, "cpu") == ["numba", "reference"]
+    monkeypatch.setattr(dispatch, "_WARNED", set())
+    assert dispatch.candidates(toy_op, "cpu") == ["numba", "reference"]
     with pytest.warns(BackendFallbackWarning, match="'cpu'"):       # passing over the unavailable 'cpu' is said
-        assert backends.get(toy_op, torch.zeros(1))[0] == "numba"
-    assert backends.get(toy_op, "cpu", backend="reference")[0] == "reference"
+        assert dispatch.get(toy_op, torch.zeros(1))[0] == "numba"
+    assert dispatch.get(toy_op, "cpu", backend="reference")[0] == "reference"
     monkeypatch.setenv("DDFAD_BACKEND", "reference")
-    assert backends.get(toy_op, "cpu")[0] == "reference"
+    assert dispatch.get(toy_op, "cpu")[0] == "reference"
     # forcing an unavailable backend is an error, never a silent fallback
     monkeypatch.setenv("DDFAD_BACKEND", "cpu")
     with pytest.raises(BackendUnavailableError, match="'cpu'"):
-        backends.get(toy_op, "cpu")
+        dispatch.get(toy_op, "cpu")
     monkeypatch.setenv("DDFAD_BACKEND", "triton")
     with pytest.raises(BackendUnavailableError):
-        backends.get(toy_op, "cpu")
+        dispatch.get(toy_op, "cpu")
     monkeypatch.setenv("DDFAD_BACKEND", "fortran")
     with pytest.raises(ParameterError, match="fortran"):
-        backends.get(toy_op, "cpu")
+        dispatch.get(toy_op, "cpu")
     with pytest.raises(ParameterError, match="unknown op"):
-        backends.get("no_such_op", "cpu", backend="reference")
+        dispatch.get("no_such_op", "cpu", backend="reference")
 
 
 def test_artifact_round_trip_and_checks(tmp_path):
@@ -162,11 +163,11 @@ def test_temporaries_of_a_killed_write_are_removed_when_the_file_is_written_agai
 
 def test_cli_sub_command_that_fails_to_import_is_an_error(monkeypatch, capsys):
     import importlib
-    from ddfad_fast import cli
+    from ddfad_fast.cli import entry as cli
     real = importlib.import_module
 
     def broken(name, *args, **kwargs):
-        if name == "ddfad_fast.commands.bench":
+        if name == "ddfad_fast.cli.bench":
             raise ImportError("No module named 'some_dependency'")
         return real(name, *args, **kwargs)
     monkeypatch.setattr(cli.importlib, "import_module", broken)
@@ -181,7 +182,7 @@ def test_busy_cores_sees_a_spinning_process():
     """The busy-core estimate is instantaneous: a process spinning one core shows up at once (the 1-minute
     load average would lag it)."""
     import multiprocessing as mp
-    from ddfad_fast import cli
+    from ddfad_fast.cli import entry as cli
     if not cli.os.path.exists("/proc/stat"):
         pytest.skip("no /proc/stat here")
     idle_before = cli._busy_cores(0.3)
@@ -207,7 +208,7 @@ def _spin_until(stop) -> None:
 def test_threads_option(monkeypatch):
     """--threads sets torch's thread count; without it OMP_NUM_THREADS stands, else the free cores are used."""
     import torch
-    from ddfad_fast import cli
+    from ddfad_fast.cli import entry as cli
     before = torch.get_num_threads()
     try:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -15,24 +15,24 @@ import torch
 librosa = pytest.importorskip("librosa", reason="the oracle here is librosa")
 soundfile = pytest.importorskip("soundfile")
 
-from ddfad_fast import backends, cpu_backend, dsp, reference  # noqa: E402
+from ddfad_fast.ops import dispatch, cpu, tables, reference  # noqa: E402
 from ddfad_fast.audio import resample  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
-from ddfad_fast.features import fd_mfcc as public_fd_mfcc, mfcc as public_mfcc  # noqa: E402
-from ddfad_fast.reconstruct import griffin_lim as public_griffin_lim  # noqa: E402
+from ddfad_fast.ops.features import fd_mfcc as public_fd_mfcc, mfcc as public_mfcc  # noqa: E402
+from ddfad_fast.ops.reconstruct import griffin_lim as public_griffin_lim  # noqa: E402
 from stft_cases import CASES as STFT_CASES, params as stft_params, well_conditioned  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:n_fft=.*is too large for input signal:UserWarning")
 
 BACKENDS = [
     pytest.param("cpu", marks=pytest.mark.skipif(
-        not cpu_backend.extension_loaded(),
+        not cpu.extension_loaded(),
         reason="C++ extension ddfad_fast._C not built (pip install --no-build-isolation -e . builds it)")),
-    pytest.param("numba", marks=pytest.mark.skipif(not cpu_backend.numba_available(), reason="numba not installed")),
+    pytest.param("numba", marks=pytest.mark.skipif(not cpu.numba_available(), reason="numba not installed")),
 ]
-FD_MFCC = {"cpu": cpu_backend.fd_mfcc_cpu, "numba": cpu_backend.fd_mfcc_numba}
-MFCC = {"cpu": cpu_backend.mfcc_cpu, "numba": cpu_backend.mfcc_numba}
-GRIFFIN_LIM = {"cpu": cpu_backend.griffin_lim_cpu, "numba": cpu_backend.griffin_lim_numba}
+FD_MFCC = {"cpu": cpu.fd_mfcc_cpu, "numba": cpu.fd_mfcc_numba}
+MFCC = {"cpu": cpu.mfcc_cpu, "numba": cpu.mfcc_numba}
+GRIFFIN_LIM = {"cpu": cpu.griffin_lim_cpu, "numba": cpu.griffin_lim_numba}
 PRESETS = {
     "fsdd": FeatureConfig.fsdd(),
     "speech16k": FeatureConfig.speech16k(),
@@ -61,7 +61,7 @@ def _librosa_mfcc(clip: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 def _librosa_delta(coeffs: np.ndarray, width: int, order: int) -> np.ndarray:
     """librosa.feature.delta; clips shorter than ``width`` frames use our documented edge rule
-    (edge-pad to ``width`` frames, differentiate, crop back; see dsp.delta_matrix)."""
+    (edge-pad to ``width`` frames, differentiate, crop back; see tables.delta_matrix)."""
     n_frames = coeffs.shape[-1]
     if n_frames >= width:
         return librosa.feature.delta(coeffs, width=width, order=order, mode="interp")
@@ -134,7 +134,7 @@ def test_fd_mfcc_matches_reference_and_librosa(rng, backend, preset, batch, leng
 @pytest.mark.parametrize("case", stft_params())
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_fd_mfcc_every_geometry_matches_reference_and_librosa(rng, backend, case, dtype):
-    """Odd and even n_fft / hop / win_length at 8 to 44.1 kHz: the frame count and every table come from dsp."""
+    """Odd and even n_fft / hop / win_length at 8 to 44.1 kHz: the frame count and every table come from tables."""
     cfg = case.config()
     tensor = torch.from_numpy(_waves(rng, 2, case.length)).to(dtype)
     got = FD_MFCC[backend](tensor, cfg)
@@ -160,12 +160,12 @@ def test_public_ops_on_the_default_path_give_the_reference_frames(monkeypatch, r
     torch.testing.assert_close(public_mfcc(waves, case.sample_rate, cfg), got[:, 0], rtol=0, atol=0)
 
 
-@pytest.mark.skipif(not cpu_backend.extension_loaded(), reason="C++ extension ddfad_fast._C not built")
+@pytest.mark.skipif(not cpu.extension_loaded(), reason="C++ extension ddfad_fast._C not built")
 @pytest.mark.parametrize("case", stft_params())
 def test_cpu_operator_meta_kernel_takes_the_frame_count(case):
     """The Meta kernel (torch.compile's shapes) returns the frame count it is given, as the CPU kernel does."""
     cfg = case.config()
-    tab, t = cpu_backend._feature_tensors(cfg, case.length, torch.float32)
+    tab, t = cpu._feature_tensors(cfg, case.length, torch.float32)
     meta = {k: v.to("meta") for k, v in t.items()}
     for with_deltas, shape in ((True, (2, 3, cfg.n_mfcc, case.n_frames)), (False, (2, cfg.n_mfcc, case.n_frames))):
         out = torch.ops.ddfad.fd_mfcc(torch.empty(2, case.length, device="meta"), meta["window"], *tab.window_support,
@@ -207,9 +207,9 @@ def test_top_db_is_per_clip(rng, backend, dtype):
 @pytest.fixture
 def fresh_tables():
     """Clear dsp's cached tables before and after a test that perturbs the dsp constants."""
-    dsp.clear_caches()
+    tables.clear_caches()
     yield
-    dsp.clear_caches()
+    tables.clear_caches()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -219,17 +219,17 @@ def test_perturbed_constant_is_caught(rng, monkeypatch, fresh_tables, backend, c
     cfg = FeatureConfig()
     waves = _waves(rng, 2, 8000)
     if constant == "mel":
-        bank = dsp.mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max).copy()
+        bank = tables.mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), cfg.f_max).copy()
         bank[5, np.flatnonzero(bank[5])[0]] *= 1.001
-        monkeypatch.setattr(dsp, "mel_filterbank", lambda *args: bank)
+        monkeypatch.setattr(tables, "mel_filterbank", lambda *args: bank)
     else:
-        original = dsp.delta_matrix
+        original = tables.delta_matrix
 
         def perturbed(n_frames, width, order):
             matrix = original(n_frames, width, order).copy()
             matrix[n_frames // 2, n_frames // 2 + 1] *= 1.001
             return matrix
-        monkeypatch.setattr(dsp, "delta_matrix", perturbed)
+        monkeypatch.setattr(tables, "delta_matrix", perturbed)
     got = FD_MFCC[backend](torch.from_numpy(waves), cfg)
     with pytest.raises(AssertionError):
         _check_vs_librosa(got, waves, cfg)
@@ -293,7 +293,7 @@ def test_griffin_lim_matches_librosa(fsdd_clips, backend, n_fft, hop, win, windo
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_griffin_lim_matches_reference(backend, batch, n_fft, hop, win, window, length, dtype):
     gen = torch.Generator().manual_seed(11)
-    n_frames = dsp.n_frames(length, n_fft, hop)
+    n_frames = tables.n_frames(length, n_fft, hop)
     mag = torch.rand(batch, n_fft // 2 + 1, n_frames, generator=gen, dtype=dtype)
     phase = torch.polar(torch.ones_like(mag), 2 * np.pi * torch.rand(mag.shape, generator=gen, dtype=dtype))
     got = GRIFFIN_LIM[backend](mag, n_fft, hop, win, window, 6, 0.99, phase, length)
@@ -309,7 +309,7 @@ def test_griffin_lim_matches_reference(backend, batch, n_fft, hop, win, window, 
 def test_griffin_lim_random_phase_converges_like_librosa(fsdd_clips, backend):
     """32 iterations in float32 from random phases (librosa's draw): spectral convergence within 0.3 dB of
     librosa's, per clip, and far below the starting point's."""
-    from ddfad_fast.reconstruct import spectral_convergence
+    from ddfad_fast.audio.metrics import spectral_convergence
     n_fft, hop, win = 256, 80, 160
     mags = np.stack([_magnitude(clip, n_fft, hop, win, "hann") for clip in fsdd_clips[:4]]).astype(np.float32)
     phases = np.stack([_phases(np.random.default_rng(seed), mags.shape[1:]) for seed in range(4)])
@@ -332,13 +332,13 @@ def test_perturbed_envelope_is_caught(fsdd_clips, monkeypatch, backend):
     n_fft, hop, win, length = 256, 80, 160, 8000
     mag = _magnitude(fsdd_clips[3], n_fft, hop, win, "hann")
     loudest = n_fft // 2 + int(np.abs(fsdd_clips[3]).argmax())      # the envelope sample of the loudest sample
-    original = dsp.inverse_envelope
+    original = tables.inverse_envelope
 
     def perturbed(*args):
         envelope = original(*args).copy()
         envelope[loudest] *= 1.001
         return envelope
-    monkeypatch.setattr(dsp, "inverse_envelope", perturbed)
+    monkeypatch.setattr(tables, "inverse_envelope", perturbed)
     want = librosa.griffinlim(mag, n_iter=8, hop_length=hop, win_length=win, n_fft=n_fft, length=length,
                               momentum=0.99, random_state=np.random.default_rng(7))
     phase = torch.from_numpy(_phases(np.random.default_rng(7), mag.shape))[None]
@@ -346,7 +346,7 @@ def test_perturbed_envelope_is_caught(fsdd_clips, monkeypatch, backend):
     assert np.abs(got[0].numpy() - want).max() > 5e-5
 
 
-@pytest.mark.skipif(not cpu_backend.extension_loaded(), reason="C++ extension ddfad_fast._C not built")
+@pytest.mark.skipif(not cpu.extension_loaded(), reason="C++ extension ddfad_fast._C not built")
 @pytest.mark.parametrize("case", stft_params())
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_cpu_gla_operators_match_torch(case, dtype):
@@ -354,11 +354,11 @@ def test_cpu_gla_operators_match_torch(case, dtype):
     gen = torch.Generator().manual_seed(3)
     n_fft, hop, win_length, window, length, batch = (case.n_fft, case.hop_length, case.win_length, case.window,
                                                      case.length + 1, 2)
-    n_frames = dsp.n_frames(length, n_fft, hop)
+    n_frames = tables.n_frames(length, n_fft, hop)
     spec = torch.randn(batch, n_fft // 2 + 1, n_frames, generator=gen, dtype=dtype.to_complex())
-    win = dsp.as_tensor(dsp.window(window, win_length, n_fft), dtype)
-    lo, hi = dsp.window_support(window, win_length, n_fft)
-    inv_env = dsp.as_tensor(dsp.inverse_envelope(window, win_length, n_fft, hop, n_frames), dtype)
+    win = tables.as_tensor(tables.window(window, win_length, n_fft), dtype)
+    lo, hi = tables.window_support(window, win_length, n_fft)
+    inv_env = tables.as_tensor(tables.inverse_envelope(window, win_length, n_fft, hop, n_frames), dtype)
     frames = torch.fft.irfft(spec.transpose(1, 2), n=n_fft).contiguous()
     signal = torch.ops.ddfad.overlap_add(frames, win, lo, hi, inv_env, hop, length, False)
     atol = 1e-12 if dtype == torch.float64 else 1e-5
@@ -383,7 +383,7 @@ def test_forced_backend_dispatches_here(monkeypatch, rng, backend):
     monkeypatch.setenv("DDFAD_BACKEND", backend)
     waves = torch.from_numpy(_waves(rng, 2, 8000)).float()
     for op, fn in (("fd_mfcc", FD_MFCC), ("mfcc", MFCC), ("griffin_lim", GRIFFIN_LIM)):
-        assert backends.get(op, waves) == (backend, fn[backend])
+        assert dispatch.get(op, waves) == (backend, fn[backend])
     assert torch.equal(public_fd_mfcc(waves, 8000), FD_MFCC[backend](waves, FeatureConfig()))
     mag = reference.stft(waves, 256, 80, 160, "hann").abs()
     gen = torch.Generator().manual_seed(0)
@@ -394,20 +394,20 @@ def test_forced_backend_dispatches_here(monkeypatch, rng, backend):
     want = GRIFFIN_LIM[backend](mag / scale, 256, 80, 160, "hann", 2, 0.99, phase, 8000) * scale[:, :, 0]
     assert torch.equal(out, want)
     monkeypatch.setenv("DDFAD_BACKEND", "reference")
-    assert backends.get("fd_mfcc", waves)[0] == "reference"
-    assert backends.get("griffin_lim", mag)[0] == "reference"
+    assert dispatch.get("fd_mfcc", waves)[0] == "reference"
+    assert dispatch.get("griffin_lim", mag)[0] == "reference"
 
 
-@pytest.mark.skipif(not cpu_backend.extension_loaded(), reason="C++ extension ddfad_fast._C not built")
+@pytest.mark.skipif(not cpu.extension_loaded(), reason="C++ extension ddfad_fast._C not built")
 def test_default_order_puts_the_measured_winner_first(monkeypatch):
     """C++ first; numba (slower than C++ everywhere) as the no-extension fallback of griffin_lim only (it
     beats the reference there, not for fd_mfcc at B=64); the reference last."""
     monkeypatch.delenv("DDFAD_BACKEND", raising=False)
-    numba = ["numba"] if cpu_backend.numba_available() else []
+    numba = ["numba"] if cpu.numba_available() else []
     for op in ("fd_mfcc", "mfcc", "griffin_lim"):
         for dtype in DTYPES:
             want = ["cpu"] + (numba if op == "griffin_lim" else []) + ["reference"]
-            assert backends.candidates(op, "cpu", dtype) == want
+            assert dispatch.candidates(op, "cpu", dtype) == want
 
 
 def test_missing_numba_or_extension_falls_back_cleanly():
@@ -415,18 +415,18 @@ def test_missing_numba_or_extension_falls_back_cleanly():
     ``cpu`` names the missing build (checked in a fresh interpreter with the modules blocked)."""
     code = ("import os, sys; sys.modules['numba'] = None\n"
             "import ddfad_fast, torch\n"
-            "from ddfad_fast import backends, cpu_backend\n"
+            "from ddfad_fast.ops import cpu, dispatch\n"
             "from ddfad_fast.errors import BackendUnavailableError\n"
-            "found = backends.candidates('fd_mfcc', 'cpu', torch.float32)\n"
+            "found = dispatch.candidates('fd_mfcc', 'cpu', torch.float32)\n"
             "assert 'numba' not in found and found[-1] == 'reference', found\n"
-            "assert ('cpu' in found) == cpu_backend.extension_loaded(), found\n"
+            "assert ('cpu' in found) == cpu.extension_loaded(), found\n"
             "sys.modules['ddfad_fast._C'] = None\n"
-            "cpu_backend.extension_loaded.cache_clear()\n"
+            "cpu.extension_loaded.cache_clear()\n"
             "for op in ('fd_mfcc', 'mfcc', 'griffin_lim'):\n"
-            "    assert backends.candidates(op, 'cpu', torch.float32) == ['reference'], op\n"
+            "    assert dispatch.candidates(op, 'cpu', torch.float32) == ['reference'], op\n"
             "os.environ['DDFAD_BACKEND'] = 'cpu'\n"
             "try:\n"
-            "    backends.get('fd_mfcc', torch.zeros(1, 10))\n"
+            "    dispatch.get('fd_mfcc', torch.zeros(1, 10))\n"
             "    raise SystemExit('forcing an unavailable backend must raise')\n"
             "except BackendUnavailableError as exc:\n"
             "    assert \"'cpu'\" in str(exc), exc\n")

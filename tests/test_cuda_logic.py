@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddfad_fast import dsp, gpu_backend as gb, reference as ref
+from ddfad_fast.ops import tables, gpu as gb, reference as ref
 from ddfad_fast.config import FeatureConfig
 from stft_cases import CASES as STFT_CASES, params as stft_params, power_of_two_params
 
@@ -58,7 +58,7 @@ def _ptr(a: np.ndarray):
 
 def _tables(cfg: FeatureConfig, length: int):
     """dsp's tables as the CUDA bindings pass them: float32, int32 indices (what gb.feature_tensors builds)."""
-    tab = dsp.feature_tables(cfg, length)
+    tab = tables.feature_tables(cfg, length)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     i32 = lambda a: np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
     return tab, dict(window=f32(tab.window), mel=f32(tab.mel), bands=i32(tab.mel_bands), dct=f32(tab.dct),
@@ -99,7 +99,7 @@ def test_frame_value_matches_reference_framing(lib, length, coef, window, n_fft)
     y = ref.preemphasis(torch.from_numpy(x).double(), coef).numpy()
     padded = np.pad(y, ((0, 0), (cfg.n_fft // 2, cfg.n_fft // 2)))
     T = cfg.n_frames(length)
-    w = dsp.window(window, cfg.win_length, cfg.n_fft)
+    w = tables.window(window, cfg.win_length, cfg.n_fft)
     want = np.stack([padded[:, t * cfg.hop_length:t * cfg.hop_length + cfg.n_fft] * w for t in range(T)], axis=1)
     np.testing.assert_allclose(got, want.reshape(-1, cfg.n_fft), atol=1e-6, rtol=1e-5)
 
@@ -192,7 +192,7 @@ def test_fd_mfcc_fused_every_power_of_two_geometry(lib, case):
 
 
 def _gla_case(n_fft, hop, win_length, length, batch=2, seed=0, window="hann"):
-    T = dsp.n_frames(length, n_fft, hop)
+    T = tables.n_frames(length, n_fft, hop)
     rng = np.random.default_rng(seed)
     y = rng.standard_normal((batch, length))
     mag = ref.stft(torch.from_numpy(y), n_fft, hop, win_length, window).abs()                  # (B, F, T)
@@ -216,8 +216,8 @@ def test_gla_step_and_overlap_add_loop_matches_reference(lib, n_fft, hop, win_le
     B, F, T = mag.shape
     magnitude, x = gb._initial_state(mag, phase, n_fft)
     magnitude, x = magnitude.numpy(), x.numpy()
-    win = dsp.window(window, win_length, n_fft)
-    inv_env = dsp.inverse_envelope(window, win_length, n_fft, hop, T)
+    win = tables.window(window, win_length, n_fft)
+    inv_env = tables.inverse_envelope(window, win_length, n_fft, hop, T)
     prev = np.zeros_like(x)
     coef, eps = 0.99 / 1.99, np.finfo(np.float64).tiny
     for _ in range(n_iter):
@@ -240,7 +240,7 @@ def _fused(lib, mag, phase, n_fft, hop, win_length, length, n_iter, tile, nth, d
     np_real = np.float64 if dtype == torch.float64 else np.float32
     magnitude, x = magnitude.numpy(), x.numpy()
     consts = [np.ascontiguousarray(a, dtype=np_real) for a in (
-        dsp.window("hann", win_length, n_fft), dsp.inverse_envelope("hann", win_length, n_fft, hop, T),
+        tables.window("hann", win_length, n_fft), tables.inverse_envelope("hann", win_length, n_fft, hop, T),
         gb.fft_twiddles(n_fft))]
     prev = np.zeros_like(x)
     nxt = np.full_like(x, np.nan)

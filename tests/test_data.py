@@ -8,11 +8,10 @@ import pytest
 import soundfile as sf
 import torch
 
-import ddfad_fast.data as data
-import ddfad_fast.store as store_module
+import ddfad_fast.data.sources as data
+import ddfad_fast.data.store as store_module
 from ddfad_fast.config import FeatureConfig
-from ddfad_fast.data import (FeatureNorm, FeatureSplit, carve_validation, discover, extract_recordings,
-                             load_feature_split)
+from ddfad_fast.data import FeatureNorm, FeatureSplit, carve_validation, discover, extract_recordings, load_feature_split
 from ddfad_fast.errors import AudioFileError, FileFormatError, ParameterError
 
 SR = 8000

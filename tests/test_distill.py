@@ -10,12 +10,12 @@ import torch
 from ddfad_fast.cli import main
 from ddfad_fast.config import Augment, DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureSplit
-from ddfad_fast.distill import CHECKPOINT_NAME, DistillationDiverged, distill, plan_memory
+from ddfad_fast.train.distill import CHECKPOINT_NAME, DistillationDiverged, distill, plan_memory
 from ddfad_fast.errors import FileFormatError, ParameterError, ResourceError
-from ddfad_fast.evaluate import evaluate_training_set, random_real_subset
-from ddfad_fast.experts import load_trajectories, train_experts
+from ddfad_fast.train.evaluate import evaluate_training_set, random_real_subset
+from ddfad_fast.train.experts import load_trajectories, train_experts
 from ddfad_fast.io import load_artifact
-from ddfad_fast.models import build_model
+from ddfad_fast.train.models import build_model
 from test_experts import C, SHAPE, make_split
 
 MODEL = ModelConfig(width=4, depth=2)
@@ -158,12 +158,12 @@ def test_resume_reuses_the_memory_plan(setup, tmp_path, monkeypatch, at_resume):
     """The plan for --max-memory is made once and stored in the checkpoint: a resumed run with the same
     settings is neither refused (more memory in use now) nor given another batch (less in use now), and
     ends exactly where an uninterrupted run ends."""
-    import ddfad_fast.distill as distill_mod
-    from ddfad_fast.distill import preflight
+    import ddfad_fast.train.memory as memory_mod
+    from ddfad_fast.train.distill import preflight
     split, traj = setup
     gib = 2 ** 30
     in_use = {"bytes": gib}
-    monkeypatch.setattr(distill_mod, "_process_bytes", lambda device: in_use["bytes"])
+    monkeypatch.setattr(memory_mod, "_process_bytes", lambda device: in_use["bytes"])
     net = build_model(traj.expert_config.model, traj.in_shape, traj.num_classes)
     free = BASE.replace(batch_syn=None)
     whole, half = (plan_memory(net, 2 * C, free.replace(batch_syn=b)).estimate_bytes for b in (None, 4))
@@ -301,9 +301,9 @@ def test_cli(tmp_path, capsys, monkeypatch):
     assert main(distill_args(foreign) + ["--overwrite"]) == 2
     assert (foreign / "keep.txt").read_text() == "keep"
     # --resume with the same --max-memory keeps the checkpoint's memory plan, whatever is in use now
-    import ddfad_fast.distill as distill_mod
+    import ddfad_fast.train.memory as memory_mod
     in_use = {"bytes": 2 ** 30}
-    monkeypatch.setattr(distill_mod, "_process_bytes", lambda device: in_use["bytes"])
+    monkeypatch.setattr(memory_mod, "_process_bytes", lambda device: in_use["bytes"])
     planned = distill_args(tmp_path / "planned") + ["--max-memory", "1.5"]
     assert main(planned + ["--iterations", "1"]) == 0
     in_use["bytes"] = 10 * 2 ** 30

@@ -16,12 +16,12 @@ import torch.multiprocessing as mp
 from ddfad_fast.cli import main
 from ddfad_fast.config import Augment, DistillConfig, ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureSplit
-from ddfad_fast.distill import ALPHA_FLOOR, CHECKPOINT_NAME, _initial_state, distill
+from ddfad_fast.train.distill import ALPHA_FLOOR, CHECKPOINT_NAME, _initial_state, distill
 from ddfad_fast.errors import FileFormatError, ParameterError
-from ddfad_fast.experts import load_trajectories, train_experts
+from ddfad_fast.train.experts import load_trajectories, train_experts
 from ddfad_fast.io import load_artifact
-from ddfad_fast.models import build_model
-from ddfad_fast.unroll import make_plan, unroll
+from ddfad_fast.train.models import build_model
+from ddfad_fast.train.unroll import make_plan, unroll
 
 ROOT = Path(__file__).resolve().parents[1]
 C, SHAPE = 3, (3, 4, 8)
@@ -138,7 +138,7 @@ def test_refuses_fewer_trajectories_than_processes(setup, monkeypatch):
 
 
 def test_cli_default_is_one_trajectory_per_process(monkeypatch):
-    from ddfad_fast.commands.distill import add_arguments, distill_config
+    from ddfad_fast.cli.distill import add_arguments, distill_config
     from ddfad_fast.presets import get_preset
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -166,9 +166,9 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    import ddfad_fast.distill as distill_mod
+    import ddfad_fast.train.distill as distill_mod
     from ddfad_fast import distributed
-    from ddfad_fast.distill import DistillationDiverged
+    from ddfad_fast.train.distill import DistillationDiverged
     from ddfad_fast.errors import DDFADError
     folder = Path(folder)
     distributed.init("distill", torch.device("cpu"), timeout_s=60)

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import ddfad_fast.experts as experts
+import ddfad_fast.train.experts as experts
 from ddfad_fast.config import Augment
 from ddfad_fast.io import load_artifact
 from test_experts import CFG, make_split

@@ -8,9 +8,9 @@ from ddfad_fast.cli import main
 from ddfad_fast.config import FeatureConfig
 from ddfad_fast.data import FeatureNorm
 from ddfad_fast.io import load_artifact, save_artifact
-from ddfad_fast.models import build_model
+from ddfad_fast.train.models import build_model
 from ddfad_fast.presets import PRESET_NAMES, all_presets, get_preset
-from ddfad_fast.report import write_report
+from ddfad_fast.apps.report import write_report
 from ddfad_fast.errors import ParameterError
 
 

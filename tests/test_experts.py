@@ -5,13 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ddfad_fast.experts as experts
+import ddfad_fast.train.experts as experts
 from ddfad_fast.config import Augment, ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureSplit, carve_validation
 from ddfad_fast.errors import FileFormatError, ParameterError
-from ddfad_fast.experts import load_trajectories, sgd_epoch, train_experts
+from ddfad_fast.train.experts import load_trajectories, sgd_epoch, train_experts
 from ddfad_fast.io import load_artifact
-from ddfad_fast.models import build_model
+from ddfad_fast.train.models import build_model
 
 C, SHAPE = 4, (3, 6, 10)
 
@@ -222,7 +222,7 @@ def test_compile_failure_warns_once_and_trains_eager(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     monkeypatch.setattr(experts, "_STEPPERS", {})
-    monkeypatch.setattr("ddfad_fast.backends._WARNED", set())
+    monkeypatch.setattr("ddfad_fast.ops.dispatch._WARNED", set())
     cfg = CFG.replace(num_experts=2, epochs=1, compile=True)
     with pytest.warns(BackendFallbackWarning, match="inductor is broken here") as record:
         train_experts(make_split(), cfg, tmp_path, progress=False)

@@ -11,7 +11,7 @@ librosa = pytest.importorskip("librosa")
 sf = pytest.importorskip("soundfile")
 
 from ddfad_fast import FeatureConfig, ParameterError, deltas, fd_mfcc, mel_filterbank, mfcc  # noqa: E402
-from ddfad_fast import backends, dsp, reference  # noqa: E402
+from ddfad_fast.ops import dispatch, tables, reference  # noqa: E402
 from ddfad_fast.errors import BackendUnavailableError  # noqa: E402
 from stft_cases import params as stft_params  # noqa: E402
 
@@ -80,7 +80,7 @@ def test_feature_tables_of_every_geometry(case):
     included), the mel filterbank librosa's (its bins are k sr / n_fft, below sr / 2 for odd n_fft), the band
     forms reproduce the dense tables exactly, the window support holds every non-zero tap."""
     cfg = case.config()
-    tab = dsp.feature_tables(cfg, case.length)
+    tab = tables.feature_tables(cfg, case.length)
     assert tab.n_frames == cfg.n_frames(case.length) == case.n_frames
     spec = librosa.stft(np.zeros(case.length), n_fft=case.n_fft, hop_length=case.hop_length,
                         win_length=case.win_length, window=case.window, center=True, pad_mode="constant")
@@ -93,22 +93,22 @@ def test_feature_tables_of_every_geometry(case):
         assert not tab.mel_weights[m, hi - lo:].any()
     np.testing.assert_array_equal(rebuilt, tab.mel)
     for group in (16, 7):
-        for g, (lo, hi) in enumerate(dsp.mel_groups(case.sample_rate, case.n_fft, cfg.n_mels, 0.0, cfg.f_max, group)):
+        for g, (lo, hi) in enumerate(tables.mel_groups(case.sample_rate, case.n_fft, cfg.n_mels, 0.0, cfg.f_max, group)):
             rows = tab.mel[g * group:(g + 1) * group]
             assert not rows[:, :lo].any() and not rows[:, hi:].any()
     lo, hi = tab.window_support
     assert tab.window[lo] != 0 and tab.window[hi - 1] != 0
     assert not tab.window[:lo].any() and not tab.window[hi:].any()
     assert tab.ref_db == 10.0 * np.log10(max(cfg.amin, cfg.ref))
-    assert dsp.feature_tables(cfg, case.length) is tab                       # cached: one device copy per table
+    assert tables.feature_tables(cfg, case.length) is tab                       # cached: one device copy per table
 
 
 @pytest.mark.parametrize("width", [3, 5, 9])
 @pytest.mark.parametrize("n_frames", [1, 2, 4, 8, 9, 10, 23])
 def test_delta_bands_read_with_clamped_rows_equal_delta_matrix(n_frames, width):
     """The delta table every kernel reads: frame min(start[t] + k, T - 1) weighted by coef[order, k, t]
-    (clips shorter than the width included) is dsp.delta_matrix exactly."""
-    start, coef = dsp.delta_bands(n_frames, width)
+    (clips shorter than the width included) is tables.delta_matrix exactly."""
+    start, coef = tables.delta_bands(n_frames, width)
     assert start.shape == (n_frames,) and coef.shape == (2, width, n_frames)
     for order in (1, 2):
         got = np.zeros((n_frames, n_frames))
@@ -116,7 +116,7 @@ def test_delta_bands_read_with_clamped_rows_equal_delta_matrix(n_frames, width):
             assert t - (width - 1) <= start[t] <= t                         # inside the kernels' halo rows
             for k in range(width):
                 got[t, min(start[t] + k, n_frames - 1)] += coef[order - 1, k, t]
-        np.testing.assert_array_equal(got, dsp.delta_matrix(n_frames, width, order))
+        np.testing.assert_array_equal(got, tables.delta_matrix(n_frames, width, order))
 
 
 @pytest.mark.parametrize("case", stft_params())
@@ -133,9 +133,9 @@ def test_window_and_dct_match_librosa_and_scipy():
     import scipy.fft
     for name in ("hann", "hamming"):
         want = librosa.util.pad_center(librosa.filters.get_window(name, 160, fftbins=True), size=256)
-        np.testing.assert_allclose(dsp.window(name, 160, 256), want, atol=1e-15)
+        np.testing.assert_allclose(tables.window(name, 160, 256), want, atol=1e-15)
     x = np.random.default_rng(0).standard_normal((40, 7))
-    np.testing.assert_allclose(dsp.dct_matrix(40, 20) @ x, scipy.fft.dct(x, type=2, norm="ortho", axis=0)[:20],
+    np.testing.assert_allclose(tables.dct_matrix(40, 20) @ x, scipy.fft.dct(x, type=2, norm="ortho", axis=0)[:20],
                                atol=1e-12)
 
 
@@ -279,7 +279,7 @@ def test_half_precision_input_is_computed_in_float32(rng):
 
 def test_forced_backend_is_used_or_refused(monkeypatch):
     monkeypatch.setenv("DDFAD_BACKEND", "reference")
-    assert backends.get("fd_mfcc", torch.zeros(1, 10))[0] == "reference"
+    assert dispatch.get("fd_mfcc", torch.zeros(1, 10))[0] == "reference"
     monkeypatch.setenv("DDFAD_BACKEND", "triton")
     with pytest.raises(BackendUnavailableError, match="triton"):
         fd_mfcc(np.zeros(100, np.float32), 8000)

@@ -1,7 +1,7 @@
 """Both GPU backends (triton, cuda) of both ops on a real CUDA device, at the tolerances of
 docs/architecture.md section 4.
 
-The oracle is ddfad_fast.reference run in float64 on the CPU (itself tested against librosa); where
+The oracle is ddfad_fast.ops.reference run in float64 on the CPU (itself tested against librosa); where
 librosa is importable the FSDD-preset features are also compared with it directly. Also: CUDA graph
 capture of 32 Griffin-Lim iterations, torch.compile(fullgraph=True), no TF32 inside our ops, float64
 Griffin-Lim, run-to-run determinism. Skipped cleanly on machines without CUDA.
@@ -14,7 +14,7 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-from ddfad_fast import backends, gpu_backend as gb, reference as ref  # noqa: E402
+from ddfad_fast.ops import dispatch, gpu as gb, reference as ref  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 from stft_cases import CASES as STFT_CASES, params as stft_params, well_conditioned  # noqa: E402
 
@@ -22,9 +22,9 @@ GPU_BACKENDS = ["triton", "cuda"]
 
 
 def _need(op: str, backend: str, dtype: torch.dtype = torch.float32):
-    if backend not in backends.candidates(op, "cuda", dtype):
+    if backend not in dispatch.candidates(op, "cuda", dtype):
         pytest.skip(f"backend {backend!r} of {op!r} unavailable here for {dtype}")
-    return backends.get(op, "cuda", backend=backend)[1]
+    return dispatch.get(op, "cuda", backend=backend)[1]
 
 
 def _waves(batch: int, length: int, seed: int) -> torch.Tensor:
@@ -122,9 +122,9 @@ def test_fd_mfcc_matches_librosa_fsdd_preset():
     cfg = FeatureConfig.fsdd()
     waves = _waves(2, 8000, seed=8)
     for backend in GPU_BACKENDS:
-        if backend not in backends.candidates("fd_mfcc", "cuda", torch.float32):
+        if backend not in dispatch.candidates("fd_mfcc", "cuda", torch.float32):
             continue
-        got = backends.get("fd_mfcc", "cuda", backend=backend)[1](waves.cuda(), cfg).cpu().numpy()
+        got = dispatch.get("fd_mfcc", "cuda", backend=backend)[1](waves.cuda(), cfg).cpu().numpy()
         for b in range(2):
             y = librosa.effects.preemphasis(waves[b].numpy(), coef=0.97)
             power = np.abs(librosa.stft(y, n_fft=256, hop_length=80, win_length=160, pad_mode="constant")) ** 2
@@ -135,9 +135,9 @@ def test_fd_mfcc_matches_librosa_fsdd_preset():
 
 
 def test_public_fd_mfcc_dispatches_to_a_gpu_backend():
-    from ddfad_fast import features
+    from ddfad_fast.ops import features
 
-    name, _ = backends.get("fd_mfcc", torch.zeros(1, device="cuda"))
+    name, _ = dispatch.get("fd_mfcc", torch.zeros(1, device="cuda"))
     assert name in GPU_BACKENDS
     waves = _waves(2, 8000, seed=9)
     _check_fd_mfcc(features.fd_mfcc(waves.cuda(), 8000), ref.fd_mfcc(waves.double(), FeatureConfig()))
@@ -203,7 +203,7 @@ def test_griffin_lim_is_deterministic(backend):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_griffin_lim_random_phase_convergence_close_to_reference(backend):
     """Spectral convergence after 32 iterations within 0.3 dB of the reference's (docs/architecture.md section 4)."""
-    from ddfad_fast.reconstruct import spectral_convergence
+    from ddfad_fast.audio.metrics import spectral_convergence
 
     fn = _need("griffin_lim", backend)
     mag, phase = _gla_case(512, 128, 320, 16000, batch=4, seed=11)
@@ -295,13 +295,13 @@ def test_no_tf32_inside_our_ops():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         for backend in GPU_BACKENDS:
-            if backend in backends.candidates("fd_mfcc", "cuda", torch.float32):
-                _check_fd_mfcc(backends.get("fd_mfcc", "cuda", backend=backend)[1](waves.cuda(), cfg), want)
+            if backend in dispatch.candidates("fd_mfcc", "cuda", torch.float32):
+                _check_fd_mfcc(dispatch.get("fd_mfcc", "cuda", backend=backend)[1](waves.cuda(), cfg), want)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
     for backend in GPU_BACKENDS:
-        if backend in backends.candidates("fd_mfcc", "cuda", torch.float32):
-            backends.get("fd_mfcc", "cuda", backend=backend)[1](waves.cuda(), cfg)
+        if backend in dispatch.candidates("fd_mfcc", "cuda", torch.float32):
+            dispatch.get("fd_mfcc", "cuda", backend=backend)[1](waves.cuda(), cfg)
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
 
 
@@ -339,8 +339,8 @@ def test_run_pipeline_on_cuda(tmp_path):
 def test_modules_and_module_mtt_on_cuda():
     """transforms follow the input to the GPU (same result as the function there); mtt.match runs on CUDA
     tensors and agrees with the CPU result (float64)."""
-    from ddfad_fast import mtt
-    from ddfad_fast.transforms import FDMFCC
+    from ddfad_fast.train import mtt
+    from ddfad_fast.audio.transforms import FDMFCC
     x = torch.randn(2, 3, 8000, device="cuda") * 0.1
     got = FDMFCC()(x)
     from ddfad_fast import fd_mfcc

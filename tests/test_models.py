@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from ddfad_fast.config import ModelConfig
 from ddfad_fast.errors import ParameterError
-from ddfad_fast.models import MODEL_NAMES, build_model
+from ddfad_fast.train.models import MODEL_NAMES, build_model
 
 SHAPES = [(3, 20, 101), (3, 20, 126), (3, 3, 5)]
 # parameter counts for width 8, depth 3, 10 classes (fixed so an accidental change is caught)

@@ -1,4 +1,4 @@
-"""ddfad_fast.mtt: trajectory matching for any nn.Module. The constant-memory reverse sweep equals autograd
+"""ddfad_fast.train.mtt: trajectory matching for any nn.Module. The constant-memory reverse sweep equals autograd
 through every step (float64, 1e-10) for a ConvNet with instance norm, a small ResNet with batch statistics
 and an MLP, with soft labels, a custom loss and augmentation; stateful layers are refused."""
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddfad_fast import mtt
+from ddfad_fast.train import mtt
 from ddfad_fast.errors import ParameterError
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from ddfad_fast.cli import main
 from ddfad_fast.errors import ParameterError
-from ddfad_fast.nas import arch_name, ranks, search_space, spearman, summarize
+from ddfad_fast.apps.nas import arch_name, ranks, search_space, spearman, summarize
 
 
 def test_search_space_has_48_distinct_architectures():
@@ -38,7 +38,7 @@ def test_summary_picks_by_validation_and_reports_the_ground_truth_test_accuracy(
 
 @pytest.mark.usefixtures("single_thread")
 def test_nas_command_on_a_tiny_run_resumes_after_a_kill(tmp_path, monkeypatch, interrupt_call, tiny_run):
-    import ddfad_fast.evaluate as evaluate
+    import ddfad_fast.train.evaluate as evaluate
     run = tiny_run
     args = ["nas", "--run", str(run), "--limit", "3", "--proxy-steps", "3", "--full-epochs", "1", "--quiet"]
     real = evaluate.evaluate_training_set

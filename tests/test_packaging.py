@@ -32,8 +32,9 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_holds_every_subpackage_and_the_command(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("ddfad_fast/__init__.py", "ddfad_fast/mtt.py", "ddfad_fast/transforms.py",
-                   "ddfad_fast/compat/librosa.py", "ddfad_fast/commands/run.py", "ddfad_fast/kernels/fd_mfcc.py"):
+    for module in ("ddfad_fast/__init__.py", "ddfad_fast/train/mtt.py", "ddfad_fast/audio/transforms.py",
+                   "ddfad_fast/compat/librosa.py", "ddfad_fast/cli/run.py", "ddfad_fast/apps/run.py",
+                   "ddfad_fast/ops/_ext.py", "ddfad_fast/data/store.py", "ddfad_fast/kernels/fd_mfcc.py"):
         assert module in names, module
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ddfad = ddfad_fast.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -55,7 +56,7 @@ def test_wheel_installs_and_runs_in_a_fresh_environment(wheel, tmp_path):
                     str(wheel)], check=True, timeout=300)
     smoke = (
         "import warnings, torch, ddfad_fast as dd\n"
-        "from ddfad_fast import transforms, mtt\n"
+        "from ddfad_fast.audio import transforms\nfrom ddfad_fast.train import mtt\n"
         "import ddfad_fast.compat.librosa\n"
         "assert dd.__file__.startswith(%r), dd.__file__\n"
         "with warnings.catch_warnings(record=True) as caught:\n"

@@ -8,13 +8,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from ddfad_fast import FeatureConfig, backends, fd_mfcc, fd_mfcc_to_audio, griffin_lim, mfcc_to_mel
+from ddfad_fast import FeatureConfig, fd_mfcc, fd_mfcc_to_audio, griffin_lim, mfcc_to_mel
+from ddfad_fast.ops import dispatch
 from ddfad_fast.cli import main
-from ddfad_fast.commands.reconstruct import write_audio_set
-from ddfad_fast.features import fit_length
-from ddfad_fast.reconstruct import max_mel_db
+from ddfad_fast.cli.reconstruct import write_audio_set
+from ddfad_fast.ops.features import fit_length
+from ddfad_fast.ops.reconstruct import max_mel_db
 
-CPU_GLA = backends.candidates("griffin_lim", "cpu", torch.float32)
+CPU_GLA = dispatch.candidates("griffin_lim", "cpu", torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_mel_values_stay_in_the_range_of_the_config(real_features):
     assert bool((mel_db >= peak[:, None, None] - config.top_db - 1e-3).all())
     # real features: the peak is untouched (the bound is a full-scale signal's)
     real_db = 10 * torch.log10(mfcc_to_mel(real_features[:, 0].double(), config))
-    raw_db = (torch.from_numpy(__import__("ddfad_fast").dsp.dct_matrix(40, 20)).T @ real_features[:, 0].double())
+    raw_db = (torch.from_numpy(__import__("ddfad_fast.ops.tables").ops.tables.dct_matrix(40, 20)).T @ real_features[:, 0].double())
     torch.testing.assert_close(real_db.amax(dim=(1, 2)), raw_db.amax(dim=(1, 2)))
     assert max_mel_db(config) > float(raw_db.max())
 
@@ -103,7 +104,7 @@ def _tone_dataset(folder, classes=3, per_class=12, sr=8000):
 @pytest.mark.usefixtures("single_thread")
 def test_run_goes_on_when_a_stage_fails(tmp_path, monkeypatch, capsys):
     """Reconstruction of CPC 1 fails: recorded in the report, CPC 2 and the full data still run, exit 1."""
-    import ddfad_fast.commands.reconstruct as rec
+    import ddfad_fast.apps.export as rec
 
     real = rec.write_distilled_audio
 

@@ -12,12 +12,13 @@ import pytest
 import soundfile as sf
 import torch
 
-import ddfad_fast.store as store_module
+import ddfad_fast.data.store as store_module
 from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureNorm, extract_features, labelled_items, load_feature_split
 from ddfad_fast.errors import AudioFileError, FileFormatError, ResourceError
-from ddfad_fast.evaluate import data_fingerprint
-from ddfad_fast.store import FeatureStore, StoredFeatures, build_store, plan_features
+from ddfad_fast.train.evaluate import data_fingerprint
+from ddfad_fast.data.store import FeatureStore, StoredFeatures, build_store
+from ddfad_fast.resources import plan_features
 
 SR = 8000
 
@@ -131,16 +132,16 @@ def test_memory_plan_fits_or_refuses_with_numbers():
 
 
 def _rss_gb() -> float:
-    from ddfad_fast.memory import process_rss_bytes
+    from ddfad_fast.train.memory import process_rss_bytes
     return process_rss_bytes() / 2 ** 30
 
 
 def test_training_from_a_store_equals_training_from_memory(tmp_path):
     """Experts, evaluation and the baselines read batch by batch from a store give the very numbers they
     give on tensors in memory (eager steps: bit for bit)."""
-    from ddfad_fast.evaluate import evaluate_training_set, random_real_subset
+    from ddfad_fast.train.evaluate import evaluate_training_set, random_real_subset
     from ddfad_fast.config import EvalConfig
-    from ddfad_fast.experts import train_experts, load_trajectories
+    from ddfad_fast.train.experts import train_experts, load_trajectories
     folder = class_folder(tmp_path / "d", per_class=8)
     splits = [load_feature_split(folder, cache_dir=tmp_path / "cache", progress=False, val_fraction=0.2,
                                  in_memory=flag) for flag in (True, False)]
@@ -218,7 +219,7 @@ def test_memory_limits_of_the_training_commands(tmp_path, capsys):
     """--max-memory: the features stay in memory when they fit beside training, in their store when only
     training fits, and a limit below what training needs is refused before anything runs."""
     from ddfad_fast.cli import main
-    from ddfad_fast.memory import features_in_memory, training_bytes
+    from ddfad_fast.train.memory import features_in_memory, training_bytes
     assert features_in_memory(10, 5, 1.0, 100) is True
     assert features_in_memory(2 ** 30, 5, 1.0, 100) is False
     with pytest.raises(ResourceError, match=r"0.50 GB for a step.*--max-memory 0.25 GB"):
@@ -261,7 +262,7 @@ def test_features_fill_the_cache_a_run_then_uses(tmp_path, capsys, monkeypatch):
 def test_memory_in_use_leaves_out_the_page_cache_of_mapped_shards(tmp_path):
     """Reading a memory-mapped shard fills VmRSS with file pages the kernel can reclaim; the memory that
     --max-memory plans against (process_rss_bytes) does not grow with them."""
-    from ddfad_fast.memory import process_rss_bytes
+    from ddfad_fast.train.memory import process_rss_bytes
     path = tmp_path / "big.npy"
     np.save(path, np.ones((64, 2 ** 20 // 4), dtype=np.float32))          # 64 MB
     before = process_rss_bytes()

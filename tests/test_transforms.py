@@ -9,7 +9,7 @@ import torch
 
 import ddfad_fast as dd
 from ddfad_fast.errors import ParameterError
-from ddfad_fast.transforms import FDMFCC, MFCC, Deltas, GriffinLim, InverseFDMFCC, feature_config
+from ddfad_fast.audio.transforms import FDMFCC, MFCC, Deltas, GriffinLim, InverseFDMFCC, feature_config
 
 
 def test_fdmfcc_module_equals_the_function_for_any_leading_shape():

@@ -2,7 +2,7 @@
 
 Without CUDA these run under TRITON_INTERPRET=1 on CPU tensors (set by conftest); on a GPU machine the
 same tests run the compiled kernels on the device. tl.dot uses ieee fp32, so the tolerances of
-docs/architecture.md section 4 apply. The oracle is ddfad_fast.reference (itself tested against librosa
+docs/architecture.md section 4 apply. The oracle is ddfad_fast.ops.reference (itself tested against librosa
 in test_core / test_features); tests marked with the ``librosa`` fixture also compare with librosa directly and skip without it.
 """
 import math
@@ -13,12 +13,11 @@ import torch
 
 pytest.importorskip("triton")
 
-from ddfad_fast import dsp, gpu_backend as gb, reference as ref  # noqa: E402
+from ddfad_fast.ops import tables, gpu as gb, reference as ref  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 from ddfad_fast.errors import ParameterError  # noqa: E402
 from ddfad_fast.kernels.fd_mfcc import MEL_GROUP, OUT_TILE, frame_waves  # noqa: E402
-from ddfad_fast.kernels.griffin_lim import (gla_step, gla_step_pairs, overlap_add, overlap_add_pairs,  # noqa: E402
-                                            pack_pairs)
+from ddfad_fast.kernels.griffin_lim import gla_step, gla_step_pairs, overlap_add, overlap_add_pairs, pack_pairs
 from stft_cases import CASES as STFT_CASES, params as stft_params, well_conditioned  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -49,10 +48,10 @@ def _reference_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 # ---- constants shared by the Triton and CUDA kernels ----------------------------------------------
 def test_mel_groups_are_the_kernels():
-    """The mel pass dots groups of MEL_GROUP bands over each group's bins (dsp.mel_groups, tested in test_features)."""
+    """The mel pass dots groups of MEL_GROUP bands over each group's bins (tables.mel_groups, tested in test_features)."""
     assert gb.MEL_GROUP == MEL_GROUP
     tensors = gb.feature_tensors(FeatureConfig(), 8000, torch.device(DEVICE))
-    want = dsp.mel_groups(8000, 256, 40, 0.0, 4000.0, MEL_GROUP)
+    want = tables.mel_groups(8000, 256, 40, 0.0, 4000.0, MEL_GROUP)
     np.testing.assert_array_equal(tensors.groups.cpu().numpy(), want)
     assert tensors.n_frames == 101 and tensors.delta_coef.shape == (2, 9, 101)
 
@@ -76,8 +75,8 @@ def test_frame_waves_matches_reference_framing(length, coef, window, n_fft):
     rng = np.random.default_rng(length)
     x = rng.standard_normal((2, length)).astype(np.float32)
     hop, win_length = 20, 47
-    w = dsp.window(window, win_length, n_fft)
-    T = dsp.n_frames(length, n_fft, hop)
+    w = tables.window(window, win_length, n_fft)
+    T = tables.n_frames(length, n_fft, hop)
     got = frame_waves(torch.tensor(x, device=DEVICE), torch.tensor(w, dtype=torch.float32, device=DEVICE),
                       T, hop, coef).cpu().numpy()
     y = ref.preemphasis(torch.from_numpy(x).double(), coef).numpy()
@@ -231,7 +230,7 @@ def test_pack_pairs_is_the_fft_of_paired_frames(n_fft, frames):
 
 def test_overlap_add_pairs_matches_per_frame():
     n_fft, hop, win_length, B, length = 64, 16, 48, 3, 200                    # B*T = 39 frames: odd
-    T = dsp.n_frames(length, n_fft, hop)
+    T = tables.n_frames(length, n_fft, hop)
     g = torch.Generator().manual_seed(4)
     frames = torch.randn(B, T, n_fft, dtype=torch.float64, generator=g)
     flat = torch.cat([frames.reshape(B * T, n_fft), torch.zeros(1, n_fft, dtype=torch.float64)])
@@ -262,7 +261,7 @@ def test_overlap_add_matches_reference_istft_and_stft_framing():
         got = overlap_add(frames, win, inv_env, hop, length, reframe=False).cpu()
         want = ref.istft(spec, n_fft, hop, win_length, "hann", length)
         torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
-        if dsp.n_frames(length, n_fft, hop) != T:
+        if tables.n_frames(length, n_fft, hop) != T:
             continue
         reframed = overlap_add(frames, win, inv_env, hop, length, reframe=True).cpu()
         rebuilt = torch.fft.rfft(reframed)

@@ -4,12 +4,13 @@ import weakref
 import pytest
 import torch
 
-import ddfad_fast.unroll as unroll_mod
+import ddfad_fast.train.memory as memory_mod
+import ddfad_fast.train.unroll as unroll_mod
 from ddfad_fast.config import ModelConfig
 from ddfad_fast.errors import ParameterError
-from ddfad_fast.models import build_model
-from ddfad_fast.unroll import (Augment, Stepper, apply_augment, augment_tensors, estimate_unroll_bytes,
-                               make_plan, unroll)
+from ddfad_fast.train.models import build_model
+from ddfad_fast.train.memory import estimate_unroll_bytes
+from ddfad_fast.train.unroll import Augment, Stepper, apply_augment, augment_tensors, make_plan, unroll
 
 C, SHAPE, N_SYN = 4, (3, 6, 10), 8
 
@@ -221,7 +222,7 @@ def test_reverse_graph_memory_does_not_grow_with_steps():
 def test_memory_estimate():
     """On the shapes of the benchmark (meta-device tracing: nothing is allocated)."""
     net = build_model(ModelConfig(width=32, depth=3), (3, 20, 101), 10)
-    act = unroll_mod.activation_elements_per_sample(net)
+    act = memory_mod.activation_elements_per_sample(net)
     assert 3 * 32 * 20 * 101 < act < 10 * 32 * 20 * 101     # conv, norm, relu outputs of layer 1 dominate
     naive = [estimate_unroll_bytes(net, 100, n, "naive") for n in (10, 40)]
     reverse = [estimate_unroll_bytes(net, 100, n, "reverse") for n in (10, 40)]

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import torch
 
-from .. import dsp
+from ..ops import tables
 from ..config import FeatureConfig
 from ..errors import ParameterError
 
@@ -82,13 +82,13 @@ def _mel_kwargs(kwargs: dict, where: str) -> dict:
 
 
 def _mel_bank(config: FeatureConfig, dtype: torch.dtype) -> torch.Tensor:
-    return dsp.as_tensor(dsp.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
+    return tables.as_tensor(tables.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.fmin,
                                             config.f_max), dtype, "cpu")
 
 
 def _power_spectrogram(y: np.ndarray, config: FeatureConfig, power: float) -> torch.Tensor:
     """|STFT|^power of (..., n) audio: (..., 1 + n_fft // 2, frames), centred frames, zero padding."""
-    from ..reference import stft
+    from ..ops.reference import stft
     wave = torch.from_numpy(np.ascontiguousarray(y))
     spec = stft(wave.reshape(-1, wave.shape[-1]), config.n_fft, config.hop_length, config.win_length,
                 config.window).abs()
@@ -173,7 +173,7 @@ def mfcc(*, y: Optional[np.ndarray] = None, sr: float = 22050, S: Optional[np.nd
     S = _floats(S, "S")
     if n_mfcc > S.shape[-2]:
         raise ParameterError(f"n_mfcc={n_mfcc} exceeds the {S.shape[-2]} mel bands of S")
-    dct = dsp.dct_matrix(S.shape[-2], n_mfcc).astype(S.dtype)
+    dct = tables.dct_matrix(S.shape[-2], n_mfcc).astype(S.dtype)
     out = np.matmul(dct, S)
     return out * _lifter(n_mfcc, lifter, out.dtype)[:, None] if lifter > 0 else out
 
@@ -182,7 +182,7 @@ def _fused_mfcc(y: np.ndarray, sr: float, n_mfcc: int, stft_args: dict, mel: dic
     """MFCCs of (..., n) audio through the fused kernel, with librosa's top_db 80 below the maximum of the
     whole array: one clip directly; a batch as the kernel's full-size orthonormal DCT of the unfloored
     log-mel spectrogram, turned back into it (the DCT is orthogonal), floored once, then truncated."""
-    from ..features import mfcc as fused_mfcc
+    from ..ops.features import mfcc as fused_mfcc
     config = _config(sr, stft_args["n_fft"], stft_args["hop_length"], stft_args["win_length"], stft_args["window"],
                      stft_args["center"], stft_args["pad_mode"], n_mfcc=n_mfcc, top_db=80.0, **mel)
     if n_mfcc > config.n_mels:
@@ -191,7 +191,7 @@ def _fused_mfcc(y: np.ndarray, sr: float, n_mfcc: int, stft_args: dict, mel: dic
         return fused_mfcc(torch.from_numpy(y), int(sr), config)[0].numpy()
     flat = torch.from_numpy(np.ascontiguousarray(y.reshape(-1, y.shape[-1])))
     full = fused_mfcc(flat, int(sr), config.replace(n_mfcc=config.n_mels, top_db=None))
-    dct = dsp.as_tensor(dsp.dct_matrix(config.n_mels, config.n_mels), full.dtype, "cpu")
+    dct = tables.as_tensor(tables.dct_matrix(config.n_mels, config.n_mels), full.dtype, "cpu")
     log_mel = dct.T @ full
     log_mel = torch.maximum(log_mel, log_mel.max() - 80.0)
     out = (dct[:n_mfcc] @ log_mel).numpy()
@@ -201,7 +201,7 @@ def _fused_mfcc(y: np.ndarray, sr: float, n_mfcc: int, stft_args: dict, mel: dic
 def delta(data: np.ndarray, *, width: int = 9, order: int = 1, axis: int = -1, mode: str = "interp",
           **kwargs: Any) -> np.ndarray:
     """librosa.feature.delta (mode "interp"): Savitzky-Golay derivative of order 1 or 2 along ``axis``."""
-    from ..features import deltas
+    from ..ops.features import deltas
     _refuse("mode", mode, "interp")
     if kwargs:
         raise ParameterError(f"delta: unsupported keyword argument(s) {sorted(kwargs)}")
@@ -224,7 +224,7 @@ def griffinlim(S: np.ndarray, *, n_iter: int = 32, hop_length: Optional[int] = N
                random_state: Union[None, int, np.random.RandomState, np.random.Generator] = None) -> np.ndarray:
     """librosa.griffinlim: magnitude (..., 1 + n_fft // 2, t) -> audio (..., n), fast Griffin-Lim. The initial
     phases are drawn from ``random_state`` as librosa draws them (``init=None``: zero phase)."""
-    from ..reconstruct import griffin_lim
+    from ..ops.reconstruct import griffin_lim
     _refuse("center", center, True)
     _refuse("pad_mode", pad_mode, "constant")
     if window not in ("hann", "hamming"):
@@ -279,7 +279,7 @@ def mfcc_to_mel(mfcc: np.ndarray, *, n_mels: int = 128, dct_type: int = 2, norm:
         mfcc = mfcc / sine[:, None]
     elif lifter != 0:
         raise ParameterError("MFCC to mel lifter must be a non-negative number.")
-    log_mel = np.matmul(dsp.dct_matrix(n_mels, n_mfcc).T.astype(mfcc.dtype), mfcc)
+    log_mel = np.matmul(tables.dct_matrix(n_mels, n_mfcc).T.astype(mfcc.dtype), mfcc)
     return db_to_power(log_mel, ref=ref)
 
 
@@ -287,7 +287,7 @@ def mel_to_stft(M: np.ndarray, *, sr: float = 22050, n_fft: int = 2048, power: f
                 **kwargs: Any) -> np.ndarray:
     """librosa.feature.inverse.mel_to_stft: non-negative least squares (batched, :func:`ddfad_fast.mel_to_magnitude`)
     -> |STFT| estimate (..., 1 + n_fft // 2, t) raised to 1 / ``power``."""
-    from ..reconstruct import mel_to_magnitude
+    from ..ops.reconstruct import mel_to_magnitude
     mel = _mel_kwargs(kwargs, "mel_to_stft")
     dtype = mel.pop("dtype", None)
     M = _floats(M, "M")

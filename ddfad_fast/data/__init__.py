@@ -1,0 +1,18 @@
+"""Labelled audio in, FD-MFCC feature splits out.
+
+* :mod:`~ddfad_fast.data.sources`: where the labelled clips are (FSDD-named folders, class sub-folders, CSV
+  manifests) and the FSDD download;
+* :mod:`~ddfad_fast.data.store`: the sharded, memory-mapped feature store (corpora larger than memory);
+* :mod:`~ddfad_fast.data.split`: train / validation / test splits, the standardisation, the data fingerprint;
+* :mod:`~ddfad_fast.data.load`: sources -> feature splits through a store (:func:`load_feature_split`).
+"""
+from __future__ import annotations
+
+from .load import extract_features, load_feature_split, prepare_store
+from .sources import AUDIO_EXTENSIONS, Item, discover, extract_recordings, fetch_fsdd, labelled_items
+from .split import FeatureNorm, FeatureSplit, carve_validation, data_fingerprint, take_rows
+from .store import FeatureStore, StoredFeatures, build_store
+
+__all__ = ["AUDIO_EXTENSIONS", "FeatureNorm", "FeatureSplit", "FeatureStore", "Item", "StoredFeatures", "build_store",
+           "carve_validation", "data_fingerprint", "discover", "extract_features", "extract_recordings", "fetch_fsdd",
+           "labelled_items", "load_feature_split", "prepare_store", "take_rows"]

@@ -1,0 +1,137 @@
+"""Labelled audio sources -> FD-MFCC features: :func:`load_feature_split` (through a sharded feature store,
+in memory or on disk), :func:`prepare_store` and :func:`extract_features` (files -> one tensor)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from ..config import FeatureConfig
+from ..errors import ParameterError
+from ..resources import DEFAULT_BATCH, DEFAULT_SHARD_SIZE, features_in_memory, plan_features, process_rss_bytes
+from .sources import labelled_items
+from .split import FeatureNorm, FeatureSplit, carve_validation, make_split
+from .store import build_store, store_key, transformed_batches
+
+_BATCH = 256
+
+
+def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, strict: bool = False,
+                     progress: Any = True, batch_size: int = DEFAULT_BATCH) -> Tuple[Tensor, List[int], List[Tuple[str, str]]]:
+    """FD-MFCC of audio files, batched: ``(features (N, 3, n_mfcc, T) float32, kept indices, skipped)``.
+
+    Each file is loaded with :func:`ddfad_fast.load_audio` (mono, resampled to ``config.sample_rate``)
+    and padded / cropped to ``config.fixed_length``. A file that cannot be used (unreadable, empty,
+    non-finite samples) is skipped and listed as (file, reason); with ``strict`` it raises
+    :class:`AudioFileError` naming the file instead, and a file at another sample rate is refused
+    rather than resampled. ``progress``: True for a progress bar, or a tqdm
+    bar to advance (one step per file).
+    """
+    if config.fixed_length is None:
+        raise ParameterError("feature extraction of files needs FeatureConfig.fixed_length, got None")
+    kept: List[int] = []
+    skipped: List[Tuple[str, str]] = []
+    chunks: List[Tensor] = []
+    bar, own_bar = (progress, False) if hasattr(progress, "update") else (None, bool(progress))
+    if own_bar:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(paths), desc="features", unit="clip")
+    batches = [list(range(s, min(s + batch_size, len(paths)))) for s in range(0, len(paths), batch_size)]
+    for _, good, x, bad in transformed_batches(paths, config, strict, batches, workers=0):
+        if good:
+            chunks.append(x)
+            kept += good
+        skipped += [(str(paths[i]), reason) for i, reason in bad]
+        if bar is not None:
+            bar.update(len(good) + len(bad))
+    if own_bar:
+        bar.set_postfix(read=len(kept), skipped=len(skipped))
+        bar.close()
+    n_frames = config.n_frames(config.fixed_length)
+    x = torch.cat(chunks) if chunks else torch.zeros(0, 3, config.n_mfcc, n_frames)
+    return x, kept, skipped
+
+
+IN_MEMORY_LIMIT_GB = 2.0      # load_feature_split reads a larger store batch by batch (see in_memory)
+
+
+def load_feature_split(source: Union[str, Path], feature_config: Optional[FeatureConfig] = None,
+                       cache_dir: Optional[Path] = None, strict: bool = False, progress: bool = True,
+                       max_per_class: Optional[int] = None, val_fraction: float = 0.0,
+                       in_memory: Optional[bool] = None, workers: Optional[int] = None,
+                       max_memory_gb: Optional[float] = None,
+                       reserve: Optional[Callable[[Tuple[int, int, int], int], int]] = None,
+                       standardize: Union[bool, "FeatureNorm"] = False) -> FeatureSplit:
+    """FD-MFCC features (N, 3, n_mfcc, T) and labels of a labelled audio source, split train/test.
+
+    Features go through a sharded feature store (:mod:`ddfad_fast.data.store`) in ``cache_dir``, in a folder
+    named by a hash of the FeatureConfig, ``strict`` and the file list (paths, labels, splits, speakers,
+    sizes, mtimes): a store of another config or file list is never used, an unfinished one is resumed
+    shard by shard. Under torchrun the ranks compute disjoint shards. ``cache_dir`` None: a temporary
+    store, read into memory. ``in_memory``: True reads the features into tensors; False leaves them on
+    disk as :class:`ddfad_fast.data.store.StoredFeatures` views (read batch by batch, memory independent of
+    the corpus); None (default) reads them into memory when they take at most ``IN_MEMORY_LIMIT_GB``.
+    ``max_per_class``: keep at most that many files per class in each split (sorted order).
+    ``val_fraction`` > 0 carves a validation split from the training clips (:func:`carve_validation`).
+    ``workers``: decoding processes (default :func:`ddfad_fast.data.store.default_workers`).
+    ``max_memory_gb``: the feature computation is planned to fit it (:func:`ddfad_fast.data.store.plan_features`)
+    and, with ``in_memory`` None, the features are read into memory only when they fit beside
+    ``reserve(in_shape, num_classes)`` bytes (what the caller's training needs,
+    :func:`ddfad_fast.train.memory.features_in_memory`; ResourceError when even the reserve does not fit). Raises
+    ``standardize``: True fits a :class:`FeatureNorm` on the training clips and standardises every split
+    with it, a FeatureNorm standardises with that one (in place or as a view: no second copy of the
+    features). Features read into memory take their memory once: each split is read from its store
+    view after the validation split is carved. Raises ParameterError if no class has training clips,
+    AudioFileError on a bad file with ``strict``.
+    """
+    config = (feature_config or FeatureConfig()).validate()
+    if cache_dir is None:
+        items, skipped = labelled_items(source, config, max_per_class)
+        with tempfile.TemporaryDirectory() as tmp:
+            store = build_store(items, config, tmp, strict=strict, progress=progress, workers=workers, local=True)
+            return _finish_split(_split_from_store(store, skipped), val_fraction, True, standardize)
+    else:
+        shard_size, batch_size, workers = plan_features(config, max_memory_gb, workers)
+        store, skipped = prepare_store(source, config, cache_dir, strict=strict, progress=progress,
+                                       max_per_class=max_per_class, workers=workers, shard_size=shard_size,
+                                       batch_size=batch_size)
+        if in_memory is None and max_memory_gb is not None:
+            need = reserve(store.clip_shape, len(set(store.column("label")))) if reserve is not None else 0
+            in_memory = features_in_memory(store.nbytes, need, max_memory_gb, process_rss_bytes())
+        elif in_memory is None:
+            in_memory = store.nbytes <= IN_MEMORY_LIMIT_GB * 2 ** 30
+        return _finish_split(_split_from_store(store, skipped), val_fraction, in_memory, standardize)
+
+
+def _finish_split(split: FeatureSplit, val_fraction: float, in_memory: bool,
+                  standardize: Union[bool, "FeatureNorm"]) -> FeatureSplit:
+    """Validation split carved from the store views, then read into memory, then standardised in place."""
+    split = carve_validation(split, val_fraction) if val_fraction > 0 else split
+    if in_memory:
+        split = split.materialized()
+    if standardize is not False:
+        split = split.standardized(standardize if isinstance(standardize, FeatureNorm) else None, in_place=True)
+    return split
+
+
+def prepare_store(source: Union[str, Path], config: FeatureConfig, cache_dir: Union[str, Path], strict: bool = False,
+                  progress: bool = True, max_per_class: Optional[int] = None, workers: Optional[int] = None,
+                  shard_size: Optional[int] = None, batch_size: Optional[int] = None):
+    """The feature store of a labelled source in ``cache_dir`` (built or resumed when needed; under torchrun
+    the ranks compute disjoint shards and rank 0 writes the index): ``(FeatureStore, files skipped while
+    discovering the source)``. The folder is ``cache_dir/store_<hash>``, the hash of :func:`store_key`."""
+    config = config.validate()
+    items, skipped = labelled_items(source, config, max_per_class)
+    key = store_key(items, config, strict)
+    store = build_store(items, config, Path(cache_dir) / f"store_{key[:20]}", strict=strict, progress=progress,
+                        workers=workers, shard_size=shard_size or DEFAULT_SHARD_SIZE,
+                        batch_size=batch_size or DEFAULT_BATCH, key=key)
+    return store, skipped
+
+
+def _split_from_store(store, skipped: List[Tuple[str, str]]) -> FeatureSplit:
+    return make_split(store.features(), store.column("label"), store.column("split"), store.config,
+                       skipped + list(store.skipped), store.column("speaker"), store.column("path"))

@@ -1,0 +1,96 @@
+"""What a process has and may use: the memory it holds, whether features fit beside a working set, and the
+plan (shard size, batch, decoding workers) that makes a feature computation fit ``--max-memory``.
+
+The memory plans of training (a step's working set, the distillation unroll) need the nets and live in
+:mod:`ddfad_fast.train.memory`; this module needs only configs, so the data layer can use it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+from .config import FeatureConfig
+from .errors import ResourceError
+
+DEFAULT_SHARD_SIZE = 4096
+DEFAULT_BATCH = 256
+
+GIB = 2 ** 30
+
+
+def process_rss_bytes() -> int:
+    """Memory this process holds now that the kernel cannot take back: its anonymous and shared-memory
+    resident pages (RssAnon + RssShmem; VmRSS where those are not reported). File-backed pages, such
+    as the memory-mapped shards of a store being read, are page cache the kernel reclaims under
+    pressure, so they do not count against a memory limit."""
+    fields = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssShmem"):
+                    fields[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+    if "RssAnon" in fields:
+        return fields["RssAnon"] + fields.get("RssShmem", 0)
+    return fields.get("VmRSS", 0)
+
+
+def features_in_memory(features_bytes: int, reserve_bytes: int, max_memory_gb: Optional[float], in_use: int,
+                       what: str = "training") -> bool:
+    """True when the features (``features_bytes``) fit in memory beside ``reserve_bytes`` and the ``in_use``
+    bytes of the process under ``max_memory_gb`` (None: no limit, True); False when only the reserve fits
+    (the features stay in their store); ResourceError with the numbers when even that does not fit."""
+    if max_memory_gb is None:
+        return True
+    limit = max_memory_gb * GIB
+    if in_use + reserve_bytes + features_bytes <= limit:
+        return True
+    if in_use + reserve_bytes <= limit:
+        return False
+    raise ResourceError(f"{what} needs about {(in_use + reserve_bytes) / GIB:.2f} GB with the features read from "
+                        f"their store ({in_use / GIB:.2f} GB already in use, {reserve_bytes / GIB:.2f} GB for a "
+                        f"step), over --max-memory {max_memory_gb:g} GB; lower the batch size or the width, or "
+                        f"raise --max-memory")
+
+
+def default_workers() -> int:
+    """Decoding processes beside the one computing features: one per two cores beyond the first two, at most
+    4; none on a 2-core machine, where a worker only competes with the transform for the cores (10k 16 kHz
+    clips: 1,420 clips/s without a worker, 695 with one; bench/results/corpus_scale/)."""
+    return max(0, min(4, ((os.cpu_count() or 1) - 2) // 2))
+
+
+WORKER_BYTES = 200 * 2 ** 20        # private memory of one decoding process (measured: bench/corpus_scale.py)
+
+
+def features_memory_bytes(config: FeatureConfig, shard_size: int, batch_size: int, workers: int) -> int:
+    """What :func:`build_store` adds to a process's memory: two shard buffers (one being filled, one being
+    written), the clips in flight (two batches per worker, one being transformed), the
+    transform's working set for a batch, and the worker processes."""
+    clip = 3 * config.n_mfcc * config.n_frames(config.fixed_length) * 4
+    wave = config.fixed_length * 4
+    frames = config.n_frames(config.fixed_length)
+    transform = batch_size * frames * (config.n_fft + 2 * (config.n_fft // 2 + 1)) * 4 * 3
+    return 2 * shard_size * clip + (2 * workers + 2) * batch_size * wave + transform + workers * WORKER_BYTES
+
+
+def plan_features(config: FeatureConfig, max_memory_gb: Optional[float], workers: Optional[int] = None,
+                  shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = DEFAULT_BATCH) -> Tuple[int, int, int]:
+    """``(shard_size, batch_size, workers)`` for :func:`build_store` that fit ``max_memory_gb`` with what
+    this process already holds: the given ones when they fit, else fewer workers, smaller batches and
+    shards (largest first); ResourceError with the numbers when even the smallest do not fit."""
+    workers = default_workers() if workers is None else workers
+    if max_memory_gb is None:
+        return shard_size, batch_size, workers
+    budget, base = max_memory_gb * 2 ** 30, process_rss_bytes()
+    for shard in sorted({shard_size, min(shard_size, 1024), min(shard_size, 256)}, reverse=True):
+        for batch in sorted({batch_size, min(batch_size, 64), min(batch_size, 16)}, reverse=True):
+            for w in range(workers, -1, -1):
+                if base + features_memory_bytes(config, shard, batch, w) <= budget:
+                    return shard, batch, w
+    smallest = features_memory_bytes(config, min(shard_size, 256), min(batch_size, 16), 0)
+    raise ResourceError(f"features need about {(base + smallest) / 2 ** 30:.2f} GB even with shards of "
+                        f"{min(shard_size, 256)} clips, batches of {min(batch_size, 16)} and no worker processes "
+                        f"({base / 2 ** 30:.2f} GB already in use), over --max-memory {max_memory_gb:g} GB")

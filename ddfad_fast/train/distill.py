@@ -1,0 +1,522 @@
+"""The MTT outer loop (docs/architecture.md section 6) with atomic checkpoints and exact resume.
+
+Every iteration draws, from one seeded generator, ``trajectories_per_iteration`` (K) trajectories, each an
+expert k, a start epoch t in [0, max_start_epoch] and the student's minibatches and augmentation seeds
+(in the order j = 0..K-1); unrolls ``syn_steps`` student steps from each theta*_t
+(:mod:`ddfad_fast.train.unroll`); averages the K losses and gradients; and takes one SGD-with-momentum step on
+the synthetic features (``lr_data``) and on the student step size alpha (``lr_alpha``). The synthetic set
+starts as ``cpc`` random real clips of every class. K = 1 is the original MTT loop.
+
+Several processes (``torchrun``, :mod:`ddfad_fast.distributed`): every rank draws all K trajectories
+and unrolls those with j % world_size == rank; one all-reduce sums the gradients and losses, and every
+rank applies the same update, so all hold the same state. The result equals one process with the same K
+(up to the order of the sums: rounding only). Rank 0 reads and writes every file (checkpoint, history)
+and sends its starting state (fresh or resumed) and memory plan to the others; a failure or a
+divergence on one rank stops every rank.
+
+Files in ``out_dir``: ``checkpoint.pt`` (kind "distill_checkpoint": synthetic data, alpha, momentum
+buffers, iteration, generator state, history; written atomically every ``checkpoint_every``
+iterations, at the end and on Ctrl-C) and ``history.json`` (the same history, readable). A checkpoint
+made with another configuration, expert set or training data is refused (FileFormatError). A resumed
+run ends exactly where an uninterrupted one would (same unroll mode, compile setting and thread count
+assumed: they change rounding only). The memory plan (unroll mode and per-step batch chosen for
+``max_memory_gb``) is made once, when a run starts, and stored in the checkpoint: resuming with the same
+settings reuses it, whatever memory the process happens to use then.
+
+Defaults, measured on the shared 2-core CPU (bench/mtt_memory.py and a 60-iteration FSDD run):
+
+* ``unroll="reverse"``: exact like "naive" (float64 gradients agree to 1e-12) and flat in N; see
+  bench/results/mtt_memory.json for memory and time against the naive unroll.
+* ``compile=True``: compiled reverse steps ran 2-2.5x faster than eager ones (ConvNet width 32, batch
+  20, N 12: 0.30 s vs 0.71 s per iteration; naive 0.51 s). Compilation costs ~40 s once per shape (a few
+  seconds from inductor's disk cache), so it pays off beyond ~100 iterations of that size; a 60-iteration
+  width-16 run took 22 s compiled vs 8 s eager. Unavailable or failing compilation falls back to eager,
+  logged and recorded in ``history["sessions"]``.
+* ``augment``: the :class:`~ddfad_fast.config.Augment` of the experts and of evaluation, applied to every
+  student step (the presets set one family for all three; see ddfad_fast/presets.py for measurements).
+* ``labels="soft"``: the labels are learnable logits (N, C), initialised with the logits that an
+  expert's snapshot ``label_expert_epoch`` gives the initial clips, and updated by SGD with momentum
+  (``lr_labels``) from the same reverse sweep; evaluation trains towards their softmax.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .. import distributed
+from ..config import ROUNDING_ONLY_FIELDS, DistillConfig, ExpertConfig, FeatureConfig
+from ..data import FeatureNorm, data_fingerprint
+from ..errors import DDFADError, FileFormatError, ParameterError
+from .experts import Trajectories
+from ..io import atomic_write_json, load_artifact, save_artifact
+from .models import FunctionalNet, build_model
+from ..resources import GIB
+from .memory import MemoryPlan, plan_memory, requested_settings
+from .unroll import UNROLL_MODES, Augment, Stepper, StepPlan, make_plan, unroll
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "history.json"
+CHECKPOINT_KIND = "distill_checkpoint"
+# DistillConfig fields that do not change the result of a run (the rest must match to resume)
+_FREE_FIELDS = ("iterations", "checkpoint_every", "eval_every", "max_memory_gb", "unroll", "compile", "batch_syn")
+EvaluateFn = Callable[[Tensor, Tensor, float], dict]
+ALPHA_FLOOR = 0.01        # the learned step size never falls below this fraction of alpha_init
+
+
+class DistillationDiverged(DDFADError):
+    """The trajectory-matching loss became NaN or infinite."""
+
+
+@dataclass
+class DistillResult:
+    """A distilled set: ``features`` (N, 3, F, T) float32 (standardised with ``norm`` when set),
+    ``labels`` (N,) int64 classes, ``soft_labels`` (N, C) learned logits (labels="soft") or None, the
+    learned ``alpha``."""
+
+    features: Tensor
+    labels: Tensor
+    alpha: float
+    history: dict
+    config: DistillConfig
+    num_classes: int
+    soft_labels: Optional[Tensor] = None
+    norm: Optional[FeatureNorm] = None
+
+    def save(self, path, feature_config: FeatureConfig, expert_config: Optional[ExpertConfig] = None,
+             class_names: Optional[List[str]] = None) -> None:
+        """Atomically write a "distilled" file (torch.load(weights_only=True) reads it back). It carries
+        everything evaluation and reconstruction need: the feature config and standardisation, the model
+        and training protocol of the experts, the label form and the class names."""
+        config = {"features": feature_config.to_dict(), "num_classes": self.num_classes,
+                  "distill": self.config.to_dict(), "standardized": self.norm is not None,
+                  "class_names": list(class_names) if class_names is not None else None}
+        if expert_config is not None:
+            config["expert"] = expert_config.to_dict()
+        payload = {"features": self.features.detach().float().cpu(), "labels": self.labels.long().cpu(),
+                   "alpha": torch.tensor(float(self.alpha)), "history": self.history}
+        if self.soft_labels is not None:
+            payload["soft_labels"] = self.soft_labels.detach().float().cpu()
+        if self.norm is not None:
+            payload.update(self.norm.to_payload())
+        save_artifact(path, "distilled", payload, config=config)
+
+
+@dataclass
+class _State:
+    """Everything an iteration changes; replaced as a whole once an iteration is complete."""
+
+    x: Tensor
+    alpha: Tensor
+    mom_x: Tensor
+    mom_alpha: Tensor
+    iteration: int
+    generator_state: Tensor
+    y: Tensor                   # the classes (N,) int64, or the learned label logits (N, C)
+    mom_y: Optional[Tensor]     # momentum of the label logits (None for class labels)
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: DistillConfig) -> None:
+    c = config
+    checks = [
+        (c.cpc >= 1, f"cpc must be >= 1, got {c.cpc}"),
+        (c.syn_steps >= 1, f"syn_steps must be >= 1, got {c.syn_steps}"),
+        (c.expert_epochs >= 1, f"expert_epochs must be >= 1, got {c.expert_epochs}"),
+        (c.max_start_epoch >= 0, f"max_start_epoch must be >= 0, got {c.max_start_epoch}"),
+        (c.iterations >= 0, f"iterations must be >= 0, got {c.iterations}"),
+        (c.lr_data > 0 and c.lr_alpha >= 0, f"need lr_data > 0 and lr_alpha >= 0, got {c.lr_data}, {c.lr_alpha}"),
+        (c.alpha_init > 0, f"alpha_init must be > 0, got {c.alpha_init}"),
+        (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
+        (c.batch_syn is None or c.batch_syn >= 1, f"batch_syn must be >= 1 or None, got {c.batch_syn}"),
+        (c.unroll in UNROLL_MODES, f"unroll must be one of {UNROLL_MODES}, got {c.unroll!r}"),
+        (c.checkpoint_every >= 0 and c.eval_every >= 0,
+         f"checkpoint_every and eval_every must be >= 0, got {c.checkpoint_every}, {c.eval_every}"),
+        (c.max_memory_gb is None or c.max_memory_gb > 0, f"max_memory_gb must be > 0, got {c.max_memory_gb}"),
+        (c.labels in ("hard", "soft"), f"labels must be 'hard' or 'soft', got {c.labels!r}"),
+        (c.lr_labels > 0, f"lr_labels must be > 0, got {c.lr_labels}"),
+        (c.trajectories_per_iteration >= 1,
+         f"trajectories_per_iteration must be >= 1, got {c.trajectories_per_iteration}"),
+        (c.trajectories_per_iteration >= distributed.world_size(),
+         f"trajectories_per_iteration={c.trajectories_per_iteration} is less than the {distributed.world_size()} "
+         f"processes: every process unrolls at least one trajectory per iteration"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ParameterError(message)
+    epochs = min(int(p.shape[0]) for p in traj.params) - 1
+    if not -(epochs + 1) <= c.label_expert_epoch <= epochs:
+        raise ParameterError(f"label_expert_epoch={c.label_expert_epoch} is outside the {epochs} epochs of the experts")
+    if c.max_start_epoch + c.expert_epochs > epochs:
+        raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
+                             f"the {epochs} epochs of the expert trajectories")
+    if x_train.dim() != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
+        raise ParameterError(f"x_train must have shape (N, {', '.join(map(str, traj.in_shape))}) like the experts' "
+                             f"inputs, got {tuple(x_train.shape)}")
+    if y_train.shape != (x_train.shape[0],):
+        raise ParameterError(f"y_train must have shape ({x_train.shape[0]},), got {tuple(y_train.shape)}")
+    counts = torch.bincount(y_train.long(), minlength=traj.num_classes)
+    if len(counts) != traj.num_classes:
+        raise ParameterError(f"y_train has labels up to {len(counts) - 1} but the experts know "
+                             f"{traj.num_classes} classes")
+    if int(counts.min()) < c.cpc:
+        raise ParameterError(f"cpc={c.cpc} exceeds the {int(counts.min())} training clips of class "
+                             f"{int(counts.argmin())}")
+
+
+# ----------------------------------------------------------------------------- memory
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _same_data(saved, x: Tensor, y: Tensor) -> bool:
+    """Whether a checkpoint's data fingerprint is this data's; checkpoints of earlier releases hold
+    [N, sum x, sum x^2, sum y] in float64, equal up to summation order."""
+    if isinstance(saved, str):
+        return saved == data_fingerprint(x, y)
+    x64 = x.detach().double()
+    now = [float(x.shape[0]), float(x64.sum()), float((x64 * x64).sum()), float(y.long().sum())]
+    return (isinstance(saved, list) and len(saved) == 4 and
+            all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(saved, now)))
+
+
+def _identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int], x: Tensor, y: Tensor) -> dict:
+    """What a checkpoint must have been made with to be resumed (ROUNDING_ONLY_FIELDS of the experts excluded)."""
+    distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
+    if distill["trajectories_per_iteration"] == 1:      # checkpoints of earlier releases have no such field
+        del distill["trajectories_per_iteration"]
+    expert = {k: v for k, v in traj.expert_config.to_dict().items() if k not in ROUNDING_ONLY_FIELDS}
+    return {"distill": distill, "batch_syn": batch_syn, "expert": expert,
+            "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
+            "in_shape": list(traj.in_shape), "data": data_fingerprint(x, y)}   # bytes: thread-count independent
+
+
+_PER_ITERATION = ("loss", "alpha", "expert", "start_epoch", "seconds")
+
+
+def _new_history() -> dict:
+    """Per iteration: loss (the mean over the K trajectories), alpha (before the update), expert and
+    start_epoch (ints for K = 1, lists of K for K > 1), seconds (of this process's unrolls);
+    ``eval``: [{iteration, mean, std}]; ``sessions``: one dict per (re)start (unroll, compiled, ...)."""
+    return {**{k: [] for k in _PER_ITERATION}, "eval": [], "sessions": []}
+
+
+def _history_upto(history: dict, iteration: int) -> dict:
+    """A copy of ``history`` holding the first ``iteration`` iterations only."""
+    out = {k: list(history[k][:iteration]) for k in _PER_ITERATION}
+    out["eval"] = [dict(e) for e in history["eval"] if e["iteration"] <= iteration]
+    out["sessions"] = [dict(s) for s in history["sessions"]]
+    return out
+
+
+def _save_checkpoint(out_dir: Path, state: _State, history: dict, labels: Tensor, identity: dict,
+                     plan: MemoryPlan) -> None:
+    history = _history_upto(history, state.iteration)
+    payload = {"x": state.x.detach().cpu(), "labels": labels.cpu(), "alpha": state.alpha.detach().cpu(),
+               "mom_x": state.mom_x.cpu(), "mom_alpha": state.mom_alpha.cpu(), "iteration": state.iteration,
+               "generator": state.generator_state, "history": history, "plan": plan.to_payload()}
+    if state.mom_y is not None:
+        payload.update(soft_labels=state.y.detach().cpu(), mom_y=state.mom_y.cpu())
+    save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND, payload, config=identity)
+    atomic_write_json(out_dir / HISTORY_NAME, history)
+
+
+def stored_plan(path: Path, config: DistillConfig) -> Optional[MemoryPlan]:
+    """The memory plan stored in the checkpoint ``path`` when it was made for ``config``'s unroll,
+    batch_syn and max_memory_gb; None when there is no checkpoint, it holds no plan, or the plan answers
+    other settings. FileFormatError for a file that is not a distillation checkpoint."""
+    if not Path(path).is_file():
+        return None
+    record = load_artifact(path, kind=CHECKPOINT_KIND).get("plan")
+    if not isinstance(record, dict) or record.get("requested") != requested_settings(config):
+        return None
+    return MemoryPlan(record["unroll"], record["batch_syn"], int(record["estimate_bytes"]),
+                      int(record["baseline_bytes"]), list(record["changed"]), dict(record["requested"]))
+
+
+def _load_checkpoint(path: Path, identity: dict, device: torch.device, x: Tensor,
+                     y: Tensor) -> Tuple[_State, dict, Tensor]:
+    obj = load_artifact(path, kind=CHECKPOINT_KIND, expected_config={k: v for k, v in identity.items() if k != "data"})
+    if not _same_data(obj["config"].get("data"), x, y):
+        raise FileFormatError(f"{path}: made with a different config (data: another training set)")
+    labels = obj["labels"].to(device)
+    soft = "soft_labels" in obj
+    state = _State(obj["x"].to(device), obj["alpha"].to(device), obj["mom_x"].to(device),
+                   obj["mom_alpha"].to(device), int(obj["iteration"]), obj["generator"],
+                   obj["soft_labels"].to(device) if soft else labels, obj["mom_y"].to(device) if soft else None)
+    return state, obj["history"], labels
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def _initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Trajectories,
+                   config: DistillConfig) -> Tuple[_State, Tensor]:
+    """``cpc`` random real clips per class (seeded), alpha = alpha_init, zero momentum; soft labels start
+    as the logits of expert 0's snapshot ``label_expert_epoch`` on those clips. (A herding coreset as the
+    start did not win on the validation split: 74.8 / 95.9 / 97.4 % at 1 / 10 / 50 clips per class against
+    78.2 / 95.2 / 97.2 % from random clips, within one standard deviation of each other.)"""
+    gen = torch.Generator().manual_seed(config.seed)
+    idx, labels = [], []
+    for c in range(traj.num_classes):
+        members = torch.nonzero(y_train.cpu() == c).flatten()
+        idx.append(members[torch.randperm(len(members), generator=gen)[:config.cpc]])
+        labels.append(torch.full((config.cpc,), c, dtype=torch.int64))
+    x = x_train[torch.cat(idx).to(x_train.device)].detach().clone()
+    labels = torch.cat(labels).to(x.device)
+    alpha = torch.tensor(config.alpha_init, dtype=x.dtype, device=x.device)
+    y, mom_y = labels, None
+    if config.labels == "soft":
+        teacher = traj.params[0][config.label_expert_epoch].to(device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            y = net.forward(teacher, x).detach()
+        mom_y = torch.zeros_like(y)
+    state = _State(x, alpha, torch.zeros_like(x), torch.zeros_like(alpha), 0, gen.get_state(), y, mom_y)
+    return state, labels
+
+
+def _draw(state: _State, n_syn: int, traj: Trajectories, config: DistillConfig, plan: MemoryPlan,
+          augment: Optional[Augment]) -> Tuple[List[Tuple[int, int, StepPlan]], Tensor]:
+    """The iteration's K trajectories (expert, start epoch, student-step plan), drawn in the order
+    j = 0..K-1 from the state's generator, and the generator state after them: the same on every rank
+    and for any number of processes."""
+    gen = torch.Generator()
+    gen.set_state(state.generator_state)
+    draws = []
+    for _ in range(config.trajectories_per_iteration):
+        expert = int(torch.randint(len(traj.params), (1,), generator=gen))
+        start = int(torch.randint(config.max_start_epoch + 1, (1,), generator=gen))
+        steps = make_plan(n_syn, plan.batch_syn, config.syn_steps, gen, augment is not None)
+        draws.append((expert, start, steps))
+    return draws, gen.get_state()
+
+
+def _reduced_gradients(state: _State, draws: List[Tuple[int, int, StepPlan]], net: FunctionalNet,
+                       traj: Trajectories, config: DistillConfig, plan: MemoryPlan, stepper: Stepper,
+                       augment: Optional[Augment]) -> Tuple[Tensor, Tensor, Optional[Tensor], List[float]]:
+    """This rank's trajectories (j % world_size == rank) unrolled, summed over every rank and divided by K:
+    the mean gradients w.r.t. x, alpha and the soft-label logits (None for class labels), and the K losses
+    in order. One all-reduce of one flat tensor [grad_x, grad_alpha, grad_y, loss_0..loss_K-1, failed]."""
+    k = len(draws)
+    world, me = distributed.world_size(), distributed.rank()
+    x = state.x
+    nx, ny = x.numel(), state.y.numel() if state.mom_y is not None else 0
+    flat = torch.zeros(nx + 1 + ny + k + 1, dtype=x.dtype, device=x.device)
+    gx, galpha, gy, losses = flat[:nx], flat[nx:nx + 1], flat[nx + 1:nx + 1 + ny], flat[nx + 1 + ny:nx + 1 + ny + k]
+    failure: Optional[Exception] = None
+    try:
+        for n, j in enumerate(range(me, k, world)):
+            expert, start, steps = draws[j]
+            params = traj.params[expert]
+            theta0 = params[start].to(device=x.device, dtype=x.dtype)
+            target = params[start + config.expert_epochs].to(device=x.device, dtype=x.dtype)
+            steps = StepPlan(steps.indices.to(x.device), steps.seeds)
+            out = unroll(net, x, state.y, state.alpha, theta0, target, steps, plan.unroll, augment, stepper)
+            parts = [(gx, out.grad_x), (galpha, out.grad_alpha)] + ([(gy, out.grad_y)] if ny else [])
+            for slot, value in parts:       # the first one copied, not added to zeros: K = 1 stays bit for bit
+                (slot.copy_ if n == 0 else slot.add_)(value.detach().reshape(-1))
+            losses[j] = out.loss.detach()
+    except Exception as exc:          # noqa: BLE001 - told to the other ranks, then raised
+        if world == 1:
+            raise
+        failure = exc
+        flat[-1] = 1
+    if world > 1:
+        where = distributed.collective_device()
+        reduced = distributed.all_reduce_sum_(flat.to(where))
+        flat = reduced.to(x.device) if reduced.device != x.device else reduced
+        if failure is not None:
+            raise failure
+        if float(flat[-1]) != 0:
+            raise DDFADError(f"distillation stopped at iteration {state.iteration + 1}: an unroll failed on "
+                             f"{int(flat[-1])} other process(es); their error is in their output")
+    grad_x = flat[:nx].view_as(x) / k
+    grad_alpha = flat[nx].reshape(state.alpha.shape) / k
+    grad_y = flat[nx + 1:nx + 1 + ny].view_as(state.y) / k if ny else None
+    return grad_x, grad_alpha, grad_y, [float(v) for v in flat[nx + 1 + ny:nx + 1 + ny + k]]
+
+
+def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
+               config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment]) -> _State:
+    """One MTT iteration: the new state (``state`` is left untouched); appends to ``history``."""
+    draws, generator_state = _draw(state, len(labels), traj, config, plan, augment)
+    began = time.perf_counter()
+    grad_x, grad_alpha, grad_y, losses = _reduced_gradients(state, draws, net, traj, config, plan, stepper, augment)
+    loss = sum(losses) / len(losses)
+    # decided from the reduced values: every rank raises at the same iteration
+    if not math.isfinite(loss) or not bool(torch.isfinite(grad_x).all()):
+        raise DistillationDiverged(f"trajectory-matching loss is {loss} at iteration {state.iteration + 1} "
+                                   f"(alpha {float(state.alpha):.4g}); lower lr_data ({config.lr_data:g}) or lr_alpha")
+    mom_x = config.momentum * state.mom_x + grad_x
+    mom_alpha = config.momentum * state.mom_alpha + grad_alpha
+    y, mom_y = state.y, state.mom_y
+    if mom_y is not None:
+        mom_y = config.momentum * mom_y + grad_y
+        y = y - config.lr_labels * mom_y
+    experts, starts = [d[0] for d in draws], [d[1] for d in draws]
+    if len(draws) == 1:
+        experts, starts = experts[0], starts[0]
+    for key, value in zip(_PER_ITERATION, (loss, float(state.alpha), experts, starts, time.perf_counter() - began)):
+        del history[key][state.iteration:]
+        history[key].append(value)
+    # a step size must stay positive: alpha is kept at or above 1 % of its initial value
+    alpha = (state.alpha - config.lr_alpha * mom_alpha).clamp_min(ALPHA_FLOOR * config.alpha_init)
+    return _State(state.x - config.lr_data * mom_x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state,
+                  y, mom_y)
+
+
+def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig) -> dict:
+    return {"start_iteration": start_iteration, "processes": distributed.world_size(),
+            "trajectories_per_iteration": config.trajectories_per_iteration,
+            "unroll": plan.unroll, "batch_syn": plan.batch_syn,
+            "compile_requested": bool(config.compile and plan.unroll == "reverse"), "compiled": stepper.compiled,
+            "compile_error": stepper.compile_error, "memory_estimate_gb": plan.estimate_bytes / GIB,
+            "memory_changes": list(plan.changed)}
+
+
+def _report(message: str, bar, level: int = logging.INFO) -> None:
+    """A log line (rank 0 only); also above the progress bar when there is one."""
+    if not distributed.is_main():
+        return
+    log.log(level, message)
+    if bar is not None and level < logging.WARNING:
+        bar.write(f"distill: {message}")
+
+
+def _state_to(state: _State, device: torch.device) -> _State:
+    """``state`` with its tensors on ``device`` (the generator state stays on the CPU)."""
+    def move(t):
+        return None if t is None else t.to(device)
+    return _State(move(state.x), move(state.alpha), move(state.mom_x), move(state.mom_alpha), state.iteration,
+                  state.generator_state, move(state.y), move(state.mom_y))
+
+
+def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
+              resume_from: Optional[Path] = None) -> Tuple[FunctionalNet, MemoryPlan]:
+    """Check a distillation before it starts: ParameterError for bad settings, ResourceError when it
+    cannot fit ``config.max_memory_gb``. Returns the student net and the memory plan: the one stored in
+    the checkpoint ``resume_from`` when it answers the same settings (:func:`stored_plan`), else a new one."""
+    _validate(x_train, y_train, trajectories, config)
+    net = build_model(trajectories.expert_config.model, trajectories.in_shape, trajectories.num_classes)
+    plan = stored_plan(resume_from, config) if resume_from is not None else None
+    if plan is None:
+        plan = plan_memory(net, config.cpc * trajectories.num_classes, config, x_train.dtype, x_train.device)
+    return net, plan
+
+
+def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
+            out_dir=None, resume: bool = False, evaluate_fn: Optional[EvaluateFn] = None,
+            progress: bool = True) -> DistillResult:
+    """Distil ``cpc`` clips per class from (x_train (N, 3, F, T), y_train (N,)) by matching ``trajectories``.
+
+    ``out_dir``: where checkpoints go (None: no files). ``resume``: continue from ``out_dir``'s
+    checkpoint (it must match this config, expert set and data; FileFormatError otherwise); without
+    ``resume`` an existing checkpoint is an error (ParameterError). ``evaluate_fn(x, y, alpha)`` ->
+    dict with "mean" runs every ``config.eval_every`` iterations. ``config.max_memory_gb``: the unroll
+    mode and batch are chosen to fit it, or ResourceError is raised before anything starts.
+    On Ctrl-C a checkpoint of the last complete iteration is written, then KeyboardInterrupt re-raised.
+
+    Under torchrun (several processes in a process group) every rank calls this with the same arguments;
+    ``config.trajectories_per_iteration`` must be at least the number of processes. Rank 0 alone reads
+    and writes ``out_dir``, evaluates and shows progress; every rank returns the same result.
+    """
+    out_dir = Path(out_dir) if out_dir is not None else None
+    checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
+    main = distributed.is_main()
+    net, plan = distributed.together(lambda: preflight(x_train, y_train, trajectories, config,
+                                           resume_from=checkpoint if resume and main else None))
+    plan = distributed.broadcast_object(plan)         # rank 0's: every rank must draw the same batches
+    device = x_train.device
+    # what a checkpoint must match (its data fingerprint reads the whole training set): only with files
+    identity = _identity(config, trajectories, plan.batch_syn, x_train, y_train) if out_dir is not None else {}
+
+    def start() -> Tuple[_State, dict, Tensor]:
+        if checkpoint is not None and checkpoint.exists():
+            if not resume:
+                raise ParameterError(f"{checkpoint} exists; pass resume=True (--resume) to continue it")
+            state, history, labels = _load_checkpoint(checkpoint, identity, device, x_train, y_train)
+            if state.iteration > config.iterations:
+                raise ParameterError(f"{checkpoint} is at iteration {state.iteration}, beyond iterations="
+                                     f"{config.iterations}")
+        else:
+            state, labels = _initial_state(x_train, y_train, net, trajectories, config)
+            history = _new_history()
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        return state, history, labels
+
+    if distributed.world_size() == 1:
+        state, history, labels = start()
+    else:                  # rank 0 starts (fresh or from its checkpoint) and sends its state to the others
+        begun = distributed.together(start, run=main)
+        shared = distributed.broadcast_object((_state_to(begun[0], torch.device("cpu")), begun[1], begun[2].cpu())
+                                              if main else None)
+        if main:
+            state, history, labels = begun
+        else:
+            state, history, labels = _state_to(shared[0], device), shared[1], shared[2].to(device)
+
+    stepper = Stepper(net, compile=config.compile and plan.unroll == "reverse")
+    augment = config.augment
+    bar = None
+    if progress and main:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.iterations, initial=state.iteration, desc=f"distill cpc{config.cpc}", unit="it")
+    for change in plan.changed:
+        _report(f"to fit max_memory_gb={config.max_memory_gb:g}: {change}", bar)
+    session = _session_info(plan, stepper, state.iteration, config)
+    history["sessions"].append(session)
+    latest = [state]            # the last complete state; replaced whole, so Ctrl-C never sees half an update
+    try:
+        _run(latest, history, labels, net, trajectories, config, plan, stepper, augment, evaluate_fn, out_dir,
+             identity, bar, session)
+    except KeyboardInterrupt:
+        if out_dir is not None and main:
+            _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
+            _report(f"interrupted: checkpoint at iteration {latest[0].iteration} in {checkpoint}", bar)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    state = latest[0]
+    return DistillResult(state.x.detach().clone(), labels.clone(), float(state.alpha),
+                         _history_upto(history, state.iteration), config, trajectories.num_classes,
+                         state.y.detach().clone() if state.mom_y is not None else None, trajectories.norm)
+
+
+def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
+         config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment], evaluate_fn: Optional[EvaluateFn],
+         out_dir: Optional[Path], identity: dict, bar, session: dict) -> None:
+    """Iterate until ``config.iterations``, keeping the last complete state in ``latest[0]``."""
+    reported = False
+    while latest[0].iteration < config.iterations:
+        new = _iteration(latest[0], history, labels, net, traj, config, plan, stepper, augment)
+        if session["compile_requested"] and (not reported or session["compiled"] != stepper.compiled):
+            session.update(compiled=stepper.compiled, compile_error=stepper.compile_error)
+            if stepper.compiled:
+                _report("per-step functions compiled with torch.compile", bar)
+            else:
+                _report(f"torch.compile unavailable, running eager: {stepper.compile_error}", bar, logging.WARNING)
+            reported = True
+        if (evaluate_fn is not None and config.eval_every and new.iteration % config.eval_every == 0
+                and distributed.is_main()):
+            result = evaluate_fn(new.x.detach().clone(), new.y.detach().clone(), float(new.alpha))
+            history["eval"] = [e for e in history["eval"] if e["iteration"] < new.iteration]
+            history["eval"].append({"iteration": new.iteration, "mean": float(result["mean"]),
+                                    "std": float(result.get("std", 0.0))})
+            _report(f"iteration {new.iteration}: evaluation accuracy {100 * float(result['mean']):.2f} %", bar)
+        latest[0] = new
+        if out_dir is not None and distributed.is_main() and (
+                new.iteration == config.iterations or
+                (config.checkpoint_every and new.iteration % config.checkpoint_every == 0)):
+            _save_checkpoint(out_dir, new, history, labels, identity, plan)
+        if bar is not None:
+            bar.set_postfix(loss=f"{history['loss'][new.iteration - 1]:.4f}", alpha=f"{float(new.alpha):.4g}")
+            bar.update(1)

@@ -1,0 +1,186 @@
+"""Train-from-scratch evaluation of a training set (distilled, random real subset, or full data).
+
+``config.num_nets`` fresh networks (seeds ``config.seed + i``) are trained with SGD (momentum
+``config.momentum``, weight decay ``config.weight_decay``, lr x 0.1 after half the epochs, every batch
+augmented with ``config.augment``: the protocol of every row of a report) and tested on the real test
+split, and on the validation split when one is given; the result is the mean +- std of their accuracies.
+Training sets with soft labels (logits (N, C)) are trained towards the softmax of those logits.
+
+Baselines of the same size as a distilled set: :func:`random_real_subset` and :func:`herding_subset`
+(a coreset: per class, the clips whose running mean embedding best follows the class mean).
+"""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from ..config import EvalConfig, ModelConfig, rounding_free
+from ..data import data_fingerprint
+from ..errors import FileFormatError, ParameterError
+from .experts import NetGroup, accuracy, report_compile_fallback, train_group, training_stepper
+from ..io import load_artifact, save_artifact
+from .models import FunctionalNet, build_model
+
+DEFAULT_LR = 0.01
+
+
+def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor,
+                          model_config: ModelConfig, config: EvalConfig, lr: Optional[float] = None,
+                          progress: bool = False, checkpoint: Optional[Path] = None,
+                          checkpoint_every: int = 10, x_val: Optional[Tensor] = None,
+                          y_val: Optional[Tensor] = None) -> dict:
+    """Train ``config.num_nets`` nets on (x_train (N, 3, F, T), y_train (N,) or soft-label logits (N, C)),
+    test on (x_test, y_test) and, when given, on the validation split (x_val, y_val).
+
+    ``lr``: the step size (e.g. a distilled set's learned alpha); else ``config.lr``; else 0.01.
+    The nets train side by side through :func:`~ddfad_fast.train.experts.train_group` (the loop experts use), net
+    ``i`` from seed ``config.seed + i``: ``config.ensemble`` runs each batch's steps as one batched
+    computation (equal within float32 rounding), else each net's step in turn (compiled when
+    ``config.compile``), bit-identical to training them one after another.
+    ``checkpoint``: a file where the state (the nets' parameters, momentum, RNG and epochs) is saved
+    atomically every ``checkpoint_every`` epochs and on Ctrl-C; when it exists, the evaluation resumes
+    from it and gives exactly the result of an uninterrupted run (a state saved with the other
+    ``compile``/``ensemble`` setting resumes too, within float32 rounding). It is deleted at the end. Returns ``{"accs": [...], "mean", "std", "model",
+    "lr"}`` (test accuracies in [0, 1]) plus ``"val_accs", "val_mean", "val_std"`` with a validation split.
+    """
+    lr = float(lr if lr is not None else (config.lr if config.lr is not None else DEFAULT_LR))
+    if not lr > 0:
+        raise ParameterError(f"evaluation lr must be > 0, got {lr}")
+    if config.num_nets < 1 or config.epochs < 1 or (config.steps is not None and config.steps < 1):
+        raise ParameterError(f"num_nets, epochs and steps must be >= 1, got {config.num_nets}, {config.epochs}, "
+                             f"{config.steps}")
+    if len(y_train) == 0 or len(y_test) == 0:
+        raise ParameterError(f"need non-empty train and test sets, got {len(y_train)} and {len(y_test)} samples")
+    if checkpoint_every < 1:
+        raise ParameterError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    epochs = config.epochs_for(len(y_train))
+    soft = y_train.is_floating_point()
+    num_classes = int(y_train.shape[1]) if soft else int(max(int(y_train.max()), int(y_test.max())) + 1)
+    net = build_model(model_config, tuple(x_train.shape[1:]), num_classes)
+    stepper = training_stepper(net, config.compile)
+    device = x_train.device
+    x_train, x_test = x_train.detach().float(), x_test.detach().float().to(device)
+    y_train, y_test = y_train.detach().to(device), y_test.to(device)
+    has_val = x_val is not None and y_val is not None and len(y_val) > 0
+    if has_val:
+        x_val, y_val = x_val.detach().float().to(device), y_val.to(device)
+    fingerprint = (x_train, y_train, x_test, y_test) + ((x_val, y_val) if has_val else ())
+    state_config = {"eval": rounding_free(config.to_dict()), "model": model_config.to_dict(), "lr": lr,
+                    "data": data_fingerprint(*fingerprint)} if checkpoint is not None else None
+    state = None
+    if checkpoint is not None and Path(checkpoint).is_file():
+        state = load_artifact(checkpoint, kind="eval_progress", expected_config=state_config,
+                              config_keys=("model", "lr", "data"))
+        saved_eval = rounding_free(state["config"].get("eval", {}))
+        if saved_eval != state_config["eval"]:
+            raise FileFormatError(f"{checkpoint}: made with a different config (eval: file {saved_eval!r} vs run "
+                                  f"{state_config['eval']!r})")
+    accs = list(state["accs"]) if state else []
+    val_accs = list(state.get("val_accs", [])) if state else []
+    group = NetGroup.fresh(net, [config.seed + i for i in range(len(accs), config.num_nets)], device)
+    if state is not None and "params" in state:
+        _restore(group, state, device)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=config.num_nets * epochs, desc=f"evaluate {model_config.name}", unit="epoch",
+                   initial=len(accs) * epochs + sum(group.epochs))
+
+    def save(group_state: dict) -> None:
+        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state},
+                      config=state_config)
+
+    def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:
+        report_compile_fallback(stepper, config.compile)
+        done = group.epochs[rows[0]]
+        if checkpoint is not None and done % checkpoint_every == 0 and min(group.epochs) < epochs:
+            save(group.state())
+        if bar is not None:
+            bar.update(len(rows))
+
+    train_group(net, group, x_train, y_train, epochs,
+                lambda epoch: lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0),
+                config.momentum, config.weight_decay, config.batch_size, config.augment, stepper, config.ensemble,
+                after_epoch, on_interrupt=save if checkpoint is not None else None)
+    accs += [accuracy(net, p, x_test, y_test) for p in group.params]
+    if has_val:
+        val_accs += [accuracy(net, p, x_val, y_val) for p in group.params]
+    if bar is not None:
+        bar.close()
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
+    result = {"accs": accs, "mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
+              "model": model_config.name, "lr": lr, "epochs": epochs}
+    if has_val:
+        result.update(val_accs=val_accs, val_mean=statistics.fmean(val_accs), val_std=statistics.pstdev(val_accs))
+    return result
+
+
+def _restore(group: NetGroup, state: dict, device: torch.device) -> None:
+    """Load a checkpoint's nets into ``group`` (the unfinished nets, first one first). A group state holds
+    (R, P) tensors, one generator and epoch count per net (earlier releases' ensemble states one epoch for
+    all); an earlier release's one-by-one state holds the first unfinished net part-way."""
+    if "generators" in state:
+        saved = NetGroup.from_state(dict(state, epochs=state.get("epochs") or [state["epoch"]] * len(state["generators"])),
+                                    device)
+        if len(saved.generators) != len(group.generators):
+            raise FileFormatError(f"the checkpoint holds {len(saved.generators)} unfinished nets, expected "
+                                  f"{len(group.generators)}")
+        group.params, group.velocity, group.generators, group.epochs = (saved.params, saved.velocity,
+                                                                        saved.generators, saved.epochs)
+    else:
+        group.params[0], group.velocity[0] = state["params"].to(device), state["velocity"].to(device)
+        group.generators[0].set_state(state["generator"])
+        group.epochs[0] = int(state["epoch"])
+
+
+def random_real_subset(x: Tensor, y: Tensor, per_class: int, seed: int = 0) -> tuple:
+    """A seeded random subset of ``per_class`` samples of every class: (x (C*per_class, ...), y)."""
+    if per_class < 1:
+        raise ParameterError(f"per_class must be >= 1, got {per_class}")
+    gen = torch.Generator().manual_seed(seed)
+    idx = []
+    for c in torch.unique(y).tolist():
+        members = torch.nonzero(y == c).flatten()
+        if len(members) < per_class:
+            raise ParameterError(f"class {c} has {len(members)} samples, fewer than per_class={per_class}")
+        idx.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+    idx = torch.cat(idx)
+    return x[idx], y[idx]
+
+
+@torch.no_grad()
+def herding_subset(x: Tensor, y: Tensor, per_class: int, net: FunctionalNet, params: Tensor,
+                   batch_size: int = 512) -> tuple:
+    """A herding coreset of ``per_class`` clips of every class: (x (C*per_class, ...), y).
+
+    Clips are embedded by ``net`` under ``params`` (e.g. a trained expert's last snapshot); per class, each
+    step adds the clip that brings the mean embedding of the chosen clips closest to the class mean
+    (Welling 2009, as in iCaRL). Deterministic.
+    """
+    if per_class < 1:
+        raise ParameterError(f"per_class must be >= 1, got {per_class}")
+    params = params.to(x.device, x.dtype)
+    emb = torch.cat([net.embed(params, x[i:i + batch_size]) for i in range(0, len(y), batch_size)]).double()
+    emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    idx = []
+    for c in torch.unique(y).tolist():
+        members = torch.nonzero(y == c).flatten()
+        if len(members) < per_class:
+            raise ParameterError(f"class {c} has {len(members)} samples, fewer than per_class={per_class}")
+        e = emb[members]
+        target, total = e.mean(0), torch.zeros_like(e[0])
+        free = torch.ones(len(members), dtype=torch.bool, device=e.device)
+        for k in range(per_class):
+            dist = ((target - (total + e) / (k + 1)) ** 2).sum(1)
+            dist[~free] = float("inf")
+            j = int(dist.argmin())
+            free[j] = False
+            total = total + e[j]
+            idx.append(int(members[j]))
+    idx = torch.tensor(idx, dtype=torch.int64, device=x.device)
+    return x[idx], y[idx]

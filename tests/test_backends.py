@@ -46,6 +46,7 @@ def toy_op():
     dispatch.register(name, "reference", lambda x: "ref", devices=("cpu", "cuda"))
     dispatch.register(name, "cpu", lambda x: "cpu", devices=("cpu",), available=lambda: False,
                       why_unavailable=lambda: "toy library missing")
+    dispatch.set_preference(name, "cpu", ("cpu",))
     yield name
     dispatch._REGISTRY.pop(name)
     dispatch._PREFERENCE.pop((name, "cpu"), None)
@@ -125,14 +126,26 @@ def test_provider_import_error_is_warned_and_explained(toy_op, fresh_warnings, m
     assert "ddfad_fast._missing_provider failed to import" in dict(why)["numba"]
 
 
-def test_dtype_and_device_gaps_are_not_warned(toy_op, fresh_warnings):
+def test_dtype_and_missing_op_gaps_are_warned_too(toy_op, fresh_warnings):
+    """A backend of the automatic order passed over because it does not take the dtype, or does not implement the
+    op, is a fallback like any other: warned once, naming the reason (float64 on the GPU kernels, say)."""
     dispatch.register(toy_op, "cpu", lambda x: "cpu", devices=("cpu",), dtypes=(torch.float32,))
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         assert dispatch.get(toy_op, torch.zeros(1, dtype=torch.float64))[0] == "reference"
         assert dispatch.get(toy_op, torch.zeros(1))[0] == "cpu"
-    assert not _fallback_warnings(record)
+    found = [str(w.message) for w in _fallback_warnings(record)]
+    assert len(found) == 1 and "'cpu'" in found[0] and "does not take torch.float64" in found[0], found
     assert "does not take torch.float64" in dict(dispatch.explain(toy_op, "cpu", torch.float64)[1])["cpu"]
+    dispatch._REGISTRY[toy_op].pop("cpu")               # not implemented at all: said as well
+    with pytest.warns(BackendFallbackWarning, match=r"'cpu'.*not registered for op"):
+        assert dispatch.get(toy_op, torch.zeros(1))[0] == "reference"
+
+
+def test_every_op_has_a_fast_backend_for_float32_on_every_device():
+    """No op runs plain torch by design on a device the package has kernels for."""
+    for op in ("fd_mfcc", "mfcc", "griffin_lim"):
+        assert {"cpu", "triton", "cuda"} <= set(dispatch.registered(op)), (op, dispatch.registered(op))
 
 
 def test_missing_extension_is_warned_by_the_public_op(no_extension, fresh_warnings):

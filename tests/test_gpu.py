@@ -54,6 +54,16 @@ def _check_fd_mfcc(got: torch.Tensor, want: torch.Tensor, width: int = 9) -> Non
 
 # ---- fd_mfcc -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_mfcc_on_the_gpu_is_the_first_fd_mfcc_channel(backend):
+    """mfcc has GPU backends (no plain-torch run by default on CUDA) equal to fd_mfcc's MFCC channel."""
+    cfg = FeatureConfig.fsdd()
+    waves = _waves(3, 8000, 7).cuda()
+    got = _need("mfcc", backend)(waves, cfg)
+    assert torch.equal(got, _need("fd_mfcc", backend)(waves, cfg)[:, 0])
+    torch.testing.assert_close(got.double().cpu(), ref.mfcc(waves.double().cpu(), cfg), atol=5e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("cfg,length", [(FeatureConfig.fsdd(), 8000), (FeatureConfig.speech16k(), 16000),
                                         (FeatureConfig(fixed_length=None), 1203),
                                         (FeatureConfig(fixed_length=None, top_db=None), 300),

@@ -116,6 +116,18 @@ def test_fd_mfcc_every_geometry_matches_reference(case):
     _check_fd_mfcc(got, _reference_fd_mfcc(waves, cfg))
 
 
+def test_mfcc_is_the_first_channel_and_matches_the_reference():
+    """The GPU backends of ``mfcc`` (registered so that mfcc on CUDA never runs plain torch by default)."""
+    cfg = FeatureConfig(fixed_length=1203)
+    waves = np.random.default_rng(13).standard_normal((2, 1203)).astype(np.float32)
+    x = torch.tensor(waves, device=DEVICE)
+    got = gb.mfcc_triton(x, cfg).cpu().numpy()
+    assert got.shape == (2, cfg.n_mfcc, cfg.n_frames(1203)) and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(got, _triton_fd_mfcc(waves, cfg)[:, 0])
+    want = ref.mfcc(torch.from_numpy(waves.astype(np.float64)), cfg).numpy()
+    np.testing.assert_allclose(got, want, atol=5e-4, rtol=1e-5)
+
+
 def test_fd_mfcc_per_clip_top_db_equals_solo_result():
     cfg = FeatureConfig(fixed_length=1203)
     waves = np.random.default_rng(11).standard_normal((2, 1203)).astype(np.float32)

@@ -9,10 +9,11 @@ Order of choice (docs/architecture.md section 2): CUDA tensor -> the GPU backend
 device a :class:`BackendUnavailableError` is raised (never a silent fallback when forced).
 ``DDFAD_REQUIRE_EXT=1`` makes every dispatch raise when the C++ extension does not load (CI sets it).
 
-Nothing falls back in silence: when dispatch passes over a backend of the automatic order because it
-is unavailable (extension not built, dependency missing, provider module that failed to import,
-availability probe that raised), a :class:`BackendFallbackWarning` names the op, the backend and the
-reason, once per (op, backend, reason). Each decision is logged at DEBUG level on the logger
+Nothing falls back in silence: whenever dispatch passes over a backend of the automatic order — it is
+unavailable (extension not built, dependency missing, provider module that failed to import, availability
+probe that raised), it does not take the input's dtype (the GPU kernels are float32), or it does not
+implement the op — a :class:`BackendFallbackWarning` names the op, the backend and the reason, once per
+(op, backend, reason). Each decision is logged at DEBUG level on the logger
 ``ddfad_fast.ops.dispatch`` as ``op -> backend``; :func:`explain` (``ddfad backends``) says why each
 backend runs or not, and :func:`exercised` lists the implementations that ran in this process.
 
@@ -200,7 +201,7 @@ def warn_fallback(op: str, backend: str, reason: str, chosen: str) -> None:
     if key in _WARNED:
         return
     _WARNED.add(key)
-    warnings.warn(f"ddfad_fast: backend {backend!r} for op {op!r} is unavailable ({reason}); running {chosen!r} "
+    warnings.warn(f"ddfad_fast: backend {backend!r} cannot run op {op!r} here ({reason}); running {chosen!r} "
                   f"instead (`ddfad backends` explains every choice)", BackendFallbackWarning, stacklevel=4)
 
 
@@ -217,7 +218,7 @@ def get(op: str, device: Device, backend: Optional[str] = None) -> Tuple[str, Ca
     """Return ``(backend_name, fn)`` for ``op`` on ``device`` (a tensor: its device and dtype).
 
     ``backend`` (or the DDFAD_BACKEND environment variable) forces one backend. Passing over an
-    unavailable backend of the automatic order warns once (:class:`BackendFallbackWarning`); with
+    backend of the automatic order warns once (:class:`BackendFallbackWarning`); with
     DDFAD_REQUIRE_EXT=1 a C++ extension that does not load raises :class:`BackendUnavailableError`.
     """
     _load_providers()
@@ -242,8 +243,7 @@ def get(op: str, device: Device, backend: Optional[str] = None) -> Tuple[str, Ca
             if status == "ok":
                 chosen = name
                 break
-            if status == "unavailable":
-                passed.append((name, reason))
+            passed.append((name, reason))          # every backend passed over is said, whatever the reason
         if not chosen:
             raise BackendUnavailableError(f"no backend can run op {op!r} on {device_type!r}"
                                           + (f" with {dtype}" if dtype else "")

@@ -254,6 +254,19 @@ def fd_mfcc_cuda(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     return _fd_mfcc("cuda", waves, config)
 
 
+@dispatch.recorded("mfcc", "triton")
+def mfcc_triton(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """MFCCs with the Triton FD-MFCC kernels (its first channel; the deltas cost a few percent of the call).
+    waves: (B, L) float32 CUDA -> (B, n_mfcc, config.n_frames(L)) float32."""
+    return _fd_mfcc("triton", waves, config)[:, 0].contiguous()
+
+
+@dispatch.recorded("mfcc", "cuda")
+def mfcc_cuda(waves: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """MFCCs with the CUDA FD-MFCC kernels; same contract as :func:`mfcc_triton`."""
+    return _fd_mfcc("cuda", waves, config)[:, 0].contiguous()
+
+
 # ----------------------------------------------------------------------------------------------
 # griffin_lim
 # ----------------------------------------------------------------------------------------------
@@ -419,13 +432,14 @@ def griffin_lim_cuda(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_l
 # Preferred GPU backend per op, from bench/gpu_bench.py on an H100 (2026-11-25, bench/results/gpu_suite/):
 # fd_mfcc cuda 0.14-0.84 ms vs triton 0.39-2.16 ms (2.6-3.4x) at B = 64 / 1024; griffin_lim (32 iterations)
 # cuda 1.2-4x faster at B = 64 and within 15 % of triton at B = 1024.
-dispatch.set_preference("fd_mfcc", "cuda", ("cuda", "triton"))
+for _op, _triton, _cuda in (("fd_mfcc", fd_mfcc_triton, fd_mfcc_cuda), ("mfcc", mfcc_triton, mfcc_cuda)):
+    dispatch.set_preference(_op, "cuda", ("cuda", "triton"))
+    dispatch.register(_op, "triton", _triton, devices=("cuda",), available=_triton_available,
+                      dtypes=(torch.float32,), why_unavailable=_triton_unavailable_reason)
+    dispatch.register(_op, "cuda", _cuda, devices=("cuda",),
+                      available=lambda: _cuda_available(_CUDA_FD_MFCC_OPS), dtypes=(torch.float32,),
+                      why_unavailable=lambda: _cuda_unavailable_reason(_CUDA_FD_MFCC_OPS))
 dispatch.set_preference("griffin_lim", "cuda", ("cuda", "triton"))
-dispatch.register("fd_mfcc", "triton", fd_mfcc_triton, devices=("cuda",), available=_triton_available,
-                  dtypes=(torch.float32,), why_unavailable=_triton_unavailable_reason)
-dispatch.register("fd_mfcc", "cuda", fd_mfcc_cuda, devices=("cuda",),
-                  available=lambda: _cuda_available(_CUDA_FD_MFCC_OPS), dtypes=(torch.float32,),
-                  why_unavailable=lambda: _cuda_unavailable_reason(_CUDA_FD_MFCC_OPS))
 dispatch.register("griffin_lim", "triton", griffin_lim_triton, devices=("cuda",), available=_triton_available,
                   why_unavailable=_triton_unavailable_reason)
 dispatch.register("griffin_lim", "cuda", griffin_lim_cuda, devices=("cuda",),

@@ -7,6 +7,8 @@ The memory plans of training (a step's working set, the distillation unroll) nee
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from typing import Optional, Tuple
 
 from .config import FeatureConfig
@@ -18,23 +20,48 @@ DEFAULT_BATCH = 256
 GIB = 2 ** 30
 
 
+PROC_STATUS = "/proc/self/status"
+_WARNED_NO_PROC = False
+
+
 def process_rss_bytes() -> int:
     """Memory this process holds now that the kernel cannot take back: its anonymous and shared-memory
     resident pages (RssAnon + RssShmem; VmRSS where those are not reported). File-backed pages, such
     as the memory-mapped shards of a store being read, are page cache the kernel reclaims under
-    pressure, so they do not count against a memory limit."""
+    pressure, so they do not count against a memory limit.
+
+    Without ``/proc/self/status`` (not Linux) the process's peak resident set (``getrusage``) stands in: an
+    upper bound, so memory plans are conservative, and a RuntimeWarning says so once. Where neither can be
+    read, ResourceError: a plan must never assume an empty process."""
     fields = {}
     try:
-        with open("/proc/self/status") as f:
+        with open(PROC_STATUS) as f:
             for line in f:
                 key, _, rest = line.partition(":")
                 if key in ("VmRSS", "RssAnon", "RssShmem"):
                     fields[key] = int(rest.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        return 0
+    except (OSError, ValueError, IndexError) as exc:
+        return _peak_rss_bytes(f"{PROC_STATUS} unreadable ({type(exc).__name__}: {exc})")
     if "RssAnon" in fields:
         return fields["RssAnon"] + fields.get("RssShmem", 0)
-    return fields.get("VmRSS", 0)
+    if "VmRSS" in fields:
+        return fields["VmRSS"]
+    return _peak_rss_bytes(f"{PROC_STATUS} reports no RssAnon or VmRSS")
+
+
+def _peak_rss_bytes(why: str) -> int:
+    global _WARNED_NO_PROC
+    try:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (ImportError, OSError) as exc:
+        raise ResourceError(f"cannot tell the memory this process uses ({why}; getrusage: {exc}); "
+                            "run without --max-memory") from exc
+    if not _WARNED_NO_PROC:
+        _WARNED_NO_PROC = True
+        warnings.warn(f"ddfad_fast: {why}; memory plans count the process's peak resident set instead "
+                      "(an upper bound: plans are conservative)", RuntimeWarning, stacklevel=3)
+    return int(peak) * (1 if sys.platform == "darwin" else 1024)      # bytes on macOS, KiB elsewhere
 
 
 def features_in_memory(features_bytes: int, reserve_bytes: int, max_memory_gb: Optional[float], in_use: int,

@@ -132,7 +132,7 @@ def test_memory_plan_fits_or_refuses_with_numbers():
 
 
 def _rss_gb() -> float:
-    from ddfad_fast.train.memory import process_rss_bytes
+    from ddfad_fast.resources import process_rss_bytes
     return process_rss_bytes() / 2 ** 30
 
 
@@ -262,10 +262,28 @@ def test_features_fill_the_cache_a_run_then_uses(tmp_path, capsys, monkeypatch):
 def test_memory_in_use_leaves_out_the_page_cache_of_mapped_shards(tmp_path):
     """Reading a memory-mapped shard fills VmRSS with file pages the kernel can reclaim; the memory that
     --max-memory plans against (process_rss_bytes) does not grow with them."""
-    from ddfad_fast.train.memory import process_rss_bytes
+    from ddfad_fast.resources import process_rss_bytes
     path = tmp_path / "big.npy"
     np.save(path, np.ones((64, 2 ** 20 // 4), dtype=np.float32))          # 64 MB
     before = process_rss_bytes()
     mapped = np.load(path, mmap_mode="r")
     assert float(mapped.sum()) == 64 * 2 ** 18                               # every page read
     assert process_rss_bytes() - before < 16 * 2 ** 20
+
+
+def test_memory_in_use_without_proc_is_an_upper_bound_said_once(monkeypatch, tmp_path):
+    """No /proc (not Linux): the peak resident set stands in, with a warning; never 0 (an empty process)."""
+    import warnings
+
+    import ddfad_fast.resources as resources
+    monkeypatch.setattr(resources, "PROC_STATUS", str(tmp_path / "no_such_status"))
+    monkeypatch.setattr(resources, "_WARNED_NO_PROC", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = resources.process_rss_bytes(), resources.process_rss_bytes()
+    assert first > 50 * 2 ** 20 and second >= first          # torch alone holds more than that
+    notes = [str(w.message) for w in caught if "peak resident set" in str(w.message)]
+    assert len(notes) == 1 and "no_such_status" in notes[0]
+    monkeypatch.setitem(__import__("sys").modules, "resource", None)        # no getrusage either (Windows)
+    with pytest.raises(resources.ResourceError, match="cannot tell the memory.*no_such_status"):
+        resources.process_rss_bytes()

@@ -7,6 +7,7 @@ import pytest
 import soundfile
 import torch
 
+from helpers import compile_failure
 from ddfad_fast.cli import main
 from ddfad_fast.config import Augment, DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureSplit
@@ -218,7 +219,7 @@ def test_naive_and_reverse_runs_agree(setup):
 def test_compile_fallback_is_reported(setup, monkeypatch):
     def broken_compile(fn, **kwargs):
         def run(*args):
-            raise RuntimeError("inductor is broken here")
+            raise compile_failure("inductor is broken here")
         return run
     monkeypatch.setattr(torch, "compile", broken_compile)
     split, traj = setup

@@ -6,6 +6,7 @@ import torch
 
 import ddfad_fast.train.memory as memory_mod
 import ddfad_fast.train.unroll as unroll_mod
+from helpers import compile_failure
 from ddfad_fast.config import ModelConfig
 from ddfad_fast.errors import ParameterError
 from ddfad_fast.train.models import build_model
@@ -234,7 +235,7 @@ def test_memory_estimate():
 def test_compile_failure_falls_back_to_eager(monkeypatch):
     def broken_compile(fn, **kwargs):
         def run(*args):
-            raise RuntimeError("no C++ compiler")
+            raise compile_failure("no C++ compiler")
         return run
     monkeypatch.setattr(torch, "compile", broken_compile)
     net = _net()
@@ -245,6 +246,23 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
     ref = unroll(net, x, y, alpha, theta0, target, plan, "reverse")
     assert not stepper.compiled and "no C++ compiler" in stepper.compile_error and stepper.mode == "eager"
     torch.testing.assert_close(out.grad_x, ref.grad_x, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory"), RuntimeError("shape mismatch in the step")])
+def test_compiled_step_errors_that_are_not_compile_errors_are_raised(monkeypatch, error):
+    """Only compile errors fall back to eager; an out-of-memory error or the step's own error is the caller's."""
+    def compiled_then_failing(fn, **kwargs):
+        def run(*args):
+            raise error
+        return run
+    monkeypatch.setattr(torch, "compile", compiled_then_failing)
+    net = _net()
+    x, y, alpha, theta0, target = _problem(net)
+    plan = make_plan(N_SYN, 4, 3, torch.Generator().manual_seed(1), augment=False)
+    stepper = Stepper(net, compile=True)
+    with pytest.raises(type(error), match=str(error)):
+        unroll(net, x, y, alpha, theta0, target, plan, "reverse", stepper=stepper)
+    assert stepper.compiled and stepper.compile_error is None
 
 
 def _dynamo_available():
@@ -282,7 +300,6 @@ def test_compiled_reverse_equals_naive():
     plan = make_plan(N_SYN, 4, 5, torch.Generator().manual_seed(3), augment=True)
     stepper = Stepper(net, compile=True)
     out = unroll(net, x, y, alpha, theta0, target, plan, "reverse", Augment(), stepper)
-    if not stepper.compiled:
-        pytest.skip(f"torch.compile failed here: {stepper.compile_error}")
+    assert stepper.compiled, f"torch.compile failed on a platform that supports it: {stepper.compile_error}"
     ref = unroll(net, x, y, alpha, theta0, target, plan, "naive", Augment())
     assert _rel(out.grad_x, ref.grad_x) <= EXACT and _rel(out.grad_alpha, ref.grad_alpha) <= EXACT

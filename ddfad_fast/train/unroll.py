@@ -206,6 +206,29 @@ def _eager_step_functions(net: FunctionalNet) -> Tuple[Callable, Callable, Calla
     return step, reverse, grad_and_loss
 
 
+def compile_errors() -> Tuple[type, ...]:
+    """The exceptions that mean "torch.compile could not compile this" (dynamo tracing, inductor lowering and
+    code generation, a missing C++ compiler or Triton, the recompile limit). Anything else raised by a
+    compiled step, an out-of-memory error or an error in the step's own code, is the step's error."""
+    import torch._dynamo.exc as dynamo_exc
+    errors: List[type] = [dynamo_exc.TorchDynamoException, dynamo_exc.FailOnRecompileLimitHit]
+    try:
+        import torch._inductor.exc as inductor_exc
+        errors += [inductor_exc.CppCompileError, inductor_exc.InvalidCxxCompiler, inductor_exc.OperatorIssue]
+    except ImportError:             # inductor absent from this build: nothing of it can be raised
+        pass
+    return tuple(errors)
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` of a compile error, naming the wrapped error of a failed backend."""
+    inner = getattr(exc, "inner_exception", None)
+    if inner is not None:
+        return f"{type(exc).__name__}: {_first_line(inner)}"
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 class Stepper:
     """The per-step functions of one net: ``step`` (theta_i -> theta_{i+1}, no graph kept),
     ``reverse`` (one vector-Jacobian product of g_i . a) and ``grad_and_loss`` (one training step's
@@ -245,12 +268,12 @@ class Stepper:
             return self._eager[which](*args)
         try:
             return self._fns[which](*args)
-        except ParameterError:
-            raise
-        except Exception as exc:  # inductor/dynamo failure: run eager from now on
-            self.compile_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        except compile_errors() as exc:  # dynamo/inductor could not compile the step: run eager from now on
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            self.compile_error = _first_line(exc)
             self.compiled = False
-            return self._eager[which](*args)
+            return self._eager[which](*args)     # an error of the step itself is raised again here, eagerly
 
     def step(self, theta: Tensor, xb: Tensor, yb: Tensor, alpha: Tensor, aug: AugTensors) -> Tensor:
         index, mask = aug if aug is not None else (None, None)

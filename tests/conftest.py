@@ -77,8 +77,8 @@ def tiny_run(tmp_path) -> Path:
     """A finished `ddfad run` folder on a tiny tone dataset (2 clips per class, width-4 ConvNet, 1 iteration),
     for the commands that build on one (continual, nas)."""
     from ddfad_fast.cli import main
-    from test_reconstruct_range import _tone_dataset
-    _tone_dataset(tmp_path / "data")
+    from helpers import tone_dataset
+    tone_dataset(tmp_path / "data")
     run = tmp_path / "run"
     assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "2", "--out", str(run), "--width", "4",
                  "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1", "--syn-steps", "2", "--no-compile",

@@ -1,7 +1,41 @@
 """Helpers shared by the test modules (test modules never import from each other)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import soundfile
 import torch
+
+from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
+from ddfad_fast.data import FeatureSplit
+
+C, SHAPE = 4, (3, 6, 10)          # classes and feature shape of the synthetic splits
+EXPERT_CONFIG = ExpertConfig(num_experts=2, epochs=3, batch_size=16, model=ModelConfig(width=4, depth=2))
+
+
+def make_split(seed: int = 0, n_train: int = 48, n_test: int = 24) -> FeatureSplit:
+    """Synthetic separable features: a random mean per class plus noise."""
+    gen = torch.Generator().manual_seed(seed)
+    means = 2 * torch.randn(C, *SHAPE, generator=gen)
+
+    def draw(n):
+        y = torch.arange(n) % C
+        return means[y] + torch.randn(n, *SHAPE, generator=gen), y
+
+    (xt, yt), (xs, ys) = draw(n_train), draw(n_test)
+    return FeatureSplit(xt, yt, xs, ys, [str(i) for i in range(C)], FeatureConfig(), [])
+
+
+def tone_dataset(folder: Path, classes: int = 3, per_class: int = 12, seconds: float = 0.25, sr: int = 8000) -> None:
+    """Class sub-folders ``c0, c1, ...`` of short tones (one pitch per class, random phase and a little noise)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(sr * seconds)) / sr
+    for c in range(classes):
+        (folder / f"c{c}").mkdir(parents=True)
+        for k in range(per_class):
+            wave = 0.3 * np.sin(2 * np.pi * (300 + 400 * c) * t + rng.uniform(0, 6.3)) + 0.01 * rng.standard_normal(t.size)
+            soundfile.write(folder / f"c{c}" / f"{k}.wav", wave.astype(np.float32), sr)
 
 
 def compile_failure(message: str) -> Exception:

@@ -1,6 +1,7 @@
 """ddfad continual: task sequences, the GDumb and fine-tuning protocols, the command on a tiny run (report
 files, resume without retraining, clear errors)."""
 import json
+import statistics
 
 import pytest
 import torch
@@ -52,7 +53,9 @@ def test_continual_command_on_a_tiny_run(tmp_path, monkeypatch, capsys, tiny_run
     for protocol in ("gdumb", "finetune"):
         for memory in ("distilled", "random", "herding"):
             row = report["results"][protocol][memory]
-            assert len(row["curves"]) == 2 and len(row["mean"]) == 3 and 0 <= row["mean_over_tasks"] <= 1
+            assert len(row["curves"]) == 2 and len(row["mean"]) == 3
+            assert row["mean"] == pytest.approx([statistics.fmean(t) for t in zip(*row["curves"])])
+            assert row["mean_over_tasks"] == pytest.approx(statistics.fmean(statistics.fmean(c) for c in row["curves"]))
     assert "| mean over tasks |" in (run / "continual" / "report.md").read_text()
     assert main(args) == 2 and "--resume" in capsys.readouterr().err          # never overwritten silently
     import ddfad_fast.apps.continual as continual

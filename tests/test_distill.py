@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 
-from helpers import compile_failure
+from helpers import compile_failure, tone_dataset
 from ddfad_fast.cli import main
 from ddfad_fast.config import Augment, DistillConfig, EvalConfig, ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureSplit
@@ -17,7 +16,7 @@ from ddfad_fast.train.evaluate import evaluate_training_set, random_real_subset
 from ddfad_fast.train.experts import load_trajectories, train_experts
 from ddfad_fast.io import load_artifact
 from ddfad_fast.train.models import build_model
-from test_experts import C, SHAPE, make_split
+from helpers import C, SHAPE, make_split
 
 MODEL = ModelConfig(width=4, depth=2)
 EXPERTS = ExpertConfig(num_experts=2, epochs=5, batch_size=16, lr=0.05, model=MODEL)
@@ -253,21 +252,9 @@ def test_distilled_file(setup, tmp_path):
     assert obj["config"]["distill"]["cpc"] == 2 and obj["config"]["expert"]["model"]["width"] == 4
 
 
-def _tone_dataset(folder, classes=3, per_class=10, sr=8000):
-    """Class sub-folders of short tones (one pitch per class, random phase and noise)."""
-    rng = np.random.default_rng(0)
-    t = np.arange(sr // 2) / sr
-    for c in range(classes):
-        (folder / f"c{c}").mkdir(parents=True)
-        for k in range(per_class):
-            wave = 0.3 * np.sin(2 * np.pi * (300 + 400 * c) * t + rng.uniform(0, 6.3))
-            wave += 0.01 * rng.standard_normal(t.size)
-            soundfile.write(folder / f"c{c}" / f"{k}.wav", wave.astype(np.float32), sr)
-
-
 def test_cli(tmp_path, capsys, monkeypatch):
     data, experts, out = tmp_path / "data", tmp_path / "experts", tmp_path / "out"
-    _tone_dataset(data)
+    tone_dataset(data, per_class=10, seconds=0.5)
     assert main(["experts", "--data", str(data), "--out", str(experts), "--num-experts", "1", "--epochs", "3",
                  "--width", "4", "--no-compile"]) == 0
 

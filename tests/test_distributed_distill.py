@@ -269,9 +269,9 @@ def test_two_processes_equal_one(setup):
 def test_cli_under_torchrun(tmp_path):
     """``torchrun --nproc-per-node 2 -m ddfad_fast.cli distill`` (K defaults to 2) writes what one process
     with ``--trajectories-per-iteration 2`` writes; rank 0 alone prints."""
-    from test_distill import _tone_dataset
+    from helpers import tone_dataset
     data, experts = tmp_path / "data", tmp_path / "experts"
-    _tone_dataset(data)
+    tone_dataset(data, per_class=10, seconds=0.5)
     assert main(["experts", "--data", str(data), "--out", str(experts), "--num-experts", "2", "--epochs", "3",
                  "--width", "4", "--no-compile", "--threads", "1"]) == 0
     args = ["--data", str(data), "--experts", str(experts), "--cpc", "1", "--iterations", "2", "--syn-steps", "2",
@@ -295,9 +295,9 @@ def test_torchrun_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     again with --resume, ends where an uninterrupted 2-process launch ends."""
     import signal
     import time
-    from test_distill import _tone_dataset
+    from helpers import tone_dataset
     data, experts = tmp_path / "data", tmp_path / "experts"
-    _tone_dataset(data)
+    tone_dataset(data, per_class=10, seconds=0.5)
     assert main(["experts", "--data", str(data), "--out", str(experts), "--num-experts", "2", "--epochs", "3",
                  "--width", "4", "--no-compile", "--threads", "1", "--cache", str(tmp_path / "cache")]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

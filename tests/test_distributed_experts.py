@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 import ddfad_fast.train.experts as experts
 from ddfad_fast.config import Augment
 from ddfad_fast.io import load_artifact
-from test_experts import CFG, make_split
+from helpers import EXPERT_CONFIG as CFG, make_split
 
 WORLD = 2
 CONFIG = CFG.replace(num_experts=3, epochs=2, compile=False, augment=Augment(max_shift=2, time_mask=3, freq_mask=2))

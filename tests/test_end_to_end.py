@@ -20,8 +20,10 @@ def test_presets_are_consistent():
     for p in presets.values():
         assert p.distill.max_start_epoch + p.distill.expert_epochs <= p.expert.epochs
         for name in p.eval.models:
-            net = build_model(p.expert.model.replace(name=name), (3, p.features.n_mfcc, p.features.n_frames(8000)), 10)
-            assert net.num_params > 0
+            shape = (3, p.features.n_mfcc, p.features.n_frames(8000))
+            net = build_model(p.expert.model.replace(name=name), shape, 10)
+            params = net.init_params(torch.Generator().manual_seed(0))
+            assert params.shape == (net.num_params,) and net.forward(params, torch.zeros(2, *shape)).shape == (2, 10)
     assert presets["paper"].expert.model.width == 128 and presets["paper"].expert.num_experts == 100
     with pytest.raises(ParameterError, match="unknown preset"):
         get_preset("huge")
@@ -112,8 +114,8 @@ def test_distilled_beats_random_real(fsdd_dir, tmp_path):
 def test_run_resume_to_more_iterations(tmp_path):
     """`ddfad run --resume --iterations N` continues a finished run: the distillation goes on from its
     checkpoint, and only its evaluation and audio are redone."""
-    from test_reconstruct_range import _tone_dataset
-    _tone_dataset(tmp_path / "data")
+    from helpers import tone_dataset
+    tone_dataset(tmp_path / "data")
     out = tmp_path / "run"
     args = ["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--out", str(out), "--width", "4",
             "--num-experts", "1", "--expert-epochs", "3", "--syn-steps", "2", "--no-compile", "--num-nets", "1",
@@ -137,8 +139,8 @@ def test_run_resume_to_more_iterations(tmp_path):
 def test_run_cross_architecture_and_channel_ablation(tmp_path):
     """At the cross CPC the distilled set is also trained on other architectures, and the ablation rows
     distil and evaluate on the first 1 and 2 channels with their own experts."""
-    from test_reconstruct_range import _tone_dataset
-    _tone_dataset(tmp_path / "data")
+    from helpers import tone_dataset
+    tone_dataset(tmp_path / "data")
     out = tmp_path / "run"
     assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--out", str(out), "--width", "4",
                  "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1", "--syn-steps", "2",
@@ -170,8 +172,8 @@ def test_report_html_plays_every_clip(tmp_path):
     import subprocess
 
     import soundfile
-    from test_reconstruct_range import _tone_dataset
-    _tone_dataset(tmp_path / "data")
+    from helpers import tone_dataset
+    tone_dataset(tmp_path / "data")
     out = tmp_path / "run"
     assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--cpc", "2", "--out", str(out), "--width", "4",
                  "--num-experts", "1", "--expert-epochs", "3", "--iterations", "1", "--syn-steps", "2",

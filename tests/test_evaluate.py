@@ -6,7 +6,7 @@ from ddfad_fast.config import Augment, EvalConfig, ModelConfig
 from ddfad_fast.errors import ParameterError
 from ddfad_fast.train.evaluate import evaluate_training_set, random_real_subset
 from ddfad_fast.train.models import build_model
-from test_experts import make_split
+from helpers import make_split
 
 MODEL = ModelConfig(width=4, depth=2)
 CFG = EvalConfig(num_nets=2, epochs=30, batch_size=16)
@@ -34,7 +34,8 @@ def test_other_architectures(name):
     s = make_split()
     r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, ModelConfig(name=name, width=4, depth=2),
                               CFG.replace(num_nets=1), lr=0.02)
-    assert r["model"] == name and r["lr"] == 0.02 and 0.0 <= r["mean"] <= 1.0 and r["std"] == 0.0
+    assert r["model"] == name and r["lr"] == 0.02 and r["std"] == 0.0
+    assert r["mean"] >= 0.9                  # a separable 4-class toy set: far above chance (0.25)
 
 
 def test_lr_precedence_and_errors():
@@ -111,10 +112,9 @@ def test_checkpoint_of_other_data_is_refused(tmp_path, monkeypatch):
 def test_steps_set_the_epochs_and_validation_is_reported():
     s = make_split()
     cfg = CFG.replace(steps=6, batch_size=16, num_nets=1)
-    r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, x_val=s.x_test[:8],
-                              y_val=s.y_test[:8])
+    r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, cfg, x_val=s.x_test, y_val=s.y_test)
     assert r["epochs"] == 2 == cfg.epochs_for(len(s.y_train))        # 48 clips, batches of 16: 3 steps an epoch
-    assert len(r["val_accs"]) == 1 and 0 <= r["val_mean"] <= 1
+    assert r["val_accs"] == r["accs"] and r["val_mean"] == r["mean"]  # the same clips: the same accuracy
     assert CFG.replace(steps=300, batch_size=128).epochs_for(500) == 75 and CFG.epochs_for(500) == CFG.epochs
     with pytest.raises(ParameterError, match="steps"):
         evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG.replace(steps=0))

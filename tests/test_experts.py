@@ -6,30 +6,15 @@ import torch
 import torch.nn.functional as F
 
 import ddfad_fast.train.experts as experts
-from ddfad_fast.config import Augment, ExpertConfig, FeatureConfig, ModelConfig
-from ddfad_fast.data import FeatureSplit, carve_validation
+from helpers import C, EXPERT_CONFIG, SHAPE, make_split
+from ddfad_fast.config import Augment, FeatureConfig
+from ddfad_fast.data import carve_validation
 from ddfad_fast.errors import FileFormatError, ParameterError
 from ddfad_fast.train.experts import load_trajectories, sgd_epoch, train_experts
 from ddfad_fast.io import load_artifact
 from ddfad_fast.train.models import build_model
 
-C, SHAPE = 4, (3, 6, 10)
-
-
-def make_split(seed: int = 0, n_train: int = 48, n_test: int = 24) -> FeatureSplit:
-    """Synthetic separable features: a random mean per class plus noise."""
-    gen = torch.Generator().manual_seed(seed)
-    means = 2 * torch.randn(C, *SHAPE, generator=gen)
-
-    def draw(n):
-        y = torch.arange(n) % C
-        return means[y] + torch.randn(n, *SHAPE, generator=gen), y
-
-    (xt, yt), (xs, ys) = draw(n_train), draw(n_test)
-    return FeatureSplit(xt, yt, xs, ys, [str(i) for i in range(C)], FeatureConfig(), [])
-
-
-CFG = ExpertConfig(num_experts=2, epochs=3, batch_size=16, model=ModelConfig(width=4, depth=2))
+CFG = EXPERT_CONFIG
 
 
 def test_trajectory_files(tmp_path):

@@ -322,15 +322,17 @@ def test_run_pipeline_on_cuda(tmp_path):
 
     from ddfad_fast.cli import main
     from ddfad_fast.io import load_artifact
-    from test_reconstruct_range import _tone_dataset
-    _tone_dataset(tmp_path / "data")
+    from helpers import tone_dataset
+    tone_dataset(tmp_path / "data")
     out = tmp_path / "run"
     assert main(["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--out", str(out), "--width", "8",
                  "--num-experts", "2", "--expert-epochs", "3", "--iterations", "3", "--syn-steps", "4",
                  "--num-nets", "2", "--eval-epochs", "2", "--full-epochs", "1", "--device", "cuda"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["device"] == "cuda" and not report["failures"]
-    assert 0.0 <= report["accuracy"]["cpc1"]["distilled"]["convnet"]["mean"] <= 1.0
+    distilled = report["accuracy"]["cpc1"]["distilled"]["convnet"]
+    assert len(distilled["accs"]) == 2 and distilled["mean"] == pytest.approx(sum(distilled["accs"]) / 2)
+    assert distilled["lr"] == pytest.approx(float(load_artifact(out / "cpc1" / "distilled.pt", kind="distilled")["alpha"]))
 
     def devices(obj):
         if isinstance(obj, torch.Tensor):

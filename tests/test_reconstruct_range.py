@@ -11,7 +11,8 @@ import torch
 from ddfad_fast import FeatureConfig, fd_mfcc, fd_mfcc_to_audio, griffin_lim, mfcc_to_mel
 from ddfad_fast.ops import dispatch
 from ddfad_fast.cli import main
-from ddfad_fast.cli.reconstruct import write_audio_set
+from ddfad_fast.apps.export import write_audio_set
+from helpers import tone_dataset
 from ddfad_fast.ops.features import fit_length
 from ddfad_fast.ops.reconstruct import max_mel_db
 
@@ -91,16 +92,6 @@ def test_written_audio_is_within_full_scale(real_features, tmp_path):
         assert np.isfinite(clip["spectral_convergence_db"])
 
 
-def _tone_dataset(folder, classes=3, per_class=12, sr=8000):
-    rng = np.random.default_rng(0)
-    t = np.arange(sr // 4) / sr
-    for c in range(classes):
-        (folder / f"c{c}").mkdir(parents=True)
-        for k in range(per_class):
-            wave = 0.3 * np.sin(2 * np.pi * (300 + 400 * c) * t + rng.uniform(0, 6.3)) + 0.01 * rng.standard_normal(t.size)
-            sf.write(folder / f"c{c}" / f"{k}.wav", wave.astype(np.float32), sr)
-
-
 @pytest.mark.usefixtures("single_thread")
 def test_run_goes_on_when_a_stage_fails(tmp_path, monkeypatch, capsys):
     """Reconstruction of CPC 1 fails: recorded in the report, CPC 2 and the full data still run, exit 1."""
@@ -114,7 +105,7 @@ def test_run_goes_on_when_a_stage_fails(tmp_path, monkeypatch, capsys):
         return real(path, out_dir, *args, **kwargs)
 
     monkeypatch.setattr(rec, "write_distilled_audio", flaky)
-    _tone_dataset(tmp_path / "data")
+    tone_dataset(tmp_path / "data")
     out = tmp_path / "run"
     args = ["run", "--data", str(tmp_path / "data"), "--cpc", "1", "--cpc", "2", "--out", str(out), "--width", "4",
             "--num-experts", "1", "--expert-epochs", "3", "--iterations", "2", "--syn-steps", "2",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -46,14 +47,17 @@ def reset_peak() -> bool:
 
 
 def git_commit() -> str:
-    """HEAD of the checkout (with "+dirty" for uncommitted changes), or DDFAD_GIT_COMMIT where there is no .git."""
+    """HEAD of the checkout; for a tree with uncommitted changes to tracked files, ``HEAD+dirty:<hash>`` with the
+    first 12 hex digits of the SHA-256 of ``git diff HEAD`` (so the exact code a result came from can be told
+    apart from HEAD's); DDFAD_GIT_COMMIT where there is no .git."""
     try:
         root = Path(__file__).resolve().parents[1]
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            return head.stdout.strip() + ("+dirty" if dirty else "")
+            diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, timeout=60).stdout
+            if not diff:
+                return head.stdout.strip()
+            return f"{head.stdout.strip()}+dirty:{hashlib.sha256(diff).hexdigest()[:12]}"
     except (OSError, subprocess.SubprocessError):
         pass
     return os.environ.get("DDFAD_GIT_COMMIT", "unknown")
@@ -121,11 +125,20 @@ def fastest(rows: List[Dict[str, object]], impls) -> Dict[str, str]:
 
 def write_json(name: str, rows: List[Dict[str, object]], extra: Optional[Dict[str, object]] = None,
                out_dir: Optional[Path] = None) -> Path:
-    """Write ``{"machine": ..., "rows": rows, **extra}`` to ``out_dir/name.json`` (default bench/results)."""
+    """Write ``{"machine": ..., "rows": rows, **extra}`` to ``out_dir/name.json`` (default bench/results).
+
+    The machine record holds the date, the load average and the commit; a result meant for bench/results (the
+    committed ones) from a tree with uncommitted changes is refused unless DDFAD_BENCH_DIRTY_OK=1, and then its
+    commit names the hash of the diff (:func:`git_commit`)."""
     out = Path(out_dir or os.environ.get("DDFAD_BENCH_OUT", RESULTS_DIR))
+    machine = machine_info()
+    if ("+dirty" in str(machine["git_commit"]) and out.resolve() == RESULTS_DIR.resolve()
+            and os.environ.get("DDFAD_BENCH_DIRTY_OK") != "1"):
+        raise SystemExit(f"refusing to write {out / (name + '.json')} from a tree with uncommitted changes "
+                         f"({machine['git_commit']}): commit first, or set DDFAD_BENCH_DIRTY_OK=1 to record the diff's hash")
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine_info(), "rows": rows, **(extra or {})}, indent=2) + "\n")
+    path.write_text(json.dumps({"machine": machine, "rows": rows, **(extra or {})}, indent=2) + "\n")
     return path
 
 

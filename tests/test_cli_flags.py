@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 import ddfad_fast.cli.options as commands
-from ddfad_fast.cli.entry import _build_parser, main
+from ddfad_fast.cli.entry import build_parser, main
 from ddfad_fast.io import load_artifact
 
 SR = 8000
@@ -30,7 +30,7 @@ DISTILL = ["distill", "--data", "d", "--experts", "e", "--cpc", "1", "--out", "o
 
 
 def test_distill_match_epochs_and_its_deprecated_spelling():
-    parser = _build_parser()
+    parser = build_parser()
     with warnings.catch_warnings():
         warnings.simplefilter("error")                     # the new spelling does not warn
         assert parser.parse_args(DISTILL + ["--match-epochs", "3"]).expert_epochs == 3
@@ -50,7 +50,7 @@ def test_distill_match_epochs_and_its_deprecated_spelling():
 def test_distill_config_reads_match_epochs():
     from ddfad_fast.cli.distill import distill_config
     from ddfad_fast.presets import get_preset
-    args = _build_parser().parse_args(DISTILL + ["--match-epochs", "3"])
+    args = build_parser().parse_args(DISTILL + ["--match-epochs", "3"])
     assert distill_config(get_preset("cpu-small"), args, expert_epochs=20).expert_epochs == 3
 
 
@@ -65,10 +65,10 @@ def test_features_preset_flag_and_its_deprecated_spelling(tmp_path):
     with pytest.warns(FutureWarning, match="--preset is deprecated.*use --feature-preset"):
         assert main(["features", str(folder), "--out", str(tmp_path / "old.pt"), "--quiet", "--preset", "speech16k"]) == 0
     assert load_artifact(tmp_path / "old.pt", kind="features")["config"] == new["config"]
-    default = _build_parser().parse_args(["features", str(folder), "--out", "x.pt"])
+    default = build_parser().parse_args(["features", str(folder), "--out", "x.pt"])
     assert default.feature_preset == "fsdd"
     with pytest.raises(SystemExit):
-        _build_parser().parse_args(["features", str(folder), "--out", "x.pt", "--feature-preset", "cpu-small"])
+        build_parser().parse_args(["features", str(folder), "--out", "x.pt", "--feature-preset", "cpu-small"])
 
 
 def test_data_info_strict(tmp_path, capsys):
@@ -93,7 +93,7 @@ def test_data_info_strict(tmp_path, capsys):
 def test_training_commands_take_a_device(command):
     import torch
     from ddfad_fast.cli.entry import resolve_device
-    parser = _build_parser()
+    parser = build_parser()
     required = {"experts": ["--data", "d", "--out", "o"], "distill": DISTILL[1:], "evaluate": ["--data", "d", "--full"],
                 "run": ["--data", "d", "--cpc", "1", "--out", "o"]}[command]
     assert parser.parse_args([command, *required]).device == "auto"

@@ -175,7 +175,7 @@ def test_cli_sub_command_that_fails_to_import_is_an_error(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "'bench'" in err and "some_dependency" in err, err
     with pytest.raises(cli.CommandImportError, match="bench"):
-        cli._build_parser()
+        cli.build_parser()
 
 
 def test_busy_cores_sees_a_spinning_process():

@@ -13,7 +13,7 @@ report and the run goes on with the other stages and CPCs; the command then exit
 
 Layout of ``--out``: run.json (the configuration), cache/, experts/ (each trajectory carries the
 standardisation), cpcN/ (distillation checkpoint, history, distilled.pt with everything evaluation and
-reconstruction need, audio/*.wav + audio/manifest.csv + reconstruction.json), eval.json (the accuracies
+reconstruction need, ``audio/*.wav`` + audio/manifest.csv + reconstruction.json), eval.json (the accuracies
 computed so far), stages.json (wall seconds per stage), the report files.
 
 A resumed run with more distillation iterations continues a finished run: the distillations go on from

@@ -32,7 +32,7 @@ def _pair(magnitude: ArrayLike, wave: ArrayLike, n_fft: int, hop_length: int, wi
 
 def spectral_convergence(magnitude: ArrayLike, wave: ArrayLike, n_fft: int, hop_length: int,
                          win_length: Optional[int] = None, window: str = "hann") -> Tensor:
-    """Spectral convergence in dB per clip: 20 log10(||S - |STFT(x)| ||_F / ||S||_F).
+    """Spectral convergence in dB per clip: ``20 log10(||S - |STFT(x)| ||_F / ||S||_F)``.
 
     magnitude: (B, F, T) or (F, T) target S; wave: (B, L) or (L,). Returns (B,); lower is better.
     """

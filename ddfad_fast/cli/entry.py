@@ -76,7 +76,7 @@ def resolve_device(spec: str):
     return device
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddfad", description="Dataset distillation for audio (DDFAD).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -103,7 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     try:
-        parser = _build_parser()
+        parser = build_parser()
     except CommandImportError as exc:
         print(f"ddfad: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE

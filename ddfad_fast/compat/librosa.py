@@ -87,7 +87,7 @@ def _mel_bank(config: FeatureConfig, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _power_spectrogram(y: np.ndarray, config: FeatureConfig, power: float) -> torch.Tensor:
-    """|STFT|^power of (..., n) audio: (..., 1 + n_fft // 2, frames), centred frames, zero padding."""
+    """``|STFT|^power`` of (..., n) audio: (..., 1 + n_fft // 2, frames), centred frames, zero padding."""
     from ..ops.reference import stft
     wave = torch.from_numpy(np.ascontiguousarray(y))
     spec = stft(wave.reshape(-1, wave.shape[-1]), config.n_fft, config.hop_length, config.win_length,
@@ -286,7 +286,7 @@ def mfcc_to_mel(mfcc: np.ndarray, *, n_mels: int = 128, dct_type: int = 2, norm:
 def mel_to_stft(M: np.ndarray, *, sr: float = 22050, n_fft: int = 2048, power: float = 2.0,
                 **kwargs: Any) -> np.ndarray:
     """librosa.feature.inverse.mel_to_stft: non-negative least squares (batched, :func:`ddfad_fast.mel_to_magnitude`)
-    -> |STFT| estimate (..., 1 + n_fft // 2, t) raised to 1 / ``power``."""
+    -> ``|STFT|`` estimate (..., 1 + n_fft // 2, t) raised to 1 / ``power``."""
     from ..ops.reconstruct import mel_to_magnitude
     mel = _mel_kwargs(kwargs, "mel_to_stft")
     dtype = mel.pop("dtype", None)

@@ -42,8 +42,8 @@ def as_float_tensor(x: ArrayLike, name: str, min_dim: int, max_dim: int) -> Tens
 def max_mel_db(config: FeatureConfig) -> float:
     """The largest mel dB value any clip with samples in [-1, 1] can give under ``config``.
 
-    A frame of the pre-emphasised signal has |y[n]| <= 1 + preemphasis, so every DFT bin has
-    |X(k)| <= (1 + preemphasis) * sum |w[n]| and mel band m has power <= sum_k M[m, k] |X(k)|^2; the
+    A frame of the pre-emphasised signal has ``|y[n]| <= 1 + preemphasis``, so every DFT bin has
+    ``|X(k)| <= (1 + preemphasis) * sum |w[n]|`` and mel band m has power ``<= sum_k M[m, k] |X(k)|^2``; the
     bound is the largest band's, in dB relative to ``ref`` like the features.
     """
     bank = tables.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), config.f_max)

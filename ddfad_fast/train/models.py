@@ -115,13 +115,13 @@ class FunctionalNet:
         return out
 
     def embed(self, flat_params: Tensor, x: Tensor) -> Tensor:
-        """The features the final linear layer sees, (B, D), of inputs ``x`` (B, *in_shape)."""
+        """The features the final linear layer sees, (B, D), of inputs ``x`` ``(B, *in_shape)``."""
         if x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape:
             raise ParameterError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
         return self._body(self, self.unflatten(flat_params), x)
 
     def forward(self, flat_params: Tensor, x: Tensor) -> Tensor:
-        """Logits (B, num_classes) of inputs ``x`` (B, *in_shape) under ``flat_params`` (P,)."""
+        """Logits (B, num_classes) of inputs ``x`` ``(B, *in_shape)`` under ``flat_params`` (P,)."""
         p = self.unflatten(flat_params)
         if x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape:
             raise ParameterError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")

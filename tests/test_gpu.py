@@ -14,7 +14,7 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-from ddfad_fast.ops import dispatch, gpu as gb, reference as ref  # noqa: E402
+from ddfad_fast.ops import dispatch, gpu_features, reference as ref  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 from stft_cases import CASES as STFT_CASES, params as stft_params, well_conditioned  # noqa: E402
 
@@ -95,17 +95,72 @@ def test_fd_mfcc_every_geometry_matches_reference(backend, case):
 
 
 @pytest.mark.parametrize("tile_frames,max_radix", [(1, 2), (5, 4), (16, 16), (32, 8)])
-def test_cuda_fd_mfcc_fused_variants(tile_frames, max_radix):
-    """The fused CUDA pass at other frames per block and FFT radices (32 frames need > 48 KB shared memory)."""
+def test_cuda_fd_mfcc_tiled_variants(tile_frames, max_radix):
+    """The tiled CUDA pass (the kernel of shapes without a per-clip instance) at other frames per block and FFT
+    radices (32 frames need > 48 KB shared memory), with and without deltas."""
     _need("fd_mfcc", "cuda")
     cfg = FeatureConfig.speech16k()
-    c = gb.feature_tensors(cfg, 16000, torch.device("cuda"))
+    c = gpu_features.feature_plan(cfg, 16000, torch.device("cuda"))
     waves = _waves(3, 16000, seed=21)
-    twiddle = gb.dsp.as_tensor(gb.fft_twiddles(cfg.n_fft), torch.float32, torch.device("cuda"))
-    got = torch.ops.ddfad.fd_mfcc_fused(waves.cuda(), c.window, twiddle, c.mel, c.bands, c.dct, c.delta_start,
-                                        c.delta_coef, c.n_frames, cfg.hop_length, cfg.preemphasis, cfg.amin,
-                                        c.ref_db, cfg.top_db, tile_frames, max_radix)
+    args = (waves.cuda(), c.window, c.mel_bands, c.mel_weights, c.dct, c.delta_start, c.delta_coef, c.n_frames,
+            cfg.hop_length, cfg.preemphasis, cfg.amin, c.ref_db, cfg.top_db)
+    got = torch.ops.ddfad.fd_mfcc_fused(*args, True, tile_frames, max_radix)
     _check_fd_mfcc(got, ref.fd_mfcc(waves.double(), cfg), cfg.delta_width)
+    assert torch.equal(torch.ops.ddfad.fd_mfcc_fused(*args, False, tile_frames, max_radix), got[:, 0])
+
+
+def _coloured(batch: int, length: int, seed: int) -> torch.Tensor:
+    """1/f noise (bands 20-40 dB below the frame's peak at the top of the spectrum)."""
+    g = torch.Generator().manual_seed(seed)
+    spec = torch.fft.rfft(torch.randn(batch, length, generator=g, dtype=torch.float64))
+    f = torch.arange(spec.shape[-1], dtype=torch.float64).clamp_min(1.0)
+    x = torch.fft.irfft(spec / f.sqrt(), n=length)
+    return (0.3 * x / x.abs().amax(dim=1, keepdim=True)).float()
+
+
+@pytest.mark.parametrize("cfg", [FeatureConfig.fsdd(), FeatureConfig.speech16k()], ids=["fsdd", "speech16k"])
+@pytest.mark.parametrize("max_blocks", [0, 3])
+def test_cuda_fd_mfcc_clip_kernel(cfg, max_blocks):
+    """The per-clip kernel runs the presets (ddfad::fd_mfcc chooses it) and matches the reference on white and
+    1/f noise, with a quiet clip, on a persistent grid of 3 blocks for 70 clips too; without deltas its MFCC
+    channel; ddfad::fd_mfcc equals it."""
+    _need("fd_mfcc", "cuda")
+    L = cfg.fixed_length
+    c = gpu_features.feature_plan(cfg, L, torch.device("cuda"))
+    assert c.cuda_kernel() == "clip"
+    waves = torch.cat([_waves(35, L, seed=22), _coloured(35, L, seed=23)])
+    args = (waves.cuda(), c.window, c.win_lo, c.win_hi, c.mel_bands, c.mel_weights, c.dct, c.delta_start,
+            c.delta_coef, c.n_frames, cfg.hop_length, cfg.preemphasis, cfg.amin, c.ref_db, cfg.top_db)
+    got = torch.ops.ddfad.fd_mfcc_clip(*args, True, max_blocks)
+    pick = [0, 1, 2, 34, 35, 36, 69]
+    _check_fd_mfcc(got[pick], ref.fd_mfcc(waves[pick].double(), cfg), cfg.delta_width)
+    assert torch.equal(torch.ops.ddfad.fd_mfcc_clip(*args, False, max_blocks), got[:, 0])
+    assert torch.equal(c.native(waves.cuda()), got)
+
+
+def test_one_schema_dispatches_by_device():
+    """torch.ops.ddfad.fd_mfcc and torch.ops.ddfad.griffin_lim: the same call on CPU and CUDA tensors runs each
+    device's kernel, with the same result (float32 tolerances)."""
+    _need("fd_mfcc", "cuda")
+    cfg = FeatureConfig.fsdd()
+    waves = _waves(4, 8000, seed=24)
+    cpu = gpu_features.feature_plan(cfg, 8000, torch.device("cpu")).native(waves)        # the CPU kernel
+    gpu = gpu_features.feature_plan(cfg, 8000, torch.device("cuda")).native(waves.cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=5e-4, rtol=1e-5)
+    from ddfad_fast.ops import gpu_gla
+    mag, phase = _gla_case(256, 80, 160, 8000)
+    outs = [gpu_gla.cuda_op(mag.float().to(d), phase.to(torch.complex64).to(d), 256, 80, 160, "hann", 4, 0.99, 8000)
+            for d in ("cpu", "cuda")]
+    torch.testing.assert_close(outs[1].cpu(), outs[0], atol=1e-4, rtol=0)
+
+
+def test_fd_mfcc_graph_replay():
+    _need("fd_mfcc", "cuda")
+    cfg = FeatureConfig.fsdd()
+    graph = gpu_features.FdMfccGraph(cfg, 64, 8000)
+    waves = _waves(64, 8000, seed=25).cuda()
+    graph.waves.copy_(waves)
+    torch.testing.assert_close(graph(), gpu_features.fd_mfcc("cuda", waves, cfg), atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import tables
+from . import _ext, tables
 from ..config import FeatureConfig
 from ..errors import ParameterError
 
@@ -85,6 +85,7 @@ def feature_plan(config: FeatureConfig, length: int, device: torch.device) -> Fe
     if not config.center or config.pad_mode != "constant":
         raise ParameterError(f"GPU fd_mfcc needs center=True and pad_mode='constant', got center={config.center}, "
                              f"pad_mode={config.pad_mode!r}")
+    _ext.load_error()                     # the operators of ddfad_fast._C (torch.ops.ddfad.*) where it loads
     tab = tables.feature_tables(config, length)
     groups = tables.mel_groups(config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), config.f_max,
                                MEL_GROUP)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import tables
+from . import _ext, tables
 from ..errors import ParameterError
 
 FUSED_GLA_MAX_SMEM = 200 * 1024   # bytes of shared memory the fused CUDA iteration may use per block
@@ -118,6 +118,7 @@ def cuda_variant(magnitude: Tensor, init_phase: Tensor, n_fft: int, hop_length: 
 def cuda_op(magnitude: Tensor, init_phase: Tensor, n_fft: int, hop_length: int, win_length: int, window: str,
             n_iter: int, momentum: float, length: int) -> Tensor:
     """``ddfad::griffin_lim`` on CUDA tensors, the tables from tables (cached on the device)."""
+    _ext.load_error()                     # the operators of ddfad_fast._C (torch.ops.ddfad.*) where it loads
     T = magnitude.shape[2]
     win, inv_env = gla_tensors(n_fft, hop_length, win_length, window, T, magnitude.dtype, magnitude.device)
     lo, hi = tables.window_support(window, win_length, n_fft)

@@ -60,6 +60,11 @@ def ptxas_report(stderr: str) -> List[Dict[str, object]]:
     return out
 
 
+def stable_name(mangled: str) -> str:
+    """The mangled name without the per-path hash nvcc gives anonymous namespaces (the same on every machine)."""
+    return re.sub(r"\d+_GLOBAL__N__[0-9a-f]+_\d+_\w+?_[0-9a-f]{8}(?=\d)", "ANON", mangled)
+
+
 def demangle(names: List[str]) -> List[str]:
     tool = shutil.which("c++filt") or shutil.which("cu++filt")
     if not tool:
@@ -75,6 +80,7 @@ def compile_report(source: Path, nvcc: str, workdir: Path) -> Dict[str, object]:
     kernels = ptxas_report(proc.stderr)
     for k, name in zip(kernels, demangle([str(k["mangled"]) for k in kernels])):
         k["kernel"] = re.sub(r"ddfad::\(anonymous namespace\)::", "", name)
+        k["mangled"] = stable_name(str(k["mangled"]))
     return {"returncode": proc.returncode, "stderr": proc.stderr if proc.returncode else "", "kernels": kernels}
 
 

@@ -5,8 +5,8 @@ registration with the dispatcher. The implementations are in :mod:`~ddfad_fast.o
 One operator schema per operation, implemented per device (as pytorch_scatter does): ``cuda`` calls
 ``torch.ops.ddfad.fd_mfcc`` / ``torch.ops.ddfad.griffin_lim`` of ``ddfad_fast._C``, the same operators the
 ``cpu`` backend calls, which dispatch by the tensor's device to csrc/cuda or csrc/cpu. ``triton`` runs the
-Triton kernels inside the custom operators ``ddfad::fd_mfcc_triton`` / ``ddfad::griffin_lim_triton``. This
-registry only chooses between the two.
+Triton kernels (kernels/). For torch.compile, each op of either backend is one custom operator
+(``ddfad::fd_mfcc_gpu``, ``ddfad::griffin_lim_gpu``). This registry only chooses between the two.
 
 Importing this module needs neither triton nor a CUDA build: kernels are imported on first use and
 availability is probed lazily.
@@ -135,8 +135,8 @@ def griffin_lim_triton(magnitude: torch.Tensor, n_fft: int, hop_length: int, win
     magnitude's dtype.
     """
     gpu_gla.check_args("triton", magnitude, n_fft, hop_length, init_phase, length, 0, gpu_features.on_device)
-    return gpu_gla.triton_op(magnitude.contiguous(), init_phase.to(magnitude.device), n_fft, hop_length, win_length,
-                             window, n_iter, momentum, length)
+    return gpu_gla.griffin_lim_gpu_op(magnitude.contiguous(), init_phase.to(magnitude.device), n_fft, hop_length,
+                                      win_length, window, int(n_iter), float(momentum), int(length), "triton", 0, 0)
 
 
 @dispatch.recorded("griffin_lim", "cuda")
@@ -150,12 +150,9 @@ def griffin_lim_cuda(magnitude: torch.Tensor, n_fft: int, hop_length: int, win_l
     (for benchmarks).
     """
     gpu_gla.check_args("cuda", magnitude, n_fft, hop_length, init_phase, length, max_radix, gpu_features.on_device)
-    magnitude, init_phase = magnitude.contiguous(), init_phase.to(magnitude.device)
-    if tile_frames == 0 and max_radix == 0:
-        return gpu_gla.cuda_op(magnitude, init_phase, n_fft, hop_length, win_length, window, int(n_iter), momentum,
-                               int(length))
-    return gpu_gla.cuda_variant(magnitude, init_phase, n_fft, hop_length, win_length, window, int(n_iter),
-                                float(momentum), int(length), int(tile_frames), int(max_radix))
+    return gpu_gla.griffin_lim_gpu_op(magnitude.contiguous(), init_phase.to(magnitude.device), n_fft, hop_length,
+                                      win_length, window, int(n_iter), float(momentum), int(length), "cuda",
+                                      int(tile_frames), int(max_radix))
 
 
 # Preferred GPU backend per op, from bench/gpu_bench.py on an H100 (2026-11-25) and an H200 (2026-11-26,

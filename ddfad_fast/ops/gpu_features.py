@@ -4,11 +4,13 @@
   ``cpu`` backend calls; on CUDA tensors it runs csrc/cuda (one clip per block for the shipped presets'
   shapes, tiles of frames or cuFFT for the others). A C++ operator with a Meta kernel: torch.compile
   traces it as it is.
-* ``triton``: kernels/fd_mfcc.py around torch.fft.rfft, inside the custom operator
-  ``ddfad::fd_mfcc_triton`` (with a fake implementation), so compiled callers keep one graph.
+* ``triton``: kernels/fd_mfcc.py around torch.fft.rfft.
 
 Every table lives in a :class:`FeaturePlan`, built once per (FeatureConfig, clip length, device) and cached:
-a call validates its tensor and makes one operator call, with no config rebuilt and no table recomputed.
+an eager call validates its tensor and makes one operator call, with no config rebuilt and no table
+recomputed. Under torch.compile both backends run inside the custom operator ``ddfad::fd_mfcc_gpu`` (the
+config as scalars, a fake implementation for the shapes), so compiled callers keep one graph without tracing
+the plan's cache.
 :class:`FdMfccGraph` replays a captured call for a fixed batch shape. No TF32 anywhere: every product is an
 fp32 FMA.
 """
@@ -65,11 +67,7 @@ class FeaturePlan:
 
     def triton(self, waves: Tensor, with_deltas: bool = True) -> Tensor:
         """The Triton pipeline on ``waves`` (B, length) float32 contiguous: same result as :meth:`native`."""
-        c = self.config
-        return torch.ops.ddfad.fd_mfcc_triton(waves, self.window, self.mel, self.groups, self.dct,
-                                              self.delta_start32, self.delta_coef, self.n_frames, c.hop_length,
-                                              float(c.preemphasis), float(c.amin), self.ref_db, self.top_db,
-                                              with_deltas)
+        return triton_pipeline(waves, self, with_deltas)
 
     def cuda_kernel(self) -> str:
         """Which CUDA kernel :meth:`native` runs here: "clip", "tiled" or "cufft" (needs the CUDA build)."""
@@ -118,33 +116,51 @@ def checked_plan(backend: str, waves: Tensor, config: FeatureConfig) -> FeatureP
     return feature_plan(config, waves.shape[1], waves.device)
 
 
+CONFIG_FIELDS = ("sample_rate", "preemphasis", "n_fft", "win_length", "hop_length", "window", "n_mels", "fmin",
+                 "fmax", "top_db", "amin", "ref", "n_mfcc", "delta_width")
+
+
 def fd_mfcc(backend: str, waves: Tensor, config: FeatureConfig, with_deltas: bool = True) -> Tensor:
     """FD-MFCC (or MFCC without deltas) of ``waves`` (B, L) float32 with the ``cuda`` or ``triton`` kernels."""
+    if torch.compiler.is_compiling():
+        if waves.dim() != 2:
+            raise ParameterError(f"{backend} fd_mfcc needs (B, L) waves, got {tuple(waves.shape)}")
+        return torch.ops.ddfad.fd_mfcc_gpu(waves.contiguous(), backend, with_deltas,
+                                           *(getattr(config, name) for name in CONFIG_FIELDS))
     plan = checked_plan(backend, waves, config)
     waves = waves.contiguous()
     return plan.native(waves, with_deltas) if backend == "cuda" else plan.triton(waves, with_deltas)
 
 
-# ---- the Triton pipeline as one operator ---------------------------------------------------------------
-@torch.library.custom_op("ddfad::fd_mfcc_triton", mutates_args=())
-def fd_mfcc_triton_op(waves: Tensor, window: Tensor, mel: Tensor, groups: Tensor, dct: Tensor, delta_start: Tensor,
-                      delta_coef: Tensor, n_frames: int, hop_length: int, preemphasis: float, amin: float,
-                      ref_db: float, top_db: Optional[float], with_deltas: bool) -> Tensor:
-    """Framing (Triton) -> torch.fft.rfft -> the two post-FFT Triton passes; the tables of a FeaturePlan."""
+def triton_pipeline(waves: Tensor, plan: FeaturePlan, with_deltas: bool) -> Tensor:
+    """Framing (Triton) -> torch.fft.rfft -> the two post-FFT Triton passes."""
     from ddfad_fast.kernels.fd_mfcc import frame_waves, mfcc_from_spectrum
 
-    B = waves.shape[0]
-    frames = frame_waves(waves, window, n_frames, hop_length, preemphasis)
-    spec = torch.fft.rfft(frames).view(B, n_frames, window.shape[0] // 2 + 1)
-    out = mfcc_from_spectrum(spec, mel, groups, dct, delta_start, delta_coef, amin, ref_db, top_db)
+    c = plan.config
+    B, T = waves.shape[0], plan.n_frames
+    frames = frame_waves(waves, plan.window, T, c.hop_length, c.preemphasis)
+    spec = torch.fft.rfft(frames).view(B, T, c.n_fft // 2 + 1)
+    out = mfcc_from_spectrum(spec, plan.mel, plan.groups, plan.dct, plan.delta_start32, plan.delta_coef,
+                             float(c.amin), plan.ref_db, plan.top_db)
     return out if with_deltas else out[:, 0].contiguous()
 
 
-@fd_mfcc_triton_op.register_fake
-def _(waves, window, mel, groups, dct, delta_start, delta_coef, n_frames, hop_length, preemphasis, amin, ref_db,
-      top_db, with_deltas):
-    shape = (waves.shape[0], 3, dct.shape[0], n_frames) if with_deltas else (waves.shape[0], dct.shape[0], n_frames)
-    return waves.new_empty(shape)
+@torch.library.custom_op("ddfad::fd_mfcc_gpu", mutates_args=())
+def fd_mfcc_gpu_op(waves: Tensor, backend: str, with_deltas: bool, sample_rate: int, preemphasis: float, n_fft: int,
+                   win_length: int, hop_length: int, window: str, n_mels: int, fmin: float, fmax: Optional[float],
+                   top_db: Optional[float], amin: float, ref: float, n_mfcc: int, delta_width: int) -> Tensor:
+    """fd_mfcc of a GPU backend as one operator for torch.compile: the config's fields as scalars."""
+    config = FeatureConfig(sample_rate=sample_rate, fixed_length=None, preemphasis=preemphasis, n_fft=n_fft,
+                           win_length=win_length, hop_length=hop_length, window=window, n_mels=n_mels, fmin=fmin,
+                           fmax=fmax, top_db=top_db, amin=amin, ref=ref, n_mfcc=n_mfcc, delta_width=delta_width)
+    return fd_mfcc(backend, waves, config, with_deltas)
+
+
+@fd_mfcc_gpu_op.register_fake
+def _(waves, backend, with_deltas, sample_rate, preemphasis, n_fft, win_length, hop_length, window, n_mels, fmin,
+      fmax, top_db, amin, ref, n_mfcc, delta_width):
+    T = tables.n_frames(waves.shape[1], n_fft, hop_length)
+    return waves.new_empty((waves.shape[0], 3, n_mfcc, T) if with_deltas else (waves.shape[0], n_mfcc, T))
 
 
 # ---- CUDA graphs of fixed shapes -------------------------------------------------------------------------

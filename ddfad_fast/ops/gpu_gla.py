@@ -7,7 +7,9 @@
   per block and FFT radix, or the cuFFT path (``tile_frames < 0``): those run the loop here around
   ``ddfad::gla_fused_step`` / ``ddfad::gla_step``.
 * ``triton``: kernels/griffin_lim.py on pairs of real frames packed into complex C2C transforms (~76 bytes a
-  bin), inside the custom operator ``ddfad::griffin_lim_triton``.
+  bin).
+Both run inside the custom operator ``ddfad::griffin_lim_gpu`` (with a fake implementation), so compiled
+callers keep one graph; a call's Python cost is small beside its iterations.
 
 Inverse FFTs run unscaled (norm="forward", the 1/n_fft folded into the envelope) and no torch.fft out=
 variant is used: both would add a full pass over the data. Nothing synchronises with the host, so a call
@@ -126,9 +128,8 @@ def cuda_op(magnitude: Tensor, init_phase: Tensor, n_fft: int, hop_length: int, 
                                        float(momentum), length, 0)
 
 
-@torch.library.custom_op("ddfad::griffin_lim_triton", mutates_args=())
-def griffin_lim_triton_op(magnitude: Tensor, init_phase: Tensor, window: Tensor, inv_envelope: Tensor,
-                          hop_length: int, n_iter: int, momentum: float, length: int) -> Tensor:
+def triton_loop(magnitude: Tensor, init_phase: Tensor, window: Tensor, inv_envelope: Tensor, hop_length: int,
+                n_iter: int, momentum: float, length: int) -> Tensor:
     """The Triton loop on paired frames (kernels/griffin_lim.py): C2C transforms, 76 bytes a bin an iteration.
     inv_envelope: the unscaled-inverse envelope (:func:`scaled_inverse_envelope`)."""
     from ddfad_fast.kernels.griffin_lim import gla_step_pairs, overlap_add_pairs, pack_pairs
@@ -154,18 +155,31 @@ def griffin_lim_triton_op(magnitude: Tensor, init_phase: Tensor, window: Tensor,
                              out, reframe=False)
 
 
-@griffin_lim_triton_op.register_fake
-def _(magnitude, init_phase, window, inv_envelope, hop_length, n_iter, momentum, length):
-    return magnitude.new_empty((magnitude.shape[0], length))
-
-
 def triton_op(magnitude: Tensor, init_phase: Tensor, n_fft: int, hop_length: int, win_length: int, window: str,
               n_iter: int, momentum: float, length: int) -> Tensor:
     T = magnitude.shape[2]
     win, inv_env = gla_tensors(n_fft, hop_length, win_length, window, T, magnitude.dtype, magnitude.device,
                                unscaled=True)
-    return torch.ops.ddfad.griffin_lim_triton(magnitude, init_phase, win, inv_env, hop_length, int(n_iter),
-                                              float(momentum), int(length))
+    return triton_loop(magnitude, init_phase, win, inv_env, hop_length, n_iter, momentum, length)
+
+
+@torch.library.custom_op("ddfad::griffin_lim_gpu", mutates_args=())
+def griffin_lim_gpu_op(magnitude: Tensor, init_phase: Tensor, n_fft: int, hop_length: int, win_length: int,
+                       window: str, n_iter: int, momentum: float, length: int, backend: str, tile_frames: int,
+                       max_radix: int) -> Tensor:
+    """The GPU Griffin-Lim of ``backend`` ("cuda": ddfad::griffin_lim, or a variant of its loop; "triton")."""
+    if backend == "triton":
+        return triton_op(magnitude, init_phase, n_fft, hop_length, win_length, window, n_iter, momentum, length)
+    if tile_frames == 0 and max_radix == 0:
+        return cuda_op(magnitude, init_phase, n_fft, hop_length, win_length, window, n_iter, momentum, length)
+    return cuda_variant(magnitude, init_phase, n_fft, hop_length, win_length, window, n_iter, momentum, length,
+                        tile_frames, max_radix)
+
+
+@griffin_lim_gpu_op.register_fake
+def _(magnitude, init_phase, n_fft, hop_length, win_length, window, n_iter, momentum, length, backend, tile_frames,
+      max_radix):
+    return magnitude.new_empty((magnitude.shape[0], length))
 
 
 def check_args(backend: str, magnitude: Tensor, n_fft: int, hop_length: int, init_phase: Tensor, length: int,

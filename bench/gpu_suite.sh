@@ -19,6 +19,9 @@ STATUS="$OUT_DIR/stages.txt"
 : > "$STATUS"
 FAILED=0
 PY="${PYTHON:-python3}"
+# a copy of the sources unpacked inside another git checkout names its commit in DDFAD_GIT_COMMIT: the results
+# record that, not the surrounding checkout's HEAD
+if [ -n "${DDFAD_GIT_COMMIT:-}" ]; then export GIT_DIR=/nonexistent-ddfad-git-dir; fi
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }

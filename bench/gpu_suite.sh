@@ -89,7 +89,7 @@ EOF
 tail -n 2 "$OUT_DIR/install.log" | tee -a "$STATUS"
 
 stage bench 180 env DDFAD_BENCH_DIRTY_OK=1 "$PY" bench/gpu_bench.py --out "$OUT_DIR"
-stage gpu_tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=15 tests/test_gpu.py
+stage gpu_tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=15 tests/test_gpu.py tests/test_gpu_griffin_lim.py
 stage triton_tests 60 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=10 tests/test_triton_kernels.py
 
 echo "== total $(( $(date +%s) - START ))s"

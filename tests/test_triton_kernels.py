@@ -229,7 +229,8 @@ def test_gla_step_pairs_kernel(n_fft, frames):
     x[:, 0] = x[:, 0].real
     if n_fft % 2 == 0:
         x[:, -1] = x[:, -1].real
-    torch.testing.assert_close(args[0].cpu(), pack_pairs(x[:frames], n_fft), atol=1e-12, rtol=1e-10)
+    packed = pack_pairs(x[:frames].to(DEVICE), n_fft).cpu()
+    torch.testing.assert_close(args[0].cpu(), packed, atol=1e-12, rtol=1e-10)
     unpacked = torch.fft.ifft(args[0].cpu())                                   # = irfft of each frame
     torch.testing.assert_close(unpacked.real, torch.fft.irfft(x[0::2], n=n_fft), atol=1e-12, rtol=0)
     torch.testing.assert_close(unpacked.imag, torch.fft.irfft(x[1::2], n=n_fft), atol=1e-12, rtol=0)
@@ -242,7 +243,8 @@ def test_pack_pairs_is_the_fft_of_paired_frames(n_fft, frames):
     reals = torch.randn(frames + frames % 2, n_fft, dtype=torch.float64, generator=g)
     reals[frames:] = 0
     want = torch.fft.fft(torch.complex(reals[0::2], reals[1::2]))
-    torch.testing.assert_close(pack_pairs(torch.fft.rfft(reals[:frames]), n_fft), want, atol=1e-12, rtol=0)
+    got = pack_pairs(torch.fft.rfft(reals[:frames]).to(DEVICE), n_fft).cpu()
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
 def test_overlap_add_pairs_matches_per_frame():

@@ -3,23 +3,25 @@
 # no network needed):
 #     bash bench/gpu_suite.sh          # results and logs in $OUT, or bench/results/gpu_suite/ when OUT is unset
 # Stages (each logged to its own file, its status appended to stages.txt; a failing stage does not stop
-# the others): compile-only checks -> editable install building ddfad_fast._C with the CUDA sources
-# (falls back to a JIT build of csrc/cuda if the extension does not import) -> GPU tests -> benchmark
-# -> Triton kernel tests on the GPU (no interpreter). Each stage has a time cap so that the whole suite
-# ends within SUITE_BUDGET seconds (default 570, under the device's 10-minute limit).
-# Files written (8 at most): stages.txt compile_checks.log install.log (environment first) gpu_tests.log
-# bench.log triton_tests.log gpu_bench.json train_throughput_gpu.json. Without CUDA it runs the
-# compile-only checks and exits 0.
+# the others): compile-only checks (nvcc registers / spills) -> editable install building ddfad_fast._C with
+# the CUDA sources (falls back to a JIT build of csrc/cuda if the extension does not import) -> benchmark ->
+# GPU tests -> Triton kernel tests on the GPU (no interpreter). Each stage has a time cap so that the whole
+# suite ends within SUITE_BUDGET seconds (default 480: 8 minutes, so that it can run twice in a lease).
+# Files written (7): stages.txt compile_checks.log install.log (environment first) bench.log gpu_bench.json
+# gpu_tests.log triton_tests.log. Without CUDA it runs the compile-only checks and exits 0.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
-BUDGET="${SUITE_BUDGET:-570}"
+BUDGET="${SUITE_BUDGET:-480}"
 OUT_DIR="${OUT:-bench/results/gpu_suite}"
 mkdir -p "$OUT_DIR"
 STATUS="$OUT_DIR/stages.txt"
 : > "$STATUS"
 FAILED=0
 PY="${PYTHON:-python3}"
+# a copy of the sources unpacked inside another git checkout names its commit in DDFAD_GIT_COMMIT: the results
+# record that, not the surrounding checkout's HEAD
+if [ -n "${DDFAD_GIT_COMMIT:-}" ]; then export GIT_DIR=/nonexistent-ddfad-git-dir; fi
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }
@@ -43,7 +45,7 @@ stage() {
   else echo "$name FAILED(rc=$rc) ${dt}s" | tee -a "$STATUS"; FAILED=1; fi
 }
 
-stage compile_checks 120 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda_sources.py tests/test_cuda_logic.py
+stage compile_checks 90 "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda_sources.py
 
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "no CUDA device here: ran the compile-only checks only" | tee -a "$STATUS"
@@ -62,7 +64,7 @@ head -n 4 "$OUT_DIR/install.log"
 
 # editable install: maps kernels/ to ddfad_fast.kernels and builds ddfad_fast._C (CPU + CUDA sources)
 export MAX_JOBS="${MAX_JOBS:-16}"
-APPEND=1 stage install 300 "$PY" -m pip install --no-build-isolation --no-deps -v -e .
+APPEND=1 stage install 200 "$PY" -m pip install --no-build-isolation --no-deps -v -e .
 if ! "$PY" -c "import ddfad_fast.kernels" 2>/dev/null; then
   # the package as installed would be: ddfad_fast/ with kernels/ mapped into it (symlinks, no copy)
   echo "editable install unusable: importing the source tree through a symlink overlay" | tee -a "$STATUS"
@@ -80,20 +82,15 @@ fi
 # (with DDFAD_CUDA_JIT=1 this first check builds the operators; later processes load them from the cache)
 timeout 240 "$PY" - >> "$OUT_DIR/install.log" 2>&1 <<'EOF'
 import torch
-from ddfad_fast.ops import _ext, dispatch as backends, gpu as gpu_backend
-ok = gpu_backend._cuda_ops_loaded()
-print("CUDA ops loaded:", ok, {op: _ext.has_cuda_kernel(op) for op in
-      gpu_backend._CUDA_FD_MFCC_OPS + gpu_backend._CUDA_GLA_OPS})
+from ddfad_fast.ops import _ext, dispatch as backends, gpu
+print("CUDA ops loaded:", gpu._cuda_ops_loaded(), {op: _ext.has_cuda_kernel(op) for op in gpu.CUDA_OPS})
 print("candidates:", {op: backends.candidates(op, "cuda", torch.float32) for op in ("fd_mfcc", "griffin_lim")})
 EOF
 tail -n 2 "$OUT_DIR/install.log" | tee -a "$STATUS"
 
-stage gpu_tests 240 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=15 tests/test_gpu.py
-stage bench 200 "$PY" bench/gpu_bench.py --out "$OUT_DIR"
-stage triton_tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=10 tests/test_triton_kernels.py
-# small-net training on the GPU: one by one (eager, compiled) vs an ensemble (vmap)
-LOG_NAME=bench APPEND=1 stage train_throughput 150 env DDFAD_BENCH_OUT="$OUT_DIR" "$PY" bench/train_throughput.py --device cuda \
-  --name train_throughput_gpu --widths 32 128 --sets cpc10 cpc50 --nets 1 10 --steps 5 --repeats 3
+stage bench 180 env DDFAD_BENCH_DIRTY_OK=1 "$PY" bench/gpu_bench.py --out "$OUT_DIR"
+stage gpu_tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=15 tests/test_gpu.py tests/test_gpu_griffin_lim.py
+stage triton_tests 60 "$PY" -m pytest -q -rs -p no:cacheprovider --durations=10 tests/test_triton_kernels.py
 
 echo "== total $(( $(date +%s) - START ))s"
 cat "$STATUS"

@@ -162,6 +162,41 @@ def overlap_add_pairs(pairs: torch.Tensor, window: torch.Tensor, inv_envelope: t
     return out
 
 
+# ---- two real frames in one complex FFT: the packing and unpacking, written once ---------------------------
+@triton.jit
+def _unpack_pair(ukr, uki, unr, uni):
+    """The spectra A, B of the real frames a, b of z = a + i b, at bin k, from Z = FFT(z) at bins k and N - k:
+    A = (Z[k] + conj Z[N-k]) / 2, B = (Z[k] - conj Z[N-k]) / 2i. Returns (A.re, A.im, B.re, B.im)."""
+    return 0.5 * (ukr + unr), 0.5 * (uki - uni), 0.5 * (uki + uni), -0.5 * (ukr - unr)
+
+
+@triton.jit
+def _store_pair(row_ptr, k, kn, ar, ai, br, bi, live, N_FFT: tl.constexpr):
+    """Store the pair spectrum of one-sided spectra A, B at bins k (< F) of an interleaved (re, im) row:
+    Z[k] = A + iB and, for 0 < k < N/2, Z[N-k] = conj(A) + i conj(B) (A, B real at the DC and Nyquist bins)."""
+    tl.store(row_ptr + 2 * k, ar - bi, mask=live)
+    tl.store(row_ptr + 2 * k + 1, ai + br, mask=live)
+    mirror = live & (k >= 1) & (2 * k < N_FFT)
+    tl.store(row_ptr + 2 * kn, ar + bi, mask=mirror)
+    tl.store(row_ptr + 2 * kn + 1, br - ai, mask=mirror)
+
+
+@triton.jit
+def _pack_pairs_kernel(x_ptr, z_ptr, R, TOTAL, N_FFT: tl.constexpr, BLOCK: tl.constexpr):
+    F = N_FFT // 2 + 1
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    live = i < TOTAL                                          # (pair, bin) flattened, bins fastest
+    pair = i // F
+    k = i - pair * F
+    a = 2 * pair * F + k                                      # bin k of frames 2p and 2p + 1 of (R, F)
+    ar = tl.load(x_ptr + 2 * a, mask=live, other=0.0)
+    ai = tl.load(x_ptr + 2 * a + 1, mask=live, other=0.0)
+    has_b = live & (2 * pair + 1 < R)                         # a missing last frame of an odd R is zero
+    br = tl.load(x_ptr + 2 * (a + F), mask=has_b, other=0.0)
+    bi = tl.load(x_ptr + 2 * (a + F) + 1, mask=has_b, other=0.0)
+    _store_pair(z_ptr + pair * (2 * N_FFT), k, (N_FFT - k) % N_FFT, ar, ai, br, bi, live, N_FFT)
+
+
 @triton.jit
 def _gla_step_pairs_kernel(z_ptr, w_ptr, wp_ptr, mag_ptr, params_ptr, R, TOTAL,
                            N_FFT: tl.constexpr, IS_FP64: tl.constexpr, INDEX_64: tl.constexpr,
@@ -187,11 +222,7 @@ def _gla_step_pairs_kernel(z_ptr, w_ptr, wp_ptr, mag_ptr, params_ptr, R, TOTAL,
                                                                              other=0.0)
     uni = tl.load(w_ptr + row + 2 * kn + 1, mask=live, other=0.0) - coef * tl.load(wp_ptr + row + 2 * kn + 1,
                                                                                  mask=live, other=0.0)
-    # the two real frames' spectra: A = (U[k] + conj U[N-k]) / 2, B = (U[k] - conj U[N-k]) / 2i
-    ar = 0.5 * (ukr + unr)
-    ai = 0.5 * (uki - uni)
-    br = 0.5 * (uki + uni)
-    bi = -0.5 * (ukr - unr)
+    ar, ai, br, bi = _unpack_pair(ukr, uki, unr, uni)
     r_a = 2 * pair                                            # frame of A; B is frame r_a + 1
     mag_a = tl.load(mag_ptr + r_a * F + k, mask=live & (r_a < R), other=0.0)
     mag_b = tl.load(mag_ptr + (r_a + 1) * F + k, mask=live & (r_a + 1 < R), other=0.0)
@@ -202,12 +233,7 @@ def _gla_step_pairs_kernel(z_ptr, w_ptr, wp_ptr, mag_ptr, params_ptr, R, TOTAL,
         sa = mag_a / (tl.sqrt_rn(ar * ar + ai * ai) + eps)
         sb = mag_b / (tl.sqrt_rn(br * br + bi * bi) + eps)
     ar, ai, br, bi = ar * sa, ai * sa, br * sb, bi * sb
-    # pack again: Z[k] = A + iB, Z[N-k] = conj(A) + i conj(B) (DC and Nyquist bins of A, B are real)
-    tl.store(z_ptr + row + 2 * k, ar - bi, mask=live)
-    tl.store(z_ptr + row + 2 * k + 1, ai + br, mask=live)
-    mirror = live & (k >= 1) & (2 * k < N_FFT)
-    tl.store(z_ptr + row + 2 * kn, ar + bi, mask=mirror)
-    tl.store(z_ptr + row + 2 * kn + 1, br - ai, mask=mirror)
+    _store_pair(z_ptr + row, k, kn, ar, ai, br, bi, live, N_FFT)
 
 
 def gla_step_pairs(z: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor, magnitude: torch.Tensor,
@@ -229,19 +255,13 @@ def gla_step_pairs(z: torch.Tensor, w: torch.Tensor, w_prev: torch.Tensor, magni
 def pack_pairs(x: torch.Tensor, n_fft: int) -> torch.Tensor:
     """(R, F) one-sided spectra with real DC / Nyquist bins -> (ceil(R/2), n_fft) pair spectra A + iB.
 
-    Z[k] = A[k] + i B[k] for k < F and Z[n_fft - k] = conj(A[k]) + i conj(B[k]), written with real
-    arithmetic on view_as_real: with a lazy conj() view and a complex scalar the packing came out wrong
-    when the op ran inside an AOTAutograd-compiled graph on a GPU (torch 2.11; test_gpu's torch.compile test).
+    Z[k] = A[k] + i B[k] for k < F and Z[n_fft - k] = conj(A[k]) + i conj(B[k]) (_store_pair, the packing the
+    Griffin-Lim step uses too); a missing last frame of an odd R counts as zero.
     """
     R, F = x.shape
-    if R % 2:
-        x = torch.cat([x, x.new_zeros(1, F)])
-    a = torch.view_as_real(x[0::2])                       # (P, F, 2)
-    b = torch.view_as_real(x[1::2])
-    z = torch.empty((a.shape[0], n_fft, 2), dtype=a.dtype, device=a.device)
-    z[:, :F, 0] = a[..., 0] - b[..., 1]
-    z[:, :F, 1] = a[..., 1] + b[..., 0]
-    mirror = slice(1, n_fft - F + 1)                      # bins k whose partner n_fft - k lies beyond F
-    z[:, F:, 0] = (a[:, mirror, 0] + b[:, mirror, 1]).flip(-1)
-    z[:, F:, 1] = (b[:, mirror, 0] - a[:, mirror, 1]).flip(-1)
-    return torch.view_as_complex(z)
+    P = (R + 1) // 2
+    z = torch.empty((P, n_fft), dtype=x.dtype, device=x.device)
+    total = P * F
+    _pack_pairs_kernel[(triton.cdiv(total, STEP_BLOCK),)](torch.view_as_real(x.contiguous()), torch.view_as_real(z),
+                                                           R, total, N_FFT=n_fft, BLOCK=STEP_BLOCK)
+    return z

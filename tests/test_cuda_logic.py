@@ -6,63 +6,23 @@ poisoned with NaN, and is compared here with the plain-torch reference (float64)
 of docs/architecture.md section 4. So the CUDA logic is tested in CI without a GPU; tests/test_gpu.py
 runs the real kernels.
 """
-import ctypes
 import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ddfad_fast.ops import tables, gpu as gb, reference as ref
+from ddfad_fast.ops import tables, gpu_gla, reference as ref
 from ddfad_fast.config import FeatureConfig
+from cuda_harness import build, fft_twiddles, ptr as _ptr, tables as _tables, top_db_arg
 from stft_cases import CASES as STFT_CASES, params as stft_params, power_of_two_params
 
-CUDA_DIR = Path(__file__).resolve().parents[1] / "csrc" / "cuda"
-HARNESS = CUDA_DIR / "host" / "harness.cc"
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")
-
-_I64, _I32, _F32, _F64, _P = ctypes.c_int64, ctypes.c_int, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
-_SIGNATURES = {
-    "ddfad_frame_waves": [_P, _P, _P, _I64, _I64, _I64, _I32, _I32, _F32],
-    "ddfad_mfcc_post": [_P] * 9 + [_I64] + [_I32] * 5 + [_F32] * 3 + [_I32] * 3,
-    "ddfad_fd_mfcc_fused": [_P] * 11 + [_I64, _I64] + [_I32] * 6 + [_F32] * 4 + [_I32] * 4,
-    "ddfad_gla_step_f64": [_P] * 4 + [_I64, _I64, _F64, _F64],
-    "ddfad_overlap_add_f64": [_P] * 4 + [_I64, _I64, _I32, _I32, _I64, _I32],
-    "ddfad_gla_fused_f64": [_P] * 7 + [_I64, _I32, _I32, _I32, _I64, _F64, _F64, _I32, _I32, _I32],
-    "ddfad_gla_fused_f32": [_P] * 7 + [_I64, _I32, _I32, _I32, _I64, _F32, _F32, _I32, _I32, _I32],
-    "ddfad_fft_f64": [_P, _I32, _I32, _P, _I32, _I32, _I32],
-    "ddfad_gla_fused_smem_scalars": [_I32, _I32, _I32],
-}
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    out = tmp_path_factory.mktemp("harness") / "libharness.so"
-    cmd = ["g++", "-std=c++17", "-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-Werror", f"-I{CUDA_DIR}",
-           str(HARNESS), "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    handle = ctypes.CDLL(str(out))
-    for name, args in _SIGNATURES.items():
-        getattr(handle, name).argtypes = args
-    handle.ddfad_gla_fused_smem_scalars.restype = _I64
-    return handle
-
-
-def _ptr(a: np.ndarray):
-    assert a.flags.c_contiguous
-    return a.ctypes.data_as(ctypes.c_void_p)
-
-
-def _tables(cfg: FeatureConfig, length: int):
-    """dsp's tables as the CUDA bindings pass them: float32, int32 indices (what gb.feature_tensors builds)."""
-    tab = tables.feature_tables(cfg, length)
-    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
-    i32 = lambda a: np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
-    return tab, dict(window=f32(tab.window), mel=f32(tab.mel), bands=i32(tab.mel_bands), dct=f32(tab.dct),
-                     start=i32(tab.delta_start), coef=f32(tab.delta_coef))
+    return build(tmp_path_factory.mktemp("harness"))
 
 
 def _frames(lib, waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -82,10 +42,10 @@ def _fd_mfcc(lib, waves: np.ndarray, cfg: FeatureConfig, mel_tile: int, delta_ti
     db = np.full((B, T, cfg.n_mels), np.nan, dtype=np.float32)
     tile_max = np.full((B, -(-T // mel_tile)), np.nan, dtype=np.float32)
     out = np.full((B, 3, cfg.n_mfcc, T), np.nan, dtype=np.float32)
-    lib.ddfad_mfcc_post(_ptr(spec), _ptr(t["mel"]), _ptr(t["bands"]), _ptr(t["dct"]), _ptr(t["start"]),
-                        _ptr(t["coef"]), _ptr(db), _ptr(tile_max), _ptr(out), B, T, cfg.n_freqs, cfg.n_mels,
-                        cfg.n_mfcc, cfg.delta_width, cfg.amin, tab.ref_db,
-                        -1.0 if cfg.top_db is None else cfg.top_db, mel_tile, delta_tile, nth)
+    lib.ddfad_mfcc_post(_ptr(spec), _ptr(t["bands"]), _ptr(t["weights"]), t["weights"].shape[1], _ptr(t["dct"]),
+                        _ptr(t["start"]), _ptr(t["coef"]), _ptr(db), _ptr(tile_max), _ptr(out), B, T, cfg.n_freqs,
+                        cfg.n_mels, cfg.n_mfcc, cfg.delta_width, cfg.amin, tab.ref_db, top_db_arg(cfg), 1, mel_tile,
+                        delta_tile, nth)
     return out
 
 
@@ -145,15 +105,14 @@ def _fd_mfcc_fused(lib, waves: np.ndarray, cfg: FeatureConfig, tile: int, delta_
     B, L = waves.shape
     tab, t = _tables(cfg, L)
     T = tab.n_frames
-    twiddle = np.ascontiguousarray(gb.fft_twiddles(cfg.n_fft), dtype=np.float32)
     db = np.full((B, T, cfg.n_mels), np.nan, dtype=np.float32)
     tile_max = np.full((B, -(-T // tile)), np.nan, dtype=np.float32)
     out = np.full((B, 3, cfg.n_mfcc, T), np.nan, dtype=np.float32)
-    rc = lib.ddfad_fd_mfcc_fused(_ptr(np.ascontiguousarray(waves)), _ptr(t["window"]), _ptr(twiddle), _ptr(t["mel"]),
-                                 _ptr(t["bands"]), _ptr(t["dct"]), _ptr(t["start"]), _ptr(t["coef"]), _ptr(db),
-                                 _ptr(tile_max), _ptr(out), B, L, T, cfg.n_fft, cfg.hop_length, cfg.n_mels,
-                                 cfg.n_mfcc, cfg.delta_width, cfg.preemphasis, cfg.amin, tab.ref_db,
-                                 -1.0 if cfg.top_db is None else cfg.top_db, tile, delta_tile, max_radix, nth)
+    rc = lib.ddfad_fd_mfcc_fused(_ptr(np.ascontiguousarray(waves)), _ptr(t["window"]), _ptr(t["bands"]),
+                                 _ptr(t["weights"]), t["weights"].shape[1], _ptr(t["dct"]), _ptr(t["start"]),
+                                 _ptr(t["coef"]), _ptr(db), _ptr(tile_max), _ptr(out), B, L, T, cfg.n_fft,
+                                 cfg.hop_length, cfg.n_mels, cfg.n_mfcc, cfg.delta_width, cfg.preemphasis, cfg.amin,
+                                 tab.ref_db, top_db_arg(cfg), 1, tile, delta_tile, max_radix, nth)
     assert rc == 0
     return out
 
@@ -214,7 +173,7 @@ def test_gla_step_and_overlap_add_loop_matches_reference(lib, n_fft, hop, win_le
     n_iter = 6
     mag, phase = _gla_case(n_fft, hop, win_length, length, window=window)
     B, F, T = mag.shape
-    magnitude, x = gb._initial_state(mag, phase, n_fft)
+    magnitude, x = gpu_gla.initial_state(mag, phase, n_fft)
     magnitude, x = magnitude.numpy(), x.numpy()
     win = tables.window(window, win_length, n_fft)
     inv_env = tables.inverse_envelope(window, win_length, n_fft, hop, T)
@@ -236,12 +195,11 @@ def test_gla_step_and_overlap_add_loop_matches_reference(lib, n_fft, hop, win_le
 
 def _fused(lib, mag, phase, n_fft, hop, win_length, length, n_iter, tile, nth, dtype, max_radix=16):
     B, F, T = mag.shape
-    magnitude, x = gb._initial_state(mag.to(dtype), phase.to(dtype.to_complex()), n_fft)
+    magnitude, x = gpu_gla.initial_state(mag.to(dtype), phase.to(dtype.to_complex()), n_fft)
     np_real = np.float64 if dtype == torch.float64 else np.float32
     magnitude, x = magnitude.numpy(), x.numpy()
     consts = [np.ascontiguousarray(a, dtype=np_real) for a in (
-        tables.window("hann", win_length, n_fft), tables.inverse_envelope("hann", win_length, n_fft, hop, T),
-        gb.fft_twiddles(n_fft))]
+        tables.window("hann", win_length, n_fft), tables.inverse_envelope("hann", win_length, n_fft, hop, T))]
     prev = np.zeros_like(x)
     nxt = np.full_like(x, np.nan)
     fn = lib.ddfad_gla_fused_f64 if dtype == torch.float64 else lib.ddfad_gla_fused_f32
@@ -260,7 +218,7 @@ def test_stockham_fft_matches_numpy(lib, log2m, max_radix):
     m = 1 << log2m
     rng = np.random.default_rng(log2m * 31 + max_radix)
     data = rng.standard_normal((3, m)) + 1j * rng.standard_normal((3, m))
-    twiddle = np.ascontiguousarray(gb.fft_twiddles(2 * m))
+    twiddle = np.ascontiguousarray(fft_twiddles(2 * m))
     nth = max(1, m // 2) + 3                               # enough threads for any pass, not a power of two
     for inverse in (0, 1):
         buf = np.ascontiguousarray(data.copy())
@@ -301,4 +259,4 @@ def test_gla_fused_iteration_float32_and_smem_formula(lib):
     want = ref.griffin_lim(mag, n_fft, hop, win_length, "hann", 8, 0.99, phase, length).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max()))
     for args in [(512, 128, 8), (256, 80, 16), (64, 24, 1)]:
-        assert lib.ddfad_gla_fused_smem_scalars(*args) * 4 == gb.fused_gla_smem_bytes(*args, 4)
+        assert lib.ddfad_gla_fused_smem_scalars(*args) * 4 == gpu_gla.fused_gla_smem_bytes(*args, 4)

@@ -2,20 +2,29 @@
 
 * Every csrc/cuda/*.cu compiles for sm_90; ptxas reports no local-memory stack frame and no register
   spills for the float32 kernels (a register array indexed at run time would land there), at most 128
-  registers a thread for them (float64 kernels: a few spilled bytes, 255 registers).
+  registers a thread for them (float64 kernels: a few spilled bytes, 255 registers); the per-clip kernels
+  fit the blocks per SM they are compiled for (__launch_bounds__) with 0 bytes spilled.
+* bench/results/cuda_resources.json (bench/gpu_resources.py: the committed record of registers, spills and
+  shared memory) matches what nvcc reports now, when this nvcc is the version it records.
 * The bindings (csrc/cuda/*.cpp) pass g++ -fsyntax-only against torch's headers and the CUDA headers.
   A CPU-only torch wheel ships c10/cuda headers but not the generated c10/cuda/impl/cuda_cmake_macros.h,
   so the test supplies an empty one in tmp_path (it only holds build-configuration macros).
 The kernels' logic is tested on the CPU in tests/test_cuda_logic.py, on a GPU in tests/test_gpu.py.
 """
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-CUDA_DIR = Path(__file__).resolve().parents[1] / "csrc" / "cuda"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import gpu_resources  # noqa: E402
+
+CUDA_DIR = ROOT / "csrc" / "cuda"
 CU_FILES = sorted(CUDA_DIR.glob("*.cu"))
 CPP_FILES = sorted(CUDA_DIR.glob("*.cpp"))
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
@@ -23,24 +32,8 @@ NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/c
 
 def test_sources_exist():
     names = {p.name for p in CU_FILES + CPP_FILES}
-    assert {"fd_mfcc_kernels.cu", "griffin_lim_kernels.cu", "fd_mfcc_bind.cpp", "griffin_lim_bind.cpp"} <= names
-
-
-def _ptxas_report(stderr: str):
-    """(kernel, registers, stack bytes, spill store bytes, spill load bytes) per entry function of ptxas -v."""
-    out, name, frame = [], None, (0, 0, 0)
-    for line in stderr.splitlines():
-        m = re.search(r"Compiling entry function '(\S+)'", line)
-        if m:
-            name = m.group(1)
-        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if m:
-            frame = tuple(int(g) for g in m.groups())
-        m = re.search(r"Used (\d+) registers", line)
-        if m and name:
-            out.append((name, int(m.group(1)), *frame))
-            name, frame = None, (0, 0, 0)
-    return out
+    assert {"fd_mfcc_kernels.cu", "fd_mfcc_clip.cu", "griffin_lim_kernels.cu", "fd_mfcc_bind.cpp",
+            "griffin_lim_bind.cpp"} <= names
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found")
@@ -51,13 +44,31 @@ def test_cu_compiles_for_sm90(source, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr.lower(), proc.stderr
-    report = _ptxas_report(proc.stderr)
+    report = gpu_resources.ptxas_report(proc.stderr)
     assert report, proc.stderr
-    for name, registers, stack, spill_st, spill_ld in report:
+    for k in report:
+        name, registers = k["mangled"], k["registers"]
         is_fp64 = re.search(r"kernelId", name) is not None     # mangled: first template argument double
         assert registers <= (255 if is_fp64 else 128), (name, registers)
-        assert spill_st + spill_ld <= (64 if is_fp64 else 0), (name, spill_st, spill_ld)
-        assert is_fp64 or stack == 0, (name, stack)
+        assert k["spill_stores"] + k["spill_loads"] <= (64 if is_fp64 else 0), k
+        assert is_fp64 or k["stack"] == 0, k
+        m = re.search(r"fd_mfcc_clip_kernelILi\d+ELi\d+ELi\d+ELi\d+ELi\d+ELi(\d+)E", name)
+        if m:                                                   # __launch_bounds__(256, blocks per SM)
+            assert registers <= 65536 // (256 * int(m.group(1))), (name, registers)
+
+
+@pytest.mark.skipif(NVCC is None, reason="nvcc not found")
+def test_committed_resources_match_the_sources(tmp_path):
+    """The committed register / spill record is the sources' (rerun bench/gpu_resources.py after a kernel change)."""
+    committed = json.loads((ROOT / "bench" / "results" / "cuda_resources.json").read_text())
+    if committed["nvcc"] != gpu_resources.nvcc_version(NVCC):
+        pytest.skip(f"recorded with nvcc {committed['nvcc']}, this is {gpu_resources.nvcc_version(NVCC)}")
+    assert set(committed["files"]) == {p.name for p in CU_FILES}
+    keys = ("registers", "stack", "spill_stores", "spill_loads", "smem")
+    for source in CU_FILES:
+        now = gpu_resources.compile_report(source, NVCC, tmp_path)
+        want = {k["mangled"]: tuple(k[x] for x in keys) for k in committed["files"][source.name]["kernels"]}
+        assert {k["mangled"]: tuple(k[x] for x in keys) for k in now["kernels"]} == want, source.name
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not found")

@@ -13,7 +13,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from ddfad_fast.ops import tables, gpu as gb, reference as ref  # noqa: E402
+from ddfad_fast.ops import tables, gpu as gb, gpu_features, gpu_gla, reference as ref  # noqa: E402
 from ddfad_fast.config import FeatureConfig  # noqa: E402
 from ddfad_fast.errors import ParameterError  # noqa: E402
 from ddfad_fast.kernels.fd_mfcc import MEL_GROUP, OUT_TILE, frame_waves  # noqa: E402
@@ -49,8 +49,8 @@ def _reference_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 # ---- constants shared by the Triton and CUDA kernels ----------------------------------------------
 def test_mel_groups_are_the_kernels():
     """The mel pass dots groups of MEL_GROUP bands over each group's bins (tables.mel_groups, tested in test_features)."""
-    assert gb.MEL_GROUP == MEL_GROUP
-    tensors = gb.feature_tensors(FeatureConfig(), 8000, torch.device(DEVICE))
+    assert gpu_features.MEL_GROUP == MEL_GROUP
+    tensors = gpu_features.feature_plan(FeatureConfig(), 8000, torch.device(DEVICE))
     want = tables.mel_groups(8000, 256, 40, 0.0, 4000.0, MEL_GROUP)
     np.testing.assert_array_equal(tensors.groups.cpu().numpy(), want)
     assert tensors.n_frames == 101 and tensors.delta_coef.shape == (2, 9, 101)
@@ -58,13 +58,18 @@ def test_mel_groups_are_the_kernels():
 
 @pytest.mark.parametrize("case", stft_params())
 def test_fake_kernel_gives_the_dsp_frame_count(case):
-    """The shape torch.compile sees (register_fake of ddfad_gpu::fd_mfcc) is the kernels' and the reference's."""
+    """The shapes torch.compile sees (the fake kernel of ddfad::fd_mfcc_gpu, with and without deltas) are the
+    kernels' and the reference's."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     cfg = case.config()
+    fields = [getattr(cfg, name) for name in gpu_features.CONFIG_FIELDS]
     with FakeTensorMode():
-        out = gb._fd_mfcc_op(torch.empty(2, case.length), *(getattr(cfg, n) for n in gb._FEATURE_FIELDS), "triton")
+        waves = torch.empty(2, case.length)
+        out = torch.ops.ddfad.fd_mfcc_gpu(waves, "triton", True, *fields)
+        mfcc = torch.ops.ddfad.fd_mfcc_gpu(waves, "triton", False, *fields)
     assert tuple(out.shape) == (2, 3, cfg.n_mfcc, case.n_frames)
+    assert tuple(mfcc.shape) == (2, cfg.n_mfcc, case.n_frames)
 
 
 # ---- framing ---------------------------------------------------------------------------------------
@@ -224,7 +229,8 @@ def test_gla_step_pairs_kernel(n_fft, frames):
     x[:, 0] = x[:, 0].real
     if n_fft % 2 == 0:
         x[:, -1] = x[:, -1].real
-    torch.testing.assert_close(args[0].cpu(), pack_pairs(x[:frames], n_fft), atol=1e-12, rtol=1e-10)
+    packed = pack_pairs(x[:frames].to(DEVICE), n_fft).cpu()
+    torch.testing.assert_close(args[0].cpu(), packed, atol=1e-12, rtol=1e-10)
     unpacked = torch.fft.ifft(args[0].cpu())                                   # = irfft of each frame
     torch.testing.assert_close(unpacked.real, torch.fft.irfft(x[0::2], n=n_fft), atol=1e-12, rtol=0)
     torch.testing.assert_close(unpacked.imag, torch.fft.irfft(x[1::2], n=n_fft), atol=1e-12, rtol=0)
@@ -237,7 +243,8 @@ def test_pack_pairs_is_the_fft_of_paired_frames(n_fft, frames):
     reals = torch.randn(frames + frames % 2, n_fft, dtype=torch.float64, generator=g)
     reals[frames:] = 0
     want = torch.fft.fft(torch.complex(reals[0::2], reals[1::2]))
-    torch.testing.assert_close(pack_pairs(torch.fft.rfft(reals[:frames]), n_fft), want, atol=1e-12, rtol=0)
+    got = pack_pairs(torch.fft.rfft(reals[:frames]).to(DEVICE), n_fft).cpu()
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
 
 
 def test_overlap_add_pairs_matches_per_frame():
@@ -247,7 +254,7 @@ def test_overlap_add_pairs_matches_per_frame():
     frames = torch.randn(B, T, n_fft, dtype=torch.float64, generator=g)
     flat = torch.cat([frames.reshape(B * T, n_fft), torch.zeros(1, n_fft, dtype=torch.float64)])
     pairs = torch.complex(flat[0::2], flat[1::2]).contiguous()
-    win, inv_env = gb.gla_tensors(n_fft, hop, win_length, "hann", T, torch.float64, torch.device(DEVICE))
+    win, inv_env = gpu_gla.gla_tensors(n_fft, hop, win_length, "hann", T, torch.float64, torch.device(DEVICE))
     signal = overlap_add_pairs(pairs.to(DEVICE), win, inv_env, B, T, hop, length,
                                torch.empty(B, length, dtype=torch.float64, device=DEVICE), reframe=False)
     torch.testing.assert_close(signal.cpu(), overlap_add(frames.to(DEVICE), win, inv_env, hop, length, False).cpu(),
@@ -267,7 +274,7 @@ def test_overlap_add_matches_reference_istft_and_stft_framing():
     spec = ref.stft(y, n_fft, hop, win_length, "hann")                        # (B, F, T)
     T = spec.shape[-1]
     frames = torch.fft.irfft(spec.transpose(1, 2), n=n_fft, norm="forward").contiguous().to(DEVICE)
-    win, inv_env = gb.gla_tensors(n_fft, hop, win_length, "hann", T, torch.float64, torch.device(DEVICE),
+    win, inv_env = gpu_gla.gla_tensors(n_fft, hop, win_length, "hann", T, torch.float64, torch.device(DEVICE),
                                   unscaled=True)
     for length in (1000, 1003, 990):
         got = overlap_add(frames, win, inv_env, hop, length, reframe=False).cpu()

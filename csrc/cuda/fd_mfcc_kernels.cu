@@ -1,5 +1,6 @@
 // FD-MFCC CUDA kernels. The bodies live in fd_mfcc_math.h so that the CPU harness runs the same code.
 //
+// The shipped presets run fd_mfcc_clip.cu (a whole clip per block). Here, for every other shape:
 // Power-of-two n_fft (fused): stft_mel_kernel reads the waves (each sample about n_fft/hop times, from
 // L1/L2) and writes dB (4 n_mels per frame); dct_delta_kernel reads dB back (mostly L2) and writes the
 // (3, n_mfcc) output once. At B=1024, 1 s at 16 kHz: ~65 MB + 2 x 21 MB + 31 MB of DRAM traffic, against
@@ -61,32 +62,14 @@ int64_t delta_tile_frames(int64_t width, int64_t n_mels, int64_t n_mfcc) {
   return tile;
 }
 
-int log2_exact(int64_t n) {
-  int bits = 0;
-  while ((int64_t{1} << bits) < n) ++bits;
-  return bits;
-}
-
 // The DCT / delta pass over dB (B, T, n_mels) and its tile maxima (B, n_mel_tiles).
-cudaError_t launch_dct_delta(const float* db, const float* tile_max, const float* dct, const int* delta_start,
+cudaError_t launch_dct_delta(const float* db, const float* tile_max, const float* dct, const int64_t* delta_start,
                              const float* delta_coef, float* out, int64_t batch, int64_t n_frames, int64_t n_mels,
-                             int64_t n_mfcc, int64_t width, int64_t n_mel_tiles, float top_db, cudaStream_t stream) {
-  DctDeltaParams dp;
-  dp.db = db;
-  dp.tile_max = tile_max;
-  dp.dct = dct;
-  dp.start = delta_start;
-  dp.coef = delta_coef;
-  dp.out = out;
-  dp.T = static_cast<int>(n_frames);
-  dp.n_mels = static_cast<int>(n_mels);
-  dp.n_mfcc = static_cast<int>(n_mfcc);
-  dp.width = static_cast<int>(width);
-  dp.n_mel_tiles = static_cast<int>(n_mel_tiles);
-  dp.tile_frames = static_cast<int>(delta_tile_frames(width, n_mels, n_mfcc));
-  dp.n_tiles = static_cast<int>((n_frames + dp.tile_frames - 1) / dp.tile_frames);
-  dp.top_db = top_db;
-  dp.use_top_db = top_db >= 0.0f;
+                             int64_t n_mfcc, int64_t width, int64_t n_mel_tiles, float top_db, bool with_deltas,
+                             cudaStream_t stream) {
+  const DctDeltaParams dp = make_dct_delta_params(db, tile_max, dct, delta_start, delta_coef, out, n_frames, n_mels,
+                                                  n_mfcc, width, n_mel_tiles,
+                                                  delta_tile_frames(width, n_mels, n_mfcc), top_db, with_deltas);
   const int64_t smem_floats = dct_delta_smem_floats(dp.tile_frames, dp.width, dp.n_mels, dp.n_mfcc, kThreads);
   if (smem_floats > kSmemFloats) return cudaErrorInvalidValue;
   dct_delta_kernel<<<static_cast<unsigned>(batch * dp.n_tiles), kThreads, sizeof(float) * smem_floats, stream>>>(dp);
@@ -106,37 +89,21 @@ int64_t stft_mel_tile_frames(int64_t n_fft, int64_t tile_frames) {
 bool stft_mel_supported(int64_t n_fft, int64_t max_radix) {
   uint64_t plan = 0;
   return n_fft >= 4 && (n_fft & (n_fft - 1)) == 0 && n_fft <= 8192 &&
-         fft_schedule(log2_exact(n_fft / 2), static_cast<int>(max_radix), kThreads, &plan) > 0;
+         fft_schedule(log2_ceil(n_fft / 2), static_cast<int>(max_radix), kThreads, &plan) > 0;
 }
 
-cudaError_t launch_fd_mfcc_fused(const float* waves, const float* window, const float* twiddle, const float* mel,
-                                 const int* bands, const float* dct, const int* delta_start, const float* delta_coef,
-                                 float* db, float* tile_max, float* out, int64_t batch, int64_t length,
-                                 int64_t n_frames, int64_t n_fft, int64_t hop, int64_t n_mels, int64_t n_mfcc,
-                                 int64_t width, float coef, float amin, float ref_db, float top_db,
-                                 int64_t tile_frames, int64_t max_radix, cudaStream_t stream) {
+cudaError_t launch_fd_mfcc_fused(const float* waves, const float* window, const int64_t* mel_bands,
+                                 const float* mel_weights, int64_t mel_width, const float* dct,
+                                 const int64_t* delta_start, const float* delta_coef, float* db, float* tile_max,
+                                 float* out, int64_t batch, int64_t length, int64_t n_frames, int64_t n_fft,
+                                 int64_t hop, int64_t n_mels, int64_t n_mfcc, int64_t width, float coef, float amin,
+                                 float ref_db, float top_db, bool with_deltas, int64_t tile_frames,
+                                 int64_t max_radix, cudaStream_t stream) {
   if (!stft_mel_supported(n_fft, max_radix) || n_frames < 1) return cudaErrorInvalidValue;
-  StftMelParams p;
-  p.waves = waves;
-  p.window = window;
-  p.twiddle = reinterpret_cast<const Cplx<float>*>(twiddle);
-  p.mel = mel;
-  p.bands = bands;
-  p.db = db;
-  p.tile_max = tile_max;
-  p.length = length;
-  p.T = static_cast<int>(n_frames);
-  p.n_fft = static_cast<int>(n_fft);
-  p.log2_half = log2_exact(n_fft / 2);
-  p.hop = static_cast<int>(hop);
-  p.n_mels = static_cast<int>(n_mels);
-  p.tile_frames = static_cast<int>(stft_mel_tile_frames(n_fft, tile_frames));
-  p.n_tiles = static_cast<int>((n_frames + p.tile_frames - 1) / p.tile_frames);
-  p.coef = coef;
-  p.zi_scale = coef != 0.0f ? 1.0f : 0.0f;
-  p.amin = amin;
-  p.ref_db = ref_db;
-  p.n_pass = fft_schedule(p.log2_half, static_cast<int>(max_radix), kThreads, &p.fft_plan);
+  const StftMelParams p = make_stft_mel_params(waves, window, mel_bands, mel_weights, mel_width, db, tile_max, length,
+                                               n_frames, n_fft, hop, n_mels, coef, amin, ref_db,
+                                               stft_mel_tile_frames(n_fft, tile_frames), max_radix, kThreads);
+  if (p.n_pass < 0) return cudaErrorInvalidValue;
   const int max_log2 = fft_plan_max_log2(p.fft_plan, p.n_pass);
   void (*kernel)(const StftMelParams) = max_log2 >= 4   ? stft_mel_kernel<4>
                                         : max_log2 == 3 ? stft_mel_kernel<3>
@@ -152,7 +119,7 @@ cudaError_t launch_fd_mfcc_fused(const float* waves, const float* window, const 
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   return launch_dct_delta(db, tile_max, dct, delta_start, delta_coef, out, batch, n_frames, n_mels, n_mfcc, width,
-                          p.n_tiles, top_db, stream);
+                          p.n_tiles, top_db, with_deltas, stream);
 }
 
 int64_t mel_db_tile_frames(int64_t n_freqs) {
@@ -182,32 +149,20 @@ cudaError_t launch_frame_waves(const float* waves, const float* window, float* f
   return cudaGetLastError();
 }
 
-cudaError_t launch_mfcc_post(const float* spec, const float* mel, const int* bands, const float* dct,
-                             const int* delta_start, const float* delta_coef, float* db, float* tile_max, float* out,
-                             int64_t batch, int64_t n_frames, int64_t n_freqs, int64_t n_mels, int64_t n_mfcc,
-                             int64_t width, float amin, float ref_db, float top_db, cudaStream_t stream) {
+cudaError_t launch_mfcc_post(const float* spec, const int64_t* mel_bands, const float* mel_weights,
+                             int64_t mel_width, const float* dct, const int64_t* delta_start,
+                             const float* delta_coef, float* db, float* tile_max, float* out, int64_t batch,
+                             int64_t n_frames, int64_t n_freqs, int64_t n_mels, int64_t n_mfcc, int64_t width,
+                             float amin, float ref_db, float top_db, bool with_deltas, cudaStream_t stream) {
   if (n_freqs + kThreads > kSmemFloats) return cudaErrorInvalidValue;   // one frame's power must fit
-  MelDbParams mp;
-  mp.spec = reinterpret_cast<const Cplx<float>*>(spec);
-  mp.mel = mel;
-  mp.bands = bands;
-  mp.db = db;
-  mp.tile_max = tile_max;
-  mp.T = static_cast<int>(n_frames);
-  mp.F = static_cast<int>(n_freqs);
-  mp.n_mels = static_cast<int>(n_mels);
-  mp.tile_frames = static_cast<int>(mel_db_tile_frames(n_freqs));
-  mp.n_tiles = static_cast<int>(mel_db_tiles(n_frames, n_freqs));
-  mp.amin = amin;
-  mp.ref_db = ref_db;
-  const int64_t mel_blocks = batch * mp.n_tiles;
+  const MelDbParams mp = make_mel_db_params(spec, mel_bands, mel_weights, mel_width, db, tile_max, n_frames, n_freqs,
+                                            n_mels, mel_db_tile_frames(n_freqs), amin, ref_db);
   const size_t mel_smem = sizeof(float) * mel_db_smem_floats(mp.tile_frames, mp.F, kThreads);
-  mel_db_kernel<<<static_cast<unsigned>(mel_blocks), kThreads, mel_smem, stream>>>(mp);
-  cudaError_t err = cudaGetLastError();
+  mel_db_kernel<<<static_cast<unsigned>(batch * mp.n_tiles), kThreads, mel_smem, stream>>>(mp);
+  const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-
   return launch_dct_delta(db, tile_max, dct, delta_start, delta_coef, out, batch, n_frames, n_mels, n_mfcc, width,
-                          mp.n_tiles, top_db, stream);
+                          mp.n_tiles, top_db, with_deltas, stream);
 }
 
 }  // namespace ddfad

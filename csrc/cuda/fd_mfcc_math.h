@@ -3,11 +3,15 @@
 // Two pipelines, one semantics (docs/architecture.md section 3, ddfad_fast/reference.py):
 // * power-of-two n_fft: stft_mel_block (a tile of frames: pre-emphasis, centre zero padding, window,
 //   real FFTs in shared memory, power, sparse Slaney mel product, dB; per-tile maxima) -> dct_delta_block.
-//   The frames and the spectrum never reach device memory.
+//   The frames and the spectrum never reach device memory. (The shipped presets run fd_mfcc_clip.h instead:
+//   a whole clip per block, every size a template constant.)
 // * any n_fft: frame_value (frames to device memory) -> rfft (cuFFT, outside) -> mel_db_block -> dct_delta_block.
-// dct_delta_block: per-clip top_db floor, DCT-II, Savitzky-Golay deltas, one (B, 3, n_mfcc, T) write.
-// The frame count T and every table (window, mel bands, DCT, delta start / coefficients, the dB
-// reference) come from ddfad_fast/dsp.py; nothing here re-derives them.
+// dct_delta_block: per-clip top_db floor, DCT-II, Savitzky-Golay deltas, one (B, 3, n_mfcc, T) write (or
+// (B, n_mfcc, T) without deltas).
+// The frame count T and every table (window, mel bands in band form, DCT, delta start / coefficients, the dB
+// reference) come from ddfad_fast.ops.tables, in the layout the CPU operator takes (the one schema
+// ddfad::fd_mfcc); nothing here re-derives them. make_*_params fill each pass's parameters: the launchers and
+// the CPU harness call the same functions.
 #pragma once
 
 #include "fft_math.h"
@@ -33,16 +37,42 @@ DDFAD_HD float frame_value(const float* x, int64_t L, int64_t t, int k, int n_ff
 }
 
 // ---- mel + dB -----------------------------------------------------------------------------------
+// The Slaney filterbank in band form (tables.mel_bands): band m's weights of bins [lo, hi) from row m of
+// `weights` (n_mels, width).
+struct MelBands {
+  const int64_t* bands;      // (n_mels, 2) non-zero bins [lo, hi) of each band
+  const float* weights;      // (n_mels, width)
+  int width;
+};
+
 struct MelDbParams {
   const Cplx<float>* spec;   // (B, T, F) rfft of the frames
-  const float* mel;          // (n_mels, F) Slaney filterbank
-  const int* bands;          // (n_mels, 2) non-zero bins [lo, hi) of each band
+  MelBands mel;
   float* db;                 // (B, T, n_mels) out: 10 log10(max(mel, amin)) - ref_db
   float* tile_max;           // (B, n_tiles) out: maximum of db over each tile
   int T, F, n_mels;
   int tile_frames, n_tiles;  // frames per block, blocks per clip
   float amin, ref_db;
 };
+
+inline MelDbParams make_mel_db_params(const float* spec, const int64_t* mel_bands, const float* mel_weights,
+                                      int64_t mel_width, float* db, float* tile_max, int64_t n_frames,
+                                      int64_t n_freqs, int64_t n_mels, int64_t tile_frames, float amin,
+                                      float ref_db) {
+  MelDbParams p;
+  p.spec = reinterpret_cast<const Cplx<float>*>(spec);
+  p.mel = MelBands{mel_bands, mel_weights, static_cast<int>(mel_width)};
+  p.db = db;
+  p.tile_max = tile_max;
+  p.T = static_cast<int>(n_frames);
+  p.F = static_cast<int>(n_freqs);
+  p.n_mels = static_cast<int>(n_mels);
+  p.tile_frames = static_cast<int>(tile_frames);
+  p.n_tiles = static_cast<int>((n_frames + tile_frames - 1) / tile_frames);
+  p.amin = amin;
+  p.ref_db = ref_db;
+  return p;
+}
 
 // shared memory of one block, in floats
 DDFAD_HD int64_t mel_db_smem_floats(int tile_frames, int F, int nth) {
@@ -56,18 +86,18 @@ DDFAD_HD float power_to_db(float power, float amin, float ref_db) {
 // dB of the mel bands of nt frames whose power spectra (nt, F) are in shared memory; writes db_rows
 // (nt, n_mels) and, from thread 0, the tile's maximum to *tile_max. `red`: nth floats of shared scratch.
 template <class Sync>
-DDFAD_HD void mel_db_rows(const float* power, int nt, int F, const float* mel, const int* bands, int n_mels,
-                          float amin, float ref_db, float* db_rows, float* tile_max, float* red, int tid, int nth,
+DDFAD_HD void mel_db_rows(const float* power, int nt, int F, const MelBands& mel, int n_mels, float amin,
+                          float ref_db, float* db_rows, float* tile_max, float* red, int tid, int nth,
                           const Sync& sync) {
   float local = -INFINITY;
   for (int i = tid; i < nt * n_mels; i += nth) {
     const int t = i / n_mels;
     const int m = i - t * n_mels;
-    const int lo = bands[2 * m], hi = bands[2 * m + 1];
-    const float* w = mel + static_cast<int64_t>(m) * F;
+    const int lo = static_cast<int>(mel.bands[2 * m]), hi = static_cast<int>(mel.bands[2 * m + 1]);
+    const float* w = mel.weights + static_cast<int64_t>(m) * mel.width;
     const float* pw = power + static_cast<int64_t>(t) * F;
     float acc = 0.0f;
-    for (int f = lo; f < hi; ++f) acc += w[f] * pw[f];
+    for (int f = lo; f < hi; ++f) acc += w[f - lo] * pw[f];
     const float value = power_to_db(acc, amin, ref_db);
     db_rows[i] = value;
     local = hd_max(local, value);
@@ -90,26 +120,52 @@ DDFAD_HD void mel_db_block(const MelDbParams& p, int64_t block, int tid, int nth
     power[i] = z.re * z.re + z.im * z.im;
   }
   sync();
-  mel_db_rows(power, nt, p.F, p.mel, p.bands, p.n_mels, p.amin, p.ref_db, p.db + row0 * p.n_mels,
-              p.tile_max + block, red, tid, nth, sync);
+  mel_db_rows(power, nt, p.F, p.mel, p.n_mels, p.amin, p.ref_db, p.db + row0 * p.n_mels, p.tile_max + block, red,
+              tid, nth, sync);
 }
 
 // ---- framing + FFT + mel + dB in one block (power-of-two n_fft) ---------------------------------------
 struct StftMelParams {
   const float* waves;          // (B, L)
   const float* window;         // (n_fft)
-  const Cplx<float>* twiddle;  // (n_fft/2) exp(-2 pi i k / n_fft)
-  const float* mel;            // (n_mels, F)
-  const int* bands;            // (n_mels, 2)
+  MelBands mel;
   float* db;                   // (B, T, n_mels) out
   float* tile_max;             // (B, n_tiles) out
   int64_t length;              // L
   int T, n_fft, log2_half, hop, n_mels;
   int tile_frames, n_tiles;
   float coef, zi_scale, amin, ref_db;
-  int n_pass;                  // FFT passes and their radices (fft_schedule)
+  int n_pass;                  // FFT passes and their radices (fft_schedule); -1: not schedulable
   uint64_t fft_plan;
 };
+
+// nth: threads per block (the FFT schedule depends on it); n_pass < 0 when a pass would need more.
+inline StftMelParams make_stft_mel_params(const float* waves, const float* window, const int64_t* mel_bands,
+                                          const float* mel_weights, int64_t mel_width, float* db, float* tile_max,
+                                          int64_t length, int64_t n_frames, int64_t n_fft, int64_t hop,
+                                          int64_t n_mels, float preemphasis, float amin, float ref_db,
+                                          int64_t tile_frames, int64_t max_radix, int nth) {
+  StftMelParams p;
+  p.waves = waves;
+  p.window = window;
+  p.mel = MelBands{mel_bands, mel_weights, static_cast<int>(mel_width)};
+  p.db = db;
+  p.tile_max = tile_max;
+  p.length = length;
+  p.T = static_cast<int>(n_frames);
+  p.n_fft = static_cast<int>(n_fft);
+  p.log2_half = log2_ceil(n_fft / 2);
+  p.hop = static_cast<int>(hop);
+  p.n_mels = static_cast<int>(n_mels);
+  p.tile_frames = static_cast<int>(tile_frames);
+  p.n_tiles = static_cast<int>((n_frames + tile_frames - 1) / tile_frames);
+  p.coef = preemphasis;
+  p.zi_scale = preemphasis != 0.0f ? 1.0f : 0.0f;
+  p.amin = amin;
+  p.ref_db = ref_db;
+  p.n_pass = fft_schedule(p.log2_half, static_cast<int>(max_radix), nth, &p.fft_plan);
+  return p;
+}
 
 // shared memory of one block, in floats: twiddles, the tile's frames as half-size complex sequences,
 // their power spectra, reduction scratch
@@ -129,7 +185,7 @@ DDFAD_HD void stft_mel_block(const StftMelParams& p, int64_t block, int tid, int
   float* power = reinterpret_cast<float*>(buf + static_cast<int64_t>(p.tile_frames) * M);   // (tile_frames, F)
   float* red = power + static_cast<int64_t>(p.tile_frames) * F;
   const float* x = p.waves + b * p.length;
-  for (int k = tid; k < M; k += nth) tw[k] = p.twiddle[k];
+  for (int k = tid; k < M; k += nth) tw[k] = exp_i_pi(-static_cast<float>(k) / static_cast<float>(M));
   for (int i = tid; i < nt * M; i += nth) {             // z[n] = frame[2n] + i frame[2n+1]
     const int j = i >> p.log2_half;
     const int n = i & (M - 1);
@@ -146,7 +202,7 @@ DDFAD_HD void stft_mel_block(const StftMelParams& p, int64_t block, int tid, int
     power[i] = X.re * X.re + X.im * X.im;
   }
   sync();
-  mel_db_rows(power, nt, F, p.mel, p.bands, p.n_mels, p.amin, p.ref_db, p.db + (b * p.T + t0) * p.n_mels,
+  mel_db_rows(power, nt, F, p.mel, p.n_mels, p.amin, p.ref_db, p.db + (b * p.T + t0) * p.n_mels,
               p.tile_max + block, red, tid, nth, sync);
 }
 
@@ -155,15 +211,41 @@ struct DctDeltaParams {
   const float* db;           // (B, T, n_mels) from mel_db_block
   const float* tile_max;     // (B, n_mel_tiles)
   const float* dct;          // (n_mfcc, n_mels) ortho DCT-II rows
-  const int* start;          // (T,) first frame of each output frame's Savitzky-Golay window (dsp.delta_bands)
+  const int64_t* start;      // (T,) first frame of each output frame's Savitzky-Golay window (tables.delta_bands)
   const float* coef;         // (2, W, T): [order-1][k][t] weight of frame min(start[t] + k, T-1)
-  float* out;                // (B, 3, n_mfcc, T)
+  float* out;                // (B, 3, n_mfcc, T), or (B, n_mfcc, T) without deltas
   int T, n_mels, n_mfcc, width;
   int n_mel_tiles;
   int tile_frames, n_tiles;
   float top_db;
-  bool use_top_db;
+  bool use_top_db, with_deltas;
 };
+
+// top_db < 0: no floor.
+inline DctDeltaParams make_dct_delta_params(const float* db, const float* tile_max, const float* dct,
+                                            const int64_t* delta_start, const float* delta_coef, float* out,
+                                            int64_t n_frames, int64_t n_mels, int64_t n_mfcc, int64_t width,
+                                            int64_t n_mel_tiles, int64_t tile_frames, float top_db,
+                                            bool with_deltas) {
+  DctDeltaParams p;
+  p.db = db;
+  p.tile_max = tile_max;
+  p.dct = dct;
+  p.start = delta_start;
+  p.coef = delta_coef;
+  p.out = out;
+  p.T = static_cast<int>(n_frames);
+  p.n_mels = static_cast<int>(n_mels);
+  p.n_mfcc = static_cast<int>(n_mfcc);
+  p.width = static_cast<int>(width);
+  p.n_mel_tiles = static_cast<int>(n_mel_tiles);
+  p.tile_frames = static_cast<int>(tile_frames);
+  p.n_tiles = static_cast<int>((n_frames + tile_frames - 1) / tile_frames);
+  p.top_db = top_db;
+  p.use_top_db = top_db >= 0.0f;
+  p.with_deltas = with_deltas;
+  return p;
+}
 
 DDFAD_HD int64_t dct_delta_smem_floats(int tile_frames, int width, int n_mels, int n_mfcc, int nth) {
   const int64_t rows = tile_frames + 2 * (width - 1);
@@ -205,14 +287,17 @@ DDFAD_HD void dct_delta_block(const DctDeltaParams& p, int64_t block, int tid, i
   }
   sync();
   const int W = p.width;
-  float* out = p.out + b * 3 * p.n_mfcc * static_cast<int64_t>(p.T);
+  float* out = p.out + b * (p.with_deltas ? 3 : 1) * p.n_mfcc * static_cast<int64_t>(p.T);
   const int64_t T = p.T;
   for (int i = tid; i < p.n_mfcc * nt; i += nth) {   // t fastest: coalesced stores (and weight loads) along frames
     const int c = i / nt;
     const int t = t0 + (i - c * nt);
     // frames start[t] .. start[t] + W - 1 lie in [t - (W-1), t + W - 1]; the rows past the last frame of a
     // clip shorter than W have zero weight (clamped to a frame the tile holds)
-    const int start = p.start[t];
+    const int64_t o = static_cast<int64_t>(c) * p.T + t;
+    out[o] = mfcc[(t - r0) * p.n_mfcc + c];
+    if (!p.with_deltas) continue;
+    const int start = static_cast<int>(p.start[t]);
     const float* w1 = p.coef + t;
     const float* w2 = p.coef + W * T + t;
     float d1 = 0.0f, d2 = 0.0f;
@@ -222,8 +307,6 @@ DDFAD_HD void dct_delta_block(const DctDeltaParams& p, int64_t block, int tid, i
       d1 += w1[k * T] * v;
       d2 += w2[k * T] * v;
     }
-    const int64_t o = static_cast<int64_t>(c) * p.T + t;
-    out[o] = mfcc[(t - r0) * p.n_mfcc + c];
     out[o + static_cast<int64_t>(p.n_mfcc) * p.T] = d1;
     out[o + 2 * static_cast<int64_t>(p.n_mfcc) * p.T] = d2;
   }

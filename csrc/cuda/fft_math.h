@@ -63,6 +63,13 @@ DDFAD_HD constexpr int bit_reverse_const(int k, int bits) {
          (bits >= 3 ? ((k >> 2) & 1) << (bits - 3) : 0) | (bits >= 4 ? ((k >> 3) & 1) << (bits - 4) : 0);
 }
 
+// ceil(log2 n) for n >= 1
+DDFAD_HD int log2_ceil(int64_t n) {
+  int bits = 0;
+  while ((int64_t{1} << bits) < n) ++bits;
+  return bits;
+}
+
 DDFAD_HD constexpr int log2_const(int n) {
   int bits = 0;
   while ((1 << bits) < n) ++bits;

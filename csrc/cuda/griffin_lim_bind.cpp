@@ -1,8 +1,11 @@
-// torch bindings of the fast Griffin-Lim CUDA kernels: CUDA implementations of ddfad::gla_step and
-// ddfad::overlap_add (whose schemas and Meta kernels csrc/cpu/ops.cpp defines for every build), and the
+// torch bindings of the fast Griffin-Lim CUDA kernels: CUDA implementations of ddfad::griffin_lim (the whole
+// loop), ddfad::gla_step and ddfad::overlap_add (whose schemas and Meta kernels csrc/cpu/ops.cpp defines for
+// every build, beside their CPU implementations: one schema per operation, dispatched by device), and the
 // CUDA-only operators ddfad::overlap_add_out and ddfad::gla_fused_step (schemas and Meta kernels here, so
 // they trace under torch.compile). Every launch's error is checked; nothing synchronises with the host.
 #include <limits>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -120,24 +123,35 @@ void overlap_add_out_cuda(const at::Tensor& frames, const at::Tensor& window, co
   overlap_add_into(frames, window, inv_envelope, hop_length, length, reframe, out);
 }
 
+constexpr int64_t kDefaultRadix = 4;   // radix 16 needs 128 registers a thread in float32, radix 8 about 71; on an
+                                       // H100 radix 4 was fastest in 3 of the 4 cases of bench/gpu_bench.py
+
+// Whether the fused iteration runs this size: power-of-two n_fft and a one-frame tile that fits the device.
+bool fused_supported(int64_t n_fft, int64_t hop_length, int64_t n_frames, int64_t length, int64_t element_size,
+                     int device) {
+  if (!ddfad::gla_fused_fft_supported(n_fft, kDefaultRadix)) return false;
+  if (n_fft + hop_length * (n_frames - 1) >= (int64_t{1} << 31) || length >= (int64_t{1} << 31)) return false;
+  int smem_optin = 0;
+  check_cuda(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+             "cudaDeviceGetAttribute");
+  return ddfad::gla_fused_smem_bytes(n_fft, hop_length, 1, element_size) <= smem_optin;
+}
+
 // One fused fast Griffin-Lim iteration (power-of-two n_fft): x_out <- step(STFT(ISTFT(x_in)), prev),
 // prev <- STFT(ISTFT(x_in)). x_in, x_out, prev complex (B, T, F); magnitude real (B, T, F); window
-// (n_fft); inv_envelope (n_fft + hop*(T-1)); twiddle (n_fft/2, 2) real: exp(-2 pi i k / n_fft).
-// tile_frames: output frames per block, 0 = the launcher's choice; max_radix: the largest FFT pass (2, 4,
-// 8 or 16 points; 0 = 4: radix 16 needs 128 registers a thread in float32, radix 8 about 71; on an H100
-// radix 4 was fastest in 3 of the 4 cases of bench/gpu_bench.py, 2026-11-25).
+// (n_fft); inv_envelope (n_fft + hop*(T-1)). tile_frames: output frames per block, 0 = the launcher's
+// choice; max_radix: the largest FFT pass (2, 4, 8 or 16 points; 0 = kDefaultRadix).
 void gla_fused_step_cuda(const at::Tensor& x_in, at::Tensor x_out, at::Tensor prev, const at::Tensor& magnitude,
-                         const at::Tensor& window, const at::Tensor& inv_envelope, const at::Tensor& twiddle,
-                         int64_t n_fft, int64_t hop_length, int64_t length, double momentum, int64_t tile_frames,
-                         int64_t max_radix) {
+                         const at::Tensor& window, const at::Tensor& inv_envelope, int64_t n_fft, int64_t hop_length,
+                         int64_t length, double momentum, int64_t tile_frames, int64_t max_radix) {
   for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{x_in, "x_in"}, {x_out, "x_out"},
                                 {prev, "prev"}, {magnitude, "magnitude"}, {window, "window"},
-                                {inv_envelope, "inv_envelope"}, {twiddle, "twiddle"}}) {
+                                {inv_envelope, "inv_envelope"}}) {
     check_input(t, name);
   }
   TORCH_CHECK(magnitude.dim() == 3, "magnitude must be (B, T, F), got ", magnitude.sizes());
   const int64_t batch = magnitude.size(0), n_frames = magnitude.size(1), n_freqs = magnitude.size(2);
-  if (max_radix == 0) max_radix = 4;
+  if (max_radix == 0) max_radix = kDefaultRadix;
   TORCH_CHECK(ddfad::gla_fused_fft_supported(n_fft, max_radix), "gla_fused_step needs a power-of-two n_fft in [4, ",
               "8192] whose FFT fits passes of at most ", max_radix, " points, got n_fft = ", n_fft);
   TORCH_CHECK(n_fft + hop_length * (magnitude.size(1) - 1) < (int64_t{1} << 31) && length < (int64_t{1} << 31),
@@ -148,16 +162,14 @@ void gla_fused_step_cuda(const at::Tensor& x_in, at::Tensor x_out, at::Tensor pr
                   prev.sizes() == magnitude.sizes(),
               "x_in, x_out, prev must have magnitude's shape ", magnitude.sizes());
   TORCH_CHECK(!x_out.is_same(x_in), "x_out must be a different buffer from x_in");
-  TORCH_CHECK(window.numel() == n_fft && twiddle.numel() == n_fft &&
-                  inv_envelope.numel() == n_fft + hop_length * (n_frames - 1),
-              "window (n_fft), twiddle (n_fft/2, 2) or inv_envelope (n_fft + hop*(T-1)) has the wrong size");
+  TORCH_CHECK(window.numel() == n_fft && inv_envelope.numel() == n_fft + hop_length * (n_frames - 1),
+              "window (n_fft) or inv_envelope (n_fft + hop*(T-1)) has the wrong size");
   const auto real = magnitude.scalar_type();
   TORCH_CHECK(real == at::kFloat || real == at::kDouble, "gla_fused_step needs float32 or float64, got ", real);
   const auto cplx = real == at::kFloat ? at::kComplexFloat : at::kComplexDouble;
   TORCH_CHECK(x_in.scalar_type() == cplx && x_out.scalar_type() == cplx && prev.scalar_type() == cplx &&
-                  window.scalar_type() == real && inv_envelope.scalar_type() == real &&
-                  twiddle.scalar_type() == real,
-              "spectra must be ", cplx, " and window, inv_envelope, twiddle ", real);
+                  window.scalar_type() == real && inv_envelope.scalar_type() == real,
+              "spectra must be ", cplx, " and window, inv_envelope ", real);
   const c10::cuda::CUDAGuard guard(magnitude.device());
   const int64_t tile = tile_frames > 0 ? tile_frames
                                        : ddfad::gla_fused_default_tile(n_fft, hop_length, magnitude.element_size());
@@ -172,26 +184,84 @@ void gla_fused_step_cuda(const at::Tensor& x_in, at::Tensor x_out, at::Tensor pr
   if (real == at::kFloat) {
     check_cuda(ddfad::launch_gla_fused_step<float>(
                    real_ptr<float>(x_in), real_ptr<float>(x_out), real_ptr<float>(prev), magnitude.data_ptr<float>(),
-                   window.data_ptr<float>(), inv_envelope.data_ptr<float>(), twiddle.data_ptr<float>(), batch,
-                   n_frames, n_fft, hop_length, length, static_cast<float>(coef), std::numeric_limits<float>::min(),
-                   tile, max_radix, stream),
+                   window.data_ptr<float>(), inv_envelope.data_ptr<float>(), batch, n_frames, n_fft, hop_length,
+                   length, static_cast<float>(coef), std::numeric_limits<float>::min(), tile, max_radix, stream),
                "gla_fused_step");
   } else {
     check_cuda(ddfad::launch_gla_fused_step<double>(
                    real_ptr<double>(x_in), real_ptr<double>(x_out), real_ptr<double>(prev),
-                   magnitude.data_ptr<double>(), window.data_ptr<double>(), inv_envelope.data_ptr<double>(),
-                   twiddle.data_ptr<double>(), batch, n_frames, n_fft, hop_length, length, coef,
-                   std::numeric_limits<double>::min(), tile, max_radix, stream),
+                   magnitude.data_ptr<double>(), window.data_ptr<double>(), inv_envelope.data_ptr<double>(), batch,
+                   n_frames, n_fft, hop_length, length, coef, std::numeric_limits<double>::min(), tile, max_radix,
+                   stream),
                "gla_fused_step");
   }
 }
 
+// The real part only of the DC bin (and of the Nyquist bin for even n_fft) of spectra (B, T, F): an inverse real
+// FFT reads nothing else there.
+void zero_edge_imag(at::Tensor& x, int64_t n_fft) {
+  at::Tensor im = at::view_as_real(x).select(-1, 1);
+  im.select(2, 0).zero_();
+  if (n_fft % 2 == 0) im.select(2, x.size(2) - 1).zero_();
+}
+
+// ddfad::griffin_lim on CUDA: the whole fast Griffin-Lim loop (librosa.griffinlim semantics, center=True):
+// magnitude (B, F, T) float32/float64, init_phase (B, F, T) complex unit phasors -> (B, length). Power-of-two
+// n_fft runs one fused kernel per iteration (36 bytes a bin); other sizes cuFFT with the step and overlap-add
+// kernels. win_lo / win_hi and `group` concern the CPU kernel only.
+at::Tensor griffin_lim_cuda(const at::Tensor& magnitude, const at::Tensor& init_phase, const at::Tensor& window,
+                            int64_t win_lo, int64_t win_hi, const at::Tensor& inv_envelope, int64_t hop_length,
+                            int64_t n_iter, double momentum, int64_t length, int64_t /*group*/) {
+  TORCH_CHECK(magnitude.is_cuda() && magnitude.dim() == 3, "magnitude must be a (B, F, T) CUDA tensor, got ",
+              magnitude.sizes(), " on ", magnitude.device());
+  const auto real = magnitude.scalar_type();
+  TORCH_CHECK(real == at::kFloat || real == at::kDouble, "griffin_lim needs float32 or float64, got ", real);
+  const auto cplx = real == at::kFloat ? at::kComplexFloat : at::kComplexDouble;
+  TORCH_CHECK(init_phase.device() == magnitude.device() && init_phase.sizes() == magnitude.sizes() &&
+                  init_phase.is_complex(),
+              "init_phase must be complex, of magnitude's shape and on its device");
+  const int64_t n_fft = window.numel();
+  const int64_t batch = magnitude.size(0), n_freqs = magnitude.size(1), n_frames = magnitude.size(2);
+  TORCH_CHECK(window.device() == magnitude.device() && window.scalar_type() == real &&
+                  inv_envelope.device() == magnitude.device() && inv_envelope.scalar_type() == real,
+              "window and inv_envelope must be ", real, " on ", magnitude.device());
+  TORCH_CHECK(n_freqs == n_fft / 2 + 1, "magnitude has ", n_freqs, " bins, expected n_fft/2+1 = ", n_fft / 2 + 1);
+  TORCH_CHECK(0 <= win_lo && win_lo <= win_hi && win_hi <= n_fft, "window support outside its taps");
+  TORCH_CHECK(hop_length > 0 && length > 0 && n_iter >= 0, "need hop_length > 0, length > 0, n_iter >= 0");
+  const c10::cuda::CUDAGuard guard(magnitude.device());
+  const at::Tensor win = window.contiguous(), env = inv_envelope.contiguous();
+  const at::Tensor mag = magnitude.transpose(1, 2).contiguous();                                  // (B, T, F)
+  at::Tensor x = (init_phase.to(cplx) * magnitude).transpose(1, 2).contiguous();
+  zero_edge_imag(x, n_fft);
+  at::Tensor out = at::empty({batch, length}, mag.options());
+  if (batch == 0) return out;
+  if (fused_supported(n_fft, hop_length, n_frames, length, mag.element_size(), magnitude.get_device())) {
+    at::Tensor x_next = at::empty_like(x), prev = at::zeros_like(x);
+    for (int64_t i = 0; i < n_iter; ++i) {
+      gla_fused_step_cuda(x, x_next, prev, mag, win, env, n_fft, hop_length, length, momentum, 0, 0);
+      std::swap(x, x_next);
+    }
+  } else {
+    at::Tensor reframed = at::empty({batch, n_frames, n_fft}, mag.options());
+    at::Tensor prev = at::zeros_like(x);
+    const at::Tensor env_unscaled = env / static_cast<double>(n_fft);     // for inverse FFTs without 1/n_fft
+    for (int64_t i = 0; i < n_iter; ++i) {
+      overlap_add_into(at::fft_irfft(x, n_fft, -1, "forward"), win, env_unscaled, hop_length, length, true, reframed);
+      at::Tensor cur = at::fft_rfft(reframed, std::nullopt, -1, std::nullopt);
+      gla_step_cuda(x, cur, prev, mag, momentum);
+      if (n_fft % 2 == 0) at::view_as_real(x).select(-1, 1).select(2, n_freqs - 1).zero_();
+      prev = cur;
+    }
+  }
+  overlap_add_into(at::fft_irfft(x, n_fft, -1, std::nullopt), win, env, hop_length, length, false, out);
+  return out;
+}
 
 void overlap_add_out_meta(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t, bool,
                           at::Tensor) {}
 
 void gla_fused_step_meta(const at::Tensor&, at::Tensor, at::Tensor, const at::Tensor&, const at::Tensor&,
-                         const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t, double, int64_t, int64_t) {}
+                         const at::Tensor&, int64_t, int64_t, int64_t, double, int64_t, int64_t) {}
 
 }  // namespace
 
@@ -199,11 +269,12 @@ TORCH_LIBRARY_FRAGMENT(ddfad, m) {
   m.def("overlap_add_out(Tensor frames, Tensor window, Tensor inv_envelope, int hop_length, int length, "
         "bool reframe, Tensor(a!) out) -> ()");
   m.def("gla_fused_step(Tensor x_in, Tensor(a!) x_out, Tensor(b!) prev, Tensor magnitude, Tensor window, "
-        "Tensor inv_envelope, Tensor twiddle, int n_fft, int hop_length, int length, float momentum, "
-        "int tile_frames, int max_radix) -> ()");
+        "Tensor inv_envelope, int n_fft, int hop_length, int length, float momentum, int tile_frames, "
+        "int max_radix) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(ddfad, CUDA, m) {
+  m.impl("griffin_lim", &griffin_lim_cuda);
   m.impl("gla_step", &gla_step_cuda);
   m.impl("overlap_add", &overlap_add_cuda);
   m.impl("overlap_add_out", &overlap_add_out_cuda);

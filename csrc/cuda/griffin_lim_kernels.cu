@@ -32,13 +32,15 @@ template <typename S>
 __global__ void __launch_bounds__(kThreads) overlap_add_kernel(const S* __restrict__ frames,
                                                                const S* __restrict__ window,
                                                                const S* __restrict__ inv_env, S* __restrict__ out,
-                                                               int64_t n_frames, int n_fft, int hop, int64_t length,
-                                                               int n_out, bool reframe) {
+                                                               int64_t n_frames, int n_fft, int hop, FastDiv div_hop,
+                                                               FastDiv div_n_fft, int64_t length, int n_out,
+                                                               bool reframe) {
   const int64_t b = blockIdx.y;
   const S* clip = frames + b * n_frames * n_fft;
   const int stride = static_cast<int>(gridDim.x * blockDim.x);
   for (int j = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); j < n_out; j += stride) {
-    out[b * n_out + j] = ola_output(clip, window, inv_env, j, static_cast<int>(n_frames), n_fft, hop, length, reframe);
+    out[b * n_out + j] = ola_output(clip, window, inv_env, j, static_cast<int>(n_frames), n_fft, hop, div_hop,
+                                    div_n_fft, length, reframe);
   }
 }
 
@@ -55,18 +57,12 @@ unsigned blocks_for(int64_t work, int64_t cap) {
   return static_cast<unsigned>(blocks < cap ? blocks : cap);
 }
 
-int log2_exact(int64_t n) {
-  int bits = 0;
-  while ((int64_t{1} << bits) < n) ++bits;
-  return bits;
-}
-
 }  // namespace
 
 bool gla_fused_fft_supported(int64_t n_fft, int64_t max_radix) {
   uint64_t plan = 0;
   return n_fft >= 4 && (n_fft & (n_fft - 1)) == 0 && n_fft <= 8192 &&
-         fft_schedule(log2_exact(n_fft / 2), static_cast<int>(max_radix), kThreads, &plan) > 0;
+         fft_schedule(log2_ceil(n_fft / 2), static_cast<int>(max_radix), kThreads, &plan) > 0;
 }
 
 int64_t gla_fused_smem_bytes(int64_t n_fft, int64_t hop, int64_t tile_frames, int64_t scalar_bytes) {
@@ -110,7 +106,8 @@ cudaError_t launch_overlap_add(const S* frames, const S* window, const S* inv_en
     dim3 grid(blocks_for(n_out, 1 << 16), static_cast<unsigned>(nb));
     overlap_add_kernel<S><<<grid, kThreads, 0, stream>>>(frames + b0 * n_frames * n_fft, window, inv_env,
                                                         out + b0 * n_out, n_frames, static_cast<int>(n_fft),
-                                                        static_cast<int>(hop), length, static_cast<int>(n_out),
+                                                        static_cast<int>(hop), make_fast_div(hop),
+                                                        make_fast_div(n_fft), length, static_cast<int>(n_out),
                                                         reframe);
   }
   return cudaGetLastError();
@@ -118,31 +115,14 @@ cudaError_t launch_overlap_add(const S* frames, const S* window, const S* inv_en
 
 template <typename S>
 cudaError_t launch_gla_fused_step(const S* x_in, S* x_out, S* prev, const S* mag, const S* window, const S* inv_env,
-                                  const S* twiddle, int64_t batch, int64_t n_frames, int64_t n_fft, int64_t hop,
-                                  int64_t length, S coef, S eps, int64_t tile_frames, int64_t max_radix,
-                                  cudaStream_t stream) {
+                                  int64_t batch, int64_t n_frames, int64_t n_fft, int64_t hop, int64_t length,
+                                  S coef, S eps, int64_t tile_frames, int64_t max_radix, cudaStream_t stream) {
   if (tile_frames <= 0) tile_frames = gla_fused_default_tile(n_fft, hop, sizeof(S));
   if (!gla_fused_fft_supported(n_fft, max_radix)) return cudaErrorInvalidValue;
   if (n_fft + hop * (n_frames - 1) >= (int64_t{1} << 31)) return cudaErrorInvalidValue;   // 32-bit positions
-  GlaFusedParams<S> p;
-  p.x_in = reinterpret_cast<const Cplx<S>*>(x_in);
-  p.x_out = reinterpret_cast<Cplx<S>*>(x_out);
-  p.prev = reinterpret_cast<Cplx<S>*>(prev);
-  p.mag = mag;
-  p.window = window;
-  p.inv_env = inv_env;
-  p.twiddle = reinterpret_cast<const Cplx<S>*>(twiddle);
-  p.T = static_cast<int>(n_frames);
-  p.n_fft = static_cast<int>(n_fft);
-  p.log2_half = log2_exact(n_fft / 2);
-  p.hop = static_cast<int>(hop);
-  p.halo = static_cast<int>((n_fft - 1) / hop);
-  p.tile_frames = static_cast<int>(tile_frames);
-  p.n_tiles = static_cast<int>((n_frames + tile_frames - 1) / tile_frames);
-  p.length = length;
-  p.coef = coef;
-  p.eps = eps;
-  p.n_pass = fft_schedule(p.log2_half, static_cast<int>(max_radix), kThreads, &p.fft_plan);
+  const GlaFusedParams<S> p = make_gla_fused_params<S>(x_in, x_out, prev, mag, window, inv_env, n_frames, n_fft, hop,
+                                                       length, coef, eps, tile_frames, max_radix, kThreads);
+  if (p.n_pass < 0) return cudaErrorInvalidValue;
   const int max_log2 = fft_plan_max_log2(p.fft_plan, p.n_pass);
   void (*kernel)(const GlaFusedParams<S>) = max_log2 >= 4   ? gla_fused_kernel<S, 4>
                                             : max_log2 == 3 ? gla_fused_kernel<S, 3>
@@ -170,10 +150,10 @@ template cudaError_t launch_overlap_add<float>(const float*, const float*, const
 template cudaError_t launch_overlap_add<double>(const double*, const double*, const double*, double*, int64_t,
                                                 int64_t, int64_t, int64_t, int64_t, bool, cudaStream_t);
 template cudaError_t launch_gla_fused_step<float>(const float*, float*, float*, const float*, const float*,
-                                                  const float*, const float*, int64_t, int64_t, int64_t, int64_t,
-                                                  int64_t, float, float, int64_t, int64_t, cudaStream_t);
+                                                  const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float,
+                                                  float, int64_t, int64_t, cudaStream_t);
 template cudaError_t launch_gla_fused_step<double>(const double*, double*, double*, const double*, const double*,
-                                                   const double*, const double*, int64_t, int64_t, int64_t, int64_t,
-                                                   int64_t, double, double, int64_t, int64_t, cudaStream_t);
+                                                   const double*, int64_t, int64_t, int64_t, int64_t, int64_t, double,
+                                                   double, int64_t, int64_t, cudaStream_t);
 
 }  // namespace ddfad

@@ -30,14 +30,12 @@ int64_t gla_fused_default_tile(int64_t n_fft, int64_t hop, int64_t scalar_bytes)
 bool gla_fused_fft_supported(int64_t n_fft, int64_t max_radix);
 
 // One fused iteration for power-of-two n_fft: x_out <- step(STFT(ISTFT(x_in)), prev), prev <- the rebuilt
-// spectrum. Spectra (B, T, n_fft/2+1) complex as (re, im) pairs; twiddle (n_fft/2) complex
-// exp(-2 pi i k / n_fft); tile_frames output frames per block (0: gla_fused_default_tile); FFT passes of
-// at most max_radix points.
+// spectrum. Spectra (B, T, n_fft/2+1) complex as (re, im) pairs; tile_frames output frames per block
+// (0: gla_fused_default_tile); FFT passes of at most max_radix points (the twiddles are computed in the kernel).
 template <typename scalar_t>
 cudaError_t launch_gla_fused_step(const scalar_t* x_in, scalar_t* x_out, scalar_t* prev, const scalar_t* mag,
-                                  const scalar_t* window, const scalar_t* inv_env, const scalar_t* twiddle,
-                                  int64_t batch, int64_t n_frames, int64_t n_fft, int64_t hop, int64_t length,
-                                  scalar_t coef, scalar_t eps, int64_t tile_frames, int64_t max_radix,
-                                  cudaStream_t stream);
+                                  const scalar_t* window, const scalar_t* inv_env, int64_t batch, int64_t n_frames,
+                                  int64_t n_fft, int64_t hop, int64_t length, scalar_t coef, scalar_t eps,
+                                  int64_t tile_frames, int64_t max_radix, cudaStream_t stream);
 
 }  // namespace ddfad

@@ -22,24 +22,23 @@ DDFAD_HD Cplx<S> gla_update(Cplx<S> rebuilt, Cplx<S> prev, S mag, S coef, S eps,
 }
 
 // ---- overlap-add as a gather ---------------------------------------------------------------------
-// Clip-local positions are 32-bit (callers check n_fft + hop*(T-1) < 2^31): a 64-bit division per
-// sample costs several times a 32-bit one on the GPU.
+// Clip-local positions are 32-bit (callers check n_fft + hop*(T-1) < 2^31), and divisions by hop and n_fft
+// go through FastDiv (hd_common.h): a run-time division per sample would cost more than its sum.
 //
 // Sample p of the centre-padded inverse STFT of frames (T, n_fft) (time frames of one clip, unwindowed),
-// before cropping: inv_env[p] * sum over the frames t covering p of window[p - t*hop] * frames[t][p - t*hop].
+// before cropping and normalisation: sum over the frames t covering p of window[p - t*hop] * frames[t][p - t*hop].
 // Only frames in [t_lo, t_hi) are read; frame t is at frames + (t - t_lo) * frame_stride.
 template <typename S>
-DDFAD_HD S ola_gather(const S* frames, int frame_stride, const S* window, const S* inv_env, int p, int n_fft, int hop,
-                      int t_lo, int t_hi) {
-  int first = p - n_fft + 1;                           // frames t with t*hop <= p < t*hop + n_fft
-  first = first <= 0 ? 0 : (first + hop - 1) / hop;
-  const int last = hd_min(p / hop, t_hi - 1);
+DDFAD_HD S ola_sum(const S* frames, int frame_stride, const S* window, int p, int n_fft, int hop,
+                   const FastDiv& div_hop, int t_lo, int t_hi) {
+  const int last = hd_min(fast_div(p, div_hop), t_hi - 1);   // frames t with t*hop <= p < t*hop + n_fft
+  const int first = p < n_fft ? 0 : fast_div(p - n_fft, div_hop) + 1;
   S acc = 0;
   for (int t = hd_max(first, t_lo); t <= last; ++t) {
     const int k = p - t * hop;
     acc += window[k] * frames[static_cast<int64_t>(t - t_lo) * frame_stride + k];
   }
-  return acc * inv_env[p];
+  return acc;
 }
 
 // Whether padded position p carries a sample of the cropped signal: 0 <= p - n_fft/2 < length and p
@@ -53,12 +52,12 @@ DDFAD_HD bool ola_live(int p, int n_fft, int64_t length, int sig_len) {
 // reframe=true -> element j = t*n_fft + k of the windowed, centre-zero-padded frames of that signal.
 template <typename S>
 DDFAD_HD S ola_output(const S* frames_clip, const S* window, const S* inv_env, int j, int T, int n_fft, int hop,
-                      int64_t length, bool reframe) {
+                      const FastDiv& div_hop, const FastDiv& div_n_fft, int64_t length, bool reframe) {
   const int sig_len = n_fft + hop * (T - 1);
   int p;
   S gain = 1;
   if (reframe) {
-    const int t = j / n_fft;
+    const int t = fast_div(j, div_n_fft);
     const int k = j - t * n_fft;
     p = t * hop + k;
     gain = window[k];
@@ -66,7 +65,7 @@ DDFAD_HD S ola_output(const S* frames_clip, const S* window, const S* inv_env, i
     p = j + n_fft / 2;
   }
   if (!ola_live(p, n_fft, length, sig_len)) return S(0);
-  return gain * ola_gather(frames_clip, n_fft, window, inv_env, p, n_fft, hop, 0, T);
+  return gain * inv_env[p] * ola_sum(frames_clip, n_fft, window, p, n_fft, hop, div_hop, 0, T);
 }
 
 // ---- one fused fast Griffin-Lim iteration for a tile of frames ---------------------------------------
@@ -78,21 +77,52 @@ struct GlaFusedParams {
   const S* mag;              // (B, T, F)
   const S* window;           // (n_fft)
   const S* inv_env;          // (n_fft + hop*(T-1))
-  const Cplx<S>* twiddle;    // (n_fft/2) exp(-2 pi i k / n_fft)
   int T, n_fft, log2_half, hop;
+  FastDiv div_hop, div_freqs;  // by hop and by F = n_fft/2 + 1
   int halo;                  // (n_fft - 1) / hop: frames on each side that reach into a tile's frames
   int tile_frames, n_tiles;  // output frames per block, blocks per clip
   int64_t length;            // samples of the signal (istft length)
   S coef, eps;
-  int n_pass;                // FFT passes and their radices (fft_schedule)
+  int n_pass;                // FFT passes and their radices (fft_schedule); -1: not schedulable with nth threads
   uint64_t fft_plan;
 };
 
-// shared memory of one block, in scalars: twiddles, input frame buffers, the tile's signal segment
+// The parameters of one iteration (the launcher and the harness both build them here): power-of-two n_fft,
+// nth threads per block, FFT passes of at most max_radix points.
+template <typename S>
+GlaFusedParams<S> make_gla_fused_params(const S* x_in, S* x_out, S* prev, const S* mag, const S* window,
+                                        const S* inv_env, int64_t n_frames, int64_t n_fft, int64_t hop, int64_t length,
+                                        S coef, S eps, int64_t tile_frames, int64_t max_radix, int nth) {
+  GlaFusedParams<S> p;
+  p.x_in = reinterpret_cast<const Cplx<S>*>(x_in);
+  p.x_out = reinterpret_cast<Cplx<S>*>(x_out);
+  p.prev = reinterpret_cast<Cplx<S>*>(prev);
+  p.mag = mag;
+  p.window = window;
+  p.inv_env = inv_env;
+  p.T = static_cast<int>(n_frames);
+  p.n_fft = static_cast<int>(n_fft);
+  const int bits = log2_ceil(n_fft / 2);
+  p.log2_half = bits;
+  p.hop = static_cast<int>(hop);
+  p.div_hop = make_fast_div(hop);
+  p.div_freqs = make_fast_div(n_fft / 2 + 1);
+  p.halo = static_cast<int>((n_fft - 1) / hop);
+  p.tile_frames = static_cast<int>(tile_frames);
+  p.n_tiles = static_cast<int>((n_frames + tile_frames - 1) / tile_frames);
+  p.length = length;
+  p.coef = coef;
+  p.eps = eps;
+  p.n_pass = fft_schedule(bits, static_cast<int>(max_radix), nth, &p.fft_plan);
+  return p;
+}
+
+// shared memory of one block, in scalars: twiddles, input frame buffers, the tile's signal segment, the
+// window, the segment's inverse envelope
 DDFAD_HD int64_t gla_fused_smem_scalars(int n_fft, int hop, int tile_frames) {
   const int halo = (n_fft - 1) / hop;
-  return n_fft + static_cast<int64_t>(tile_frames + 2 * halo) * n_fft +
-         static_cast<int64_t>(tile_frames - 1) * hop + n_fft;
+  const int64_t segment = static_cast<int64_t>(tile_frames - 1) * hop + n_fft;
+  return n_fft + static_cast<int64_t>(tile_frames + 2 * halo) * n_fft + 2 * segment + n_fft;
 }
 
 template <typename S, int kMaxLog2, class Sync>
@@ -107,11 +137,18 @@ DDFAD_HD void gla_fused_block(const GlaFusedParams<S>& p, int64_t block, int tid
   const int i1 = hd_min(p.T, t1 + p.halo);
   const int n_in = i1 - i0;
   const int64_t clip = b * p.T;                      // first frame row of this clip
+  const int p0 = t0 * H;                             // the tile's signal segment: padded positions [p0, p0 + seg)
+  const int seg = (n_out - 1) * H + N;
+  const int max_seg = (p.tile_frames - 1) * H + N;
   Cplx<S>* tw = reinterpret_cast<Cplx<S>*>(smem);                      // (M)
   Cplx<S>* buf = tw + M;                                               // (tile_frames + 2 halo, M)
-  S* sig = reinterpret_cast<S*>(buf + static_cast<int64_t>(p.tile_frames + 2 * p.halo) * M);
+  S* sig = reinterpret_cast<S*>(buf + static_cast<int64_t>(p.tile_frames + 2 * p.halo) * M);   // (max_seg)
+  S* win = sig + max_seg;                                              // (N)
+  S* env = win + N;                                                    // (max_seg) inv_env[p0 ..]
 
-  for (int k = tid; k < M; k += nth) tw[k] = p.twiddle[k];
+  for (int k = tid; k < M; k += nth) tw[k] = exp_i_pi(-static_cast<S>(k) / static_cast<S>(M));
+  for (int k = tid; k < N; k += nth) win[k] = p.window[k];
+  for (int i = tid; i < seg; i += nth) env[i] = p.inv_env[p0 + i];
   sync();
   // 1. inverse real FFTs of the input frames: pack into half-size complex spectra, Stockham passes
   for (int i = tid; i < n_in * M; i += nth) {
@@ -125,14 +162,12 @@ DDFAD_HD void gla_fused_block(const GlaFusedParams<S>& p, int64_t block, int tid
   // 2. overlap-add over the tile's signal segment, padded positions [t0*H, (t1-1)*H + N); the frame
   //    samples are buf read as scalars, times M (the inverse FFT is unnormalised)
   const S* frames = reinterpret_cast<const S*>(buf);
-  const int p0 = t0 * H;
   const int sig_len = N + H * (p.T - 1);
-  const int seg = (n_out - 1) * H + N;
   const S inv_m = S(1) / S(M);
   for (int i = tid; i < seg; i += nth) {
     const int pos = p0 + i;
     sig[i] = ola_live(pos, N, p.length, sig_len)
-                 ? inv_m * ola_gather(frames, N, p.window, p.inv_env, pos, N, H, i0, i1)
+                 ? inv_m * env[i] * ola_sum(frames, N, win, pos, N, H, p.div_hop, i0, i1)
                  : S(0);
   }
   sync();
@@ -141,16 +176,16 @@ DDFAD_HD void gla_fused_block(const GlaFusedParams<S>& p, int64_t block, int tid
     const int j = i >> p.log2_half;
     const int n = i & (M - 1);
     const S* s = sig + j * H + 2 * n;
-    buf[i] = make_cplx<S>(p.window[2 * n] * s[0], p.window[2 * n + 1] * s[1]);
+    buf[i] = make_cplx<S>(win[2 * n] * s[0], win[2 * n + 1] * s[1]);
   }
   sync();
   fft_stockham<S, kMaxLog2>(buf, n_out, p.log2_half, p.fft_plan, p.n_pass, tw, false, tid, nth, sync);
   // 4. unpack, momentum step, write the next estimate and the rebuilt spectrum
   for (int i = tid; i < n_out * F; i += nth) {
-    const int j = i / F;
+    const int j = fast_div(i, p.div_freqs);
     const int k = i - j * F;
     const Cplx<S>* z = buf + j * M;
-    const Cplx<S> rebuilt = rfft_unpack(z[k % M], z[(M - k) % M], twiddle_at(tw, k, M));
+    const Cplx<S> rebuilt = rfft_unpack(z[k & (M - 1)], z[(M - k) & (M - 1)], twiddle_at(tw, k, M));
     const int64_t g = (clip + t0 + j) * F + k;
     const Cplx<S> before = p.prev[g];
     p.x_out[g] = gla_update(rebuilt, before, p.mag[g], p.coef, p.eps, k == 0 || k == M);

@@ -27,7 +27,7 @@ def fsdd_dataset(files, names=("0", "1", "2")) -> "datasets.DatasetDict":
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_in_memory_dataset_gives_the_cli_folder_runs_tensors(cli_run, tmp_path):
+def test_in_memory_dataset_gives_the_cli_folder_runs_tensors(cli_run, tmp_path):  # noqa: F811
     """distill_dataset on an in-memory DatasetDict of the clips == `ddfad run` on their folder (same seed, preset)."""
     data, run = cli_run
     ds = fsdd_dataset(sorted(data.glob("*.wav")))
@@ -109,7 +109,7 @@ def test_label_and_split_handling(fsdd_files, tmp_path):
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_export_to_hf_dataset_and_back(cli_run, tmp_path):
+def test_export_to_hf_dataset_and_back(cli_run, tmp_path):  # noqa: F811
     from ddfad_fast.apps.result import DistillRun
     _, run = cli_run
     result = DistillRun.from_folder(run)

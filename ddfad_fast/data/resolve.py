@@ -11,6 +11,8 @@ from ..errors import ParameterError
 from .hf import HF_PREFIX, hf_examples, is_hf_dataset, is_saved_dataset
 from .spool import iterable_examples, spool_examples
 
+DataLike = Any      # folder, CSV, datasets object, "hf:NAME", or an iterable of (waveform, sample_rate, label)
+
 
 def is_file_source(data: Any) -> bool:
     """Whether ``data`` names a folder or CSV manifest (read in place, not spooled)."""

@@ -111,3 +111,16 @@ def test_bad_data_is_one_clear_error(tmp_path):
         dd.distill_dataset([(np.zeros(10), 0, "a")], out=tmp_path / "z")
     with pytest.raises(dd.ParameterError, match="neither a folder nor a .csv"):
         dd.distill_dataset(str(tmp_path / "missing"), out=tmp_path / "w")
+
+
+def test_the_out_folder_is_checked_before_the_data_is_read(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep")
+    rows = iter([(np.zeros(10), 8000, "a")])
+    with pytest.raises(dd.ParameterError, match="exists; pass --resume"):
+        dd.distill_dataset(rows, out=out)
+    with pytest.raises(dd.ParameterError, match="not a ddfad run folder"):
+        dd.distill_dataset(rows, out=out, overwrite=True)
+    assert (out / "precious.txt").read_text() == "keep" and not (out / "cache").exists()
+    assert next(rows)[2] == "a"                         # nothing was read

@@ -65,11 +65,19 @@ def seeded(preset: Preset, seed: Optional[int]) -> Preset:
                           eval=preset.eval.replace(seed=seed), eval_full=preset.eval_full.replace(seed=seed))
 
 
-def _clear_for_overwrite(out: Path) -> None:
-    """Delete a run folder before its source is written into its cache (run_pipeline refuses other folders)."""
-    if out.exists() and any(p.name != "cache" for p in out.iterdir()):
-        if not (out / RUN_FILE).is_file():
-            raise ParameterError(f"{out} is not a ddfad run folder (no {RUN_FILE}); refusing to delete it")
+def _check_out(out: Path, resume: bool, overwrite: bool, clear: bool) -> None:
+    """The checks of the output folder that :func:`run_pipeline` makes, made before the data is read (so a
+    wrong ``out`` is reported first); ``clear``: delete a run folder to be overwritten now, before a source
+    is written into its cache."""
+    if resume and overwrite:
+        raise ParameterError("--resume and --overwrite exclude each other")
+    if not (out.exists() and any(p.name != "cache" for p in out.iterdir())):   # a cache made by ddfad features
+        return
+    if overwrite and not (out / RUN_FILE).is_file():
+        raise ParameterError(f"{out} is not a ddfad run folder (no {RUN_FILE}); refusing to delete it")
+    if not overwrite and not resume:
+        raise ParameterError(f"{out} exists; pass --resume to continue it or --overwrite to start again")
+    if overwrite and clear:
         shutil.rmtree(out)
 
 
@@ -115,11 +123,8 @@ def distill_dataset(data: DataLike, cpc: Union[int, Sequence[int]] = 10, preset:
     preset = get_preset(preset) if isinstance(preset, str) else preset
     if not isinstance(preset, Preset):
         raise ParameterError(f"preset must be a preset name or a Preset, got {type(preset).__name__}")
-    if resume and overwrite:
-        raise ParameterError("--resume and --overwrite exclude each other")
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="ddfad_run_"))
-    if not is_file_source(data) and overwrite:
-        _clear_for_overwrite(out)
+    _check_out(out, resume, overwrite, clear=not is_file_source(data))
     source = resolve_source(data, out / "cache", progress=progress, label_column=label_column,
                             audio_column=audio_column, speaker_column=speaker_column)
     choice = choose_features_for(source, features, duration)

@@ -111,9 +111,10 @@ def _check_rates(orig_sr: int, target_sr: int) -> None:
 def resample_array(x: np.ndarray, orig_sr: int, target_sr: int, quality: str = RESAMPLE_QUALITY) -> np.ndarray:
     """soxr resampling of a numpy array along its last axis: (..., L) -> (..., round(L * target_sr / orig_sr)).
 
-    float32 and float64 keep their dtype (other dtypes are computed in float32 and cast back); every
-    row is one soxr call (clips of one rate are resampled as a batch of rows). ``quality``: a soxr
-    recipe ("HQ", the default, librosa's; "VHQ"; "MQ"; "LQ"; "QQ").
+    float32 and float64 keep their dtype, other float dtypes are computed in float32 and cast back,
+    integer samples come back as float32 (unscaled). Every row is one soxr call: clips of one rate are
+    resampled as a batch of rows (one multichannel soxr call was no faster, ``bench/resample.py``).
+    ``quality``: a soxr recipe ("HQ", the default, librosa's; "VHQ"; "MQ"; "LQ"; "QQ").
     """
     import soxr
 
@@ -129,7 +130,8 @@ def resample_array(x: np.ndarray, orig_sr: int, target_sr: int, quality: str = R
         for k, row in enumerate(rows):
             y = soxr.resample(row, int(orig_sr), int(target_sr), quality=quality)
             out[k, :min(n_out, y.shape[0])] = y[:n_out]
-    return out.reshape(x.shape[:-1] + (n_out,)).astype(x.dtype, copy=False)
+    kind = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
+    return out.reshape(x.shape[:-1] + (n_out,)).astype(kind, copy=False)
 
 
 def resample(wave: Tensor, orig_sr: int, target_sr: int) -> Tensor:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -71,22 +72,27 @@ def accuracy(y: np.ndarray, o: int, t: int, n_in: int) -> float:
     return float(np.abs(y[lo:hi] - want[lo:hi]).max())
 
 
-def _load_all(paths: List[str]) -> int:
+def _load_all(paths: List[str]) -> float:
+    """Load and resample ``paths``; the CPU seconds this process spent."""
     torch.set_num_threads(1)
+    start = time.process_time()
     for p in paths:
         load_audio(p, sample_rate=16000)
-    return len(paths)
+    return time.process_time() - start
 
 
-def corpus_rate(paths: List[str], processes: int) -> float:
+def corpus_rate(paths: List[str], processes: int) -> Dict[str, float]:
+    """Clips per wall second with ``processes`` processes, and the CPU milliseconds per clip they spent (what
+    a core free of other jobs would take: the wall rate on a shared machine counts other jobs' time too)."""
     chunks = [paths[i::processes] for i in range(processes)]
     start = time.perf_counter()
     if processes == 1:
-        _load_all(paths)
+        cpu = [_load_all(paths)]
     else:
         with mp.get_context("fork").Pool(processes) as pool:
-            pool.map(_load_all, chunks)
-    return len(paths) / (time.perf_counter() - start)
+            cpu = pool.map(_load_all, chunks)
+    wall = time.perf_counter() - start
+    return {"clips_per_s": len(paths) / wall, "cpu_ms_per_clip": 1e3 * sum(cpu) / len(paths)}
 
 
 def main(argv=None) -> None:
@@ -134,6 +140,7 @@ def main(argv=None) -> None:
 
     import soundfile
     corpus: Dict[str, object] = {}
+    load_before = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)
         paths = []
@@ -143,13 +150,19 @@ def main(argv=None) -> None:
             soundfile.write(path, wave.astype(np.float32), 44100, subtype="PCM_16")
             paths.append(path)
         _load_all(paths[:50])                                        # warm-up
+        one, two = corpus_rate(paths, 1), corpus_rate(paths, 2)
         corpus = {"clips": len(paths), "seconds_each": 1.0, "rate": 44100, "to": 16000,
-                  "clips_per_s_1_process": corpus_rate(paths, 1), "clips_per_s_2_processes": corpus_rate(paths, 2),
+                  "clips_per_s_1_process": one["clips_per_s"], "clips_per_s_2_processes": two["clips_per_s"],
+                  "cpu_ms_per_clip_1_process": one["cpu_ms_per_clip"], "cpu_ms_per_clip_2_processes": two["cpu_ms_per_clip"],
+                  "clips_per_s_2_free_cores": 2e3 / two["cpu_ms_per_clip"],
+                  "load_average_before_after": [load_before, list(os.getloadavg())],
                   "note": "files read from the page cache (written just before); load_audio: soundfile read, "
-                          "mono, soxr HQ to 16 kHz"}
+                          "mono, soxr HQ to 16 kHz; clips_per_s_2_free_cores = 2 cores / the CPU time per clip"}
     print()
     print(f"load + resample 44.1 kHz -> 16 kHz, {corpus['clips']} one-second clips: "
-          f"{corpus['clips_per_s_1_process']:.0f} clips/s on 1 process, {corpus['clips_per_s_2_processes']:.0f} on 2")
+          f"{corpus['clips_per_s_1_process']:.0f} clips/s on 1 process, {corpus['clips_per_s_2_processes']:.0f} on 2 "
+          f"({two['cpu_ms_per_clip']:.3f} CPU ms per clip: {corpus['clips_per_s_2_free_cores']:.0f} clips/s on 2 free "
+          f"cores); load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
     path = write_json("resample", rows, {"batching": batch_rows, "corpus": corpus, "clip_seconds": 2.0,
                                          "threads": 1}, args.out)
     print(f"wrote {path}")

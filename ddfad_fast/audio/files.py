@@ -186,8 +186,8 @@ def load_audio(path: PathLike, sample_rate: Optional[int] = None, mono: bool = T
     """Read an audio file (any format libsndfile reads: WAV of any PCM width or float, FLAC, OGG, ...).
 
     Returns ``(wave, sample_rate)``: wave (L,) if ``mono`` (channels averaged) else (C, L), float in
-    [-1, 1] for PCM. ``sample_rate``: resample to this rate when it differs from the file's (soxr HQ,
-    :func:`resample_array`, in float32 unless ``dtype`` is float64); with ``resample_ok=False`` a different rate is an error instead. A WAV file
+    [-1, 1] for PCM, read and resampled in float32 unless ``dtype`` is float64. ``sample_rate``: resample to
+    this rate when it differs from the file's (soxr HQ, :func:`resample_array`); with ``resample_ok=False`` a different rate is an error instead. A WAV file
     whose header declares more frames than it holds is an error (:func:`wav_truncation`).
     """
     import soundfile
@@ -200,21 +200,24 @@ def load_audio(path: PathLike, sample_rate: Optional[int] = None, mono: bool = T
     truncated = wav_truncation(path)
     if truncated is not None:
         raise AudioFileError(f"{path}: truncated: header declares {truncated[0]} frames, data holds {truncated[1]}")
+    work = "float64" if dtype == torch.float64 else "float32"      # float32 holds 24-bit PCM exactly
     try:
-        data, file_sr = soundfile.read(str(path), dtype="float64", always_2d=True)
+        data, file_sr = soundfile.read(str(path), dtype=work, always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad files
         reason = str(exc).strip() or type(exc).__name__
         raise AudioFileError(f"{path}: not a readable audio file ({reason})") from None
     if data.shape[0] == 0:
         raise AudioFileError(f"{path}: empty (0 samples)")
-    if not np.isfinite(data).all():
+    if not np.isfinite(data.sum(dtype=np.float64)) and not np.isfinite(data).all():   # NaN / Inf reach the sum
         raise AudioFileError(f"{path}: non-finite samples (NaN or Inf)")
-    data = data.mean(axis=1) if mono else np.ascontiguousarray(data.T)           # (L,) or (C, L) float64
+    if mono:
+        data = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64).astype(work)   # (L,)
+    else:
+        data = np.ascontiguousarray(data.T)                                                             # (C, L)
     if sample_rate is not None and sample_rate != file_sr:
         if not resample_ok:
             raise AudioFileError(f"{path}: sample rate {file_sr} Hz, expected {sample_rate} Hz (resampling disabled)")
-        work = np.float64 if dtype == torch.float64 else np.float32
-        data = resample_array(data.astype(work), int(file_sr), int(sample_rate))
+        data = resample_array(data, int(file_sr), int(sample_rate))
         file_sr = sample_rate
     return torch.from_numpy(np.ascontiguousarray(data)).to(dtype), int(file_sr)
 

@@ -13,7 +13,7 @@ Behaviour on difficult input (every error is an :class:`AudioFileError` naming t
   librosa uses), or an error when ``resample_ok=False``.
 
 Resampling: :func:`resample` runs soxr (HQ) for CPU tensors and numpy arrays, one call per clip (soxr's
-multichannel mode, the other way to batch clips of one rate, measured 3-4x slower per clip:
+multichannel mode, the other way to batch clips of one rate, was no faster on 64 one-second clips:
 ``bench/resample.py``). The plain-torch windowed-sinc interpolator :func:`resample_sinc` runs where soxr
 cannot: tensors that require a gradient (it is differentiable) and tensors on a GPU (it stays on the
 device). Both give ``round(L * target_sr / orig_sr)`` samples (halves rounded up), soxr's length.

@@ -14,6 +14,11 @@ Outputs (one of):
   ``skipped`` [[file, reason], ...] with the FeatureConfig; built through a store in ``FILE.pt.parts/``
   (shards of ``--checkpoint-every`` files), removed when the file is written.
 
+``--data`` may also be a Hugging Face dataset saved with ``save_to_disk`` or ``hf:NAME[:CONFIG]`` from the local
+cache: its clips are written once into ``--cache`` (or beside ``--store`` / ``--out``) as a folder with a
+manifest (:mod:`ddfad_fast.data.spool`). Without ``--feature-preset`` / ``--duration`` the features are chosen
+from a header scan of the clips (:mod:`ddfad_fast.data.scan`); the choice is printed.
+
 Unusable files are skipped and listed with their reason (``--strict``: the first one is an error).
 Decoding runs in ``--workers`` DataLoader processes. Under ``torchrun --nproc-per-node K -m
 ddfad_fast.cli features ...`` the K ranks compute disjoint shards and rank 0 writes the index: the store

@@ -34,6 +34,8 @@ _LAZY = {
     "mfcc_to_mel": "ops.reconstruct", "mel_to_magnitude": "ops.reconstruct", "griffin_lim": "ops.reconstruct",
     "fd_mfcc_to_audio": "ops.reconstruct", "spectral_convergence": "audio.metrics",
     "log_spectral_distance": "audio.metrics",
+    # the whole job
+    "distill_dataset": "apps.api", "DistillRun": "apps.result",
 }
 
 __all__ = sorted(list(_LAZY) + [

@@ -66,7 +66,9 @@ def test_features_preset_flag_and_its_deprecated_spelling(tmp_path):
         assert main(["features", str(folder), "--out", str(tmp_path / "old.pt"), "--quiet", "--preset", "speech16k"]) == 0
     assert load_artifact(tmp_path / "old.pt", kind="features")["config"] == new["config"]
     default = build_parser().parse_args(["features", str(folder), "--out", "x.pt"])
-    assert default.feature_preset == "fsdd"
+    assert default.feature_preset is None            # chosen from the data's headers (ddfad_fast.data.scan)
+    assert main(["features", str(folder), "--out", str(tmp_path / "inferred.pt"), "--quiet"]) == 0
+    assert load_artifact(tmp_path / "inferred.pt", kind="features")["config"] == new["config"]     # 16 kHz data
     with pytest.raises(SystemExit):
         build_parser().parse_args(["features", str(folder), "--out", "x.pt", "--feature-preset", "cpu-small"])
 

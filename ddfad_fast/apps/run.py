@@ -45,6 +45,7 @@ def _comparable(run_config: dict) -> dict:
     """The parts of run.json that must match to resume (the CPC list and the iteration count may grow)."""
     out = json.loads(json.dumps(run_config, default=str))
     out.pop("cpcs", None)
+    out.pop("features_choice", None)                   # how the features were chosen: the preset holds them
     out.get("preset", {}).get("distill", {}).pop("iterations", None)
     out.get("preset", {}).get("distill", {}).pop("checkpoint_every", None)
     for stage in ("expert", "eval", "eval_full"):      # these change speed and float32 rounding only
@@ -151,11 +152,14 @@ def run_split(folder: Path, run: dict, preset: Preset, device: torch.device):
 def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: bool = False,
                  overwrite: bool = False, max_per_class: Optional[int] = None, audio: bool = True,
                  progress: bool = True, strict: bool = False, device: Optional[torch.device] = None,
-                 in_memory: Optional[bool] = None, workers: Optional[int] = None) -> dict:
+                 in_memory: Optional[bool] = None, workers: Optional[int] = None,
+                 feature_choice: Optional[dict] = None) -> dict:
     """Run (or resume) every stage; returns the results dict written to report.json (with "failures").
     Nets train and sets are distilled on ``device`` (default: the CPU); files hold CPU tensors.
     ``in_memory`` / ``workers``: where training reads the features and how many processes decode them
-    (:func:`ddfad_fast.data.load_feature_split`); ``preset.distill.max_memory_gb`` limits every stage."""
+    (:func:`ddfad_fast.data.load_feature_split`); ``preset.distill.max_memory_gb`` limits every stage.
+    ``feature_choice``: how ``preset.features`` was chosen (:meth:`ddfad_fast.data.scan.FeatureChoice.to_dict`),
+    stored in run.json and the results."""
     from ..data import load_feature_split
     from ..train.distill import distill
     from ..train.evaluate import evaluate_training_set, herding_subset, random_real_subset
@@ -170,6 +174,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         raise ParameterError(f"--cpc values must be >= 1, got {cpcs}")
     out = Path(out)
     run_config = {"data": str(data), "cpcs": cpcs, "max_per_class": max_per_class, "preset": preset.to_dict()}
+    if feature_choice is not None:
+        run_config["features_choice"] = feature_choice
     _prepare_out(out, run_config, resume, overwrite)
     stages = _Stages(out / "stages.json")
 
@@ -309,6 +315,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                "threads": torch.get_num_threads(), "device": str(device), "audio": audio_files,
                "skipped": [list(s) for s in split.skipped]}
     results["failures"] = stages.failures
+    if feature_choice is not None:
+        results["features_choice"] = feature_choice
     stages.guarded("report", lambda: write_report(out, results, distilled_sets), progress)
     known = len(stages.failures)
     stages.guarded("report.html", lambda: write_html_report(

@@ -9,8 +9,14 @@ Behaviour on difficult input (every error is an :class:`AudioFileError` naming t
 * NaN / Inf samples (float WAV, FLAC cannot hold them): error ("non-finite samples");
 * integer PCM of any width (8/16/24/32-bit) and float files: read as float in [-1, 1];
 * several channels: averaged to mono (``mono=True``) or returned as (C, L);
-* another sample rate than asked for: resampled with :func:`resample` (a band-limited, Kaiser-windowed
-  sinc interpolator), or an error when ``resample=False``.
+* another sample rate than asked for: resampled with :func:`resample` (soxr in its HQ mode, the resampler
+  librosa uses), or an error when ``resample_ok=False``.
+
+Resampling: :func:`resample` runs soxr (HQ) for CPU tensors and numpy arrays, one call per clip (soxr's
+multichannel mode, the other way to batch clips of one rate, was no faster on 64 one-second clips:
+``bench/resample.py``). The plain-torch windowed-sinc interpolator :func:`resample_sinc` runs where soxr
+cannot: tensors that require a gradient (it is differentiable) and tensors on a GPU (it stays on the
+device). Both give ``round(L * target_sr / orig_sr)`` samples (halves rounded up), soxr's length.
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ RESAMPLE_ZEROS = 16          # zero crossings of the sinc on each side (at the l
 RESAMPLE_ROLLOFF = 0.945     # cutoff as a fraction of the lower Nyquist frequency
 RESAMPLE_KAISER_BETA = 8.6   # Kaiser window shape: ~ -90 dB side lobes
 RESAMPLE_CHUNK = 16384       # output samples per step (bounds the memory of long files)
+RESAMPLE_QUALITY = "HQ"      # soxr's quality recipe (librosa's default "soxr_hq")
+RESAMPLER = f"soxr-{RESAMPLE_QUALITY}"   # what resamples files on load (recorded with the features it makes)
 _WAV_FRAME_FORMATS = (1, 3, 6, 7, 0xFFFE)   # PCM, IEEE float, A-law, mu-law, extensible: one block per frame
 _WAV_SIZE_UNKNOWN = 0xFFFFFFFF               # data size of a stream written without seeking back (or RF64)
 
@@ -89,32 +97,87 @@ def _resample_kernel(up: int, down: int) -> Tuple[np.ndarray, int]:
     return kernel, half
 
 
-def resample(wave: Tensor, orig_sr: int, target_sr: int) -> Tensor:
-    """Band-limited resampling along the last axis: (..., L) -> (..., ceil(L * target_sr / orig_sr)).
+def resampled_length(length: int, orig_sr: int, target_sr: int) -> int:
+    """Samples of a clip of ``length`` samples at ``orig_sr`` resampled to ``target_sr``: round(length x
+    target_sr / orig_sr), halves rounded up (soxr's rule)."""
+    return (2 * int(length) * int(target_sr) + int(orig_sr)) // (2 * int(orig_sr))
 
-    Windowed-sinc interpolation (Kaiser window, 16 zero crossings, cutoff 0.945 of the lower Nyquist
-    frequency), evaluated exactly at every output instant n * orig_sr / target_sr. The signal is taken
-    as zero outside the clip. Same dtype and device as ``wave``.
-    """
+
+def _check_rates(orig_sr: int, target_sr: int) -> None:
     if orig_sr <= 0 or target_sr <= 0:
         raise ParameterError(f"sample rates must be > 0, got {orig_sr} -> {target_sr}")
+
+
+def resample_array(x: np.ndarray, orig_sr: int, target_sr: int, quality: str = RESAMPLE_QUALITY) -> np.ndarray:
+    """soxr resampling of a numpy array along its last axis: (..., L) -> (..., round(L * target_sr / orig_sr)).
+
+    float32 and float64 keep their dtype, other float dtypes are computed in float32 and cast back,
+    integer samples come back as float32 (unscaled). Every row is one soxr call: clips of one rate are
+    resampled as a batch of rows (one multichannel soxr call was no faster, ``bench/resample.py``).
+    ``quality``: a soxr recipe ("HQ", the default, librosa's; "VHQ"; "MQ"; "LQ"; "QQ").
+    """
+    import soxr
+
+    _check_rates(orig_sr, target_sr)
+    x = np.asarray(x)
+    if orig_sr == target_sr:
+        return x
+    n_out = resampled_length(x.shape[-1], orig_sr, target_sr)
+    work = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
+    rows = np.ascontiguousarray(work.reshape(-1, x.shape[-1]))
+    out = np.zeros((rows.shape[0], n_out), dtype=work.dtype)
+    if x.shape[-1] > 0:
+        for k, row in enumerate(rows):
+            y = soxr.resample(row, int(orig_sr), int(target_sr), quality=quality)
+            out[k, :min(n_out, y.shape[0])] = y[:n_out]
+    kind = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
+    return out.reshape(x.shape[:-1] + (n_out,)).astype(kind, copy=False)
+
+
+def resample(wave: Tensor, orig_sr: int, target_sr: int) -> Tensor:
+    """Band-limited resampling along the last axis: (..., L) -> (..., round(L * target_sr / orig_sr)).
+
+    CPU tensors that need no gradient: soxr in its HQ mode (:func:`resample_array`), what librosa uses.
+    Tensors that require a gradient or live on a GPU: :func:`resample_sinc` (plain torch: differentiable,
+    on the tensor's device). Same dtype and device as ``wave``; ``wave`` itself when the rates are equal.
+    Raises ParameterError for a rate <= 0.
+    """
+    _check_rates(orig_sr, target_sr)
+    if orig_sr == target_sr:
+        return wave
+    if wave.requires_grad or wave.device.type != "cpu" or wave.dtype not in (torch.float32, torch.float64):
+        return resample_sinc(wave, orig_sr, target_sr)
+    return torch.from_numpy(resample_array(wave.detach().numpy(), orig_sr, target_sr))
+
+
+def resample_sinc(wave: Tensor, orig_sr: int, target_sr: int) -> Tensor:
+    """Windowed-sinc resampling in plain torch (differentiable, on any device): (..., L) -> (..., round(L *
+    target_sr / orig_sr)).
+
+    Kaiser window, 16 zero crossings, cutoff 0.945 of the lower Nyquist frequency, evaluated exactly at
+    every output instant n * orig_sr / target_sr; the signal is taken as zero outside the clip. Same dtype
+    and device as ``wave``. 40-180x slower than soxr on a CPU (``bench/resample.py``): :func:`resample`
+    uses it only for tensors that require a gradient or live on a GPU.
+    """
+    _check_rates(orig_sr, target_sr)
     if orig_sr == target_sr:
         return wave
     g = math.gcd(int(orig_sr), int(target_sr))
     up, down = int(target_sr) // g, int(orig_sr) // g
     kernel_np, half = _resample_kernel(up, down)
     length = wave.shape[-1]
-    n_out = -(-length * up // down)
+    n_out = resampled_length(length, orig_sr, target_sr)
     lead = wave.shape[:-1]
     x = wave.reshape(-1, length)
     # output n sits at input position n*down/up = base + phase/up, base = (n*down)//up, phase = n % up
     padded = torch.nn.functional.pad(x, (half, half + 1))
     windows = padded.unfold(-1, 2 * half + 1, 1)                                   # (N, L + 1, taps), a view
     kernel = torch.tensor(kernel_np, dtype=wave.dtype, device=wave.device)        # (up, taps)
-    out = torch.empty(x.shape[0], n_out, dtype=wave.dtype, device=wave.device)
+    chunks = []
     for start in range(0, n_out, RESAMPLE_CHUNK):
         n = torch.arange(start, min(start + RESAMPLE_CHUNK, n_out), device=wave.device)
-        out[:, n] = (windows[:, (n * down) // up] * kernel[n % up]).sum(-1)
+        chunks.append((windows[:, (n * down) // up] * kernel[n % up]).sum(-1))
+    out = torch.cat(chunks, dim=-1) if chunks else x.new_zeros(x.shape[0], 0)
     return out.reshape(*lead, n_out)
 
 
@@ -123,8 +186,8 @@ def load_audio(path: PathLike, sample_rate: Optional[int] = None, mono: bool = T
     """Read an audio file (any format libsndfile reads: WAV of any PCM width or float, FLAC, OGG, ...).
 
     Returns ``(wave, sample_rate)``: wave (L,) if ``mono`` (channels averaged) else (C, L), float in
-    [-1, 1] for PCM. ``sample_rate``: resample to this rate when it differs from the file's (see
-    :func:`resample`); with ``resample_ok=False`` a different rate is an error instead. A WAV file
+    [-1, 1] for PCM, read and resampled in float32 unless ``dtype`` is float64. ``sample_rate``: resample to
+    this rate when it differs from the file's (soxr HQ, :func:`resample_array`); with ``resample_ok=False`` a different rate is an error instead. A WAV file
     whose header declares more frames than it holds is an error (:func:`wav_truncation`).
     """
     import soundfile
@@ -137,24 +200,26 @@ def load_audio(path: PathLike, sample_rate: Optional[int] = None, mono: bool = T
     truncated = wav_truncation(path)
     if truncated is not None:
         raise AudioFileError(f"{path}: truncated: header declares {truncated[0]} frames, data holds {truncated[1]}")
+    work = "float64" if dtype == torch.float64 else "float32"      # float32 holds 24-bit PCM exactly
     try:
-        data, file_sr = soundfile.read(str(path), dtype="float64", always_2d=True)
+        data, file_sr = soundfile.read(str(path), dtype=work, always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad files
         reason = str(exc).strip() or type(exc).__name__
         raise AudioFileError(f"{path}: not a readable audio file ({reason})") from None
     if data.shape[0] == 0:
         raise AudioFileError(f"{path}: empty (0 samples)")
-    if not np.isfinite(data).all():
+    if not np.isfinite(data.sum(dtype=np.float64)) and not np.isfinite(data).all():   # NaN / Inf reach the sum
         raise AudioFileError(f"{path}: non-finite samples (NaN or Inf)")
-    wave = torch.from_numpy(np.ascontiguousarray(data.T))                        # (C, L) float64
     if mono:
-        wave = wave.mean(dim=0)
+        data = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64).astype(work)   # (L,)
+    else:
+        data = np.ascontiguousarray(data.T)                                                             # (C, L)
     if sample_rate is not None and sample_rate != file_sr:
         if not resample_ok:
             raise AudioFileError(f"{path}: sample rate {file_sr} Hz, expected {sample_rate} Hz (resampling disabled)")
-        wave = resample(wave, int(file_sr), int(sample_rate))
+        data = resample_array(data, int(file_sr), int(sample_rate))
         file_sr = sample_rate
-    return wave.to(dtype), int(file_sr)
+    return torch.from_numpy(np.ascontiguousarray(data)).to(dtype), int(file_sr)
 
 
 def save_audio(path: PathLike, wave: Union[Tensor, np.ndarray], sample_rate: int, subtype: str = "PCM_16") -> Path:

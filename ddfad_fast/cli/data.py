@@ -1,26 +1,29 @@
-"""``ddfad data fetch fsdd --to DIR`` (download FSDD) and ``ddfad data info SOURCE`` (clips per class and split,
-class imbalance, skipped files with their reasons; ``--strict``: an unusable file is an error, as in the other
-commands)."""
+"""``ddfad data fetch fsdd --to DIR`` (download FSDD) and ``ddfad data info SOURCE`` (the feature settings that
+fit the clips, from a header scan; clips per class and split, class imbalance, skipped files with their reasons;
+``--strict``: an unusable file is an error, as in the other commands). SOURCE may also be a Hugging Face
+dataset saved with ``save_to_disk`` or ``hf:NAME[:CONFIG]`` from the local cache (written as clips into
+``--cache``, or a temporary folder)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 from ..errors import ParameterError
-from .features import add_data_options, feature_config
+from .features import add_data_options, feature_choice
 
 HELP = "fetch the FSDD recordings, or list what a data source holds"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("fetch", "info"), help="fetch: download a dataset; info: summarise a source")
-    parser.add_argument("target", help="fetch: the dataset name (fsdd); info: a folder or CSV manifest")
+    parser.add_argument("target", help="fetch: the dataset name (fsdd); info: a folder, CSV manifest, saved Hugging "
+                        "Face dataset or hf:NAME")
     parser.add_argument("--to", type=Path, help="fetch: folder to extract the recordings into")
     parser.add_argument("--cache", type=Path, default=None, help="info: feature cache folder")
     parser.add_argument("--max-per-class", type=int, default=None, help="info: at most N files per class and split")
     parser.add_argument("--strict", action="store_true",
                         help="info: an unusable audio file (unreadable, truncated, another sample rate) is an error")
-    add_data_options(parser)
+    add_data_options(parser, inferred=True)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,12 +36,19 @@ def main(args: argparse.Namespace) -> int:
         files = fetch_fsdd(args.to)
         print(f"{len(files)} recordings in {args.to}")
         return 0
-    from ..config import FeatureConfig
-    items, skipped = discover(args.target)
-    split = load_feature_split(args.target, feature_config(args, FeatureConfig.fsdd()), cache_dir=args.cache,
-                               max_per_class=args.max_per_class, strict=args.strict, in_memory=False,
-                               workers=args.workers)
-    print(f"{args.target}: {len(items)} labelled files, {split.num_classes} classes")
+    import tempfile
+    from ..apps.api import resolve_source
+    with tempfile.TemporaryDirectory() as tmp:
+        source = resolve_source(args.target, args.cache or tmp)
+        config = feature_choice(args, source=source).config
+        items, skipped = discover(source)
+        split = load_feature_split(source, config, cache_dir=args.cache, max_per_class=args.max_per_class,
+                                   strict=args.strict, in_memory=False, workers=args.workers)
+        return _summarise(args.target, items, split)
+
+
+def _summarise(target, items, split) -> int:
+    print(f"{target}: {len(items)} labelled files, {split.num_classes} classes")
     print(f"train {tuple(split.x_train.shape)}, test {tuple(split.x_test.shape)}")
     print(class_table(split.class_names, split.y_train, split.y_test))
     reasons: dict = {}

@@ -14,6 +14,11 @@ Outputs (one of):
   ``skipped`` [[file, reason], ...] with the FeatureConfig; built through a store in ``FILE.pt.parts/``
   (shards of ``--checkpoint-every`` files), removed when the file is written.
 
+``--data`` may also be a Hugging Face dataset saved with ``save_to_disk`` or ``hf:NAME[:CONFIG]`` from the local
+cache: its clips are written once into ``--cache`` (or beside ``--store`` / ``--out``) as a folder with a
+manifest (:mod:`ddfad_fast.data.spool`). Without ``--feature-preset`` / ``--duration`` the features are chosen
+from a header scan of the clips (:mod:`ddfad_fast.data.scan`); the choice is printed.
+
 Unusable files are skipped and listed with their reason (``--strict``: the first one is an error).
 Decoding runs in ``--workers`` DataLoader processes. Under ``torchrun --nproc-per-node K -m
 ddfad_fast.cli features ...`` the K ranks compute disjoint shards and rank 0 writes the index: the store
@@ -29,26 +34,28 @@ from typing import List
 from ..config import FeatureConfig
 from ..errors import DDFADError, ParameterError
 from ..io import save_artifact
+from ..data.scan import FEATURE_PRESETS
 from .options import DeprecatedAlias
 
 HELP = "compute FD-MFCC features of audio files into a sharded store (or one .pt file)"
-PRESETS = {"fsdd": FeatureConfig.fsdd, "speech16k": FeatureConfig.speech16k}
+PRESETS = FEATURE_PRESETS
 
 
-def add_feature_options(parser: argparse.ArgumentParser, default: str = None) -> None:
-    """``--feature-preset`` and ``--duration``, shared by the commands that compute features (``default``
-    None: the run preset's features)."""
-    parser.add_argument("--feature-preset", default=default, choices=sorted(PRESETS),
-                        help="FeatureConfig preset: fsdd (8 kHz, 1 s) or speech16k (16 kHz, 1 s) (default "
-                             f"{default or 'that of --preset: fsdd'})")
+def add_feature_options(parser: argparse.ArgumentParser, inferred: bool = False) -> None:
+    """``--feature-preset`` and ``--duration``, shared by the commands that compute features (``inferred``:
+    what they leave out is chosen from a header scan of the data, else the FSDD preset's)."""
+    default = "inferred from the data's sample rates" if inferred else "fsdd"
+    parser.add_argument("--feature-preset", default=None, choices=sorted(PRESETS),
+                        help=f"FeatureConfig preset: fsdd (8 kHz) or speech16k (16 kHz) (default: {default})")
+    default = "the 90th percentile of the clip lengths in whole seconds, 1-4 s" if inferred else "1"
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="clip length in seconds: every clip is padded / cropped to it (default 1)")
+                        help=f"clip length in seconds: every clip is padded / cropped to it (default: {default})")
 
 
-def add_data_options(parser: argparse.ArgumentParser) -> None:
+def add_data_options(parser: argparse.ArgumentParser, inferred: bool = False) -> None:
     """The feature options of the commands that read a labelled source: ``--feature-preset``,
     ``--duration``, ``--workers`` and ``--features-in``."""
-    add_feature_options(parser)
+    add_feature_options(parser, inferred)
     parser.add_argument("--workers", type=int, default=None,
                         help="feature decoding processes (default: one per spare core, at most 4)")
     parser.add_argument("--features-in", choices=("auto", "memory", "store"), default="auto",
@@ -72,6 +79,20 @@ def feature_config(args: argparse.Namespace, base: FeatureConfig) -> FeatureConf
     return config.validate()
 
 
+def feature_choice(args: argparse.Namespace, source=None, files=None, show: bool = True):
+    """The :class:`~ddfad_fast.data.scan.FeatureChoice` of ``--feature-preset`` / ``--duration``, what they leave
+    out chosen from a header scan of ``source`` (a folder or CSV manifest) or ``files``; printed (the line on
+    stdout, each warning as one ``warning:`` line on stderr)."""
+    from ..apps.api import print_choice
+    from ..data.scan import choose_features, scan_clips, scan_source
+    preset, duration = getattr(args, "feature_preset", None), getattr(args, "duration", None)
+    scan = scan_source(source) if source is not None else scan_clips(files)
+    choice = choose_features(scan, preset=preset, duration=duration)
+    if show:
+        print_choice(choice)
+    return choice
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", type=Path, help="audio files and/or folders (searched recursively)")
     parser.add_argument("--data", default=None, help="a labelled source instead: FSDD-named folder, class "
@@ -80,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--store", type=Path, help="write a sharded feature store into this folder")
     out.add_argument("--cache", type=Path, help="with --data: the feature cache folder of the other commands")
     out.add_argument("--out", type=Path, help="write one file, e.g. features.pt")
-    add_feature_options(parser, default="fsdd")
+    add_feature_options(parser, inferred=True)
     parser.add_argument("--preset", dest="feature_preset", choices=sorted(PRESETS), action=DeprecatedAlias,
                         new="--feature-preset")
     parser.add_argument("--length", dest="duration", type=float, action=DeprecatedAlias, new="--duration")
@@ -124,7 +145,6 @@ def main(args: argparse.Namespace) -> int:
     from ..data.store import DEFAULT_SHARD_SIZE, INDEX_NAME, FeatureStore, index_key, build_store, store_key
     from ..resources import plan_features
 
-    config = feature_config(args, FeatureConfig.fsdd())
     if bool(args.inputs) == bool(args.data):
         raise ParameterError("give either audio files / folders or --data SOURCE")
     if args.cache is not None and args.data is None:
@@ -134,9 +154,15 @@ def main(args: argparse.Namespace) -> int:
     if args.out is not None and distributed.world_size() > 1:
         raise ParameterError("under torchrun, write a store (--store or --cache); --out is one process's file")
     if args.data is not None:
-        items, skipped = labelled_items(args.data, config, args.max_per_class)
+        from ..apps.api import resolve_source
+        spool = args.cache or (args.store or args.out).parent
+        source = resolve_source(args.data, spool, progress=not args.quiet)
+        config = feature_choice(args, source=source, show=distributed.is_main()).config
+        items, skipped = labelled_items(source, config, args.max_per_class)
     else:
-        items, skipped = [Item(f, None, None) for f in collect_files(args.inputs)], []
+        files = collect_files(args.inputs)
+        config = feature_choice(args, files=files, show=distributed.is_main()).config
+        items, skipped = [Item(f, None, None) for f in files], []
     shard_size = args.checkpoint_every if args.out is not None else (args.shard_size or DEFAULT_SHARD_SIZE)
     shard_size, batch_size, workers = plan_features(config, args.max_memory, args.workers, shard_size)
     if args.out is not None:

@@ -28,15 +28,16 @@ from pathlib import Path
 
 from ..errors import ParameterError
 from ..presets import PRESET_NAMES, Preset, get_preset
-from .features import add_data_options, feature_config, features_in_memory
-from ..apps.run import run_pipeline
+from .features import add_data_options, features_in_memory
+from ..apps.api import distill_dataset
 
 HELP = "the whole pipeline: features -> experts -> distill per CPC -> evaluate -> audio -> report"
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="FSDD-named folder, class sub-folders, or CSV manifest")
+    parser.add_argument("--data", required=True, help="FSDD-named folder, class sub-folders, CSV manifest, a Hugging "
+                        "Face dataset saved with save_to_disk, or hf:NAME[:CONFIG] from the local cache")
     parser.add_argument("--cpc", type=int, action="append", required=True, help="clips per class (repeatable)")
     parser.add_argument("--out", required=True, type=Path, help="run folder, e.g. runs/NAME")
     parser.add_argument("--preset", default="cpu-small", choices=PRESET_NAMES)
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
     parser.add_argument("--strict", action="store_true", help="an unusable audio file is an error, not a skip")
+    parser.add_argument("--seed", type=int, default=None, help="every seed of the run (default: the preset's, 0)")
     group = parser.add_argument_group("overrides of the preset")
     group.add_argument("--width", type=int, default=None, help="ConvNet width (experts, student, evaluation)")
     group.add_argument("--depth", type=int, default=None)
@@ -66,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="memory limit of every stage: features (shards, batches, workers), experts and evaluation "
                             "(features in memory or read from their store) and distillation (batch and unroll mode) "
                             "are planned to fit, or the run refuses before the stage starts")
-    add_data_options(group)
+    add_data_options(group, inferred=True)
     group.add_argument("--num-nets", type=int, default=None, help="evaluation nets per set")
     group.add_argument("--eval-epochs", type=int, default=None,
                        help="epochs of distilled / baseline evaluation (instead of the preset's SGD steps)")
@@ -83,7 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
-    """The preset with the command-line overrides applied."""
+    """The preset with the command-line overrides applied (the features are chosen by
+    :func:`ddfad_fast.apps.api.distill_dataset` from ``--feature-preset``, ``--duration`` and the data)."""
     model = preset.expert.model
     if args.width is not None:
         model = model.replace(width=args.width)
@@ -133,16 +136,16 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
             raise ParameterError(f"--ablation takes channel counts 1 and/or 2, got {args.ablation!r}")
     if getattr(args, "cross_cpc", None) is not None:
         changes["cross_cpc"] = args.cross_cpc
-    features = feature_config(args, preset.features) if hasattr(args, "duration") else preset.features
-    return preset.replace(features=features, expert=expert, distill=distill, eval=ev, eval_full=ev_full,
-                          cross_models=cross, **changes)
+    return preset.replace(expert=expert, distill=distill, eval=ev, eval_full=ev_full, cross_models=cross, **changes)
 
 
 def main(args: argparse.Namespace) -> int:
     preset = apply_overrides(get_preset(args.preset), args)
-    results = run_pipeline(args.data, args.cpc, args.out, preset, resume=args.resume, overwrite=args.overwrite,
-                           max_per_class=args.max_per_class, audio=not args.no_audio, strict=args.strict,
-                           device=args.device, in_memory=features_in_memory(args), workers=args.workers)
+    run = distill_dataset(args.data, args.cpc, preset, args.out, features=args.feature_preset, duration=args.duration,
+                          seed=args.seed, resume=args.resume, overwrite=args.overwrite, max_per_class=args.max_per_class,
+                          audio=not args.no_audio, strict=args.strict, device=args.device,
+                          in_memory=features_in_memory(args), workers=args.workers)
+    results = run.report
     for cpc in results["cpcs"]:
         acc = results["accuracy"].get(f"cpc{cpc}", {})
         for model, d in acc.get("distilled", {}).items():

@@ -4,15 +4,21 @@
   manifests) and the FSDD download;
 * :mod:`~ddfad_fast.data.store`: the sharded, memory-mapped feature store (corpora larger than memory);
 * :mod:`~ddfad_fast.data.split`: train / validation / test splits, the standardisation, the data fingerprint;
-* :mod:`~ddfad_fast.data.load`: sources -> feature splits through a store (:func:`load_feature_split`).
+* :mod:`~ddfad_fast.data.load`: sources -> feature splits through a store (:func:`load_feature_split`);
+* :mod:`~ddfad_fast.data.scan`: a header scan of a source and the feature settings that fit it (:func:`choose_features`);
+* :mod:`~ddfad_fast.data.hf`, :mod:`~ddfad_fast.data.spool`, :mod:`~ddfad_fast.data.resolve`: Hugging Face datasets
+  and iterables of waveforms as sources (written once into a folder with a manifest), and datasets out.
 """
 from __future__ import annotations
 
 from .load import extract_features, load_feature_split, prepare_store
+from .resolve import resolve_source
+from .scan import ClipScan, FeatureChoice, choose_features, scan_clips, scan_source
 from .sources import AUDIO_EXTENSIONS, Item, discover, extract_recordings, fetch_fsdd, labelled_items
 from .split import FeatureNorm, FeatureSplit, carve_validation, data_fingerprint, take_rows
 from .store import FeatureStore, StoredFeatures, build_store
 
-__all__ = ["AUDIO_EXTENSIONS", "FeatureNorm", "FeatureSplit", "FeatureStore", "Item", "StoredFeatures", "build_store",
+__all__ = ["AUDIO_EXTENSIONS", "ClipScan", "FeatureChoice", "choose_features", "resolve_source", "scan_clips",
+           "scan_source", "FeatureNorm", "FeatureSplit", "FeatureStore", "Item", "StoredFeatures", "build_store",
            "carve_validation", "data_fingerprint", "discover", "extract_features", "extract_recordings", "fetch_fsdd",
            "labelled_items", "load_feature_split", "prepare_store", "take_rows"]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..audio.files import load_audio
+from ..audio.files import RESAMPLER, load_audio
 from ..config import FeatureConfig
 from ..errors import AudioFileError, FileFormatError, ParameterError
 from ..ops.features import fd_mfcc, fit_length
@@ -55,10 +55,11 @@ def _collate(batch):
 
 
 def store_key(items: Sequence[Item], config: FeatureConfig, strict: bool = False) -> str:
-    """A hash of the FeatureConfig, ``strict`` and the file list (paths, labels, splits, speakers, sizes,
-    modification times): a store answers exactly one of these."""
+    """A hash of the FeatureConfig, ``strict``, the resampler and the file list (paths, labels, splits, speakers,
+    sizes, modification times): a store answers exactly one of these."""
     h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
     h.update(b":strict" if strict else b"")
+    h.update(f":{RESAMPLER}".encode())
     for it in items:
         try:
             st = Path(it.path).stat()

@@ -125,3 +125,18 @@ def interrupt_epoch(monkeypatch):
         monkeypatch.setattr(experts, "sgd_epoch", interrupted)
         return lambda: monkeypatch.setattr(experts, "sgd_epoch", real)
     return arm
+
+
+@pytest.fixture(scope="session")
+def cli_run(fsdd_dir, tmp_path_factory):
+    """`ddfad run` (tiny, one thread) on a 48-clip FSDD folder: (folder of clips, run folder)."""
+    from ddfad_fast.cli import main
+    from helpers import TINY_RUN, fsdd_subset
+    root = tmp_path_factory.mktemp("api")
+    fsdd_subset(fsdd_dir, root / "data")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["run", "--data", str(root / "data"), "--cpc", "2", "--out", str(root / "cli"), *TINY_RUN]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root / "data", root / "cli"

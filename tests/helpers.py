@@ -1,6 +1,8 @@
 """Helpers shared by the test modules (test modules never import from each other)."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import torch
 
 from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureSplit
+from ddfad_fast.presets import Preset
 
 C, SHAPE = 4, (3, 6, 10)          # classes and feature shape of the synthetic splits
 EXPERT_CONFIG = ExpertConfig(num_experts=2, epochs=3, batch_size=16, model=ModelConfig(width=4, depth=2))
@@ -42,3 +45,23 @@ def compile_failure(message: str) -> Exception:
     """What a failed inductor compilation raises: a backend failure wrapping the cause."""
     import torch._dynamo.exc
     return torch._dynamo.exc.BackendCompilerFailed(lambda: None, RuntimeError(message), None)
+
+
+# `ddfad run` at its smallest (one thread: the in-process API runs compare bit for bit with it)
+TINY_RUN = ["--width", "4", "--num-experts", "1", "--expert-epochs", "3", "--iterations", "2", "--syn-steps", "2",
+            "--no-compile", "--num-nets", "1", "--eval-epochs", "2", "--full-epochs", "1", "--threads", "1"]
+
+
+def fsdd_subset(fsdd_dir: Path, to: Path, digits="012", speakers=("jackson", "george"), below=8) -> list:
+    """A small FSDD-named folder: ``digits`` x ``speakers`` x indices < ``below`` (0-4: the official test split)."""
+    to.mkdir(parents=True)
+    for f in sorted(fsdd_dir.glob("*.wav")):
+        digit, speaker, index = f.stem.split("_")
+        if digit in digits and speaker in speakers and int(index) < below:
+            shutil.copy(f, to / f.name)
+    return sorted(to.glob("*.wav"))
+
+
+def tiny_preset(run_folder: Path) -> Preset:
+    """The preset a finished run folder ran with."""
+    return Preset.from_dict(json.loads((run_folder / "run.json").read_text())["preset"])

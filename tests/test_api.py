@@ -1,8 +1,6 @@
 """The Python API of the whole job (distill_dataset, DistillRun) on folders and iterables; `ddfad run` goes
 through it."""
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,40 +10,7 @@ sf = pytest.importorskip("soundfile")
 
 import ddfad_fast as dd  # noqa: E402
 from ddfad_fast.apps.result import DistillRun  # noqa: E402
-from ddfad_fast.presets import Preset  # noqa: E402
-
-TINY = ["--width", "4", "--num-experts", "1", "--expert-epochs", "3", "--iterations", "2", "--syn-steps", "2",
-        "--no-compile", "--num-nets", "1", "--eval-epochs", "2", "--full-epochs", "1"]
-
-
-def fsdd_subset(fsdd_dir: Path, to: Path, digits="012", speakers=("jackson", "george"), below=8) -> list:
-    """A small FSDD-named folder: ``digits`` x ``speakers`` x indices < ``below`` (0-4: the official test split)."""
-    to.mkdir(parents=True)
-    for f in sorted(fsdd_dir.glob("*.wav")):
-        digit, speaker, index = f.stem.split("_")
-        if digit in digits and speaker in speakers and int(index) < below:
-            shutil.copy(f, to / f.name)
-    return sorted(to.glob("*.wav"))
-
-
-def tiny_preset(run_folder: Path) -> Preset:
-    return Preset.from_dict(json.loads((run_folder / "run.json").read_text())["preset"])
-
-
-@pytest.fixture(scope="module")
-def cli_run(fsdd_dir, tmp_path_factory):
-    """`ddfad run` (tiny) on a 48-clip FSDD folder: (folder of clips, run folder)."""
-    from ddfad_fast.cli import main
-    root = tmp_path_factory.mktemp("api")
-    fsdd_subset(fsdd_dir, root / "data")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["run", "--data", str(root / "data"), "--cpc", "2", "--out", str(root / "cli"), *TINY]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    return root / "data", root / "cli"
-
+from helpers import TINY_RUN, fsdd_subset, tiny_preset  # noqa: E402
 
 @pytest.mark.usefixtures("single_thread")
 def test_cli_run_stores_the_feature_choice(cli_run):

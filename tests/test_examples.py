@@ -23,7 +23,7 @@ def test_mtt_cifar_example_distils_and_evaluates(capsys):
 
 def test_distill_dataset_example_runs_on_a_folder_and_as_a_hf_dataset(fsdd_dir, tmp_path, capsys, single_thread):
     import pytest
-    from test_api import fsdd_subset
+    from helpers import fsdd_subset
     data = tmp_path / "data"
     fsdd_subset(fsdd_dir, data)
     example = _load("distill_dataset")

@@ -12,7 +12,7 @@ sf = pytest.importorskip("soundfile")
 import ddfad_fast as dd  # noqa: E402
 from ddfad_fast.data.hf import hf_examples, open_hf  # noqa: E402
 from ddfad_fast.data.resolve import resolve_source  # noqa: E402
-from test_api import cli_run, tiny_preset  # noqa: E402,F401  (the module's fixture)
+from helpers import tiny_preset  # noqa: E402
 
 
 def fsdd_dataset(files, names=("0", "1", "2")) -> "datasets.DatasetDict":
@@ -27,7 +27,7 @@ def fsdd_dataset(files, names=("0", "1", "2")) -> "datasets.DatasetDict":
 
 
 @pytest.mark.usefixtures("single_thread")
-def test_in_memory_dataset_gives_the_cli_folder_runs_tensors(cli_run, tmp_path):  # noqa: F811
+def test_in_memory_dataset_gives_the_cli_folder_runs_tensors(cli_run, tmp_path):
     """distill_dataset on an in-memory DatasetDict of the clips == `ddfad run` on their folder (same seed, preset)."""
     data, run = cli_run
     ds = fsdd_dataset(sorted(data.glob("*.wav")))

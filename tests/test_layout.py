@@ -131,3 +131,15 @@ def test_the_package_and_its_sub_packages_import_in_a_fresh_interpreter():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ddfad_fast.ops.features", "ddfad_fast.audio.metrics"]
+
+
+def test_no_test_module_imports_another_test_module():
+    """Shared test code lives in tests/helpers.py and tests/conftest.py, so a test module runs on its own."""
+    tests = Path(__file__).parent
+    found = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.name} imports {n}" for n in names if n.split(".")[0].startswith("test_")]
+    assert not found, found

@@ -1,0 +1,39 @@
+"""The output folders a command writes into, locked for the command's lifetime (one writer per folder)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+from typing import Iterator, List
+
+
+def output_folders(args: argparse.Namespace) -> List[Path]:
+    """The folders ``args``' command writes into (a feature store under --cache is locked by the store itself)."""
+    command = getattr(args, "command", None)
+    if command == "features":
+        if getattr(args, "store", None) is not None:
+            return [args.store]
+        if getattr(args, "out", None) is not None:
+            from .features import parts_dir
+            return [parts_dir(args.out)]
+        return []
+    if command in ("reconstruct", "experts", "distill", "run", "evaluate"):
+        return [args.out] if getattr(args, "out", None) is not None else []
+    if command in ("continual", "nas"):
+        return [args.out if args.out is not None else args.run / command]
+    if command == "data" and getattr(args, "action", None) == "fetch" and getattr(args, "to", None) is not None:
+        return [args.to]
+    return []
+
+
+@contextlib.contextmanager
+def holding_outputs(args: argparse.Namespace) -> Iterator[None]:
+    """Hold the lock of every output folder of ``args``' command (rank 0 alone under torchrun: the other ranks
+    write into rank 0's folders)."""
+    from .. import distributed
+    from ..outputs import hold
+    with contextlib.ExitStack() as stack:
+        if distributed.is_main():
+            for folder in output_folders(args):
+                stack.enter_context(hold(folder))
+        yield

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Tuple, Union
 import torch
 
 from .errors import DDFADError, FileFormatError, ParameterError
-from .outputs import output_error
+from .outputs import open_plain, output_error
 from .schemas import check_artifact
 
 FORMAT = "ddfad_fast"
@@ -41,10 +41,11 @@ def temporary_beside(path: Path, suffix: str = "") -> Tuple[int, str]:
 
     One fixed name per target: a temporary left by a process killed mid-write (SIGKILL, power loss) is
     truncated and reused by the next write of the same file, so none accumulate. Created with the
-    permissions a plain ``open`` gives (mode 0o666 less the umask). One writer per file is assumed.
+    permissions a plain ``open`` gives (mode 0o666 less the umask); a symbolic link in its place is replaced,
+    never followed. One writer per file (the folder's lock, :func:`ddfad_fast.outputs.hold`).
     """
     tmp = path.parent / f".{path.name}.tmp{suffix}"
-    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), str(tmp)
+    return open_plain(tmp), str(tmp)
 
 
 def os_error_in(exc: BaseException) -> Optional[OSError]:

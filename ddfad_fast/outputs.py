@@ -68,6 +68,19 @@ def output_error(exc: OSError, path: PathLike) -> OutputError:
 
 # ----------------------------------------------------------------------------- what --overwrite may delete
 
+def open_plain(path: PathLike) -> int:
+    """``path`` opened for writing (created or truncated) as a plain file: a symbolic link in its place is
+    removed, never followed (it could point outside the output folder)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    os.unlink(path)
+    return os.open(path, flags | os.O_EXCL, 0o666)
+
+
 def mark(folder: PathLike, kind: str) -> None:
     """Write the marker of a ``kind`` folder made by a ddfad command (rank 0 only, once per folder)."""
     path = Path(folder) / MARKER
@@ -75,15 +88,17 @@ def mark(folder: PathLike, kind: str) -> None:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"format": MARKER_FORMAT, "kind": kind}) + "\n")
+        with os.fdopen(open_plain(path), "w") as handle:
+            handle.write(json.dumps({"format": MARKER_FORMAT, "kind": kind}) + "\n")
     except OSError as exc:
         raise output_error(exc, path) from None
 
 
 def marked_kind(folder: PathLike) -> Optional[str]:
-    """The kind in ``folder``'s marker, None without a readable one."""
+    """The kind in ``folder``'s marker, None without a readable one (or with a link in its place)."""
+    path = Path(folder) / MARKER
     try:
-        obj = json.loads((Path(folder) / MARKER).read_text())
+        obj = None if path.is_symlink() else json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     return obj.get("kind") if isinstance(obj, dict) and obj.get("format") == MARKER_FORMAT else None

@@ -271,6 +271,22 @@ def test_reconstruct_keeps_hostile_and_colliding_labels_inside_out(world, capsys
     assert all(p.is_file() and not p.is_symlink() for p in wavs)
 
 
+def test_links_planted_in_the_output_folder_are_replaced_never_followed(world, capsys):
+    case = world.case("planted_links")
+    target = world.sentinel / "notes.txt"
+    out = case / "out"
+    out.mkdir()
+    for name in (".ddfad-output.json", ".manifest.csv.tmp", ".reconstruction.json.tmp", "take.wav"):
+        os.symlink(target, out / name)             # where the command writes its marker and temporaries
+    cli(world, capsys, ["reconstruct", world.distilled, "--out", out, "--n-iter", "1", "--nnls-iter", "2",
+                        "--overwrite"], 2, "not a ddfad reconstruct folder", out=out)      # a linked marker is no marker
+    (out / "take.wav").unlink()
+    cli(world, capsys, ["reconstruct", world.distilled, "--out", out, "--n-iter", "1", "--nnls-iter", "2"], 0, out=out)
+    assert target.read_text() == "not to be touched\n"
+    assert [p.name for p in out.iterdir() if p.is_symlink()] == [".ddfad-output.json"]    # never written through
+    assert (out / "manifest.csv").is_file() and not (out / "manifest.csv").is_symlink()
+
+
 # ----------------------------------------------------------------------------- --overwrite
 
 def test_overwrite_never_deletes_the_input_folder(world, capsys):

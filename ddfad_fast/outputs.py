@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Union
 
@@ -178,12 +179,30 @@ def lock_holder(fd: int) -> Optional[int]:
     return None
 
 
+GRACE_S = 5.0      # a holder that was just killed may take a moment to exit (and release the lock)
+
+
+def _lock(fd: int, grace_s: float) -> None:
+    """flock(LOCK_EX) on ``fd``, trying again for ``grace_s`` seconds while another process holds it."""
+    import fcntl
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
+
+
 @contextlib.contextmanager
-def hold(folder: PathLike, what: str = "output folder") -> Iterator[Path]:
+def hold(folder: PathLike, what: str = "output folder", grace_s: float = GRACE_S) -> Iterator[Path]:
     """Hold the exclusive lock of ``folder`` (created, with its parents, when missing) for the ``with`` block.
 
-    Another process holding it: FolderBusyError naming its pid. Folders created here and still empty when
-    the block ends are removed again, so a refused command leaves nothing behind.
+    Another process holding it for longer than ``grace_s`` seconds (one just killed is still exiting for a
+    moment): FolderBusyError naming its pid. Folders created here and still empty when the block ends are
+    removed again, so a refused command leaves nothing behind.
     """
     import fcntl
 
@@ -213,7 +232,7 @@ def hold(folder: PathLike, what: str = "output folder") -> Iterator[Path]:
             _HELD[key][1] -= 1
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(fd, grace_s)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
             holder = lock_holder(fd)

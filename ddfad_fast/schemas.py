@@ -39,7 +39,8 @@ class _Checker:
         return source[field]
 
     def tensor(self, field: str, dims: Sequence[int], floating: Optional[bool] = None, finite: bool = True,
-               optional: bool = False, source: Optional[Mapping] = None, name: Optional[str] = None) -> Optional[torch.Tensor]:
+               optional: bool = False, source: Optional[Mapping] = None,
+               name: Optional[str] = None) -> Optional[torch.Tensor]:
         name = name or field
         value = self.get(field, optional, source)
         if value is None and optional:
@@ -47,7 +48,8 @@ class _Checker:
         if not isinstance(value, torch.Tensor):
             self.fail(name, f"is a {type(value).__name__}, not a tensor")
         if value.dim() not in dims:
-            self.fail(name, f"has {value.dim()} dimension(s) (shape {tuple(value.shape)}), expected {' or '.join(map(str, dims))}")
+            self.fail(name, f"has {value.dim()} dimension(s) (shape {tuple(value.shape)}), expected "
+                            f"{' or '.join(map(str, dims))}")
         if floating is True and not value.is_floating_point():
             self.fail(name, f"has dtype {value.dtype}, expected floating point")
         if floating is False and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):

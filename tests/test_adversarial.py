@@ -97,7 +97,8 @@ def tones(folder: Path, classes: int = 3, per_class: int = 8, fsdd: bool = False
     folder.mkdir(parents=True, exist_ok=True)
     for c in range(classes):
         for k in range(per_class):
-            wave = 0.3 * np.sin(2 * np.pi * (300 + 400 * c) * t + rng.uniform(0, 6.3)) + 0.01 * rng.standard_normal(t.size)
+            phase = rng.uniform(0, 6.3)
+            wave = 0.3 * np.sin(2 * np.pi * (300 + 400 * c) * t + phase) + 0.01 * rng.standard_normal(t.size)
             if fsdd:
                 path = folder / f"{c}_spk_{k}.wav"
             else:
@@ -279,7 +280,7 @@ def test_links_planted_in_the_output_folder_are_replaced_never_followed(world, c
     for name in (".ddfad-output.json", ".manifest.csv.tmp", ".reconstruction.json.tmp", "take.wav"):
         os.symlink(target, out / name)             # where the command writes its marker and temporaries
     cli(world, capsys, ["reconstruct", world.distilled, "--out", out, "--n-iter", "1", "--nnls-iter", "2",
-                        "--overwrite"], 2, "not a ddfad reconstruct folder", out=out)      # a linked marker is no marker
+                        "--overwrite"], 2, "not a ddfad reconstruct folder", out=out)   # a linked marker: none
     (out / "take.wav").unlink()
     cli(world, capsys, ["reconstruct", world.distilled, "--out", out, "--n-iter", "1", "--nnls-iter", "2"], 0, out=out)
     assert target.read_text() == "not to be touched\n"
@@ -314,7 +315,8 @@ def test_overwrite_refuses_folders_ddfad_did_not_make(world, capsys):
     (foreign / "thesis.tex").write_text("years of work")
     (foreign / "take1.wav").write_bytes((world.fsdd / "0_spk_5.wav").read_bytes())
     for argv, needle in (
-            (["features", "--data", world.fsdd, "--store", foreign, "--overwrite", "--quiet"], "not a ddfad store folder"),
+            (["features", "--data", world.fsdd, "--store", foreign, "--overwrite", "--quiet"],
+             "not a ddfad store folder"),
             (["distill", "--data", world.hostile, "--experts", world.experts, "--cpc", "1", "--out", foreign,
               "--overwrite", "--cache", world.cache, "--no-compile"], "not a ddfad distill folder"),
             (["run", "--data", world.hostile, "--out", foreign, "--overwrite", *TINY_RUN], "not a ddfad run folder"),
@@ -359,7 +361,8 @@ def test_fsdd_folder_with_sub_folders_fifos_loops_and_odd_names(world, capsys):
     assert "beside FSDD-named files" in reasons["x.wav"] and "extra" in reasons
     assert "not a regular file" in reasons["1_fifo_7.wav"]
     assert "symbolic link loop" in reasons["0_loop_7.wav"] and "broken symbolic link" in reasons["2_broken_7.wav"]
-    faulthandler.dump_traceback_later(120, exit=True, file=sys.__stderr__)  # a FIFO opened for decoding would block forever
+    # a FIFO opened for decoding would block forever: end the test process instead
+    faulthandler.dump_traceback_later(120, exit=True, file=sys.__stderr__)
     try:
         printed = cli(world, capsys, ["data", "info", folder], 0)
         assert "1_fifo_7.wav: not a regular file" in printed and "19 labelled files" in printed
@@ -600,7 +603,8 @@ def test_a_second_process_writing_the_same_folder_is_refused(world, capsys):
     case = world.case("lock")
     out = case / "out"
     argv = ["distill", "--data", world.hostile, "--experts", world.experts, "--cpc", "1", "--out", out,
-            "--cache", world.cache, "--quiet", "--no-compile", "--syn-steps", "2", "--iterations", "100000", "--checkpoint-every", "0"]
+            "--cache", world.cache, "--quiet", "--no-compile", "--syn-steps", "2", "--iterations", "100000",
+            "--checkpoint-every", "0"]
     first = subprocess.Popen([sys.executable, "-m", "ddfad_fast.cli", *map(str, argv)], env=ENV,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -33,7 +33,8 @@ def holding_outputs(args: argparse.Namespace) -> Iterator[None]:
     from .. import distributed
     from ..outputs import hold
     with contextlib.ExitStack() as stack:
-        if distributed.is_main():
+        def take() -> None:
             for folder in output_folders(args):
                 stack.enter_context(hold(folder))
+        distributed.together(take, run=distributed.is_main())   # a refusal on rank 0 stops every rank at once
         yield

@@ -12,7 +12,8 @@ from ..errors import ParameterError
 
 
 class StoredFeatures:
-    """Rows of a :class:`~ddfad_fast.data.store.FeatureStore` (``store``) that read like a (N, 3, n_mfcc, T) float32 tensor when indexed.
+    """Rows of a store (:class:`~ddfad_fast.data.store.FeatureStore`) that read like a (N, 3, n_mfcc, T) float32
+    tensor when indexed.
 
     Indexing with an int, a slice, an index tensor of any shape or a boolean mask returns a real tensor
     (standardised with ``norm`` when set, on ``device``) holding only those clips; :meth:`subset` returns

@@ -102,7 +102,8 @@ class DistillResult:
                   "class_names": list(class_names) if class_names is not None else None}
         if expert_config is not None:
             config["expert"] = expert_config.to_dict()
-        if not is_finite(self.features.detach(), self.alpha, None if self.soft_labels is None else self.soft_labels.detach()):
+        soft = None if self.soft_labels is None else self.soft_labels.detach()
+        if not is_finite(self.features.detach(), self.alpha, soft):
             raise NonFiniteError(f"{path}: not written: the distilled set holds NaN or infinite values")
         payload = {"features": self.features.detach().float().cpu(), "labels": self.labels.long().cpu(),
                    "alpha": torch.tensor(float(self.alpha)), "history": self.history}
@@ -358,8 +359,9 @@ def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet,
     # decided from the reduced values: every rank raises at the same iteration
     if not math.isfinite(loss) or not bool(torch.isfinite(grad_x).all()):
         what = "trajectory-matching loss" if not math.isfinite(loss) else "gradient of the synthetic set"
-        raise DistillationDiverged(f"the {what} became NaN or infinite at iteration {state.iteration + 1} (loss {loss:.4g}, "
-                                   f"alpha {float(state.alpha):.4g}); lower lr_data ({config.lr_data:g}) or lr_alpha")
+        raise DistillationDiverged(f"the {what} became NaN or infinite at iteration {state.iteration + 1} "
+                                   f"(loss {loss:.4g}, alpha {float(state.alpha):.4g}); lower lr_data "
+                                   f"({config.lr_data:g}) or lr_alpha")
     mom_x = config.momentum * state.mom_x + grad_x
     mom_alpha = config.momentum * state.mom_alpha + grad_alpha
     y, mom_y = state.y, state.mom_y

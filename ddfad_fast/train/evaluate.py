@@ -52,7 +52,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     lr = float(lr if lr is not None else (config.lr if config.lr is not None else DEFAULT_LR))
     if not (lr > 0 and math.isfinite(lr)):
         raise ParameterError(f"evaluation lr must be finite and > 0, got {lr}")
-    if not is_finite(y_train if y_train.is_floating_point() else None, x_train if isinstance(x_train, Tensor) else None):
+    if not is_finite(y_train if y_train.is_floating_point() else None,
+                     x_train if isinstance(x_train, Tensor) else None):
         raise ParameterError("the training set to evaluate holds NaN or infinite values")
     if config.num_nets < 1 or config.epochs < 1 or (config.steps is not None and config.steps < 1):
         raise ParameterError(f"num_nets, epochs and steps must be >= 1, got {config.num_nets}, {config.epochs}, "

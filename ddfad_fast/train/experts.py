@@ -242,7 +242,8 @@ def _validate(config: ExpertConfig, split) -> None:
     if config.num_experts < 1 or config.epochs < 1:
         raise ParameterError(f"num_experts and epochs must be >= 1, got {config.num_experts}, {config.epochs}")
     if not (config.lr > 0 and math.isfinite(config.lr)) or config.batch_size < 1:
-        raise ParameterError(f"expert lr must be finite and > 0 and batch_size >= 1, got {config.lr}, {config.batch_size}")
+        raise ParameterError(f"expert lr must be finite and > 0 and batch_size >= 1, got {config.lr}, "
+                             f"{config.batch_size}")
     if len(split.y_train) == 0:
         raise ParameterError("the training split is empty")
 

@@ -636,6 +636,15 @@ def test_numbers_that_pass_parsing_but_would_break_the_run(world, capsys):
     assert not (out / "distilled.pt").exists()
     kept = load_artifact(out / "checkpoint.pt", kind="distill_checkpoint")          # finite (schema-checked)
     assert kept["iteration"] >= 1
+    cli(world, capsys, distill + ["--out", case / "seed", "--seed", str(10 ** 23)], 2, "seed must be in",
+        out=case / "seed")
+    cli(world, capsys, distill + ["--out", case / "steps", "--syn-steps", str(10 ** 12)], 2, "lower --syn-steps",
+        out=case / "steps")
+    from ddfad_fast.cli.guard import out_of_memory
+    assert "670.6 GiB failed" in out_of_memory(RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to allocate "
+        "720000000000 bytes. Error code 12 (Cannot allocate memory)"))
+    assert out_of_memory(RuntimeError("a bug")) is None
     for duration, needle in (("1e9", "more than this machine's"), ("inf", "finite number of seconds"),
                              ("nan", "finite number of seconds"), ("1e-9", "shorter than one sample")):
         cli(world, capsys, ["features", world.data, "--out", case / "d.pt", "--duration", duration, "--quiet"], 2,

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from ..errors import DDFADError, ParameterError, FileFormatError, ResourceError
 from ..outputs import describe_os_error
-from .guard import holding_outputs
+from .guard import holding_outputs, out_of_memory
 
 COMMANDS = ("features", "reconstruct", "data", "experts", "distill", "evaluate", "run", "continual", "nas",
             "bench", "backends")
@@ -150,6 +150,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as exc:          # a file or folder the command could not read or write: one line, exit 1
         print(f"ddfad {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+    except (MemoryError, RuntimeError) as exc:       # an allocation that failed: one line; anything else goes on
+        message = out_of_memory(exc)
+        if message is None:
+            raise
+        print(f"ddfad {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         distributed.shutdown(wait=finished)
 

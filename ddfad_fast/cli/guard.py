@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 
 def output_folders(args: argparse.Namespace) -> List[Path]:
@@ -38,3 +38,18 @@ def holding_outputs(args: argparse.Namespace) -> Iterator[None]:
                 stack.enter_context(hold(folder))
         distributed.together(take, run=distributed.is_main())   # a refusal on rank 0 stops every rank at once
         yield
+
+
+def out_of_memory(exc: BaseException) -> Optional[str]:
+    """One line for an allocation that failed (MemoryError, torch's OutOfMemoryError, the CPU allocator's
+    RuntimeError), None for any other exception."""
+    import re
+
+    import torch
+    if not (isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or
+            (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))):
+        return None
+    size = re.search(r"allocate (\d+) bytes", str(exc))
+    what = f"an allocation of {int(size.group(1)) / 2 ** 30:,.1f} GiB failed" if size else "an allocation failed"
+    return (f"not enough memory: {what}; lower the width, the batch sizes or --syn-steps, or set --max-memory "
+            "where the command has it (finished work is kept)")

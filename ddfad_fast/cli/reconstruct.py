@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.n_iter < 0 or args.nnls_iter < 0:
         raise ParameterError(f"--n-iter and --nnls-iter must be >= 0, got {args.n_iter}, {args.nnls_iter}")
+    if not -2 ** 62 <= args.seed < 2 ** 62:
+        raise ParameterError(f"--seed must be in [-2**62, 2**62), got {args.seed}")
     features, names, labels, config = load_feature_set(args.file)
     if args.limit is not None:
         if args.limit < 1:

@@ -136,6 +136,7 @@ def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: Dist
                      ("lr_labels", c.lr_labels), ("momentum", c.momentum)])
     checks = [
         (c.cpc >= 1, f"cpc must be >= 1, got {c.cpc}"),
+        (-2 ** 62 <= c.seed < 2 ** 62, f"seed must be in [-2**62, 2**62), got {c.seed}"),
         (c.syn_steps >= 1, f"syn_steps must be >= 1, got {c.syn_steps}"),
         (c.expert_epochs >= 1, f"expert_epochs must be >= 1, got {c.expert_epochs}"),
         (c.max_start_epoch >= 0, f"max_start_epoch must be >= 0, got {c.max_start_epoch}"),

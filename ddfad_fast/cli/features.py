@@ -30,7 +30,7 @@ from typing import List
 from ..config import FeatureConfig
 from ..errors import DDFADError, ParameterError
 from ..io import save_artifact
-from ..outputs import check_deletable, clear
+from ..outputs import check_deletable, clear, hold
 from .options import DeprecatedAlias
 
 HELP = "compute FD-MFCC features of audio files into a sharded store (or one .pt file)"
@@ -184,7 +184,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             check_deletable(final, "store", inputs, legacy=lambda f: index_key(f / INDEX_NAME) is not None
                             or any(f.glob("shard_*.json")))
-            clear(final)
+            with hold(final, "feature store folder"):      # --cache: no other process may be building it
+                clear(final)
     distributed.barrier()
     started = folder.is_dir() and any(folder.glob("shard_*.json"))
     if started and not args.resume:

@@ -183,26 +183,34 @@ def _load_one(path: str):
 
 
 def _load_sources(cache: Path, workers: int) -> Dict[int, list]:
-    """FSDD resampled to 16 kHz (ddfad_fast.load_audio), by digit; cached in ``cache`` (a pickle)."""
-    import pickle
+    """FSDD resampled to 16 kHz (ddfad_fast.load_audio), by digit; cached in ``cache``: a .npz of plain arrays
+    read with ``allow_pickle=False`` (the folder may be shared: a cache file must not be able to carry code)."""
     files = sorted(FSDD.glob("*.wav"))
     if len(files) < 10:
         raise SystemExit(f"no FSDD recordings in {FSDD}")
-    stamp = [len(files), str(FSDD)]
+    stamp = json.dumps([len(files), str(FSDD)])
     if cache.is_file():
         try:
-            obj = pickle.loads(cache.read_bytes())
-            if obj["stamp"] == stamp:
-                return obj["sources"]
-        except Exception:  # noqa: BLE001 - a stale or broken cache is rebuilt
+            with np.load(cache, allow_pickle=False) as saved:
+                if str(saved["stamp"]) == stamp:
+                    waves = np.split(saved["waves"], saved["offsets"][1:-1])
+                    out: Dict[int, list] = {}
+                    for digit, speaker, index, wave in zip(saved["digits"].tolist(), saved["speakers"].tolist(),
+                                                           saved["indices"].tolist(), waves):
+                        out.setdefault(int(digit), []).append((speaker, int(index), wave))
+                    return out
+        except (OSError, ValueError, KeyError):      # a stale or broken cache is rebuilt
             pass
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         loaded = pool.map(_load_one, [str(f) for f in files], chunksize=50)
-    out: Dict[int, list] = {}
+    out = {}
     for digit, speaker, index, wave in loaded:
         out.setdefault(digit, []).append((speaker, index, wave))
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps({"stamp": stamp, "sources": out}))
+    rows = [(d, sp, i, w) for d in sorted(out) for sp, i, w in out[d]]
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, stamp=np.array(stamp), digits=np.array([r[0] for r in rows], dtype=np.int64),
+             speakers=np.array([r[1] for r in rows]), indices=np.array([r[2] for r in rows], dtype=np.int64),
+             offsets=np.cumsum([0] + [len(r[3]) for r in rows]), waves=np.concatenate([r[3] for r in rows]))
     os.replace(tmp, cache)
     return out
 
@@ -232,7 +240,7 @@ def make_corpus(root, n_clips: int, n_classes: int = 35, seed: int = 0, broken_f
     start = time.perf_counter()
     global _SOURCES
     if not _SOURCES:
-        _SOURCES = _load_sources(root.parent / "fsdd16k_sources.pkl", workers)
+        _SOURCES = _load_sources(root.parent / "fsdd16k_sources.npz", workers)
     rng = np.random.default_rng([seed, 12345])
     classes = list(range(n_classes))
     sizes = _class_sizes(n_clips, n_classes, rng)

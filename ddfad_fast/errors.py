@@ -27,3 +27,21 @@ class FileFormatError(DDFADError, ValueError):
 
 class ResourceError(DDFADError, RuntimeError):
     """A run that cannot fit the given resources (e.g. --max-memory)."""
+
+
+class OutputError(DDFADError, OSError):
+    """An output that cannot be written (disk full, no permission, read-only file system, quota, file size
+    limit); the message names the path and what to do. Finished work (the last checkpoint) is kept."""
+
+    def __str__(self) -> str:            # the message alone, never OSError's "[Errno N] ..." form
+        return str(self.args[0]) if self.args else ""
+
+
+class FolderBusyError(DDFADError):
+    """An output folder that another process is writing into (it holds the folder's lock); the message
+    names that process."""
+
+
+class NonFiniteError(DDFADError, ArithmeticError):
+    """Training produced NaN or infinite values; the message names the setting or file to blame. The
+    last finite state is kept."""

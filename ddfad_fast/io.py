@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple, Union
 
 import torch
 
-from .errors import FileFormatError, ParameterError
+from .errors import DDFADError, FileFormatError, ParameterError
+from .outputs import open_plain, output_error
+from .schemas import check_artifact
 
 FORMAT = "ddfad_fast"
 FORMAT_VERSION = 1
@@ -38,34 +41,76 @@ def temporary_beside(path: Path, suffix: str = "") -> Tuple[int, str]:
 
     One fixed name per target: a temporary left by a process killed mid-write (SIGKILL, power loss) is
     truncated and reused by the next write of the same file, so none accumulate. Created with the
-    permissions a plain ``open`` gives (mode 0o666 less the umask). One writer per file is assumed.
+    permissions a plain ``open`` gives (mode 0o666 less the umask); a symbolic link in its place is replaced,
+    never followed. One writer per file (the folder's lock, :func:`ddfad_fast.outputs.hold`).
     """
     tmp = path.parent / f".{path.name}.tmp{suffix}"
-    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), str(tmp)
+    return open_plain(tmp), str(tmp)
+
+
+def os_error_in(exc: BaseException) -> Optional[OSError]:
+    """The OSError behind ``exc``: itself, or one in its chain (torch.save turns a failed write into a
+    RuntimeError whose context is the OSError); None when there is none."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and not isinstance(exc, DDFADError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _why_short(tmp: str) -> Optional[OSError]:
+    """The OSError (with its errno: ENOSPC, EFBIG, EDQUOT...) that one more byte appended to ``tmp`` gives, after
+    a write that came up short without saying why; None when that byte goes in."""
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
+    except OSError as exc:
+        return exc
+    try:
+        os.write(fd, b"\0")
+        os.fsync(fd)
+    except OSError as exc:
+        return exc
+    finally:
+        os.close(fd)
+    return None
 
 
 def atomic_write(path: PathLike, write) -> None:
-    """Write a file atomically: ``write(fileobj)`` into a temporary file beside ``path``, fsync, rename."""
+    """Write a file atomically: ``write(fileobj)`` into a temporary file beside ``path``, fsync, rename.
+
+    A failure leaves ``path`` as it was (the temporary file is removed); an OSError of the file system
+    (disk full, no permission, read-only, quota, ulimit -f) becomes an OutputError naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temporary_beside(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temporary_beside(path)
+    except OSError as exc:
+        raise output_error(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        cause = os_error_in(exc) if isinstance(exc, Exception) else None
+        if cause is not None and cause.errno is None:       # numpy's short write ("N requested and M written")
+            cause = _why_short(tmp) or cause
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if cause is not None:
+            raise output_error(cause, path) from None
         raise
     _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    """``text`` as UTF-8 (a file name's bytes that are not UTF-8 are written as they are)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8", "surrogateescape")))
 
 
 def atomic_write_json(path: PathLike, obj: Any) -> None:
@@ -91,12 +136,23 @@ def load_artifact(path: PathLike, kind: Optional[str] = None, expected_config: O
     ``expected_config`` (on ``config_keys`` if given, else on every key of ``expected_config``).
     """
     path = Path(path)
+    if path.is_dir():
+        raise FileFormatError(f"{path}: a folder, not a ddfad_fast file")
     if not path.is_file():
         raise FileFormatError(f"{path}: no such file")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError for code payloads, RuntimeError for garbage
-        raise FileFormatError(f"{path}: not a loadable ddfad_fast file ({type(exc).__name__}: {exc})") from None
+    except pickle.UnpicklingError as exc:   # code or objects weights_only refuses: never load those
+        if "GLOBAL" in str(exc):
+            raise FileFormatError(f"{path}: refused: it holds Python objects or code that no ddfad_fast file holds "
+                                  "(it is not a ddfad_fast file, or it is unsafe to load)") from None
+        raise FileFormatError(f"{path}: not a loadable ddfad_fast file (it is damaged, or another kind of "
+                              "file)") from None
+    except OSError as exc:
+        raise FileFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - RuntimeError and others for garbage: one line, never torch's text
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise FileFormatError(f"{path}: not a loadable ddfad_fast file ({type(exc).__name__}: {first})") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise FileFormatError(f"{path}: not a ddfad_fast file")
     if obj.get("version") != FORMAT_VERSION:
@@ -110,7 +166,19 @@ def load_artifact(path: PathLike, kind: Optional[str] = None, expected_config: O
         if diff:
             details = ", ".join(f"{k}: file {a!r} vs run {b!r}" for k, (a, b) in sorted(diff.items()))
             raise FileFormatError(f"{path}: made with a different config ({details})")
+    check_artifact(path, obj)
     return obj
+
+
+def read_json(path: PathLike, what: str = "file") -> Any:
+    """The JSON in ``path``; FileFormatError naming it when it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8", errors="surrogateescape"))
+    except OSError as exc:
+        raise FileFormatError(f"{path}: the {what} cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise FileFormatError(f"{path}: the {what} is not valid JSON ({exc}); it is damaged: delete it or start "
+                              "again with --overwrite") from None
 
 
 def saved_progress(path: Path, settings: dict, resume: bool) -> Optional[dict]:
@@ -120,7 +188,8 @@ def saved_progress(path: Path, settings: dict, resume: bool) -> Optional[dict]:
         return None
     if not resume:
         raise ParameterError(f"{path} exists; pass --resume to continue it")
-    saved = json.loads(path.read_text())
-    if saved.get("settings") != settings:
-        raise ParameterError(f"{path} was made with other settings ({saved.get('settings')})")
+    saved = read_json(path, "progress file")
+    if not isinstance(saved, dict) or saved.get("settings") != settings:
+        raise ParameterError(f"{path} was made with other settings "
+                             f"({saved.get('settings') if isinstance(saved, dict) else saved!r})")
     return saved

@@ -12,7 +12,7 @@ import warnings
 from typing import Optional, Tuple
 
 from .config import FeatureConfig
-from .errors import ResourceError
+from .errors import ParameterError, ResourceError
 
 DEFAULT_SHARD_SIZE = 4096
 DEFAULT_BATCH = 256
@@ -103,14 +103,41 @@ def features_memory_bytes(config: FeatureConfig, shard_size: int, batch_size: in
     return 2 * shard_size * clip + (2 * workers + 2) * batch_size * wave + transform + workers * WORKER_BYTES
 
 
+def physical_memory_bytes() -> int:
+    """The machine's memory (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_fits(config: FeatureConfig, shard_size: int, batch_size: int, workers: int) -> None:
+    """ResourceError when computing features with these sizes needs more than the machine's memory (a clip
+    length that passes validation, such as --duration 1e9, would otherwise try to allocate petabytes)."""
+    need, have = features_memory_bytes(config, shard_size, batch_size, workers), physical_memory_bytes()
+    if have and need > have:
+        raise ResourceError(f"features of {config.fixed_length / config.sample_rate:g} s clips need about "
+                            f"{need / GIB:,.3g} GB (shards of {shard_size}, batches of {batch_size}), more than this "
+                            f"machine's {have / GIB:.1f} GB; use a shorter --duration")
+
+
 def plan_features(config: FeatureConfig, max_memory_gb: Optional[float], workers: Optional[int] = None,
                   shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = DEFAULT_BATCH) -> Tuple[int, int, int]:
     """``(shard_size, batch_size, workers)`` for :func:`build_store` that fit ``max_memory_gb`` with what
     this process already holds: the given ones when they fit, else fewer workers, smaller batches and
-    shards (largest first); ResourceError with the numbers when even the smallest do not fit."""
+    shards (largest first); ResourceError with the numbers when even the smallest do not fit. Without a
+    limit the given sizes are kept unless they exceed the machine's memory."""
+    if workers is not None and workers < 0:
+        raise ParameterError(f"--workers must be >= 0 (0: decode in this process), got {workers}")
+    if max_memory_gb is not None and not max_memory_gb > 0:
+        raise ParameterError(f"--max-memory must be > 0 GB, got {max_memory_gb}")
     workers = default_workers() if workers is None else workers
     if max_memory_gb is None:
-        return shard_size, batch_size, workers
+        have = physical_memory_bytes()
+        if not have or features_memory_bytes(config, shard_size, batch_size, workers) <= have:
+            return shard_size, batch_size, workers
+        check_fits(config, min(shard_size, 256), min(batch_size, 16), 0)
+        max_memory_gb = have / GIB
     budget, base = max_memory_gb * 2 ** 30, process_rss_bytes()
     for shard in sorted({shard_size, min(shard_size, 1024), min(shard_size, 256)}, reverse=True):
         for batch in sorted({batch_size, min(batch_size, 64), min(batch_size, 16)}, reverse=True):

@@ -76,11 +76,11 @@ def test_dispatch_order_and_forcing(toy_op, monkeypatch):
 def test_artifact_round_trip_and_checks(tmp_path):
     path = tmp_path / "a.pt"
     cfg = {"features": FeatureConfig().to_dict()}
-    save_artifact(path, "features", {"features": torch.ones(2, 3), "names": ["x", "y"]}, config=cfg)
-    obj = load_artifact(path, kind="features", expected_config=cfg)
+    save_artifact(path, "example", {"features": torch.ones(2, 3), "names": ["x", "y"]}, config=cfg)
+    obj = load_artifact(path, kind="example", expected_config=cfg)
     assert torch.equal(obj["features"], torch.ones(2, 3)) and obj["version"] == FORMAT_VERSION
     assert not list(tmp_path.glob(".*.tmp")), "temporary file left behind"
-    with pytest.raises(FileFormatError, match="holds 'features'"):
+    with pytest.raises(FileFormatError, match="holds 'example'"):
         load_artifact(path, kind="distilled")
     other = {"features": FeatureConfig(n_mfcc=13).to_dict()}
     with pytest.raises(FileFormatError, match="different config"):

@@ -13,6 +13,7 @@ import torch
 from ..config import FeatureConfig, ReconstructConfig
 from ..errors import DDFADError, FileFormatError
 from ..io import atomic_write_json, atomic_write_text, load_artifact
+from ..names import is_plain_name, numbered_names, unique_stems
 
 PEAK = 0.99       # clips louder than this are scaled down to it before writing 16-bit PCM
 
@@ -31,6 +32,9 @@ def write_audio_set(features: torch.Tensor, names: Sequence[str], labels: Sequen
     from ..ops.reference import preemphasis
 
     reconstruct = reconstruct or ReconstructConfig()
+    bad = next((n for n in names if not is_plain_name(n)), None)
+    if bad is not None or len({n.casefold() for n in names}) != len(names):
+        raise DDFADError(f"clip names must be distinct plain file names (see ddfad_fast.names), got {bad or names!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(reconstruct.seed)
     clips: List[Dict[str, object]] = []
@@ -72,34 +76,34 @@ def write_audio_set(features: torch.Tensor, names: Sequence[str], labels: Sequen
 
 
 def class_clip_names(labels: Sequence[int], class_names: Sequence[str]) -> List[str]:
-    """``{class}_{k:03d}.wav`` names, k counting the samples of each class."""
-    counts: Dict[int, int] = {}
-    names = []
-    for label in labels:
-        k = counts.get(label, 0)
-        counts[label] = k + 1
-        names.append(f"{class_names[label]}_{k:03d}.wav")
-    return names
+    """``{class}_{k:03d}.wav`` names, k counting the samples of each class; the class name made a safe, unique
+    file-name stem (:func:`ddfad_fast.names.numbered_names`: never a path, whatever the label holds)."""
+    return numbered_names([str(class_names[label]) for label in labels])
+
+
+def input_clip_names(paths: Sequence[str]) -> List[str]:
+    """``{i:05d}_{stem}.wav`` for the i-th input file: its stem made safe (unique through the number)."""
+    stems = unique_stems([Path(p).stem for p in paths], fallback="clip")
+    return [f"{i:05d}_{stems[Path(p).stem]}.wav" for i, p in enumerate(paths)]
 
 
 def load_feature_set(path: Path):
     """(features in raw FD-MFCC units, WAV names, labels as text, FeatureConfig) of a saved file."""
     from ..data import FeatureNorm
 
-    obj = load_artifact(path)
+    obj = load_artifact(path)           # its schema is checked there: features, labels, class names agree
     kind = obj.get("kind")
     config = obj.get("config", {})
-    if "features" not in config or "features" not in obj:
-        raise FileFormatError(f"{path}: a {kind!r} file without features or their FeatureConfig")
+    if kind not in ("features", "distilled"):
+        raise FileFormatError(f"{path}: holds {kind!r}; expected a features or distilled file")
     features_config = FeatureConfig.from_dict(config["features"])
     features = obj["features"]
     if kind == "features":
-        stems = [Path(p).stem for p in obj["paths"]]
-        names = [f"{i:05d}_{stem}.wav" for i, stem in enumerate(stems)]
+        names = input_clip_names(obj["paths"])
         return features, names, [""] * len(names), features_config
     if kind == "distilled":
         labels = obj["labels"].tolist()
-        class_names = config.get("class_names") or [str(c) for c in range(max(labels) + 1)]
+        class_names = config.get("class_names") or [str(c) for c in range(int(config["num_classes"]))]
         if config.get("standardized"):
             features = FeatureNorm.from_payload(obj, str(path)).invert(features.float())
         return features, class_clip_names(labels, class_names), [class_names[c] for c in labels], features_config

@@ -145,7 +145,9 @@ def run_nas(run_dir: Path, cpc: Optional[int] = None, proxy_steps: int = 25, ful
     run, preset, cpc = finished_run(run_dir, cpc)
     if proxy_steps < 1 or full_epochs < 1:
         raise ParameterError(f"--proxy-steps and --full-epochs must be >= 1, got {proxy_steps}, {full_epochs}")
-    space = search_space()[:limit] if limit else search_space()
+    if limit is not None and limit < 2:
+        raise ParameterError(f"--limit must be >= 2 (the search ranks architectures), got {limit}")
+    space = search_space()[:limit] if limit is not None else search_space()
     if len(space) < 2:
         raise ParameterError("the search needs at least two architectures")
     out = out or run_dir / "nas"

@@ -76,6 +76,7 @@ def _real_clips(paths: Sequence[str], labels: Sequence[int], n_classes: int, con
     """One seeded random training clip per class, written as a WAV under ``out_dir/report_files``;
     {class index: (path relative to out_dir, index of the clip in ``paths``)}."""
     from ..audio.files import load_audio, save_audio
+    from ..names import file_stem
     from ..ops.features import fit_length
 
     rng = random.Random(seed)
@@ -88,7 +89,7 @@ def _real_clips(paths: Sequence[str], labels: Sequence[int], n_classes: int, con
         wave, _ = load_audio(source, sample_rate=config.sample_rate)
         if config.fixed_length:
             wave = fit_length(wave, config.fixed_length)
-        target = Path(FILES_DIR) / f"real_{c:03d}_{Path(source).stem}.wav"
+        target = Path(FILES_DIR) / f"real_{c:03d}_{file_stem(Path(source).stem, 'clip')}.wav"
         save_audio(out_dir / target, wave, config.sample_rate)
         chosen[c] = (target.as_posix(), index)
     return chosen

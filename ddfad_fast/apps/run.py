@@ -32,8 +32,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..config import ROUNDING_ONLY_FIELDS
-from ..errors import ParameterError
-from ..io import atomic_write_json, load_artifact
+from ..errors import FolderBusyError, OutputError, ParameterError
+from ..io import atomic_write_json, load_artifact, read_json
+from ..outputs import MARKER, check_deletable, clear, mark
 from ..presets import Preset
 
 log = logging.getLogger(__name__)
@@ -57,20 +58,24 @@ def _comparable(run_config: dict) -> dict:
 def _prepare_out(out: Path, run_config: dict, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise ParameterError("--resume and --overwrite exclude each other")
-    exists = out.exists() and any(p.name != "cache" for p in out.iterdir())   # a cache made by ddfad features
-    if exists and overwrite:
-        if not (out / RUN_FILE).is_file():
-            raise ParameterError(f"{out} is not a ddfad run folder (no {RUN_FILE}); refusing to delete it")
-        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out} is a file, not a folder")
+    exists = out.exists() and any(p.name not in ("cache", MARKER) for p in out.iterdir())  # cache: ddfad features'
+    if exists and overwrite:       # only a run folder (marker, or run.json of an earlier release), never the data's
+        from ..data.sources import input_paths
+        check_deletable(out, "run", input_paths(run_config["data"]), legacy=(RUN_FILE,))
+        clear(out)
         exists = False
     if exists and not resume:
         raise ParameterError(f"{out} exists; pass --resume to continue it or --overwrite to start again")
     if exists:
-        saved = json.loads((out / RUN_FILE).read_text()) if (out / RUN_FILE).is_file() else None
+        saved = read_json(out / RUN_FILE, "run configuration") if (out / RUN_FILE).is_file() else None
         if saved is not None and _comparable(saved) != _comparable(run_config):
             raise ParameterError(f"{out} was made with another configuration (see {out / RUN_FILE}); "
                                  "use another --out or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
+    if not exists:
+        mark(out, "run")                   # a folder this command made: a later --overwrite may empty it
     atomic_write_json(out / RUN_FILE, json.loads(json.dumps(run_config, default=str)))
 
 
@@ -79,7 +84,7 @@ class _Stages:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.seconds: Dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        self.seconds: Dict[str, float] = read_json(path, "stage timings") if path.is_file() else {}
         self.failures: List[dict] = []
 
     def run(self, name: str, fn: Callable):
@@ -94,6 +99,8 @@ class _Stages:
         """``fn()``, but an exception is recorded (and printed) instead of ending the run; returns None then."""
         try:
             return fn()
+        except (OutputError, FolderBusyError):    # a full disk or a busy folder stops every stage alike
+            raise
         except Exception as exc:      # one stage of one CPC must not end the whole run
             message = f"{type(exc).__name__}: {exc}"
             self.failures.append({"stage": name, "error": message,
@@ -102,6 +109,16 @@ class _Stages:
             if progress:
                 print(f"ddfad run: stage '{name}' failed ({message}); going on with the others", flush=True)
             return None
+
+
+def _without_failed(accuracy: dict, failures: List[dict]) -> dict:
+    """The accuracies less those of stages that failed in this run (an earlier run's numbers for a set that
+    could not be made again are not its numbers)."""
+    failed = {f["stage"] for f in failures}
+    out = {k: v for k, v in accuracy.items() if k not in failed and not (k == "full" and "evaluate full" in failed)}
+    if "ablation" in out:
+        out["ablation"] = {k: v for k, v in out["ablation"].items() if f"ablation {k}" not in failed}
+    return out
 
 
 def _channels(split, k: int):
@@ -121,7 +138,8 @@ def load_distilled(path: Path) -> dict:
     obj = load_artifact(path, kind="distilled")
     return {"features": obj["features"].float(), "labels": obj["labels"].long(),
             "targets": obj["soft_labels"].float() if "soft_labels" in obj else obj["labels"].long(),
-            "alpha": float(torch.as_tensor(obj["alpha"])), "iterations": len(obj["history"]["loss"])}
+            "alpha": float(torch.as_tensor(obj["alpha"])),
+            "iterations": len(obj.get("history", {}).get("loss", []))}
 
 
 def finished_run(folder: Path, cpc: Optional[int] = None) -> Tuple[dict, Preset, int]:
@@ -130,7 +148,7 @@ def finished_run(folder: Path, cpc: Optional[int] = None) -> Tuple[dict, Preset,
     run_file = Path(folder) / RUN_FILE
     if not run_file.is_file():
         raise ParameterError(f"{folder} is not a ddfad run folder (no {RUN_FILE})")
-    run = json.loads(run_file.read_text())
+    run = read_json(run_file, "run configuration")
     cpcs = sorted(int(p.name[3:]) for p in Path(folder).glob("cpc*") if (p / "distilled.pt").is_file())
     if not cpcs:
         raise ParameterError(f"{folder} holds no distilled set (cpcN/distilled.pt)")
@@ -205,7 +223,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     has_val = split.x_val is not None
 
     eval_path = out / "eval.json"
-    accuracy: dict = json.loads(eval_path.read_text()) if eval_path.is_file() else {}
+    accuracy: dict = read_json(eval_path, "accuracies") if eval_path.is_file() else {}
 
     def evaluate_once(key: List[str], xs, ys, config, models, lr=None, tag=None, data=None) -> None:
         """Evaluate (xs, ys) on each model unless eval.json holds a result with the same ``tag``; tested on
@@ -308,8 +326,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     results = {"preset": preset.to_dict(), "data": str(data), "cpcs": cpcs, "classes": split.class_names,
                "num_train": len(split.y_train), "num_val": len(split.y_val) if has_val else 0,
                "num_test": len(split.y_test), "reported_split": "test",
-               "accuracy": {k: v for k, v in accuracy.items() if k in ("full", "ablation") or
-                            k in {f"cpc{c}" for c in cpcs}},
+               "accuracy": _without_failed({k: v for k, v in accuracy.items() if k in ("full", "ablation") or
+                                            k in {f"cpc{c}" for c in cpcs}}, stages.failures),
                "cross_cpc": cross_cpc,
                "alpha": alphas, "iterations": iterations, "stage_seconds": stages.seconds,
                "threads": torch.get_num_threads(), "device": str(device), "audio": audio_files,

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import ParameterError
+from ..errors import OutputError, ParameterError
 
 HELP = "run a benchmark script from bench/ (prints a table, writes JSON to bench/results/)"
 BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
@@ -32,4 +33,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.name not in names:
         raise ParameterError(f"unknown benchmark {args.name!r}; available: {', '.join(names)}")
+    results = BENCH_DIR / "results"
+    if not os.access(results if results.is_dir() else BENCH_DIR, os.W_OK):
+        raise OutputError(f"{results}: permission denied: benchmarks write their JSON there; make it writable")
     return subprocess.call([sys.executable, str(BENCH_DIR / f"{args.name}.py"), *args.extra])

@@ -33,6 +33,7 @@ def main(args: argparse.Namespace) -> int:
             raise ParameterError(f"unknown dataset {args.target!r}; available: fsdd")
         if args.to is None:
             raise ParameterError("ddfad data fetch needs --to DIR")
+        check_writable(args.to)                   # before the download, not after it
         files = fetch_fsdd(args.to)
         print(f"{len(files)} recordings in {args.to}")
         return 0
@@ -59,6 +60,19 @@ def _summarise(target, items, split) -> int:
     if split.skipped:
         print(f"{len(split.skipped)} file(s) skipped: " + "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items())))
     return 0
+
+
+def check_writable(folder: Path) -> None:
+    """OutputError (one line naming ``folder``) when files cannot be created in it."""
+    import tempfile
+
+    from ..outputs import output_error
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise output_error(exc, folder) from None
 
 
 def class_table(names, y_train, y_test) -> str:

@@ -19,12 +19,12 @@ deletes, writes and prints.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from .. import distributed
 from ..config import Augment
 from ..errors import ParameterError
+from ..outputs import MARKER, check_deletable, clear, mark
 from .options import DeprecatedAlias
 
 HELP = "distil a data set into CPC synthetic clips per class by matching expert trajectories (MTT)"
@@ -105,17 +105,18 @@ def distill_config(preset, args: argparse.Namespace, expert_epochs: int):
     return config
 
 
-def _check_out(out: Path, resume: bool, overwrite: bool) -> bool:
-    """Whether ``out`` holds something to delete (with --overwrite); refuses unsafe combinations."""
+def _check_out(out: Path, resume: bool, overwrite: bool, inputs=()) -> bool:
+    """Whether ``out`` holds something to delete (with --overwrite: only a folder a distillation made, never one
+    holding an input); refuses unsafe combinations."""
     if resume and overwrite:
         raise ParameterError("--resume and --overwrite exclude each other")
     if out.exists() and not out.is_dir():
         raise ParameterError(f"--out {out} is a file, not a folder")
-    if not (out.exists() and any(out.iterdir())):
+    if not (out.exists() and any(p.name != MARKER for p in out.iterdir())):
         return False
     if overwrite:
-        if not any((out / name).exists() for name in _OWN_FILES):
-            raise ParameterError(f"{out} does not hold a distillation ({', '.join(_OWN_FILES)}); refusing to delete it")
+        check_deletable(out, "distill", inputs() if callable(inputs) else inputs,
+                        legacy=(DISTILLED_NAME, CONFIG_NAME, "checkpoint.pt"))
         return True
     if not resume:
         raise ParameterError(f"{out} exists; pass --resume to continue it or --overwrite to start again")
@@ -134,6 +135,7 @@ def _feature_cache(args: argparse.Namespace) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     from ..data import load_feature_split
+    from ..data.sources import input_paths
     from ..train.distill import distill, preflight
     from ..train.evaluate import evaluate_training_set
     from ..train.experts import load_trajectories
@@ -143,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
     out: Path = args.out
     main_rank = distributed.is_main()
     # every step that can fail runs in distributed.together(): a failure on one process stops all of them
-    delete = distributed.together(lambda: _check_out(out, args.resume, args.overwrite), run=main_rank)
+    delete = distributed.together(lambda: _check_out(out, args.resume, args.overwrite,
+                                                     lambda: input_paths(args.data) + [args.experts]), run=main_rank)
     trajectories = distributed.together(lambda: load_trajectories(args.experts))
     features = trajectories.feature_config
     preset = get_preset(args.preset)
@@ -164,8 +167,10 @@ def main(args: argparse.Namespace) -> int:
                                resume_from=out / "checkpoint.pt" if args.resume and main_rank else None))
     if main_rank:
         if delete:
-            shutil.rmtree(out)
+            clear(out)
         out.mkdir(parents=True, exist_ok=True)
+        if not any(p.name not in (MARKER, "cache") for p in out.iterdir()):
+            mark(out, "distill")                  # a folder this command made: a later --overwrite may empty it
         atomic_write_json(out / CONFIG_NAME, {"data": str(args.data), "experts": str(args.experts),
                                               "standardized": trajectories.norm is not None,
                                               "preset": args.preset, "distill": config.to_dict(),

@@ -14,6 +14,8 @@ import sys
 from typing import List, Optional
 
 from ..errors import DDFADError, ParameterError, FileFormatError, ResourceError
+from ..outputs import describe_os_error
+from .guard import holding_outputs, out_of_memory
 
 COMMANDS = ("features", "reconstruct", "data", "experts", "distill", "evaluate", "run", "continual", "nas",
             "bench", "backends")
@@ -102,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    try:                # a file name that is not UTF-8 is printed escaped, never a UnicodeEncodeError
+        sys.stdout.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError):
+        pass
     try:
         parser = build_parser()
     except CommandImportError as exc:
@@ -127,7 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if hasattr(args, "device"):
             args.device = distributed.local_device(resolve_device(args.device))
         distributed.init(args.command, getattr(args, "device", None))
-        code = int(args._main(args) or 0)
+        with holding_outputs(args):
+            code = int(args._main(args) or 0)
         finished = True
         return code
     except KeyboardInterrupt:
@@ -140,6 +147,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except DDFADError as exc:
         print(f"ddfad {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except OSError as exc:          # a file or folder the command could not read or write: one line, exit 1
+        print(f"ddfad {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (MemoryError, RuntimeError) as exc:       # an allocation that failed: one line; anything else goes on
+        message = out_of_memory(exc)
+        if message is None:
+            raise
+        print(f"ddfad {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
     finally:
         distributed.shutdown(wait=finished)
 

@@ -12,7 +12,6 @@ so is the validation split carved from the training clips; accuracies are report
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 
 from ..config import FeatureConfig
 from ..errors import ParameterError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json
 from .features import add_data_options, feature_config, features_in_memory
 
 HELP = "evaluate a distilled set / random real subset / full data by training fresh networks"
@@ -52,6 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_options(parser)
 
 
+def check_distilled_fits(path: Path, distilled: dict, split) -> None:
+    """ParameterError when a distilled set's classes or clip shape differ from those of ``--data``."""
+    classes = int(distilled["config"]["num_classes"])
+    shape = tuple(distilled["features"].shape[1:])
+    if classes != split.num_classes or shape != tuple(split.in_shape):
+        raise ParameterError(f"{path} holds {classes} classes of clips {shape}, but --data gives {split.num_classes} "
+                             f"classes of {tuple(split.in_shape)}; evaluate it on the data it was distilled from")
+
+
 def main(args: argparse.Namespace) -> int:
     from ..config import ModelConfig
     from ..data import FeatureNorm, load_feature_split
@@ -81,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
             for old in [results_file, *args.out.glob("progress_*.pt")]:
                 old.unlink(missing_ok=True)
         if results_file.is_file():
-            results = json.loads(results_file.read_text())
+            results = read_json(results_file, "evaluation results")
     if distilled is None:
         features = feature_config(args, features)
     elif args.feature_preset or args.duration:
@@ -95,6 +103,8 @@ def main(args: argparse.Namespace) -> int:
                                standardize=norm if norm is not None else distilled is None)
     for path, reason in split.skipped:
         print(f"skipped {path}: {reason}")
+    if distilled is not None:
+        check_distilled_fits(args.distilled, distilled, split)
     split = split.to(args.device)
     models = tuple(args.models.split(",")) if args.models else preset.eval.models
     changes = {k: v for k, v in (("num_nets", args.num_nets), ("epochs", args.epochs)) if v is not None}

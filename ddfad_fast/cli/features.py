@@ -27,6 +27,7 @@ is byte-identical to one written by one process.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 from pathlib import Path
 from typing import List
@@ -35,6 +36,7 @@ from ..config import FeatureConfig
 from ..errors import DDFADError, ParameterError
 from ..io import save_artifact
 from ..data.scan import FEATURE_PRESETS
+from ..outputs import check_deletable, clear, hold
 from .options import DeprecatedAlias
 
 HELP = "compute FD-MFCC features of audio files into a sharded store (or one .pt file)"
@@ -73,9 +75,13 @@ def feature_config(args: argparse.Namespace, base: FeatureConfig) -> FeatureConf
     config = PRESETS[args.feature_preset]() if getattr(args, "feature_preset", None) else base
     duration = getattr(args, "duration", None)
     if duration is not None:
-        if not duration > 0:
-            raise ParameterError(f"--duration must be > 0 seconds, got {duration}")
+        if not (math.isfinite(duration) and duration > 0):
+            raise ParameterError(f"--duration must be a finite number of seconds > 0, got {duration}")
         config = config.replace(fixed_length=int(round(duration * config.sample_rate)))
+        if config.fixed_length < 1:
+            raise ParameterError(f"--duration {duration:g} is shorter than one sample at {config.sample_rate} Hz")
+    if getattr(args, "workers", None) is not None and args.workers < 0:
+        raise ParameterError(f"--workers must be >= 0 (0: decode in this process), got {args.workers}")
     return config.validate()
 
 
@@ -113,7 +119,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory limit: shard size, batch and workers are chosen to fit, or the command refuses")
     parser.add_argument("--strict", action="store_true", help="stop at the first unusable file instead of skipping it")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run (keeps finished shards)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output (only a store or file ddfad made, never an input)")
     parser.add_argument("--checkpoint-every", type=int, default=2048, help="--out: files per checkpoint (default 2048)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -124,14 +131,30 @@ def collect_files(inputs: List[Path]) -> List[Path]:
     files: List[Path] = []
     for item in inputs:
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-        elif item.exists():
+            # every entry with an audio suffix but folders: a broken link, a link loop or a FIFO is listed as
+            # skipped with its reason (it is never opened), not dropped in silence
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.is_dir())
+        elif item.exists() or item.is_symlink():
             files.append(item)
         else:
             raise ParameterError(f"{item}: no such file or folder")
     if not files:
         raise ParameterError(f"no audio files found in {', '.join(map(str, inputs))}")
     return files
+
+
+def check_replaceable(path: Path, inputs) -> None:
+    """``--out FILE --overwrite``: FILE may be replaced when it is a file ddfad wrote (a torch zip archive),
+    never a folder or an input of the command."""
+    import zipfile
+
+    from ..outputs import within
+    if path.is_dir():
+        raise ParameterError(f"--out {path} is a folder; --out names the file to write (e.g. features.pt)")
+    if any(within(item, path) for item in inputs):
+        raise ParameterError(f"--overwrite would replace {path}, an input of this command; refusing")
+    if not zipfile.is_zipfile(path):
+        raise ParameterError(f"{path} is not a file ddfad wrote; --overwrite refuses to replace it")
 
 
 def parts_dir(out: Path) -> Path:
@@ -181,7 +204,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"{final}: the store is complete and up to date ({len(FeatureStore(final, key))} clips)")
         return 0
     if args.overwrite and final.exists() and distributed.is_main():
-        shutil.rmtree(final) if final.is_dir() else final.unlink()
+        inputs = list(args.inputs) + ([args.data] if args.data else []) + [it.path for it in items]
+        if args.out is not None:                  # the file is replaced atomically once the new one is written
+            check_replaceable(final, inputs)
+        else:
+            check_deletable(final, "store", inputs, legacy=lambda f: index_key(f / INDEX_NAME) is not None
+                            or any(f.glob("shard_*.json")))
+            with hold(final, "feature store folder"):      # --cache: no other process may be building it
+                clear(final)
     distributed.barrier()
     started = folder.is_dir() and any(folder.glob("shard_*.json"))
     if started and not args.resume:

@@ -2,7 +2,9 @@
 
 * :mod:`~ddfad_fast.data.sources`: where the labelled clips are (FSDD-named folders, class sub-folders, CSV
   manifests) and the FSDD download;
-* :mod:`~ddfad_fast.data.store`: the sharded, memory-mapped feature store (corpora larger than memory);
+* :mod:`~ddfad_fast.data.listing`: every entry of a folder or manifest used or listed as skipped;
+* :mod:`~ddfad_fast.data.store`: the sharded, memory-mapped feature store (corpora larger than memory), its
+  shards checked by :mod:`~ddfad_fast.data.shards` and read through :mod:`~ddfad_fast.data.views`;
 * :mod:`~ddfad_fast.data.split`: train / validation / test splits, the standardisation, the data fingerprint;
 * :mod:`~ddfad_fast.data.load`: sources -> feature splits through a store (:func:`load_feature_split`);
 * :mod:`~ddfad_fast.data.scan`: a header scan of a source and the feature settings that fit it (:func:`choose_features`);

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..config import FeatureConfig
-from ..errors import ParameterError
+from ..errors import ParameterError, ResourceError
 from ..resources import DEFAULT_BATCH, DEFAULT_SHARD_SIZE, features_in_memory, plan_features, process_rss_bytes
 from .sources import labelled_items
 from .split import FeatureNorm, FeatureSplit, carve_validation, make_split
@@ -90,8 +90,16 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
     config = (feature_config or FeatureConfig()).validate()
     if cache_dir is None:
         items, skipped = labelled_items(source, config, max_per_class)
+        shard_size, batch_size, workers = plan_features(config, max_memory_gb, workers)
         with tempfile.TemporaryDirectory() as tmp:
-            store = build_store(items, config, tmp, strict=strict, progress=progress, workers=workers, local=True)
+            store = build_store(items, config, tmp, strict=strict, progress=progress, workers=workers, local=True,
+                                shard_size=shard_size, batch_size=batch_size)
+            need = reserve(store.clip_shape, len(set(store.column("label")))) if reserve is not None else 0
+            if max_memory_gb is not None and not features_in_memory(store.nbytes, need, max_memory_gb,
+                                                                    process_rss_bytes()):
+                raise ResourceError(f"the features ({store.nbytes / 2 ** 30:.2f} GB) do not fit in memory beside "
+                                    f"training under --max-memory {max_memory_gb:g} GB; pass --cache DIR so that "
+                                    "training reads them from their store on disk")
             return _finish_split(_split_from_store(store, skipped), val_fraction, True, standardize)
     else:
         shard_size, batch_size, workers = plan_features(config, max_memory_gb, workers)

@@ -8,11 +8,12 @@ Sources (:func:`load_feature_split`):
   sub-folder layout); relative paths are relative to the CSV's folder; a header row is allowed.
 
 Files that cannot be read, and names/labels that don't parse, are skipped and listed with the reason
-in :attr:`FeatureSplit.skipped` (``strict=True`` raises :class:`AudioFileError` naming the file).
+in :attr:`FeatureSplit.skipped` (``strict=True`` raises :class:`AudioFileError` naming the file). Listing a
+folder or manifest (sub-folders beside FSDD names, FIFOs, link loops, duplicate or conflicting rows, byte-order
+marks, Latin-1) is :mod:`ddfad_fast.data.listing`'s.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import random
 import re
@@ -27,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ..config import FeatureConfig
 from ..errors import AudioFileError, FileFormatError, ParameterError
+from .listing import folder_rows, manifest_rows
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 FSDD_PATTERN = re.compile(r"^(?P<label>[^_]+)_(?P<speaker>[^_]+)_(?P<index>\d+)\.(wav|flac|ogg|aiff|aif)$",
@@ -45,54 +47,27 @@ class Item:
     speaker: Optional[str] = None   # FSDD names and a manifest's 4th column name one; used to stratify validation
 
 
-def _is_audio(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS
-
-
 def discover(source: Union[str, Path]) -> Tuple[List[Item], List[Tuple[str, str]]]:
-    """Labelled files of ``source`` (folder or CSV manifest) and the (file, reason) pairs skipped."""
+    """Labelled files of ``source`` (folder or CSV manifest) and the (file, reason) pairs skipped
+    (:mod:`ddfad_fast.data.listing`: every entry is used or listed, a file listed twice is used once)."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        return _discover_csv(source)
-    if not source.is_dir():
+        rows, skipped = manifest_rows(source)
+    elif source.is_dir():
+        rows, skipped = folder_rows(source, FSDD_PATTERN, AUDIO_EXTENSIONS)
+    else:
         raise ParameterError(f"data source {source} is neither a folder nor a .csv manifest")
-    subdirs = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if subdirs:
-        items = [Item(f, d.name, None) for d in subdirs for f in sorted(d.iterdir()) if _is_audio(f)]
-        return items, []
-    items, skipped = [], []
-    for f in sorted(source.iterdir()):
-        if not _is_audio(f):
-            continue
-        m = FSDD_PATTERN.match(f.name)
-        if m is None:
-            skipped.append((str(f), "name does not match {label}_{speaker}_{index}.wav (or another audio suffix)"))
-            continue
-        items.append(Item(f, m.group("label"), "test" if int(m.group("index")) <= 4 else "train", m.group("speaker")))
-    return items, skipped
+    return [Item(*row) for row in rows], skipped
 
 
-def _discover_csv(manifest: Path) -> Tuple[List[Item], List[Tuple[str, str]]]:
-    items, skipped = [], []
-    with open(manifest, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
-        rows = rows[1:]
-    for line, row in enumerate(rows, start=2 if rows else 1):
-        row = [c.strip() for c in row]
-        if not row or not any(row):
-            continue
-        if len(row) < 2 or not row[1]:
-            skipped.append((f"{manifest}:{line}", "row needs path,label[,split]"))
-            continue
-        split = row[2].lower() if len(row) > 2 and row[2] else None
-        if split not in (None, "train", "test"):
-            skipped.append((row[0], f"split {row[2]!r} is not 'train' or 'test'"))
-            continue
-        path = Path(row[0]) if Path(row[0]).is_absolute() else manifest.parent / row[0]
-        speaker = row[3] if len(row) > 3 and row[3] else None
-        items.append(Item(path, row[1], split, speaker))
-    return items, skipped
+def input_paths(source: Union[str, Path]) -> List[Path]:
+    """``source`` and every file it lists (what ``--overwrite`` must never delete); just ``source`` when it
+    cannot be listed."""
+    try:
+        items, _ = discover(source)
+    except (OSError, ParameterError):
+        items = []
+    return [Path(source)] + [Path(it.path) for it in items]
 
 
 def _assign_splits(items: Sequence[Item], seed: int = 0) -> List[Item]:

@@ -22,6 +22,7 @@ a batch, not for the corpus.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,14 +32,19 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ..audio.files import RESAMPLER, load_audio
 from ..config import FeatureConfig
 from ..errors import AudioFileError, FileFormatError, ParameterError
 from ..ops.features import fd_mfcc, fit_length
 from ..io import atomic_write, atomic_write_json
+from ..outputs import MARKER, hold, mark
+from ..resources import check_fits
+from ..schemas import check_store_index
+from .listing import not_a_regular_file
+from .shards import array_digest, read_record, verify_shard
 from ..resources import DEFAULT_BATCH, DEFAULT_SHARD_SIZE, default_workers  # noqa: F401  (re-exported)
+from .views import StoredFeatures, in_memory  # noqa: F401  (re-exported: the views of a store's rows)
 
 STORE_FORMAT = "ddfad_fast.feature_store"
 STORE_VERSION = 1
@@ -66,7 +72,8 @@ def store_key(items: Sequence[Item], config: FeatureConfig, strict: bool = False
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"{os.path.abspath(it.path)}|{it.label}|{it.split}|{it.speaker}|{stamp}\n".encode())
+        h.update(f"{os.path.abspath(it.path)}|{it.label}|{it.split}|{it.speaker}|{stamp}\n"
+                 .encode("utf-8", "surrogateescape"))          # file names need not be UTF-8
     return h.hexdigest()
 
 
@@ -84,6 +91,11 @@ class _Clips(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        reason = not_a_regular_file(self.paths[i])          # a FIFO or device would block the decoder
+        if reason is not None:
+            if self.strict:
+                raise AudioFileError(f"{self.paths[i]}: {reason}")
+            return i, None, reason
         try:
             wave, _ = load_audio(self.paths[i], sample_rate=self.config.sample_rate, mono=True,
                                  resample_ok=not self.strict)
@@ -95,14 +107,11 @@ class _Clips(torch.utils.data.Dataset):
 
 
 def _shard_done(folder: Path, k: int, key: str, shard_size: int) -> bool:
-    meta = folder / f"{_shard_name(k)}.json"
-    if not meta.is_file() or not (folder / f"{_shard_name(k)}.npy").is_file():
+    if not (folder / f"{_shard_name(k)}.npy").is_file():
         return False
-    try:
-        obj = json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return False
-    return obj.get("key") == key and obj.get("shard_size") == shard_size
+    obj = read_record(folder / f"{_shard_name(k)}.json")
+    return (obj is not None and obj["key"] == key and obj["shard_size"] == shard_size
+            and all(k * shard_size <= i < (k + 1) * shard_size for i in obj["kept"]))
 
 
 def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str, Path], strict: bool = False,
@@ -126,6 +135,8 @@ def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
         raise ParameterError("a feature store needs FeatureConfig.fixed_length (clips are stored at one length)")
     if shard_size < 1 or batch_size < 1:
         raise ParameterError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+    if workers is not None and workers < 0:
+        raise ParameterError(f"workers (--workers) must be >= 0 (0: decode in this process), got {workers}")
     folder = Path(folder)
     key = key or store_key(items, config, strict)
     if index_key(folder / INDEX_NAME) == key:
@@ -133,16 +144,23 @@ def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
     rank, world = (0, 1) if local else (distributed.rank(), distributed.world_size())
     if workers is None:
         workers = max(0, default_workers() // world)
+    check_fits(config, shard_size, batch_size, workers)
+
     def compute() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         _compute_shards(items, config, folder, key, shard_size, batch_size, strict, workers, progress, rank, world)
 
-    if world > 1:
-        distributed.together(compute)          # a rank that fails stops every rank
-    else:
-        compute()
-    if rank == 0:
-        write_index(items, config, folder, strict, shard_size, key=key)
+    with contextlib.ExitStack() as stack:
+        if rank == 0 and not local:       # one process writes a store folder (the ranks of one torchrun share it)
+            stack.enter_context(hold(folder, "feature store folder"))
+            if not any(p.name != MARKER for p in folder.iterdir()):
+                mark(folder, "store")     # made here: a later --overwrite may empty it
+        if world > 1:
+            distributed.together(compute)          # a rank that fails stops every rank
+        else:
+            compute()
+        if rank == 0:
+            write_index(items, config, folder, strict, shard_size, key=key)
     if world > 1:
         distributed.barrier()
     return FeatureStore(folder, key)
@@ -184,7 +202,7 @@ def _compute_shards(items: Sequence[Item], config: FeatureConfig, folder: Path, 
         atomic_write(folder / f"{_shard_name(k)}.npy", lambda handle: np.save(handle, array))
         atomic_write_json(folder / f"{_shard_name(k)}.json",
                           {"key": key, "shard_size": shard_size, "first": k * shard_size, "kept": kept,
-                           "skipped": skipped})
+                           "skipped": skipped, "sha256": array_digest(array)})
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         for first, good, features, bad in transformed_batches([it.path for it in items], config, strict, batches,
@@ -230,8 +248,9 @@ def write_index(items: Sequence[Item], config: FeatureConfig, folder: Union[str,
         if not _shard_done(folder, k, key, shard_size):
             raise FileFormatError(f"{folder / _shard_name(k)}.npy: shard missing or made for other files or "
                                   "settings; build the store again")
-        meta = json.loads((folder / f"{_shard_name(k)}.json").read_text())
-        shards.append({"file": f"{_shard_name(k)}.npy", "rows": len(meta["kept"])})
+        meta = read_record(folder / f"{_shard_name(k)}.json")
+        shards.append({"file": f"{_shard_name(k)}.npy", "rows": len(meta["kept"])}
+                      | ({"sha256": meta["sha256"]} if meta.get("sha256") else {}))
         rows += [[str(items[i].path), items[i].label, items[i].split, items[i].speaker] for i in meta["kept"]]
         skipped += meta["skipped"]
     index = folder / INDEX_NAME
@@ -253,9 +272,11 @@ class FeatureStore:
             obj = json.loads(index.read_text())
         except (OSError, ValueError) as exc:
             raise FileFormatError(f"{index}: not a readable feature store index ({exc})") from None
-        if obj.get("format") != STORE_FORMAT or obj.get("version") != STORE_VERSION:
+        if not isinstance(obj, dict) or obj.get("format") != STORE_FORMAT or obj.get("version") != STORE_VERSION:
+            found = obj if isinstance(obj, dict) else {}
             raise FileFormatError(f"{index}: not a {STORE_FORMAT} index of version {STORE_VERSION} "
-                                  f"(format {obj.get('format')!r}, version {obj.get('version')!r})")
+                                  f"(format {found.get('format')!r}, version {found.get('version')!r})")
+        check_store_index(index, obj)
         if expected_key is not None and obj["key"] != expected_key:
             raise FileFormatError(f"{index}: made for other files or feature settings")
         self.key: str = obj["key"]
@@ -263,20 +284,25 @@ class FeatureStore:
         self.rows: List[List[Optional[str]]] = obj["rows"]
         self.skipped: List[Tuple[str, str]] = [tuple(s) for s in obj["skipped"]]
         self.num_files: int = obj["num_files"]
+        if self.config.fixed_length is None:
+            raise FileFormatError(f"{index}: field 'features' has no fixed_length; a store holds clips of one length")
+        self.clip_shape = (3, self.config.n_mfcc, self.config.n_frames(self.config.fixed_length))
         self._shards = []
         for shard in obj["shards"]:
             path = self.folder / shard["file"]
             try:
-                array = np.load(path, mmap_mode="r") if shard["rows"] else None
+                array = np.load(path, mmap_mode="r", allow_pickle=False) if shard["rows"] else None
             except (OSError, ValueError) as exc:
-                raise FileFormatError(f"{path}: unreadable shard ({exc})") from None
-            if array is not None and (array.dtype != np.float32 or array.shape[0] != shard["rows"]):
+                raise FileFormatError(f"{path}: unreadable shard ({' '.join(str(exc).split())})") from None
+            if array is not None and (array.dtype != np.float32 or array.shape != (shard["rows"],) + self.clip_shape):
                 raise FileFormatError(f"{path}: holds {array.shape} {array.dtype}, the index says {shard['rows']} "
-                                      "float32 clips")
+                                      f"float32 clips of {self.clip_shape}")
             self._shards.append(array)
+        self._digests = [shard.get("sha256") for shard in obj["shards"]]
+        self._files = [self.folder / shard["file"] for shard in obj["shards"]]
+        self._verified = [array is None for array in self._shards]     # each shard checked on its first read
         counts = [0] + [s["rows"] for s in obj["shards"]]
         self.offsets = np.cumsum(counts)            # shard k holds rows offsets[k] .. offsets[k+1] - 1
-        self.clip_shape = (3, self.config.n_mfcc, self.config.n_frames(self.config.fixed_length))
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -298,6 +324,9 @@ class FeatureStore:
             raise IndexError(f"row out of range for a store of {len(self)} clips")
         shard = np.searchsorted(self.offsets, rows, side="right") - 1
         for k in np.unique(shard):
+            if not self._verified[k]:
+                verify_shard(self._files[k], self._shards[k], self._digests[k])
+                self._verified[k] = True
             where = np.nonzero(shard == k)[0]
             local = rows[where] - self.offsets[k]
             order = np.argsort(local, kind="stable")            # read each shard front to back
@@ -307,112 +336,3 @@ class FeatureStore:
     def features(self) -> "StoredFeatures":
         """Every clip, as a lazily read (N, 3, n_mfcc, T) float32 view."""
         return StoredFeatures(self, torch.arange(len(self)))
-
-
-class StoredFeatures:
-    """Rows of a :class:`FeatureStore` that read like a (N, 3, n_mfcc, T) float32 tensor when indexed.
-
-    Indexing with an int, a slice, an index tensor of any shape or a boolean mask returns a real tensor
-    (standardised with ``norm`` when set, on ``device``) holding only those clips; :meth:`subset` returns
-    another view. ``x[:, :k]`` keeps the first ``k`` channels. Training loops that draw batches by
-    index read the store batch by batch.
-    """
-
-    def __init__(self, store: FeatureStore, rows: Tensor, norm=None, device: Union[str, torch.device] = "cpu",
-                 channels: Optional[int] = None) -> None:
-        self.store, self.rows, self.norm = store, rows.long().cpu(), norm
-        self.device, self.channels = torch.device(device), channels
-
-    def _like(self, **changes) -> "StoredFeatures":
-        fields = {"rows": self.rows, "norm": self.norm, "device": self.device, "channels": self.channels}
-        fields.update(changes)
-        return StoredFeatures(self.store, **fields)
-
-    # -- tensor-like attributes
-    @property
-    def shape(self) -> torch.Size:
-        c, f, t = self.store.clip_shape
-        return torch.Size((len(self.rows), self.channels or c, f, t))
-
-    dtype = torch.float32
-
-    def dim(self) -> int:
-        return 4
-
-    def size(self, dim: Optional[int] = None):
-        return self.shape if dim is None else self.shape[dim]
-
-    def numel(self) -> int:
-        return int(np.prod(self.shape))
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def to(self, device=None, dtype=None, **_) -> "StoredFeatures":
-        if dtype is not None and dtype != torch.float32:
-            raise ParameterError(f"stored features are float32; .to({dtype}) needs them in memory (materialize())")
-        if isinstance(device, torch.dtype):
-            return self.to(dtype=device)
-        return self if device is None else self._like(device=torch.device(device))
-
-    def cpu(self) -> "StoredFeatures":
-        return self.to("cpu")
-
-    def float(self) -> "StoredFeatures":
-        return self
-
-    def detach(self) -> "StoredFeatures":
-        return self
-
-    def contiguous(self) -> "StoredFeatures":
-        return self
-
-    # -- reading
-    def subset(self, index) -> "StoredFeatures":
-        """The view of the rows ``index`` (index tensor, boolean mask or slice) of this one."""
-        return self._like(rows=self.rows[index])
-
-    def standardized_by(self, norm) -> "StoredFeatures":
-        if self.norm is not None:
-            raise ParameterError("these stored features are already standardised")
-        return self._like(norm=norm)
-
-    def __getitem__(self, key) -> Tensor:
-        if isinstance(key, tuple):
-            if len(key) == 2 and key[0] == slice(None) and isinstance(key[1], slice) and key[1].start in (None, 0) \
-                    and key[1].step in (None, 1):
-                return self._like(channels=min(key[1].stop or 3, self.channels or 3))
-            raise ParameterError(f"stored features support x[index] and x[:, :k], not x[{key}]")
-        if isinstance(key, int):
-            return self._read(self.rows[key].reshape(1))[0]
-        rows = self.rows[key] if not isinstance(key, Tensor) else self.rows[key.cpu()]
-        return self._read(rows)
-
-    def _read(self, rows: Tensor) -> Tensor:
-        x = torch.from_numpy(self.store.gather(rows.reshape(-1).numpy()))
-        if self.norm is not None:
-            x = self.norm.apply(x)
-        if self.channels is not None:
-            x = x[:, :self.channels].contiguous()
-        return x.reshape(tuple(rows.shape) + tuple(x.shape[1:])).to(self.device)
-
-    def chunks(self, batch_size: int = 1024) -> Iterator[Tensor]:
-        """The clips in order, ``batch_size`` at a time."""
-        for i in range(0, len(self.rows), batch_size):
-            yield self._read(self.rows[i:i + batch_size])
-
-    def materialize(self, batch_size: int = 1024) -> Tensor:
-        """All of these clips in one tensor (memory for all of them, once: filled chunk by chunk)."""
-        out = torch.empty(tuple(self.shape), dtype=torch.float32, device=self.device)
-        for i in range(0, len(self.rows), batch_size):
-            out[i:i + batch_size] = self._read(self.rows[i:i + batch_size])
-        return out
-
-    def __repr__(self) -> str:
-        return (f"StoredFeatures(shape={tuple(self.shape)}, store={str(self.store.folder)!r}, "
-                f"standardised={self.norm is not None}, device={self.device})")
-
-
-def in_memory(x) -> Tensor:
-    """``x`` as a tensor: a :class:`StoredFeatures` view is read whole, a tensor is returned as is."""
-    return x.materialize() if isinstance(x, StoredFeatures) else x

@@ -53,9 +53,10 @@ from torch import Tensor
 from .. import distributed
 from ..config import ROUNDING_ONLY_FIELDS, DistillConfig, ExpertConfig, FeatureConfig
 from ..data import FeatureNorm, data_fingerprint
-from ..errors import DDFADError, FileFormatError, ParameterError
+from ..errors import DDFADError, FileFormatError, NonFiniteError, ParameterError
 from .experts import Trajectories
 from ..io import atomic_write_json, load_artifact, save_artifact
+from .guards import finite_settings, is_finite
 from .models import FunctionalNet, build_model
 from ..resources import GIB
 from .memory import MemoryPlan, plan_memory, requested_settings
@@ -72,8 +73,8 @@ EvaluateFn = Callable[[Tensor, Tensor, float], dict]
 ALPHA_FLOOR = 0.01        # the learned step size never falls below this fraction of alpha_init
 
 
-class DistillationDiverged(DDFADError):
-    """The trajectory-matching loss became NaN or infinite."""
+class DistillationDiverged(NonFiniteError):
+    """The trajectory-matching loss, or the synthetic set, became NaN or infinite."""
 
 
 @dataclass
@@ -101,6 +102,9 @@ class DistillResult:
                   "class_names": list(class_names) if class_names is not None else None}
         if expert_config is not None:
             config["expert"] = expert_config.to_dict()
+        soft = None if self.soft_labels is None else self.soft_labels.detach()
+        if not is_finite(self.features.detach(), self.alpha, soft):
+            raise NonFiniteError(f"{path}: not written: the distilled set holds NaN or infinite values")
         payload = {"features": self.features.detach().float().cpu(), "labels": self.labels.long().cpu(),
                    "alpha": torch.tensor(float(self.alpha)), "history": self.history}
         if self.soft_labels is not None:
@@ -128,8 +132,11 @@ class _State:
 
 def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: DistillConfig) -> None:
     c = config
+    finite_settings([("lr_data", c.lr_data), ("lr_alpha", c.lr_alpha), ("alpha_init", c.alpha_init),
+                     ("lr_labels", c.lr_labels), ("momentum", c.momentum)])
     checks = [
         (c.cpc >= 1, f"cpc must be >= 1, got {c.cpc}"),
+        (-2 ** 62 <= c.seed < 2 ** 62, f"seed must be in [-2**62, 2**62), got {c.seed}"),
         (c.syn_steps >= 1, f"syn_steps must be >= 1, got {c.syn_steps}"),
         (c.expert_epochs >= 1, f"expert_epochs must be >= 1, got {c.expert_epochs}"),
         (c.max_start_epoch >= 0, f"max_start_epoch must be >= 0, got {c.max_start_epoch}"),
@@ -352,8 +359,10 @@ def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet,
     loss = sum(losses) / len(losses)
     # decided from the reduced values: every rank raises at the same iteration
     if not math.isfinite(loss) or not bool(torch.isfinite(grad_x).all()):
-        raise DistillationDiverged(f"trajectory-matching loss is {loss} at iteration {state.iteration + 1} "
-                                   f"(alpha {float(state.alpha):.4g}); lower lr_data ({config.lr_data:g}) or lr_alpha")
+        what = "trajectory-matching loss" if not math.isfinite(loss) else "gradient of the synthetic set"
+        raise DistillationDiverged(f"the {what} became NaN or infinite at iteration {state.iteration + 1} "
+                                   f"(loss {loss:.4g}, alpha {float(state.alpha):.4g}); lower lr_data "
+                                   f"({config.lr_data:g}) or lr_alpha")
     mom_x = config.momentum * state.mom_x + grad_x
     mom_alpha = config.momentum * state.mom_alpha + grad_alpha
     y, mom_y = state.y, state.mom_y
@@ -368,8 +377,11 @@ def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet,
         history[key].append(value)
     # a step size must stay positive: alpha is kept at or above 1 % of its initial value
     alpha = (state.alpha - config.lr_alpha * mom_alpha).clamp_min(ALPHA_FLOOR * config.alpha_init)
-    return _State(state.x - config.lr_data * mom_x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state,
-                  y, mom_y)
+    x = state.x - config.lr_data * mom_x
+    if not is_finite(x, alpha, y):
+        raise DistillationDiverged(f"the synthetic set became NaN or infinite at iteration {state.iteration + 1} "
+                                   f"(lr_data {config.lr_data:g}, lr_alpha {config.lr_alpha:g}); lower lr_data")
+    return _State(x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state, y, mom_y)
 
 
 def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig) -> dict:
@@ -481,6 +493,12 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
         if out_dir is not None and main:
             _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
             _report(f"interrupted: checkpoint at iteration {latest[0].iteration} in {checkpoint}", bar)
+        raise
+    except DistillationDiverged as exc:          # the last finite state is kept; nothing non-finite is written
+        if out_dir is not None and main:
+            _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
+            raise DistillationDiverged(f"{exc}; the last finite state (iteration {latest[0].iteration}) is in "
+                                       f"{checkpoint}") from None
         raise
     finally:
         if bar is not None:

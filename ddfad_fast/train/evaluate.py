@@ -11,6 +11,7 @@ Baselines of the same size as a distilled set: :func:`random_real_subset` and :f
 """
 from __future__ import annotations
 
+import math
 import statistics
 from pathlib import Path
 from typing import List, Optional
@@ -23,6 +24,7 @@ from ..data import data_fingerprint
 from ..errors import FileFormatError, ParameterError
 from .experts import NetGroup, accuracy, report_compile_fallback, train_group, training_stepper
 from ..io import load_artifact, save_artifact
+from .guards import is_finite, require_finite
 from .models import FunctionalNet, build_model
 
 DEFAULT_LR = 0.01
@@ -48,8 +50,11 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     "lr"}`` (test accuracies in [0, 1]) plus ``"val_accs", "val_mean", "val_std"`` with a validation split.
     """
     lr = float(lr if lr is not None else (config.lr if config.lr is not None else DEFAULT_LR))
-    if not lr > 0:
-        raise ParameterError(f"evaluation lr must be > 0, got {lr}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ParameterError(f"evaluation lr must be finite and > 0, got {lr}")
+    if not is_finite(y_train if y_train.is_floating_point() else None,
+                     x_train if isinstance(x_train, Tensor) else None):
+        raise ParameterError("the training set to evaluate holds NaN or infinite values")
     if config.num_nets < 1 or config.epochs < 1 or (config.steps is not None and config.steps < 1):
         raise ParameterError(f"num_nets, epochs and steps must be >= 1, got {config.num_nets}, {config.epochs}, "
                              f"{config.steps}")
@@ -97,6 +102,9 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:
         report_compile_fallback(stepper, config.compile)
         done = group.epochs[rows[0]]
+        require_finite(f"evaluation training of {model_config.name} (epoch {done})", torch.as_tensor(losses),
+                       group.params[rows], blame=f"its lr {lr:g} is too large for this set, or the set is damaged",
+                       kept=str(checkpoint) if checkpoint is not None and Path(checkpoint).is_file() else None)
         if checkpoint is not None and done % checkpoint_every == 0 and min(group.epochs) < epochs:
             save(group.state())
         if bar is not None:

@@ -13,6 +13,7 @@ into one folder (:func:`train_experts`); the files are the ones a single process
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -26,6 +27,7 @@ from ..ops.dispatch import warn_fallback
 from ..data import FeatureNorm
 from ..errors import DDFADError, FileFormatError, ParameterError
 from ..io import load_artifact, save_artifact
+from .guards import require_finite
 from .models import FunctionalNet, build_model
 from .unroll import AugTensors, Stepper, augment_tensors, functional_grad_and_loss
 
@@ -239,8 +241,9 @@ def _check_same(path: Path, kind: str, file_config: dict) -> dict:
 def _validate(config: ExpertConfig, split) -> None:
     if config.num_experts < 1 or config.epochs < 1:
         raise ParameterError(f"num_experts and epochs must be >= 1, got {config.num_experts}, {config.epochs}")
-    if config.lr <= 0 or config.batch_size < 1:
-        raise ParameterError(f"expert lr must be > 0 and batch_size >= 1, got {config.lr}, {config.batch_size}")
+    if not (config.lr > 0 and math.isfinite(config.lr)) or config.batch_size < 1:
+        raise ParameterError(f"expert lr must be finite and > 0 and batch_size >= 1, got {config.lr}, "
+                             f"{config.batch_size}")
     if len(split.y_train) == 0:
         raise ParameterError("the training split is empty")
 
@@ -351,6 +354,9 @@ def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], 
         report_compile_fallback(stepper, config.compile)
         for j, r in enumerate(rows):
             k, rec, epoch = ks[r], records[r], group.epochs[r]
+            require_finite(f"expert {k}'s training (loss {float(losses[j]):.4g} at epoch {epoch})", losses[j],
+                           group.params[r], blame=f"lower the expert lr ({config.lr:g}) or check the features",
+                           kept=str(_partial_path(out_dir, k)) if epoch > 1 else None)
             rec["snapshots"].append(group.params[r].detach().cpu().clone())
             rec["train_loss"].append(float(losses[j]))
             rec["monitor_acc"].append(accuracy(net, group.params[r], x_mon, y_mon))
@@ -397,6 +403,14 @@ def load_trajectories(out_dir: Path, feature_config: Optional[FeatureConfig] = N
         if norm is not None and not (torch.equal(obj["norm_mean"], norm.mean) and torch.equal(obj["norm_std"], norm.std)):
             raise FileFormatError(f"{f}: trained on features standardised differently from {files[0]}")
         params.append(obj["params"])
-    expert_config = ExpertConfig.from_dict(ref["expert"]).replace(num_experts=len(files))
+    try:
+        expert_config = ExpertConfig.from_dict(ref["expert"]).replace(num_experts=len(files))
+        size = build_model(expert_config.model, tuple(ref["in_shape"]), int(ref["num_classes"])).num_params
+    except (ParameterError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{files[0]}: field 'config.expert' is not a usable expert config ({exc})") from None
+    for f, p in zip(files, params):
+        if p.shape[1] != size:
+            raise FileFormatError(f"{f}: field 'params' holds {p.shape[1]} parameters per snapshot, but its model "
+                                  f"has {size}; the file is damaged or was not written by this ddfad_fast")
     return Trajectories(params, expert_config, tuple(ref["in_shape"]), int(ref["num_classes"]),
                         FeatureConfig.from_dict(ref["features"]), norm)

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..config import DistillConfig, ModelConfig
 from ..errors import ParameterError, ResourceError
-from ..resources import GIB, features_in_memory, process_rss_bytes  # noqa: F401  (re-exported: one home for plans)
+from ..resources import GIB, features_in_memory, physical_memory_bytes, process_rss_bytes  # noqa: F401  (re-exported)
 from .models import FunctionalNet, build_model
 from .unroll import UNROLL_MODES
 
@@ -160,8 +160,12 @@ def plan_memory(net: FunctionalNet, n_syn: int, config: DistillConfig, dtype: to
 
     first = need(config.unroll, config.batch_syn)
     if config.max_memory_gb is None:
-        return MemoryPlan(config.unroll, config.batch_syn, first, baseline, requested=requested_settings(config))
-    limit = int(config.max_memory_gb * GIB)
+        have = physical_memory_bytes() if torch.device(device).type == "cpu" else 0
+        if not have or first <= have:
+            return MemoryPlan(config.unroll, config.batch_syn, first, baseline, requested=requested_settings(config))
+        limit = have                    # the settings would not fit this machine (e.g. --syn-steps 1e8): plan for it
+    else:
+        limit = int(config.max_memory_gb * GIB)
     candidates: List[Tuple[str, Optional[int]]] = [(config.unroll, config.batch_syn)]
     if config.unroll != "reverse":
         candidates.append(("reverse", config.batch_syn))
@@ -182,5 +186,6 @@ def plan_memory(net: FunctionalNet, n_syn: int, config: DistillConfig, dtype: to
     raise ResourceError(
         f"distillation needs about {first / GIB:.2f} GiB ({config.unroll} unroll, batch "
         f"{config.batch_syn or n_syn}, {config.syn_steps} steps) and at least {smallest / GIB:.2f} GiB with the "
-        f"reverse unroll at batch 1 ({baseline / GIB:.2f} GiB of it already in use), but max_memory_gb is "
-        f"{config.max_memory_gb:g} GiB")
+        f"reverse unroll at batch 1 ({baseline / GIB:.2f} GiB of it already in use), but "
+        + (f"max_memory_gb is {config.max_memory_gb:g} GiB" if config.max_memory_gb is not None else
+           f"this machine has {limit / GIB:.1f} GiB; lower --syn-steps or the width"))

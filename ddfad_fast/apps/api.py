@@ -19,7 +19,6 @@ No global state: the seeds, the device and the output folder are arguments; prog
 """
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +28,9 @@ import torch
 
 from ..config import FeatureConfig
 from ..data.resolve import is_file_source, resolve_source  # noqa: F401  (part of this API)
+from ..data.sources import input_paths
 from ..errors import ParameterError
+from ..outputs import MARKER, check_deletable, clear
 from ..presets import Preset, get_preset
 from .run import RUN_FILE, run_pipeline
 
@@ -65,20 +66,23 @@ def seeded(preset: Preset, seed: Optional[int]) -> Preset:
                           eval=preset.eval.replace(seed=seed), eval_full=preset.eval_full.replace(seed=seed))
 
 
-def _check_out(out: Path, resume: bool, overwrite: bool, clear: bool) -> None:
+def _check_out(out: Path, data: Any, resume: bool, overwrite: bool) -> None:
     """The checks of the output folder that :func:`run_pipeline` makes, made before the data is read (so a
-    wrong ``out`` is reported first); ``clear``: delete a run folder to be overwritten now, before a source
-    is written into its cache."""
+    wrong ``out`` is reported first). A run folder to be overwritten is emptied now, before a source is
+    written into its cache; one holding the data, or one ddfad did not make, is refused."""
     if resume and overwrite:
         raise ParameterError("--resume and --overwrite exclude each other")
-    if not (out.exists() and any(p.name != "cache" for p in out.iterdir())):   # a cache made by ddfad features
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"--out {out} is a file, not a folder")
+    if not (out.exists() and any(p.name not in ("cache", MARKER) for p in out.iterdir())):  # cache: ddfad features'
         return
-    if overwrite and not (out / RUN_FILE).is_file():
-        raise ParameterError(f"{out} is not a ddfad run folder (no {RUN_FILE}); refusing to delete it")
-    if not overwrite and not resume:
+    if overwrite:
+        inputs = input_paths(data) if is_file_source(data) else []
+        check_deletable(out, "run", inputs, legacy=(RUN_FILE,))
+        if not is_file_source(data):
+            clear(out)
+    elif not resume:
         raise ParameterError(f"{out} exists; pass --resume to continue it or --overwrite to start again")
-    if overwrite and clear:
-        shutil.rmtree(out)
 
 
 def distill_dataset(data: DataLike, cpc: Union[int, Sequence[int]] = 10, preset: Union[str, Preset] = "cpu-small",
@@ -124,7 +128,7 @@ def distill_dataset(data: DataLike, cpc: Union[int, Sequence[int]] = 10, preset:
     if not isinstance(preset, Preset):
         raise ParameterError(f"preset must be a preset name or a Preset, got {type(preset).__name__}")
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="ddfad_run_"))
-    _check_out(out, resume, overwrite, clear=not is_file_source(data))
+    _check_out(out, data, resume, overwrite)
     source = resolve_source(data, out / "cache", progress=progress, label_column=label_column,
                             audio_column=audio_column, speaker_column=speaker_column)
     choice = choose_features_for(source, features, duration)

@@ -27,7 +27,6 @@ is byte-identical to one written by one process.
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 from pathlib import Path
 from typing import List
@@ -35,7 +34,7 @@ from typing import List
 from ..config import FeatureConfig
 from ..errors import DDFADError, ParameterError
 from ..io import save_artifact
-from ..data.scan import FEATURE_PRESETS
+from ..data.scan import FEATURE_PRESETS, with_duration
 from ..outputs import check_deletable, clear, hold
 from .options import DeprecatedAlias
 
@@ -75,14 +74,14 @@ def feature_config(args: argparse.Namespace, base: FeatureConfig) -> FeatureConf
     config = PRESETS[args.feature_preset]() if getattr(args, "feature_preset", None) else base
     duration = getattr(args, "duration", None)
     if duration is not None:
-        if not (math.isfinite(duration) and duration > 0):
-            raise ParameterError(f"--duration must be a finite number of seconds > 0, got {duration}")
-        config = config.replace(fixed_length=int(round(duration * config.sample_rate)))
-        if config.fixed_length < 1:
-            raise ParameterError(f"--duration {duration:g} is shorter than one sample at {config.sample_rate} Hz")
+        config = with_duration(config, duration)
+    check_workers(args)
+    return config.validate()
+
+
+def check_workers(args: argparse.Namespace) -> None:
     if getattr(args, "workers", None) is not None and args.workers < 0:
         raise ParameterError(f"--workers must be >= 0 (0: decode in this process), got {args.workers}")
-    return config.validate()
 
 
 def feature_choice(args: argparse.Namespace, source=None, files=None, show: bool = True):
@@ -91,6 +90,7 @@ def feature_choice(args: argparse.Namespace, source=None, files=None, show: bool
     stdout, each warning as one ``warning:`` line on stderr)."""
     from ..apps.api import print_choice
     from ..data.scan import choose_features, scan_clips, scan_source
+    check_workers(args)
     preset, duration = getattr(args, "feature_preset", None), getattr(args, "duration", None)
     scan = scan_source(source) if source is not None else scan_clips(files)
     choice = choose_features(scan, preset=preset, duration=duration)

@@ -107,6 +107,9 @@ def scan_clips(paths: Sequence[Union[str, Path]], limit: Optional[int] = SCAN_LI
     seconds: List[float] = []
     bad = 0
     for path in chosen:
+        if not Path(path).is_file():      # a FIFO, device or folder is never opened (a FIFO would block)
+            bad += 1
+            continue
         try:
             info = soundfile.info(str(path))
         except Exception:       # a file the decoder cannot open: the feature stage reports it with its reason
@@ -145,6 +148,16 @@ def duration_for(scan: ClipScan) -> float:
     q = scan.quantile(DURATION_QUANTILE)
     seconds = math.ceil(q / (1.0 + DURATION_SLACK) - 1e-9)
     return float(min(max(seconds, MIN_DURATION), MAX_DURATION))
+
+
+def with_duration(config: FeatureConfig, duration: float) -> FeatureConfig:
+    """``config`` with clips padded / cropped to ``duration`` seconds (finite, > 0, at least one sample)."""
+    if not (math.isfinite(duration) and duration > 0):
+        raise ParameterError(f"--duration must be a finite number of seconds > 0, got {duration}")
+    config = config.replace(fixed_length=int(round(duration * config.sample_rate)))
+    if config.fixed_length < 1:
+        raise ParameterError(f"--duration {duration:g} is shorter than one sample at {config.sample_rate} Hz")
+    return config
 
 
 @dataclass(frozen=True)
@@ -190,13 +203,11 @@ def choose_features(scan: Optional[ClipScan], preset: Optional[str] = None, dura
     the module docstring). ``scan`` None (no readable clip): the FSDD preset's defaults fill in, no warnings."""
     if preset is not None and preset not in FEATURE_PRESETS:
         raise ParameterError(f"unknown feature preset {preset!r}; expected one of {', '.join(sorted(FEATURE_PRESETS))}")
-    if duration is not None and not duration > 0:
-        raise ParameterError(f"duration must be > 0 seconds, got {duration}")
     inferred: List[str] = []
     if config is not None:
         chosen, name = config, None
         if duration is not None:
-            chosen = chosen.replace(fixed_length=int(round(duration * chosen.sample_rate)))
+            chosen = with_duration(chosen, duration)
     else:
         if preset is None and scan is not None:
             preset = preset_for_rate(scan.median_rate)
@@ -207,7 +218,7 @@ def choose_features(scan: Optional[ClipScan], preset: Optional[str] = None, dura
             duration = duration_for(scan)
             inferred.append("duration")
         if duration is not None:
-            chosen = chosen.replace(fixed_length=int(round(duration * chosen.sample_rate)))
+            chosen = with_duration(chosen, duration)
     chosen = chosen.validate()
     if chosen.fixed_length is None:
         return FeatureChoice(chosen, name, tuple(inferred), scan)

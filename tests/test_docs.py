@@ -20,3 +20,25 @@ def test_site_builds_without_warnings(tmp_path):
         assert f"ddfad {command}" in cli
     api = (out / "reference" / "ops.html").read_text()
     assert "ddfad_fast.ops.features.fd_mfcc" in api and "ddfad_fast.ops.reconstruct.griffin_lim" in api
+
+
+# Public functions whose docstrings follow numpydoc (Parameters / Returns sections), as the API reference
+# renders them; a function added to one of these namespaces without such a docstring fails here.
+NUMPYDOC_NAMESPACES = ("ddfad_fast", "ddfad_fast.audio")
+
+
+def test_public_functions_have_numpydoc_sections():
+    import importlib
+    import inspect
+    missing = []
+    for name in NUMPYDOC_NAMESPACES:
+        module = importlib.import_module(name)
+        for attr in module.__all__:
+            obj = getattr(module, attr)
+            if not inspect.isfunction(obj):
+                continue
+            doc = inspect.getdoc(obj) or ""
+            sections = [s for s in ("Parameters\n----------", "Returns\n-------") if s not in doc]
+            if sections:
+                missing.append(f"{name}.{attr}: no {', '.join(s.split()[0] for s in sections)}")
+    assert not missing, "\n".join(missing)

@@ -50,8 +50,19 @@ def wav_truncation(path: PathLike) -> Optional[Tuple[int, int]]:
 
     Walks the chunk headers (nothing else is read) up to the ``data`` chunk: when its declared size is
     larger than the bytes that follow it in the file, the file was cut short. libsndfile reads such a
-    file without an error, as a shorter clip. Files of other formats, frame layouts other than one
-    ``block_align`` per frame (ADPCM, ...) and streams that leave the size unset give None.
+    file without an error, as a shorter clip.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any file; only its headers are read.
+
+    Returns
+    -------
+    (int, int) or None
+        Frames the header declares and frames the file holds; None for a complete file, files of other
+        formats, frame layouts other than one ``block_align`` per frame (ADPCM, ...), streams that leave
+        the size unset and unreadable files.
     """
     try:
         size = os.path.getsize(path)
@@ -98,8 +109,20 @@ def _resample_kernel(up: int, down: int) -> Tuple[np.ndarray, int]:
 
 
 def resampled_length(length: int, orig_sr: int, target_sr: int) -> int:
-    """Samples of a clip of ``length`` samples at ``orig_sr`` resampled to ``target_sr``: round(length x
-    target_sr / orig_sr), halves rounded up (soxr's rule)."""
+    """Length of a clip after resampling: round(length x target_sr / orig_sr), halves up (soxr's rule).
+
+    Parameters
+    ----------
+    length : int
+        Samples at ``orig_sr``.
+    orig_sr, target_sr : int
+        Rates in Hz.
+
+    Returns
+    -------
+    int
+        Samples at ``target_sr``.
+    """
     return (2 * int(length) * int(target_sr) + int(orig_sr)) // (2 * int(orig_sr))
 
 
@@ -109,12 +132,30 @@ def _check_rates(orig_sr: int, target_sr: int) -> None:
 
 
 def resample_array(x: np.ndarray, orig_sr: int, target_sr: int, quality: str = RESAMPLE_QUALITY) -> np.ndarray:
-    """soxr resampling of a numpy array along its last axis: (..., L) -> (..., round(L * target_sr / orig_sr)).
+    """soxr resampling of a numpy array along its last axis.
 
-    float32 and float64 keep their dtype, other float dtypes are computed in float32 and cast back,
-    integer samples come back as float32 (unscaled). Every row is one soxr call: clips of one rate are
-    resampled as a batch of rows (one multichannel soxr call was no faster, ``bench/resample.py``).
-    ``quality``: a soxr recipe ("HQ", the default, librosa's; "VHQ"; "MQ"; "LQ"; "QQ").
+    Every row is one soxr call: clips of one rate are resampled as a batch of rows (one multichannel
+    soxr call was no faster, ``bench/resample.py``).
+
+    Parameters
+    ----------
+    x : ndarray
+        (..., L) samples. float32 and float64 keep their dtype, other float dtypes are computed in
+        float32 and cast back, integer samples come back as float32 (unscaled).
+    orig_sr, target_sr : int
+        Rates in Hz, > 0.
+    quality : str
+        A soxr recipe: "HQ" (the default, librosa's), "VHQ", "MQ", "LQ" or "QQ".
+
+    Returns
+    -------
+    ndarray
+        (..., round(L * target_sr / orig_sr)); ``x`` itself when the rates are equal.
+
+    Raises
+    ------
+    ParameterError
+        A rate <= 0.
     """
     import soxr
 
@@ -135,12 +176,33 @@ def resample_array(x: np.ndarray, orig_sr: int, target_sr: int, quality: str = R
 
 
 def resample(wave: Tensor, orig_sr: int, target_sr: int) -> Tensor:
-    """Band-limited resampling along the last axis: (..., L) -> (..., round(L * target_sr / orig_sr)).
+    """Band-limited resampling along the last axis, on the backend that suits the tensor.
 
     CPU tensors that need no gradient: soxr in its HQ mode (:func:`resample_array`), what librosa uses.
     Tensors that require a gradient or live on a GPU: :func:`resample_sinc` (plain torch: differentiable,
-    on the tensor's device). Same dtype and device as ``wave``; ``wave`` itself when the rates are equal.
-    Raises ParameterError for a rate <= 0.
+    on the tensor's device).
+
+    Parameters
+    ----------
+    wave : Tensor
+        (..., L) samples.
+    orig_sr, target_sr : int
+        Rates in Hz, > 0.
+
+    Returns
+    -------
+    Tensor
+        (..., round(L * target_sr / orig_sr)), wave's dtype and device; ``wave`` itself when the rates
+        are equal.
+
+    Raises
+    ------
+    ParameterError
+        A rate <= 0.
+
+    See Also
+    --------
+    resample_array, resample_sinc
     """
     _check_rates(orig_sr, target_sr)
     if orig_sr == target_sr:
@@ -151,13 +213,29 @@ def resample(wave: Tensor, orig_sr: int, target_sr: int) -> Tensor:
 
 
 def resample_sinc(wave: Tensor, orig_sr: int, target_sr: int) -> Tensor:
-    """Windowed-sinc resampling in plain torch (differentiable, on any device): (..., L) -> (..., round(L *
-    target_sr / orig_sr)).
+    """Windowed-sinc resampling in plain torch (differentiable, on any device).
 
     Kaiser window, 16 zero crossings, cutoff 0.945 of the lower Nyquist frequency, evaluated exactly at
-    every output instant n * orig_sr / target_sr; the signal is taken as zero outside the clip. Same dtype
-    and device as ``wave``. 40-180x slower than soxr on a CPU (``bench/resample.py``): :func:`resample`
-    uses it only for tensors that require a gradient or live on a GPU.
+    every output instant n * orig_sr / target_sr; the signal is taken as zero outside the clip.
+    40-180x slower than soxr on a CPU (``bench/resample.py``): :func:`resample` uses it only for tensors
+    that require a gradient or live on a GPU.
+
+    Parameters
+    ----------
+    wave : Tensor
+        (..., L) samples.
+    orig_sr, target_sr : int
+        Rates in Hz, > 0.
+
+    Returns
+    -------
+    Tensor
+        (..., round(L * target_sr / orig_sr)), wave's dtype and device.
+
+    Raises
+    ------
+    ParameterError
+        A rate <= 0.
     """
     _check_rates(orig_sr, target_sr)
     if orig_sr == target_sr:
@@ -185,10 +263,29 @@ def load_audio(path: PathLike, sample_rate: Optional[int] = None, mono: bool = T
                dtype: torch.dtype = torch.float32) -> Tuple[Tensor, int]:
     """Read an audio file (any format libsndfile reads: WAV of any PCM width or float, FLAC, OGG, ...).
 
-    Returns ``(wave, sample_rate)``: wave (L,) if ``mono`` (channels averaged) else (C, L), float in
-    [-1, 1] for PCM, read and resampled in float32 unless ``dtype`` is float64. ``sample_rate``: resample to
-    this rate when it differs from the file's (soxr HQ, :func:`resample_array`); with ``resample_ok=False`` a different rate is an error instead. A WAV file
-    whose header declares more frames than it holds is an error (:func:`wav_truncation`).
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    sample_rate : int, optional
+        Resample to this rate (Hz) when it differs from the file's (soxr HQ, :func:`resample_array`).
+    mono : bool
+        Average the channels.
+    resample_ok : bool
+        With False, a rate other than ``sample_rate`` is an error instead of a resampling.
+    dtype : torch.dtype
+        float32 (read and resampled in float32, which holds 24-bit PCM exactly) or float64.
+
+    Returns
+    -------
+    (Tensor, int)
+        The wave, (L,) if ``mono`` else (C, L), float in [-1, 1] for PCM, and its rate in Hz.
+
+    Raises
+    ------
+    AudioFileError
+        A missing, empty, truncated (:func:`wav_truncation`) or unreadable file, non-finite samples, or
+        another rate with ``resample_ok=False``; the message names the file.
     """
     import soundfile
 
@@ -223,9 +320,30 @@ def load_audio(path: PathLike, sample_rate: Optional[int] = None, mono: bool = T
 
 
 def save_audio(path: PathLike, wave: Union[Tensor, np.ndarray], sample_rate: int, subtype: str = "PCM_16") -> Path:
-    """Write ``wave`` ((L,) or (C, L), float in [-1, 1]; PCM clips beyond) atomically; format from the suffix.
+    """Write a waveform atomically (a temporary file renamed into place); the format follows the suffix.
 
-    ``subtype``: soundfile subtype, e.g. "PCM_16" (default), "PCM_24", "FLOAT". Returns the path.
+    Parameters
+    ----------
+    path : str or Path
+        Output file (``.wav``, ``.flac``, ``.ogg``, ...); its folder is created.
+    wave : Tensor or ndarray
+        (L,) or (C, L) float samples in [-1, 1]; PCM subtypes clip samples beyond.
+    sample_rate : int
+        Rate in Hz, > 0.
+    subtype : str
+        soundfile subtype, e.g. "PCM_16" (default), "PCM_24", "FLOAT".
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        A wave of another shape, non-finite samples, a rate <= 0.
+    AudioFileError
+        The file cannot be written (the message names it).
     """
     import soundfile
 

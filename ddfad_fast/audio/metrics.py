@@ -34,7 +34,28 @@ def spectral_convergence(magnitude: ArrayLike, wave: ArrayLike, n_fft: int, hop_
                          win_length: Optional[int] = None, window: str = "hann") -> Tensor:
     """Spectral convergence in dB per clip: ``20 log10(||S - |STFT(x)| ||_F / ||S||_F)``.
 
-    magnitude: (B, F, T) or (F, T) target S; wave: (B, L) or (L,). Returns (B,); lower is better.
+    Parameters
+    ----------
+    magnitude : Tensor or ndarray
+        (B, F, T) or (F, T) target magnitude S, F = n_fft // 2 + 1.
+    wave : Tensor or ndarray
+        (B, L) or (L,) waveform whose centred STFT has T frames.
+    n_fft, hop_length : int
+        STFT size and hop, in samples.
+    win_length : int, optional
+        Window length (default n_fft).
+    window : str
+        Window name.
+
+    Returns
+    -------
+    Tensor
+        (B,) dB; lower is better.
+
+    Raises
+    ------
+    ParameterError
+        Shapes that do not agree.
     """
     target, rebuilt = _pair(magnitude, wave, n_fft, hop_length, win_length, window)
     error = (target - rebuilt).flatten(1).norm(dim=1)
@@ -45,7 +66,30 @@ def log_spectral_distance(magnitude: ArrayLike, wave: ArrayLike, n_fft: int, hop
                           win_length: Optional[int] = None, window: str = "hann", amin: float = 1e-5) -> Tensor:
     """Log-spectral distance in dB per clip: mean over frames of the RMS over bins of the dB difference.
 
-    Both spectra are floored at ``amin`` before the log. Returns (B,); lower is better.
+    Parameters
+    ----------
+    magnitude : Tensor or ndarray
+        (B, F, T) or (F, T) target magnitude, F = n_fft // 2 + 1.
+    wave : Tensor or ndarray
+        (B, L) or (L,) waveform whose centred STFT has T frames.
+    n_fft, hop_length : int
+        STFT size and hop, in samples.
+    win_length : int, optional
+        Window length (default n_fft).
+    window : str
+        Window name.
+    amin : float
+        Both spectra are floored at ``amin`` before the log.
+
+    Returns
+    -------
+    Tensor
+        (B,) dB; lower is better.
+
+    Raises
+    ------
+    ParameterError
+        Shapes that do not agree.
     """
     target, rebuilt = _pair(magnitude, wave, n_fft, hop_length, win_length, window)
     diff = 20.0 * (torch.log10(target.clamp_min(amin)) - torch.log10(rebuilt.clamp_min(amin)))

@@ -99,11 +99,41 @@ def fd_mfcc(waves: WaveInput, sample_rate: int, config: Optional[FeatureConfig] 
             backend: Optional[str] = None) -> Tensor:
     """FD-MFCC: MFCC, its delta and its delta-delta as a 3-channel tensor.
 
-    waves: (B, L) or (L,) tensor / numpy array, or a list of 1-D clips, float samples at
-    ``sample_rate`` Hz (must equal ``config.sample_rate``). Returns (B, 3, n_mfcc, T) with
-    T = ``config.n_frames(L)`` centred frames (L = ``config.fixed_length`` when set; 1 + L // hop_length
-    for even n_fft), float64 for float64 input, else
-    float32, on the input's device. Default config: the FSDD preset, (B, 3, 20, 101).
+    Pre-emphasis, centred framing, window, FFT, power, Slaney mel filterbank, dB with a per-clip
+    ``top_db`` floor, orthonormal DCT-II, then deltas of order 1 and 2 (librosa's ``interp`` mode).
+
+    Parameters
+    ----------
+    waves : Tensor, ndarray or list of 1-D arrays
+        (B, L) or (L,) float samples at ``sample_rate`` Hz, or a list of clips (padded or cropped to
+        ``config.fixed_length`` when it is set). Every sample must be finite.
+    sample_rate : int
+        Rate of ``waves`` in Hz; must equal ``config.sample_rate`` (resample first otherwise).
+    config : FeatureConfig, optional
+        Feature parameters; default the FSDD preset (8 kHz, 1 s, n_fft 256, 20 MFCCs, 40 mels).
+    backend : str, optional
+        Force one backend (``reference``, ``cpu``, ``numba``, ``triton``, ``cuda``); default automatic:
+        CPU tensors run the C++ extension, CUDA float32 tensors the fused CUDA kernel (then Triton),
+        float64 on CUDA the plain-torch reference (with a BackendFallbackWarning).
+
+    Returns
+    -------
+    Tensor
+        (B, 3, n_mfcc, T), T = ``config.n_frames(L)`` centred frames (1 + L // hop_length for even
+        n_fft; (B, 3, 20, 101) for the default config), float64 for float64 input else float32, on
+        the input's device.
+
+    Raises
+    ------
+    ParameterError
+        A rate other than the config's, an empty or non-finite clip, an invalid config.
+    BackendUnavailableError
+        A forced backend that cannot run this input.
+
+    See Also
+    --------
+    mfcc : the first channel only.
+    fd_mfcc_to_audio : the inverse, back to a waveform.
     """
     config = _config(config)
     batch = prepare_waves(waves, sample_rate, config)
@@ -113,7 +143,33 @@ def fd_mfcc(waves: WaveInput, sample_rate: int, config: Optional[FeatureConfig] 
 
 def mfcc(waves: WaveInput, sample_rate: int, config: Optional[FeatureConfig] = None,
          backend: Optional[str] = None) -> Tensor:
-    """MFCCs (B, n_mfcc, T): the first channel of :func:`fd_mfcc`; same inputs and conventions."""
+    """MFCCs: the first channel of :func:`fd_mfcc`, without computing the deltas.
+
+    Parameters
+    ----------
+    waves : Tensor, ndarray or list of 1-D arrays
+        (B, L) or (L,) float samples at ``sample_rate`` Hz, as for :func:`fd_mfcc`.
+    sample_rate : int
+        Rate of ``waves`` in Hz; must equal ``config.sample_rate``.
+    config : FeatureConfig, optional
+        Feature parameters; default the FSDD preset.
+    backend : str, optional
+        Force one backend; default automatic, as for :func:`fd_mfcc`.
+
+    Returns
+    -------
+    Tensor
+        (B, n_mfcc, T), float64 for float64 input else float32, on the input's device.
+
+    Raises
+    ------
+    ParameterError
+        As for :func:`fd_mfcc`.
+
+    See Also
+    --------
+    fd_mfcc, mfcc_to_mel
+    """
     config = _config(config)
     batch = prepare_waves(waves, sample_rate, config)
     _, fn = dispatch.get("mfcc", batch, backend=backend)
@@ -121,11 +177,27 @@ def mfcc(waves: WaveInput, sample_rate: int, config: Optional[FeatureConfig] = N
 
 
 def deltas(x: Union[Tensor, np.ndarray], order: int = 1, width: int = 9) -> Tensor:
-    """Delta features along the last axis (frames), as librosa.feature.delta(x, width, order, mode="interp").
+    """Delta features along the last axis (frames), as ``librosa.feature.delta(x, width, order, mode="interp")``.
 
-    x: (..., T) float. ``order`` 1 or 2 (order 2 is the second-derivative Savitzky-Golay filter, not
-    delta applied twice). Clips of fewer than ``width`` frames use the edge rule (see
-    :func:`ddfad_fast.ops.tables.delta_matrix`). Returns a tensor of x's shape and float dtype.
+    Parameters
+    ----------
+    x : Tensor or ndarray
+        (..., T) float features, T >= 1 frames.
+    order : int
+        1 or 2. Order 2 is the second-derivative Savitzky-Golay filter, not delta applied twice.
+    width : int
+        Odd window length >= 3, in frames. Inputs of fewer than ``width`` frames use the edge rule
+        (see :func:`ddfad_fast.ops.tables.delta_matrix`).
+
+    Returns
+    -------
+    Tensor
+        x's shape and float dtype, on x's device (plain torch on every device).
+
+    Raises
+    ------
+    ParameterError
+        No frame, an order other than 1 or 2, an even or too small width.
     """
     from .reference import deltas as _deltas
     tensor = _as_float_tensor(x, "x")
@@ -140,7 +212,22 @@ def deltas(x: Union[Tensor, np.ndarray], order: int = 1, width: int = 9) -> Tens
 
 def mel_filterbank(config: Optional[FeatureConfig] = None, dtype: torch.dtype = torch.float32,
                    device: Union[str, torch.device] = "cpu") -> Tensor:
-    """Slaney mel filterbank of ``config`` (n_mels, n_fft // 2 + 1), as librosa.filters.mel(htk=False, norm="slaney")."""
+    """Slaney mel filterbank of ``config``, as ``librosa.filters.mel(htk=False, norm="slaney")``.
+
+    Parameters
+    ----------
+    config : FeatureConfig, optional
+        Gives sample_rate (Hz), n_fft, n_mels, fmin and fmax (Hz); default the FSDD preset.
+    dtype : torch.dtype
+        Floating dtype of the result.
+    device : str or torch.device
+        Device of the result.
+
+    Returns
+    -------
+    Tensor
+        (n_mels, n_fft // 2 + 1) filter weights (area-normalised triangles).
+    """
     config = _config(config)
     bank = tables.mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), config.f_max)
     return torch.tensor(bank, dtype=dtype, device=device)

@@ -60,7 +60,27 @@ def mfcc_to_mel(mfcc: ArrayLike, config: Optional[FeatureConfig] = None) -> Tens
     below the clip's peak (the per-clip floor of the features). Real features are unchanged by this
     (but for the ripple of a truncated cepstrum below the floor); synthetic ones from distillation,
     which can leave the range of real clips by hundreds of dB, map to finite, bounded power.
-    mfcc: (B, n_mfcc, T) or (n_mfcc, T) -> (B, n_mels, T) power, ``ref * 10 ** (dB / 10)``.
+
+    Parameters
+    ----------
+    mfcc : Tensor or ndarray
+        (B, n_mfcc, T) or (n_mfcc, T) MFCCs (orthonormal DCT-II of dB mel power), n_mfcc <= n_mels.
+    config : FeatureConfig, optional
+        The features' parameters (n_mels, top_db, ref, amin); default the FSDD preset.
+
+    Returns
+    -------
+    Tensor
+        (B, n_mels, T) mel power, ``ref * 10 ** (dB / 10)``, mfcc's float dtype and device.
+
+    Raises
+    ------
+    ParameterError
+        More coefficients than mel bands, a wrong number of dimensions.
+
+    See Also
+    --------
+    mel_to_magnitude, fd_mfcc_to_audio
     """
     config = (config or FeatureConfig()).validate()
     coeffs = as_float_tensor(mfcc, "mfcc", 2, 3)
@@ -81,7 +101,26 @@ def mel_to_magnitude(mel_power: ArrayLike, config: Optional[FeatureConfig] = Non
 
     Solves min_{S >= 0} ||M S - mel||^2 per frame (M the mel filterbank) with accelerated projected
     gradient (FISTA) from the clipped pseudo-inverse solution, batched on the input's device, and
-    returns sqrt(S). mel_power: (B, n_mels, T) or (n_mels, T) -> (B, n_fft // 2 + 1, T).
+    returns sqrt(S).
+
+    Parameters
+    ----------
+    mel_power : Tensor or ndarray
+        (B, n_mels, T) or (n_mels, T) non-negative mel power.
+    config : FeatureConfig, optional
+        Gives the filterbank (sample_rate, n_fft, n_mels, fmin, fmax); default the FSDD preset.
+    n_iter : int
+        FISTA iterations (0: the clipped pseudo-inverse solution).
+
+    Returns
+    -------
+    Tensor
+        (B, n_fft // 2 + 1, T) linear magnitude, mel_power's float dtype and device.
+
+    Raises
+    ------
+    ParameterError
+        A band count other than ``config.n_mels``, negative power, negative ``n_iter``.
     """
     config = (config or FeatureConfig()).validate()
     mel = as_float_tensor(mel_power, "mel_power", 2, 3)
@@ -115,8 +154,46 @@ def griffin_lim(magnitude: ArrayLike, n_fft: int, hop_length: int, win_length: O
 
     magnitude: (B, n_fft // 2 + 1, T) or (F, T) non-negative. ``init_phase``: complex unit phasors of
     the same shape, or None for uniform random phases drawn from ``generator``. ``length``: output
-    samples (default hop_length * (T - 1) + n_fft % 2, librosa's); it must give T frames. ``momentum`` 0 is classic GLA.
-    Returns (B, length), the magnitude's dtype and device.
+    samples (default hop_length * (T - 1) + n_fft % 2, librosa's); it must give T frames.
+
+    Parameters
+    ----------
+    magnitude : Tensor or ndarray
+        (B, n_fft // 2 + 1, T) or (F, T) non-negative linear magnitude.
+    n_fft, hop_length : int
+        FFT size and hop, in samples.
+    win_length : int, optional
+        Window length <= n_fft (zero-padded to n_fft, centred); default n_fft.
+    n_iter : int
+        Iterations (0 returns the inverse STFT of the initial phases).
+    momentum : float
+        Fast Griffin-Lim momentum, >= 0; 0 is the classic algorithm.
+    init_phase : Tensor or ndarray, optional
+        Complex unit phasors of magnitude's shape; default uniform random phases from ``generator``.
+    length : int, optional
+        Output length in samples; it must give T centred frames.
+    window : str
+        Window name (``hann`` and the windows of :func:`ddfad_fast.ops.tables.window`).
+    generator : torch.Generator, optional
+        Source of the random initial phases.
+    backend : str, optional
+        Force one backend; default automatic: the C++ extension (then numba) on CPU, the CUDA kernel
+        (then Triton) on CUDA, the plain-torch reference otherwise.
+
+    Returns
+    -------
+    Tensor
+        (B, length) waveform, the magnitude's dtype and device.
+
+    Raises
+    ------
+    ParameterError
+        Sizes that do not agree, negative magnitude, n_iter or momentum, a length giving another
+        number of frames.
+
+    See Also
+    --------
+    fd_mfcc_to_audio
     """
     mag = as_float_tensor(magnitude, "magnitude", 2, 3)
     if mag.dim() == 2:
@@ -172,6 +249,38 @@ def fd_mfcc_to_audio(features: ArrayLike, sample_rate: int, config: Optional[Fea
     de-emphasis. L = ``config.fixed_length`` when it gives T frames, else hop_length * (T - 1) + n_fft % 2.
     ``return_magnitude``: also return the magnitude (B, n_fft // 2 + 1, T) that Griffin-Lim matched; it
     is the spectrum of the pre-emphasised signal (compare it with ``preemphasis(wave)``).
+
+    Parameters
+    ----------
+    features : Tensor or ndarray
+        (B, 3, n_mfcc, T) or (3, n_mfcc, T) FD-MFCC (standardisation undone).
+    sample_rate : int
+        Output rate in Hz; must equal ``config.sample_rate``.
+    config : FeatureConfig, optional
+        The features' parameters; default the FSDD preset.
+    n_iter : int, optional
+        Griffin-Lim iterations; default ``reconstruct.n_iter``.
+    reconstruct : ReconstructConfig, optional
+        Momentum, NNLS iterations, de-emphasis and seed.
+    generator : torch.Generator, optional
+        Source of the initial phases (default seeded by ``reconstruct.seed``).
+    return_magnitude : bool
+        Also return the matched magnitude.
+
+    Returns
+    -------
+    Tensor or (Tensor, Tensor)
+        (B, L) waveform in the features' float dtype and device, and with ``return_magnitude`` the
+        (B, n_fft // 2 + 1, T) magnitude.
+
+    Raises
+    ------
+    ParameterError
+        Another rate than the config's, features that are not 3-channel.
+
+    See Also
+    --------
+    fd_mfcc : the forward transform.
     """
     config = (config or FeatureConfig()).validate()
     reconstruct = reconstruct or ReconstructConfig()

@@ -24,7 +24,7 @@ def test_site_builds_without_warnings(tmp_path):
 
 # Public functions whose docstrings follow numpydoc (Parameters / Returns sections), as the API reference
 # renders them; a function added to one of these namespaces without such a docstring fails here.
-NUMPYDOC_NAMESPACES = ("ddfad_fast", "ddfad_fast.audio")
+NUMPYDOC_NAMESPACES = ("ddfad_fast", "ddfad_fast.audio", "ddfad_fast.data")
 
 
 def test_public_functions_have_numpydoc_sections():

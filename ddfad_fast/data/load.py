@@ -21,14 +21,36 @@ _BATCH = 256
 
 def extract_features(paths: Sequence[Union[str, Path]], config: FeatureConfig, strict: bool = False,
                      progress: Any = True, batch_size: int = DEFAULT_BATCH) -> Tuple[Tensor, List[int], List[Tuple[str, str]]]:
-    """FD-MFCC of audio files, batched: ``(features (N, 3, n_mfcc, T) float32, kept indices, skipped)``.
+    """FD-MFCC of audio files, batched into one tensor.
 
     Each file is loaded with :func:`ddfad_fast.load_audio` (mono, resampled to ``config.sample_rate``)
-    and padded / cropped to ``config.fixed_length``. A file that cannot be used (unreadable, empty,
-    non-finite samples) is skipped and listed as (file, reason); with ``strict`` it raises
-    :class:`AudioFileError` naming the file instead, and a file at another sample rate is refused
-    rather than resampled. ``progress``: True for a progress bar, or a tqdm
-    bar to advance (one step per file).
+    and padded / cropped to ``config.fixed_length``.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        The files.
+    config : FeatureConfig
+        Feature parameters; ``fixed_length`` must be set.
+    strict : bool
+        A file that cannot be used (unreadable, empty, non-finite samples) raises instead of being
+        skipped, and a file at another sample rate is refused rather than resampled.
+    progress : bool or tqdm
+        True for a progress bar, or a bar to advance (one step per file).
+    batch_size : int
+        Clips per FD-MFCC call.
+
+    Returns
+    -------
+    (Tensor, list of int, list of (str, str))
+        Features (N, 3, n_mfcc, T) float32, the indices of ``paths`` kept, and (file, reason) pairs skipped.
+
+    Raises
+    ------
+    ParameterError
+        No fixed length.
+    AudioFileError
+        With ``strict``: the first unusable file, named.
     """
     if config.fixed_length is None:
         raise ParameterError("feature extraction of files needs FeatureConfig.fixed_length, got None")
@@ -65,27 +87,59 @@ def load_feature_split(source: Union[str, Path], feature_config: Optional[Featur
                        max_memory_gb: Optional[float] = None,
                        reserve: Optional[Callable[[Tuple[int, int, int], int], int]] = None,
                        standardize: Union[bool, "FeatureNorm"] = False) -> FeatureSplit:
-    """FD-MFCC features (N, 3, n_mfcc, T) and labels of a labelled audio source, split train/test.
+    """FD-MFCC features and labels of a labelled audio source, split train / test (and validation).
 
-    Features go through a sharded feature store (:mod:`ddfad_fast.data.store`) in ``cache_dir``, in a folder
-    named by a hash of the FeatureConfig, ``strict`` and the file list (paths, labels, splits, speakers,
-    sizes, mtimes): a store of another config or file list is never used, an unfinished one is resumed
-    shard by shard. Under torchrun the ranks compute disjoint shards. ``cache_dir`` None: a temporary
-    store, read into memory. ``in_memory``: True reads the features into tensors; False leaves them on
-    disk as :class:`ddfad_fast.data.store.StoredFeatures` views (read batch by batch, memory independent of
-    the corpus); None (default) reads them into memory when they take at most ``IN_MEMORY_LIMIT_GB``.
-    ``max_per_class``: keep at most that many files per class in each split (sorted order).
-    ``val_fraction`` > 0 carves a validation split from the training clips (:func:`carve_validation`).
-    ``workers``: decoding processes (default :func:`ddfad_fast.data.store.default_workers`).
-    ``max_memory_gb``: the feature computation is planned to fit it (:func:`ddfad_fast.data.store.plan_features`)
-    and, with ``in_memory`` None, the features are read into memory only when they fit beside
-    ``reserve(in_shape, num_classes)`` bytes (what the caller's training needs,
-    :func:`ddfad_fast.train.memory.features_in_memory`; ResourceError when even the reserve does not fit). Raises
-    ``standardize``: True fits a :class:`FeatureNorm` on the training clips and standardises every split
-    with it, a FeatureNorm standardises with that one (in place or as a view: no second copy of the
-    features). Features read into memory take their memory once: each split is read from its store
-    view after the validation split is carved. Raises ParameterError if no class has training clips,
-    AudioFileError on a bad file with ``strict``.
+    Features go through a sharded feature store (:mod:`ddfad_fast.data.store`) in ``cache_dir``, in a
+    folder named by a hash of the FeatureConfig, ``strict`` and the file list (paths, labels, splits,
+    speakers, sizes, mtimes): a store of another config or file list is never used, an unfinished one is
+    resumed shard by shard. Under torchrun the ranks compute disjoint shards. Features read into memory
+    take their memory once: each split is read from its store view after the validation split is carved.
+
+    Parameters
+    ----------
+    source : str or Path
+        A folder or CSV manifest.
+    feature_config : FeatureConfig, optional
+        Default the FSDD preset.
+    cache_dir : Path, optional
+        Folder of the feature stores; None: a temporary store, read into memory.
+    strict : bool
+        An unusable file raises AudioFileError instead of being skipped.
+    progress : bool
+        Show progress bars.
+    max_per_class : int, optional
+        Keep at most that many files per class in each split (sorted order).
+    val_fraction : float
+        > 0 carves a validation split from the training clips (:func:`carve_validation`).
+    in_memory : bool, optional
+        True reads the features into tensors; False leaves them on disk as
+        :class:`ddfad_fast.data.views.StoredFeatures` views (read batch by batch, memory independent of the
+        corpus); None reads them into memory when they take at most ``IN_MEMORY_LIMIT_GB``.
+    workers : int, optional
+        Decoding processes (default :func:`ddfad_fast.data.store.default_workers`).
+    max_memory_gb : float, optional
+        The feature computation is planned to fit it (:func:`ddfad_fast.data.store.plan_features`) and, with
+        ``in_memory`` None, the features are read into memory only when they fit beside ``reserve``.
+    reserve : callable, optional
+        ``reserve(in_shape, num_classes)``: bytes the caller's training needs
+        (:func:`ddfad_fast.train.memory.training_reserve`).
+    standardize : bool or FeatureNorm
+        True fits a :class:`FeatureNorm` on the training clips and standardises every split with it; a
+        FeatureNorm standardises with that one (in place or as a view: no second copy).
+
+    Returns
+    -------
+    FeatureSplit
+        Features (N, 3, n_mfcc, T), labels, class names, skipped files, and the validation split if carved.
+
+    Raises
+    ------
+    ParameterError
+        No class has training clips.
+    AudioFileError
+        With ``strict``: the first unusable file.
+    ResourceError
+        Even the training reserve does not fit ``max_memory_gb``.
     """
     config = (feature_config or FeatureConfig()).validate()
     if cache_dir is None:
@@ -128,9 +182,29 @@ def _finish_split(split: FeatureSplit, val_fraction: float, in_memory: bool,
 def prepare_store(source: Union[str, Path], config: FeatureConfig, cache_dir: Union[str, Path], strict: bool = False,
                   progress: bool = True, max_per_class: Optional[int] = None, workers: Optional[int] = None,
                   shard_size: Optional[int] = None, batch_size: Optional[int] = None):
-    """The feature store of a labelled source in ``cache_dir`` (built or resumed when needed; under torchrun
-    the ranks compute disjoint shards and rank 0 writes the index): ``(FeatureStore, files skipped while
-    discovering the source)``. The folder is ``cache_dir/store_<hash>``, the hash of :func:`store_key`."""
+    """The feature store of a labelled source, built or resumed when needed.
+
+    The folder is ``cache_dir/store_<hash>``, the hash of :func:`ddfad_fast.data.store.store_key`; under
+    torchrun the ranks compute disjoint shards and rank 0 writes the index.
+
+    Parameters
+    ----------
+    source : str or Path
+        A folder or CSV manifest.
+    config : FeatureConfig
+        Feature parameters.
+    cache_dir : str or Path
+        Parent folder of the stores.
+    strict, progress, max_per_class, workers
+        As for :func:`load_feature_split`.
+    shard_size, batch_size : int, optional
+        Clips per shard and per FD-MFCC call.
+
+    Returns
+    -------
+    (FeatureStore, list of (str, str))
+        The opened store and the files skipped while discovering the source.
+    """
     config = config.validate()
     items, skipped = labelled_items(source, config, max_per_class)
     key = store_key(items, config, strict)

@@ -24,10 +24,26 @@ def is_file_source(data: Any) -> bool:
 def resolve_source(data: DataLike, cache_dir: Union[str, Path], progress: bool = True,
                    label_column: Optional[str] = None, audio_column: Optional[str] = None,
                    speaker_column: Optional[str] = None) -> str:
-    """The folder or CSV manifest the pipeline reads for ``data``: a folder or CSV as given; a Hugging Face
-    dataset or an iterable of ``(waveform, sample_rate, label[, split])`` written into ``cache_dir`` as
-    clips and a manifest (:func:`ddfad_fast.data.spool.spool_examples`). ``*_column``: the columns of a
-    Hugging Face dataset (default: found by name and type, :mod:`ddfad_fast.data.hf`)."""
+    """The folder or CSV manifest the pipeline reads for ``data``.
+
+    Parameters
+    ----------
+    data : str, Path, datasets.Dataset, DatasetDict, IterableDataset or iterable
+        A folder or CSV (returned as given); a Hugging Face dataset (in memory, saved, cached or
+        streamed) or an iterable of ``(waveform, sample_rate, label[, split])``, written into
+        ``cache_dir`` as clips and a manifest (:func:`ddfad_fast.data.spool.spool_examples`).
+    cache_dir : str or Path
+        Where written clips go.
+    progress : bool
+        Show a progress bar while writing.
+    label_column, audio_column, speaker_column : str, optional
+        Columns of a Hugging Face dataset (default: found by name and type, :mod:`ddfad_fast.data.hf`).
+
+    Returns
+    -------
+    str
+        Path of the folder or manifest.
+    """
     if is_file_source(data):
         return str(data)
     if isinstance(data, (str, os.PathLike)) or is_hf_dataset(data):

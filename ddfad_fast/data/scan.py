@@ -93,9 +93,26 @@ class ClipScan:
 
 
 def scan_clips(paths: Sequence[Union[str, Path]], limit: Optional[int] = SCAN_LIMIT) -> Optional[ClipScan]:
-    """Sample rates and lengths from the headers of ``paths`` (at most ``limit``, evenly spaced; None: all).
-    Unreadable files are counted, not raised (the feature stage reports each with its reason); None when
-    none can be read."""
+    """Sample rates and lengths from the headers of audio files (nothing is decoded).
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        The files.
+    limit : int or None
+        Scan at most this many files, evenly spaced over ``paths``; None scans all.
+
+    Returns
+    -------
+    ClipScan or None
+        Rates and sorted durations (s) of the readable files; unreadable files are counted, not raised
+        (the feature stage reports each with its reason). None when none can be read.
+
+    Raises
+    ------
+    ParameterError
+        ``paths`` is empty.
+    """
     import soundfile
 
     paths = list(paths)
@@ -126,7 +143,25 @@ def scan_clips(paths: Sequence[Union[str, Path]], limit: Optional[int] = SCAN_LI
 
 
 def scan_source(source: Union[str, Path], limit: Optional[int] = SCAN_LIMIT) -> Optional[ClipScan]:
-    """:func:`scan_clips` of the files of a labelled source (folder or CSV manifest, :func:`discover`)."""
+    """:func:`scan_clips` of the files of a labelled source.
+
+    Parameters
+    ----------
+    source : str or Path
+        A folder or CSV manifest (:func:`discover`).
+    limit : int or None
+        As for :func:`scan_clips`.
+
+    Returns
+    -------
+    ClipScan or None
+        As for :func:`scan_clips`.
+
+    Raises
+    ------
+    ParameterError
+        The source holds no labelled audio file.
+    """
     from .sources import discover
     items, _ = discover(source)
     if not items:
@@ -198,9 +233,32 @@ class FeatureChoice:
 
 def choose_features(scan: Optional[ClipScan], preset: Optional[str] = None, duration: Optional[float] = None,
                     config: Optional[FeatureConfig] = None) -> FeatureChoice:
-    """The feature settings for a source: ``config`` (a whole FeatureConfig) wins; else ``preset`` (a name of
-    ``FEATURE_PRESETS``) and ``duration`` (seconds) win each for its part and the scan decides the rest (see
-    the module docstring). ``scan`` None (no readable clip): the FSDD preset's defaults fill in, no warnings."""
+    """The feature settings for a source, from an explicit choice or from a header scan of its clips.
+
+    ``config`` (a whole FeatureConfig) wins; else ``preset`` and ``duration`` win each for its part and
+    the scan decides the rest (see the module docstring).
+
+    Parameters
+    ----------
+    scan : ClipScan or None
+        The source's scan; None (no readable clip): the FSDD preset's defaults fill in, no warnings.
+    preset : str, optional
+        A name of ``FEATURE_PRESETS`` (``fsdd``, ``speech16k``).
+    duration : float, optional
+        Clip length in seconds (finite, > 0, at least one sample).
+    config : FeatureConfig, optional
+        The whole feature configuration.
+
+    Returns
+    -------
+    FeatureChoice
+        The config, what was inferred, and one-line warnings for heavy cropping, padding or downsampling.
+
+    Raises
+    ------
+    ParameterError
+        An unknown preset or an invalid duration.
+    """
     if preset is not None and preset not in FEATURE_PRESETS:
         raise ParameterError(f"unknown feature preset {preset!r}; expected one of {', '.join(sorted(FEATURE_PRESETS))}")
     inferred: List[str] = []

@@ -48,8 +48,24 @@ class Item:
 
 
 def discover(source: Union[str, Path]) -> Tuple[List[Item], List[Tuple[str, str]]]:
-    """Labelled files of ``source`` (folder or CSV manifest) and the (file, reason) pairs skipped
-    (:mod:`ddfad_fast.data.listing`: every entry is used or listed, a file listed twice is used once)."""
+    """Labelled files of a folder or CSV manifest, and the entries skipped.
+
+    Parameters
+    ----------
+    source : str or Path
+        A folder (FSDD names or class sub-folders) or a ``.csv`` manifest (path, label[, split[, speaker]]).
+
+    Returns
+    -------
+    (list of Item, list of (str, str))
+        The files, and (file, reason) pairs skipped (:mod:`ddfad_fast.data.listing`: every entry is used
+        or listed, a file listed twice is used once).
+
+    Raises
+    ------
+    ParameterError
+        ``source`` is neither a folder nor a ``.csv`` file.
+    """
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
         rows, skipped = manifest_rows(source)
@@ -103,8 +119,27 @@ def _limit_per_class(items: Sequence[Item], max_per_class: Optional[int]) -> Lis
 
 
 def labelled_items(source: Union[str, Path], config: FeatureConfig, max_per_class: Optional[int] = None):
-    """The labelled files of ``source`` with their splits (seeded where the source gives none), at most
-    ``max_per_class`` per class and split: ``(items, files skipped while discovering)``."""
+    """The labelled files of a source with their splits (seeded where the source gives none).
+
+    Parameters
+    ----------
+    source : str or Path
+        A folder or CSV manifest.
+    config : FeatureConfig
+        Must set ``fixed_length`` (clips are batched at one length).
+    max_per_class : int, optional
+        Keep at most this many files per class and split (sorted order).
+
+    Returns
+    -------
+    (list of Item, list of (str, str))
+        The files, and the files skipped while discovering.
+
+    Raises
+    ------
+    ParameterError
+        No fixed length, or no labelled audio file.
+    """
     if config.fixed_length is None:
         raise ParameterError("datasets need FeatureConfig.fixed_length (clips are batched at one length), got None")
     items, skipped = discover(source)
@@ -116,10 +151,26 @@ def labelled_items(source: Union[str, Path], config: FeatureConfig, max_per_clas
 
 def extract_recordings(zip_path: Union[str, Path], to_dir: Union[str, Path],
                        expected_count: Optional[int] = FSDD_NUM_RECORDINGS) -> List[Path]:
-    """Extract the ``*/recordings/*.wav`` members of an FSDD archive into ``to_dir`` (flat).
+    """Extract the ``*/recordings/*.wav`` members of an FSDD archive into a flat folder.
 
-    Raises FileFormatError if the archive is unreadable or holds a different number of recordings
-    than ``expected_count`` (None skips the check).
+    Parameters
+    ----------
+    zip_path : str or Path
+        The archive.
+    to_dir : str or Path
+        Destination folder (created).
+    expected_count : int or None
+        Recordings the archive must hold (None skips the check).
+
+    Returns
+    -------
+    list of Path
+        The extracted files.
+
+    Raises
+    ------
+    FileFormatError
+        The archive is unreadable, holds another number of recordings, or a name that is not FSDD's.
     """
     to_dir = Path(to_dir)
     try:
@@ -145,7 +196,29 @@ def extract_recordings(zip_path: Union[str, Path], to_dir: Union[str, Path],
 
 
 def fetch_fsdd(to_dir: Union[str, Path], url: str = FSDD_URL, timeout: float = 60.0) -> List[Path]:
-    """Download the Free Spoken Digit Dataset archive from ``url`` and extract its 3,000 WAVs into ``to_dir``."""
+    """Download the Free Spoken Digit Dataset archive and extract its 3,000 WAVs.
+
+    Parameters
+    ----------
+    to_dir : str or Path
+        Destination folder.
+    url : str
+        The archive's address.
+    timeout : float
+        Seconds to wait for the server.
+
+    Returns
+    -------
+    list of Path
+        The extracted files.
+
+    Raises
+    ------
+    AudioFileError
+        The download failed.
+    FileFormatError
+        The archive is not FSDD's.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         zip_path = Path(tmp) / "fsdd.zip"
         try:

@@ -89,8 +89,20 @@ FIT_IN_ONE_PASS_BYTES = 2 ** 29   # FeatureNorm.fit of larger features goes over
 
 
 def take_rows(x, index) -> Any:
-    """Rows ``index`` (index tensor or boolean mask) of features ``x``: a tensor, or for stored features
-    another view of the store (nothing is read)."""
+    """Rows of features, without reading stored features.
+
+    Parameters
+    ----------
+    x : Tensor or StoredFeatures
+        (N, ...) features.
+    index : Tensor
+        Index tensor or (N,) boolean mask.
+
+    Returns
+    -------
+    Tensor or StoredFeatures
+        A contiguous tensor of the rows, or for stored features another view of the store (nothing is read).
+    """
     return x.subset(index) if isinstance(x, StoredFeatures) else x[index].contiguous()
 
 
@@ -114,14 +126,27 @@ def make_split(x, labels: List[str], splits: List[str], config: FeatureConfig,
 
 
 def carve_validation(split: FeatureSplit, fraction: float = 0.1, seed: int = 0) -> FeatureSplit:
-    """Move a seeded, stratified ``fraction`` of the training clips into a validation split.
+    """Move a seeded, stratified share of the training clips into a validation split.
 
     Strata are (class, speaker) where the source names speakers (FSDD names, a manifest's 4th column),
     else classes; each stratum gives round(fraction x size) clips (at least 1 from a stratum of >= 2 when
     that rounds to 0, at most size - 1), drawn by a permutation seeded with ``seed`` and the stratum's
     name, so the split does not depend on file order or on other classes. Every choice of a preset,
     early stopping or sweep is made on this split; the test split is kept for the reported numbers.
-    Returns a new FeatureSplit with ``x_val`` / ``y_val`` set and ``x_train`` / ``y_train`` reduced.
+
+    Parameters
+    ----------
+    split : FeatureSplit
+        Train and test features.
+    fraction : float
+        Share of each stratum to move, in (0, 1).
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    FeatureSplit
+        A new split with ``x_val`` / ``y_val`` set and ``x_train`` / ``y_train`` reduced.
     """
     if not 0.0 < fraction < 1.0:
         raise ParameterError(f"validation fraction must be in (0, 1), got {fraction}")
@@ -219,7 +244,18 @@ class FeatureNorm:
 
 
 def data_fingerprint(*tensors: Tensor) -> str:
-    """A short hash of tensors' shapes, dtypes and bytes (to refuse a checkpoint made on other data)."""
+    """A short hash of tensors' shapes, dtypes and bytes (to refuse a checkpoint made on other data).
+
+    Parameters
+    ----------
+    *tensors : Tensor or StoredFeatures
+        Hashed in order; stored features are read chunk by chunk.
+
+    Returns
+    -------
+    str
+        32 hexadecimal digits.
+    """
     digest = hashlib.sha256()
     for t in tensors:
         digest.update(f"{tuple(t.shape)}{t.dtype}".encode())

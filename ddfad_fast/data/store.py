@@ -117,16 +117,47 @@ def _shard_done(folder: Path, k: int, key: str, shard_size: int) -> bool:
 def build_store(items: Sequence[Item], config: FeatureConfig, folder: Union[str, Path], strict: bool = False,
                 shard_size: int = DEFAULT_SHARD_SIZE, workers: Optional[int] = None, batch_size: int = DEFAULT_BATCH,
                 progress: Any = False, local: bool = False, key: Optional[str] = None) -> "FeatureStore":
-    """Compute the FD-MFCC of ``items``' files into a store in ``folder``; returns it opened.
+    """Compute the FD-MFCC of files into a sharded store in ``folder``; return it opened.
 
     Shards already finished for the same key and shard size are kept (resume). Under torchrun (a process
     group of K ranks, :mod:`ddfad_fast.distributed`) rank ``r`` computes shards ``r, r + K, ...``, and rank
-    0 writes the index once every rank has finished; a rank that fails makes every rank raise. Unusable
-    files are skipped with their reason (``strict``: the first raises AudioFileError naming it).
-    ``workers``: DataLoader decoding processes (default :func:`default_workers`, shared among the ranks
-    of a machine; 0 decodes in this process). ``local``: this process builds the whole store alone, even
-    under torchrun (e.g. in a private temporary folder). ``key``: :func:`store_key` of these arguments when
-    the caller has it (it stats every file).
+    0 writes the index once every rank has finished; a rank that fails makes every rank raise.
+
+    Parameters
+    ----------
+    items : sequence of Item
+        Labelled files.
+    config : FeatureConfig
+        Feature parameters; ``fixed_length`` must be set.
+    folder : str or Path
+        The store's folder (locked and marked while it is built).
+    strict : bool
+        The first unusable file raises AudioFileError naming it (else it is skipped with its reason).
+    shard_size : int
+        Clips per shard.
+    workers : int, optional
+        DataLoader decoding processes (default :func:`default_workers`, shared among the ranks of a
+        machine; 0 decodes in this process).
+    batch_size : int
+        Clips per FD-MFCC call.
+    progress : bool or tqdm
+        Progress display.
+    local : bool
+        This process builds the whole store alone, even under torchrun (e.g. in a private folder).
+    key : str, optional
+        :func:`store_key` of these arguments when the caller has it (it stats every file).
+
+    Returns
+    -------
+    FeatureStore
+        The finished store.
+
+    Raises
+    ------
+    ParameterError
+        No fixed length.
+    AudioFileError
+        With ``strict``: the first unusable file.
     """
     from .. import distributed
 

@@ -228,7 +228,9 @@ class TensorBoardCallback(Callback):
     log_dir : str or Path
         The folder of the event files (made when missing).
     every : int
-        The feature grid and the clips are written every ``every`` distillation iterations (K >= 1).
+        The feature grid and the clips are written every ``every`` distillation iterations (K >= 1). They are
+        made in the loop's thread (PNG encoding of the grid, a short Griffin-Lim): a fraction of a second each
+        time on a CPU, small beside CPU iterations of seconds; raise ``every`` when iterations are much faster.
     audio_classes : int
         Clips written each time: the first clip of each of the first ``audio_classes`` classes (0: none).
     audio_iterations : int

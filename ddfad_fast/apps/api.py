@@ -32,6 +32,7 @@ from ..data.sources import input_paths
 from ..errors import ParameterError
 from ..outputs import MARKER, check_deletable, clear
 from ..presets import Preset, get_preset
+from ..train.callbacks import CallbackList, TensorBoardCallback, as_callbacks
 from .run import RUN_FILE, run_pipeline
 
 DataLike = Any      # folder, CSV, datasets object, "hf:NAME", or an iterable of (waveform, sample_rate, label)
@@ -92,7 +93,8 @@ def distill_dataset(data: DataLike, cpc: Union[int, Sequence[int]] = 10, preset:
                     audio: bool = True, resume: bool = False, overwrite: bool = False, strict: bool = False,
                     progress: bool = True, in_memory: Optional[bool] = None, workers: Optional[int] = None,
                     label_column: Optional[str] = None, audio_column: Optional[str] = None,
-                    speaker_column: Optional[str] = None):
+                    speaker_column: Optional[str] = None, log_dir: Optional[Union[str, Path]] = None,
+                    log_every: int = 10, callbacks=None):
     """Distil ``data`` to ``cpc`` clips per class: features, experts, MTT distillation, evaluation, audio, report.
 
     Parameters
@@ -111,6 +113,12 @@ def distill_dataset(data: DataLike, cpc: Union[int, Sequence[int]] = 10, preset:
     device : where nets train (default: the CPU). ``max_per_class``, ``strict``, ``in_memory``, ``workers``,
         ``audio``: as ``ddfad run``'s flags.
     label_column, audio_column, speaker_column : the columns of a Hugging Face dataset.
+    log_dir : a TensorBoard folder (``tensorboard --logdir LOG_DIR``): losses, the learned step size, timings,
+        expert and evaluation curves, and every ``log_every`` distillation iterations the feature grid and a few
+        reconstructed clips (:class:`ddfad_fast.train.callbacks.TensorBoardCallback`; ``pip install
+        "ddfad_fast[tb]"``).
+    callbacks : a :class:`ddfad_fast.train.callbacks.Callback` or a list of them (e.g. a W&B or MLflow logger),
+        called by every stage beside the TensorBoard one; closed when the run ends.
 
     Returns
     -------
@@ -119,16 +127,31 @@ def distill_dataset(data: DataLike, cpc: Union[int, Sequence[int]] = 10, preset:
 
     Raises
     ------
-    ParameterError for unusable arguments or data (exit code 2 in the CLI); the errors of the stages
-    otherwise. A failure of one stage of one CPC is recorded in ``.report["failures"]`` instead.
+    ParameterError for unusable arguments or data (exit code 2 in the CLI), and for a ``log_dir`` without
+    tensorboard installed; the errors of the stages otherwise. A failure of one stage of one CPC is recorded in ``.report["failures"]`` instead.
     """
-    from .result import DistillRun
     cpcs = [int(cpc)] if isinstance(cpc, int) else [int(c) for c in cpc]
     preset = get_preset(preset) if isinstance(preset, str) else preset
     if not isinstance(preset, Preset):
         raise ParameterError(f"preset must be a preset name or a Preset, got {type(preset).__name__}")
     out = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="ddfad_run_"))
     _check_out(out, data, resume, overwrite)
+    hooks = as_callbacks(callbacks)
+    if log_dir is not None:           # before the data is read: a missing tensorboard is reported first
+        hooks = CallbackList([*hooks.callbacks, TensorBoardCallback(log_dir, every=log_every)])
+    try:
+        return _distill(data, cpcs, preset, out, hooks, features=features, duration=duration, seed=seed,
+                        device=device, max_per_class=max_per_class, audio=audio, resume=resume, overwrite=overwrite,
+                        strict=strict, progress=progress, in_memory=in_memory, workers=workers,
+                        label_column=label_column, audio_column=audio_column, speaker_column=speaker_column)
+    finally:
+        hooks.close()
+
+
+def _distill(data, cpcs, preset, out, callbacks, *, features, duration, seed, device, max_per_class, audio, resume,
+             overwrite, strict, progress, in_memory, workers, label_column, audio_column, speaker_column):
+    """:func:`distill_dataset` once its arguments and output folder are checked."""
+    from .result import DistillRun
     source = resolve_source(data, out / "cache", progress=progress, label_column=label_column,
                             audio_column=audio_column, speaker_column=speaker_column)
     choice = choose_features_for(source, features, duration)
@@ -137,5 +160,6 @@ def distill_dataset(data: DataLike, cpc: Union[int, Sequence[int]] = 10, preset:
     preset = seeded(preset, seed).replace(features=choice.config)
     results = run_pipeline(source, cpcs, out, preset, resume=resume, overwrite=overwrite,
                            max_per_class=max_per_class, audio=audio, progress=progress, strict=strict,
-                           device=device, in_memory=in_memory, workers=workers, feature_choice=choice.to_dict())
+                           device=device, in_memory=in_memory, workers=workers, feature_choice=choice.to_dict(),
+                           callbacks=callbacks)
     return DistillRun.from_folder(out, results)

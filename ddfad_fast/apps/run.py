@@ -171,17 +171,20 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                  overwrite: bool = False, max_per_class: Optional[int] = None, audio: bool = True,
                  progress: bool = True, strict: bool = False, device: Optional[torch.device] = None,
                  in_memory: Optional[bool] = None, workers: Optional[int] = None,
-                 feature_choice: Optional[dict] = None) -> dict:
+                 feature_choice: Optional[dict] = None, callbacks=None) -> dict:
     """Run (or resume) every stage; returns the results dict written to report.json (with "failures").
     Nets train and sets are distilled on ``device`` (default: the CPU); files hold CPU tensors.
     ``in_memory`` / ``workers``: where training reads the features and how many processes decode them
     (:func:`ddfad_fast.data.load_feature_split`); ``preset.distill.max_memory_gb`` limits every stage.
     ``feature_choice``: how ``preset.features`` was chosen (:meth:`ddfad_fast.data.scan.FeatureChoice.to_dict`),
-    stored in run.json and the results."""
+    stored in run.json and the results. ``callbacks``: the :class:`~ddfad_fast.train.callbacks.Callback` objects
+    the experts, distillations and evaluations report to (scopes such as ``cpcN``, ``cpcN/distilled/convnet``,
+    ``ablation/chK``)."""
     from ..data import load_feature_split
     from ..train.distill import distill
     from ..train.evaluate import evaluate_training_set, herding_subset, random_real_subset
     from ..train.experts import load_trajectories, train_experts
+    from ..train.callbacks import as_callbacks
     from ..train.models import build_model
     from .report import write_report
     from .report_html import write_html_report
@@ -196,6 +199,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         run_config["features_choice"] = feature_choice
     _prepare_out(out, run_config, resume, overwrite)
     stages = _Stages(out / "stages.json")
+    callbacks = as_callbacks(callbacks)
 
     def features_stage():
         from ..train.memory import training_reserve
@@ -217,7 +221,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         raise ParameterError(f"--cpc {max(cpcs)} exceeds the smallest class's {smallest} training clips "
                              f"(after the validation split)")
     expert_dir = out / "experts"
-    stages.run("experts", lambda: train_experts(split, preset.expert, expert_dir, resume=True, progress=progress))
+    stages.run("experts", lambda: train_experts(split, preset.expert, expert_dir, resume=True, progress=progress,
+                                                callbacks=callbacks))
     trajectories = load_trajectories(expert_dir, preset.features)
     embed_net = build_model(preset.expert.model, split.in_shape, split.num_classes)
     has_val = split.x_val is not None
@@ -241,7 +246,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                 progress_file.unlink(missing_ok=True)
             r = evaluate_training_set(xs, ys, data.x_test, data.y_test, preset.expert.model.replace(name=name),
                                       config, lr=lr, progress=progress, checkpoint=progress_file,
-                                      x_val=data.x_val, y_val=data.y_val)
+                                      x_val=data.x_val, y_val=data.y_val, callbacks=callbacks.scoped("/".join(key)))
             r["tag"] = tag
             node.setdefault(key[-1], {})[name] = r
             atomic_write_json(eval_path, accuracy)
@@ -263,7 +268,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         if current is None or current["iterations"] < config.iterations:
             result = stages.run(f"distill cpc{cpc}", lambda: distill(
                 split.x_train, split.y_train, trajectories, config, out_dir=cpc_dir, resume=True,
-                evaluate_fn=monitor if config.eval_every else None, progress=progress))
+                evaluate_fn=monitor if config.eval_every else None, progress=progress, callbacks=callbacks))
             result.save(distilled_file, preset.features, preset.expert, split.class_names)
             current = load_distilled(distilled_file)
             shutil.rmtree(cpc_dir / "audio", ignore_errors=True)          # made from the previous set
@@ -297,13 +302,15 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
         sub = _channels(split, k)
         folder = out / "ablation" / f"ch{k}"
         stages.run(f"ablation ch{k}", lambda: train_experts(sub, preset.expert, folder / "experts", resume=True,
-                                                            progress=progress))
+                                                            progress=progress,
+                                                            callbacks=callbacks.scoped(f"ablation/ch{k}")))
         traj = load_trajectories(folder / "experts", preset.features)
         distilled_file = folder / f"cpc{cross_cpc}" / "distilled.pt"
         config = preset.distill.replace(cpc=cross_cpc)
         if not distilled_file.is_file() or load_distilled(distilled_file)["iterations"] < config.iterations:
             result = stages.run(f"ablation ch{k}", lambda: distill(
-                sub.x_train, sub.y_train, traj, config, out_dir=distilled_file.parent, resume=True, progress=progress))
+                sub.x_train, sub.y_train, traj, config, out_dir=distilled_file.parent, resume=True, progress=progress,
+                callbacks=callbacks.scoped(f"ablation/ch{k}")))
             result.save(distilled_file, preset.features, preset.expert, split.class_names)
         current = load_distilled(distilled_file)
         tag = f"iterations={current['iterations']}"

@@ -25,7 +25,7 @@ from .. import distributed
 from ..config import Augment
 from ..errors import ParameterError
 from ..outputs import MARKER, check_deletable, clear, mark
-from .options import DeprecatedAlias
+from .options import DeprecatedAlias, add_tensorboard_options, check_tensorboard, tensorboard_callbacks
 
 HELP = "distil a data set into CPC synthetic clips per class by matching expert trajectories (MTT)"
 DISTILLED_NAME = "distilled.pt"
@@ -77,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="expert trajectories unrolled per update, their gradients averaged (default: 1; "
                             "under torchrun the number of processes, each unrolling K / processes of them; "
                             "K must be >= the number of processes)")
+    add_tensorboard_options(parser)
 
 
 _OVERRIDES = ("iterations", "syn_steps", "expert_epochs", "lr_data", "lr_alpha", "alpha_init", "batch_syn",
@@ -144,6 +145,7 @@ def main(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     main_rank = distributed.is_main()
+    check_tensorboard(args)
     # every step that can fail runs in distributed.together(): a failure on one process stops all of them
     delete = distributed.together(lambda: _check_out(out, args.resume, args.overwrite,
                                                      lambda: input_paths(args.data) + [args.experts]), run=main_rank)
@@ -184,9 +186,13 @@ def main(args: argparse.Namespace) -> int:
         return evaluate_training_set(xs, ys, x_monitor, y_monitor, trajectories.expert_config.model,
                                      preset.eval.replace(num_nets=1), lr=lr)
 
-    result = distill(x_train, split.y_train, trajectories, config, out_dir=out, resume=args.resume,
-                     evaluate_fn=monitor if config.eval_every and len(y_monitor) else None,
-                     progress=not args.quiet)
+    callbacks = tensorboard_callbacks(args)
+    try:
+        result = distill(x_train, split.y_train, trajectories, config, out_dir=out, resume=args.resume,
+                         evaluate_fn=monitor if config.eval_every and len(y_monitor) else None,
+                         progress=not args.quiet, callbacks=callbacks)
+    finally:
+        callbacks.close()
     if not main_rank:
         return 0
     result.save(out / DISTILLED_NAME, features, trajectories.expert_config, split.class_names)

@@ -21,6 +21,7 @@ from ..config import FeatureConfig
 from ..errors import ParameterError
 from ..io import atomic_write_json, read_json
 from .features import add_data_options, feature_config, features_in_memory
+from .options import add_tensorboard_options, check_tensorboard, tensorboard_callbacks
 
 HELP = "evaluate a distilled set / random real subset / full data by training fresh networks"
 RESULTS_NAME = "eval.json"
@@ -49,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory limit: features are computed to fit and read from their store when they do not "
                              "fit beside training, or the command refuses before it starts")
     add_data_options(parser)
+    add_tensorboard_options(parser)
 
 
 def check_distilled_fits(path: Path, distilled: dict, split) -> None:
@@ -68,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
     from ..presets import get_preset
     if args.distilled is None and args.random_cpc is None and not args.full:
         raise ParameterError("nothing to evaluate: give DISTILLED.pt, --random-cpc N or --full")
+    check_tensorboard(args)
     preset = get_preset(args.preset)
     features, distilled, norm, model_config = preset.features, None, None, preset.expert.model
     if args.distilled is not None:
@@ -124,6 +127,7 @@ def main(args: argparse.Namespace) -> int:
         sets.append((f"random {args.random_cpc}/class", xr, yr, None, preset.eval.replace(**changes)))
     if args.full:
         sets.append(("full", split.x_train, split.y_train, None, preset.eval_full.replace(**changes)))
+    callbacks = tensorboard_callbacks(args)
     for label, xs, ys, lr, config in sets:
         for name in models:
             key = f"{label} | {name}"
@@ -134,11 +138,13 @@ def main(args: argparse.Namespace) -> int:
                     checkpoint = args.out / f"progress_{re.sub(r'[^A-Za-z0-9]+', '_', key).strip('_')}.pt"
                 r = evaluate_training_set(xs, ys, split.x_test, split.y_test, model_config.replace(name=name), config,
                                           lr=lr, progress=True, checkpoint=checkpoint, x_val=split.x_val,
-                                          y_val=split.y_val)
+                                          y_val=split.y_val,
+                                          callbacks=callbacks.scoped(re.sub(r'[^A-Za-z0-9]+', '_', label).strip('_')))
                 results[key] = r
                 if args.out is not None:
                     atomic_write_json(args.out / RESULTS_NAME, results)
             val = f", val {100 * r['val_mean']:.2f} %" if "val_mean" in r else ""
             print(f"{label:>20s}  {name:8s}  {100 * r['mean']:6.2f} +- {100 * r['std']:5.2f} % test{val}  "
                   f"(lr {r['lr']:.4g}, {config.num_nets} nets)")
+    callbacks.close()
     return 0

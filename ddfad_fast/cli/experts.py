@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from .features import add_data_options, feature_config, features_in_memory
+from .options import add_tensorboard_options, check_tensorboard, tensorboard_callbacks
 
 HELP = "train expert (teacher) trajectories on a data source"
 
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory limit: features are computed to fit and read from their store when they do not "
                              "fit beside training, or the command refuses before it starts")
     add_data_options(parser)
+    add_tensorboard_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -51,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
     if args.ensemble:
         expert = expert.replace(ensemble=True)
     from ..train.memory import training_reserve
+    check_tensorboard(args)                   # before the data is read: a missing tensorboard is said first
     reserve = training_reserve((expert.model, expert.batch_size, expert.num_experts if expert.ensemble else 1))
     split = load_feature_split(args.data, feature_config(args, preset.features),
                                cache_dir=args.cache or args.out / "cache", max_per_class=args.max_per_class,
@@ -61,7 +64,11 @@ def main(args: argparse.Namespace) -> int:
     if main_rank:
         for path, reason in split.skipped:
             print(f"skipped {path}: {reason}")
-    paths = train_experts(split.to(args.device), expert, args.out, resume=args.resume)
+    callbacks = tensorboard_callbacks(args)
+    try:
+        paths = train_experts(split.to(args.device), expert, args.out, resume=args.resume, callbacks=callbacks)
+    finally:
+        callbacks.close()
     if main_rank:
         print(f"{len(paths)} expert trajectories in {args.out}" +
               (f" ({distributed.world_size()} processes)" if distributed.world_size() > 1 else ""))

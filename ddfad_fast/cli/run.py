@@ -29,6 +29,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from ..presets import PRESET_NAMES, Preset, get_preset
 from .features import add_data_options, features_in_memory
+from .options import add_tensorboard_options
 from ..apps.api import distill_dataset
 
 HELP = "the whole pipeline: features -> experts -> distill per CPC -> evaluate -> audio -> report"
@@ -82,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(1 = MFCC, 2 = MFCC + delta), e.g. 1,2 ('' for none)")
     group.add_argument("--cross-cpc", type=int, default=None, help="the CPC of the cross-architecture and ablation rows")
     group.add_argument("--no-audio", action="store_true", help="skip reconstruction to WAV")
+    add_tensorboard_options(parser)
 
 
 def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
@@ -144,7 +146,8 @@ def main(args: argparse.Namespace) -> int:
     run = distill_dataset(args.data, args.cpc, preset, args.out, features=args.feature_preset, duration=args.duration,
                           seed=args.seed, resume=args.resume, overwrite=args.overwrite, max_per_class=args.max_per_class,
                           audio=not args.no_audio, strict=args.strict, device=args.device,
-                          in_memory=features_in_memory(args), workers=args.workers)
+                          in_memory=features_in_memory(args), workers=args.workers, log_dir=args.tensorboard,
+                          log_every=args.tensorboard_every)
     results = run.report
     for cpc in results["cpcs"]:
         acc = results["accuracy"].get(f"cpc{cpc}", {})

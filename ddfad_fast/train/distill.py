@@ -56,6 +56,7 @@ from ..data import FeatureNorm, data_fingerprint
 from ..errors import DDFADError, FileFormatError, NonFiniteError, ParameterError
 from .experts import Trajectories
 from ..io import atomic_write_json, load_artifact, save_artifact
+from .callbacks import as_callbacks
 from .guards import finite_settings, is_finite
 from .models import FunctionalNet, build_model
 from ..resources import GIB
@@ -425,7 +426,7 @@ def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, conf
 
 def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
             out_dir=None, resume: bool = False, evaluate_fn: Optional[EvaluateFn] = None,
-            progress: bool = True) -> DistillResult:
+            progress: bool = True, callbacks=None) -> DistillResult:
     """Distil ``cpc`` clips per class from (x_train (N, 3, F, T), y_train (N,)) by matching ``trajectories``.
 
     ``out_dir``: where checkpoints go (None: no files). ``resume``: continue from ``out_dir``'s
@@ -438,6 +439,8 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     Under torchrun (several processes in a process group) every rank calls this with the same arguments;
     ``config.trajectories_per_iteration`` must be at least the number of processes. Rank 0 alone reads
     and writes ``out_dir``, evaluates and shows progress; every rank returns the same result.
+    ``callbacks``: a :class:`~ddfad_fast.train.callbacks.Callback` or a list (rank 0 only; the stage "distill",
+    scope ``cpc{cpc}``): each iteration's metrics and synthetic set; they change no result.
     """
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None
@@ -486,9 +489,13 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     session = _session_info(plan, stepper, state.iteration, config)
     history["sessions"].append(session)
     latest = [state]            # the last complete state; replaced whole, so Ctrl-C never sees half an update
+    callbacks = as_callbacks(callbacks if main else None)
+    callbacks.on_stage_begin("distill", {"scope": f"cpc{config.cpc}", "cpc": config.cpc, "iterations": config.iterations,
+                                         "start_iteration": state.iteration, "feature_config": trajectories.feature_config,
+                                         "norm": trajectories.norm})
     try:
         _run(latest, history, labels, net, trajectories, config, plan, stepper, augment, evaluate_fn, out_dir,
-             identity, bar, session)
+             identity, bar, session, callbacks)
     except KeyboardInterrupt:
         if out_dir is not None and main:
             _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
@@ -504,6 +511,8 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
         if bar is not None:
             bar.close()
     state = latest[0]
+    callbacks.on_stage_end("distill", {"scope": f"cpc{config.cpc}", "iteration": state.iteration,
+                                       "alpha": float(state.alpha)})
     return DistillResult(state.x.detach().clone(), labels.clone(), float(state.alpha),
                          _history_upto(history, state.iteration), config, trajectories.num_classes,
                          state.y.detach().clone() if state.mom_y is not None else None, trajectories.norm)
@@ -511,7 +520,7 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
 
 def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
          config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment], evaluate_fn: Optional[EvaluateFn],
-         out_dir: Optional[Path], identity: dict, bar, session: dict) -> None:
+         out_dir: Optional[Path], identity: dict, bar, session: dict, callbacks=None) -> None:
     """Iterate until ``config.iterations``, keeping the last complete state in ``latest[0]``."""
     reported = False
     while latest[0].iteration < config.iterations:
@@ -535,6 +544,14 @@ def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet
                 new.iteration == config.iterations or
                 (config.checkpoint_every and new.iteration % config.checkpoint_every == 0)):
             _save_checkpoint(out_dir, new, history, labels, identity, plan)
+        if callbacks:           # after the checkpoint: a failing callback loses no iteration
+            done = new.iteration - 1
+            metrics = {"loss": history["loss"][done], "alpha": float(new.alpha), "seconds": history["seconds"][done]}
+            evaluated = [e["mean"] for e in history["eval"] if e["iteration"] == new.iteration]
+            if evaluated:
+                metrics["val_accuracy"] = evaluated[-1]
+            callbacks.on_distill_iteration(new.iteration, metrics)
+            callbacks.on_distilled_set(new.iteration, new.x.detach().clone(), labels.clone())
         if bar is not None:
             bar.set_postfix(loss=f"{history['loss'][new.iteration - 1]:.4f}", alpha=f"{float(new.alpha):.4g}")
             bar.update(1)

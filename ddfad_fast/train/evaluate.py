@@ -24,6 +24,7 @@ from ..data import data_fingerprint
 from ..errors import FileFormatError, ParameterError
 from .experts import NetGroup, accuracy, report_compile_fallback, train_group, training_stepper
 from ..io import load_artifact, save_artifact
+from .callbacks import as_callbacks
 from .guards import is_finite, require_finite
 from .models import FunctionalNet, build_model
 
@@ -34,7 +35,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                           model_config: ModelConfig, config: EvalConfig, lr: Optional[float] = None,
                           progress: bool = False, checkpoint: Optional[Path] = None,
                           checkpoint_every: int = 10, x_val: Optional[Tensor] = None,
-                          y_val: Optional[Tensor] = None) -> dict:
+                          y_val: Optional[Tensor] = None, callbacks=None) -> dict:
     """Train ``config.num_nets`` nets on (x_train (N, 3, F, T), y_train (N,) or soft-label logits (N, C)),
     test on (x_test, y_test) and, when given, on the validation split (x_val, y_val).
 
@@ -48,6 +49,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     from it and gives exactly the result of an uninterrupted run (a state saved with the other
     ``compile``/``ensemble`` setting resumes too, within float32 rounding). It is deleted at the end. Returns ``{"accs": [...], "mean", "std", "model",
     "lr"}`` (test accuracies in [0, 1]) plus ``"val_accs", "val_mean", "val_std"`` with a validation split.
+    ``callbacks``: a :class:`~ddfad_fast.train.callbacks.Callback` or a list (the stage "evaluate", scope the
+    model's name): each net's training loss per epoch and the result; they change no result.
     """
     lr = float(lr if lr is not None else (config.lr if config.lr is not None else DEFAULT_LR))
     if not (lr > 0 and math.isfinite(lr)):
@@ -89,6 +92,9 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     group = NetGroup.fresh(net, [config.seed + i for i in range(len(accs), config.num_nets)], device)
     if state is not None and "params" in state:
         _restore(group, state, device)
+    callbacks = as_callbacks(callbacks)
+    callbacks.on_stage_begin("evaluate", {"scope": model_config.name, "model": model_config.name,
+                                          "num_nets": config.num_nets, "epochs": epochs, "lr": lr})
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -107,6 +113,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                        kept=str(checkpoint) if checkpoint is not None and Path(checkpoint).is_file() else None)
         if checkpoint is not None and done % checkpoint_every == 0 and min(group.epochs) < epochs:
             save(group.state())
+        for j, r in enumerate(rows if callbacks else ()):
+            callbacks.on_evaluation_epoch(len(accs) + r, done, {"train_loss": float(losses[j])})
         if bar is not None:
             bar.update(len(rows))
 
@@ -125,6 +133,10 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
               "model": model_config.name, "lr": lr, "epochs": epochs}
     if has_val:
         result.update(val_accs=val_accs, val_mean=statistics.fmean(val_accs), val_std=statistics.pstdev(val_accs))
+    names = {"mean": "test_accuracy", "std": "test_accuracy_std", "val_mean": "val_accuracy", "val_std": "val_accuracy_std",
+             "epochs": "epochs", "lr": "lr"}
+    callbacks.on_evaluation({names[k]: result[k] for k in names if k in result})
+    callbacks.on_stage_end("evaluate", {"scope": model_config.name})
     return result
 
 

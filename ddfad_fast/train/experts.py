@@ -27,6 +27,7 @@ from ..ops.dispatch import warn_fallback
 from ..data import FeatureNorm
 from ..errors import DDFADError, FileFormatError, ParameterError
 from ..io import load_artifact, save_artifact
+from .callbacks import as_callbacks
 from .guards import require_finite
 from .models import FunctionalNet, build_model
 from .unroll import AugTensors, Stepper, augment_tensors, functional_grad_and_loss
@@ -249,7 +250,7 @@ def _validate(config: ExpertConfig, split) -> None:
 
 
 def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = False,
-                  progress: bool = True) -> List[Path]:
+                  progress: bool = True, callbacks=None) -> List[Path]:
     """Train ``config.num_experts`` experts on ``split`` (a FeatureSplit); one trajectory file each.
 
     Returns the paths ``out_dir/expert_{k:03d}.pt``. Without ``resume`` an existing expert file is an
@@ -265,6 +266,9 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
     Then the ranks wait for each other; when any rank failed every rank raises (the failed one its own
     error, the others a DDFADError), and every finished expert and per-epoch checkpoint stays for
     ``resume``. Every rank returns all K paths.
+
+    ``callbacks``: a :class:`~ddfad_fast.train.callbacks.Callback` or a list (the stage "experts"): every
+    expert's epoch (train loss, monitor accuracy), on the rank that trains it; they change no result.
     """
     _validate(config, split)
     out_dir = Path(out_dir)
@@ -287,6 +291,8 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
         else:
             bar = tqdm(total=len(mine) * config.epochs, desc=f"experts (rank 0 of {size})", unit="epoch")
     error: Optional[BaseException] = None
+    callbacks = as_callbacks(callbacks)
+    callbacks.on_stage_begin("experts", {"scope": "", "num_experts": config.num_experts, "epochs": config.epochs})
     try:
         if main_config != file_config:
             differ = sorted(key for key in file_config if file_config[key] != main_config.get(key))
@@ -294,7 +300,7 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
                                  f"the same data with the same options")
         for ks in ([mine] if config.ensemble else [[k] for k in mine]):
             if ks:
-                _train_some(net, split, config, ks, out_dir, file_config, resume, bar)
+                _train_some(net, split, config, ks, out_dir, file_config, resume, bar, callbacks)
     except BaseException as exc:  # noqa: BLE001 - the other ranks learn of it below, then it goes on
         error = exc
     finally:
@@ -312,6 +318,7 @@ def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = Fal
                              f"checkpoints are in {out_dir}: run the same command with --resume to finish the set")
     if error is not None:
         raise error
+    callbacks.on_stage_end("experts", {"scope": ""})
     return paths
 
 
@@ -330,7 +337,7 @@ def _unfinished(paths: List[Path], file_config: dict, resume: bool) -> List[int]
 
 
 def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], out_dir: Path, file_config: dict,
-                resume: bool, bar) -> None:
+                resume: bool, bar, callbacks=None) -> None:
     """Experts ``ks`` trained side by side from their seeds (or their partial files, with ``resume``)."""
     monitor, x_mon, y_mon = split.monitor_set()
     stepper = training_stepper(net, config.compile)
@@ -360,6 +367,9 @@ def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], 
             rec["snapshots"].append(group.params[r].detach().cpu().clone())
             rec["train_loss"].append(float(losses[j]))
             rec["monitor_acc"].append(accuracy(net, group.params[r], x_mon, y_mon))
+            if callbacks:
+                callbacks.on_expert_epoch(k, epoch, {"train_loss": rec["train_loss"][-1],
+                                                     f"{monitor}_accuracy": rec["monitor_acc"][-1]})
             if epoch < config.epochs:
                 save_artifact(_partial_path(out_dir, k), "expert_progress",
                               {"snapshots": torch.stack(rec["snapshots"]), "params": group.params[r].cpu().clone(),

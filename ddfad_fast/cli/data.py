@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import ParameterError
 from .features import add_data_options, feature_choice
+from .options import add_source_options
 
 HELP = "fetch the FSDD recordings, or list what a data source holds"
 
@@ -19,10 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="fetch: the dataset name (fsdd); info: a folder, CSV manifest, saved Hugging "
                         "Face dataset or hf:NAME")
     parser.add_argument("--to", type=Path, help="fetch: folder to extract the recordings into")
-    parser.add_argument("--cache", type=Path, default=None, help="info: feature cache folder")
-    parser.add_argument("--max-per-class", type=int, default=None, help="info: at most N files per class and split")
-    parser.add_argument("--strict", action="store_true",
-                        help="info: an unusable audio file (unreadable, truncated, another sample rate) is an error")
+    add_source_options(parser, cache_help="feature cache folder", prefix="info: ")
     add_data_options(parser, inferred=True)
 
 

@@ -25,7 +25,8 @@ from .. import distributed
 from ..config import Augment
 from ..errors import ParameterError
 from ..outputs import MARKER, check_deletable, clear, mark
-from .options import DeprecatedAlias, add_tensorboard_options, check_tensorboard, tensorboard_callbacks
+from .options import (DeprecatedAlias, add_source_options, add_tensorboard_options, check_tensorboard,
+                      tensorboard_callbacks)
 
 HELP = "distil a data set into CPC synthetic clips per class by matching expert trajectories (MTT)"
 DISTILLED_NAME = "distilled.pt"
@@ -42,10 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu-small", choices=PRESET_NAMES, help="DistillConfig defaults")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--overwrite", action="store_true", help="delete a previous distillation in OUT first")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="feature cache folder (default: EXPERTS/cache when it exists, else OUT/cache)")
-    parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
-    parser.add_argument("--strict", action="store_true", help="an unusable audio file is an error, not a skip")
+    add_source_options(parser, cache_help="feature cache folder (default: EXPERTS/cache when it exists, else OUT/cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     group = parser.add_argument_group("overrides of the preset's DistillConfig")
     group.add_argument("--iterations", type=int, default=None)

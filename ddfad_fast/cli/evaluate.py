@@ -21,7 +21,8 @@ from ..config import FeatureConfig
 from ..errors import ParameterError
 from ..io import atomic_write_json, read_json
 from .features import add_data_options, feature_config, features_in_memory
-from .options import add_tensorboard_options, check_tensorboard, tensorboard_callbacks
+from .options import (add_source_options, add_tensorboard_options, add_training_options, check_tensorboard,
+                      tensorboard_callbacks)
 
 HELP = "evaluate a distilled set / random real subset / full data by training fresh networks"
 RESULTS_NAME = "eval.json"
@@ -36,19 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--random-cpc", type=int, default=None, help="also evaluate N random real clips per class")
     parser.add_argument("--full", action="store_true", help="also evaluate the full training split")
-    parser.add_argument("--cache", type=Path, default=None, help="feature cache folder")
-    parser.add_argument("--max-per-class", type=int, default=None)
+    add_source_options(parser, cache_help="feature cache folder")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for eval.json and checkpoints (makes the evaluation resumable)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted evaluation in --out")
     parser.add_argument("--overwrite", action="store_true", help="start again in an --out that holds results")
-    parser.add_argument("--strict", action="store_true", help="an unreadable audio file is an error, not a skip")
-    parser.add_argument("--no-compile", action="store_true", help="run the training steps eagerly (no torch.compile)")
-    parser.add_argument("--ensemble", action="store_true",
-                        help="train the nets of a set together (torch.func.vmap; for GPUs, slower on CPUs)")
-    parser.add_argument("--max-memory", type=float, default=None, metavar="GB",
-                        help="memory limit: features are computed to fit and read from their store when they do not "
-                             "fit beside training, or the command refuses before it starts")
+    add_training_options(parser, ensemble_help="the nets of a set")
     add_data_options(parser)
     add_tensorboard_options(parser)
 

@@ -9,7 +9,8 @@ import argparse
 from pathlib import Path
 
 from .features import add_data_options, feature_config, features_in_memory
-from .options import add_tensorboard_options, check_tensorboard, tensorboard_callbacks
+from .options import (add_source_options, add_tensorboard_options, add_training_options, check_tensorboard,
+                      tensorboard_callbacks)
 
 HELP = "train expert (teacher) trajectories on a data source"
 
@@ -21,16 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-experts", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--width", type=int, default=None, help="ConvNet width")
-    parser.add_argument("--cache", type=Path, default=None, help="feature cache folder (default OUT/cache)")
-    parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
     parser.add_argument("--resume", action="store_true", help="keep finished experts, continue an unfinished one")
-    parser.add_argument("--strict", action="store_true", help="an unusable audio file is an error, not a skip")
-    parser.add_argument("--no-compile", action="store_true", help="run the training steps eagerly (no torch.compile)")
-    parser.add_argument("--ensemble", action="store_true",
-                        help="train the experts together (torch.func.vmap; for GPUs, slower on CPUs)")
-    parser.add_argument("--max-memory", type=float, default=None, metavar="GB",
-                        help="memory limit: features are computed to fit and read from their store when they do not "
-                             "fit beside training, or the command refuses before it starts")
+    add_source_options(parser, cache_help="feature cache folder (default OUT/cache)")
+    add_training_options(parser, ensemble_help="the experts")
     add_data_options(parser)
     add_tensorboard_options(parser)
 

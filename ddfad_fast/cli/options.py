@@ -1,9 +1,10 @@
-"""Sub-commands of the ``ddfad`` CLI (see ddfad_fast.cli)."""
+"""Options shared by the sub-commands of the ``ddfad`` CLI, declared once (see ddfad_fast.cli)."""
 from __future__ import annotations
 
 import argparse
 import warnings
 from pathlib import Path
+from typing import Optional
 
 _WARNED: set = set()
 
@@ -55,3 +56,28 @@ def tensorboard_callbacks(args: argparse.Namespace):
     if getattr(args, "tensorboard", None) is None or not distributed.is_main():
         return CallbackList()
     return make(args.tensorboard, every=args.tensorboard_every)
+
+
+MEMORY_HELP = ("memory limit: features are computed to fit and read from their store when they do not fit beside "
+               "training, or the command refuses before it starts")
+
+
+def add_source_options(parser, cache_help: Optional[str] = None, prefix: str = "") -> None:
+    """``--max-per-class N``, ``--strict`` and, with ``cache_help``, ``--cache DIR``: how a command reads a
+    labelled source. ``prefix`` starts each help text (e.g. ``"info: "`` where only one action reads data)."""
+    if cache_help is not None:
+        parser.add_argument("--cache", type=Path, default=None, help=prefix + cache_help)
+    parser.add_argument("--max-per-class", type=int, default=None, metavar="N",
+                        help=prefix + "at most N files per class and split")
+    parser.add_argument("--strict", action="store_true",
+                        help=prefix + "an unusable audio file (unreadable, truncated, non-finite) is an error, "
+                                      "not a skip")
+
+
+def add_training_options(parser, what: str = "the training steps", ensemble_help: str = "the nets",
+                         memory_help: str = MEMORY_HELP) -> None:
+    """``--no-compile``, ``--ensemble`` and ``--max-memory GB`` of the commands that train nets."""
+    parser.add_argument("--no-compile", action="store_true", help=f"run {what} eagerly (no torch.compile)")
+    parser.add_argument("--ensemble", action="store_true",
+                        help=f"train {ensemble_help} together (torch.func.vmap; for GPUs, slower on CPUs)")
+    parser.add_argument("--max-memory", type=float, default=None, metavar="GB", help=memory_help)

@@ -29,7 +29,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from ..presets import PRESET_NAMES, Preset, get_preset
 from .features import add_data_options, features_in_memory
-from .options import add_tensorboard_options
+from .options import add_source_options, add_tensorboard_options, add_training_options
 from ..apps.api import distill_dataset
 
 HELP = "the whole pipeline: features -> experts -> distill per CPC -> evaluate -> audio -> report"
@@ -44,8 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu-small", choices=PRESET_NAMES)
     parser.add_argument("--resume", action="store_true", help="continue a run in --out")
     parser.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
-    parser.add_argument("--max-per-class", type=int, default=None, help="at most N files per class and split")
-    parser.add_argument("--strict", action="store_true", help="an unusable audio file is an error, not a skip")
+    add_source_options(parser)
     parser.add_argument("--seed", type=int, default=None, help="every seed of the run (default: the preset's, 0)")
     group = parser.add_argument_group("overrides of the preset")
     group.add_argument("--width", type=int, default=None, help="ConvNet width (experts, student, evaluation)")
@@ -61,14 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--batch-syn", type=int, default=None, help="synthetic clips per student step")
     group.add_argument("--checkpoint-every", type=int, default=None, help="distillation iterations per checkpoint")
-    group.add_argument("--no-compile", action="store_true", help="run every training and student step eagerly (no torch.compile)")
-    group.add_argument("--ensemble", action="store_true",
-                       help="train the experts, and the evaluation nets of a set, together (torch.func.vmap; "
-                            "for GPUs, slower on CPUs)")
-    group.add_argument("--max-memory", type=float, default=None, metavar="GB",
-                       help="memory limit of every stage: features (shards, batches, workers), experts and evaluation "
-                            "(features in memory or read from their store) and distillation (batch and unroll mode) "
-                            "are planned to fit, or the run refuses before the stage starts")
+    add_training_options(group, what="every training and student step",
+                         ensemble_help="the experts, and the evaluation nets of a set,",
+                         memory_help="memory limit of every stage: features (shards, batches, workers), experts and "
+                                     "evaluation (features in memory or read from their store) and distillation (batch "
+                                     "and unroll mode) are planned to fit, or the run refuses before the stage starts")
     add_data_options(group, inferred=True)
     group.add_argument("--num-nets", type=int, default=None, help="evaluation nets per set")
     group.add_argument("--eval-epochs", type=int, default=None,

@@ -57,6 +57,7 @@ from ..errors import DDFADError, FileFormatError, NonFiniteError, ParameterError
 from .experts import Trajectories
 from ..io import atomic_write_json, load_artifact, save_artifact
 from .guards import finite_settings, is_finite
+from .threads import check_resume_threads, saved_threads, thread_record
 from .models import FunctionalNet, build_model
 from ..resources import GIB
 from .memory import MemoryPlan, plan_memory, requested_settings
@@ -229,7 +230,7 @@ def _save_checkpoint(out_dir: Path, state: _State, history: dict, labels: Tensor
     history = _history_upto(history, state.iteration)
     payload = {"x": state.x.detach().cpu(), "labels": labels.cpu(), "alpha": state.alpha.detach().cpu(),
                "mom_x": state.mom_x.cpu(), "mom_alpha": state.mom_alpha.cpu(), "iteration": state.iteration,
-               "generator": state.generator_state, "history": history, "plan": plan.to_payload()}
+               "generator": state.generator_state, "history": history, "plan": plan.to_payload(), **thread_record()}
     if state.mom_y is not None:
         payload.update(soft_labels=state.y.detach().cpu(), mom_y=state.mom_y.cpu())
     save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND, payload, config=identity)
@@ -254,6 +255,7 @@ def _load_checkpoint(path: Path, identity: dict, device: torch.device, x: Tensor
     obj = load_artifact(path, kind=CHECKPOINT_KIND, expected_config={k: v for k, v in identity.items() if k != "data"})
     if not _same_data(obj["config"].get("data"), x, y):
         raise FileFormatError(f"{path}: made with a different config (data: another training set)")
+    check_resume_threads([saved_threads(obj)], str(path))
     labels = obj["labels"].to(device)
     soft = "soft_labels" in obj
     state = _State(obj["x"].to(device), obj["alpha"].to(device), obj["mom_x"].to(device),

@@ -25,6 +25,7 @@ from ..errors import FileFormatError, ParameterError
 from .experts import NetGroup, accuracy, report_compile_fallback, train_group, training_stepper
 from ..io import load_artifact, save_artifact
 from .guards import is_finite, require_finite
+from .threads import check_resume_threads, saved_threads, thread_record
 from .models import FunctionalNet, build_model
 
 DEFAULT_LR = 0.01
@@ -84,6 +85,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
         if saved_eval != state_config["eval"]:
             raise FileFormatError(f"{checkpoint}: made with a different config (eval: file {saved_eval!r} vs run "
                                   f"{state_config['eval']!r})")
+        check_resume_threads([saved_threads(state)], str(checkpoint))
     accs = list(state["accs"]) if state else []
     val_accs = list(state.get("val_accs", [])) if state else []
     group = NetGroup.fresh(net, [config.seed + i for i in range(len(accs), config.num_nets)], device)
@@ -96,7 +98,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                    initial=len(accs) * epochs + sum(group.epochs))
 
     def save(group_state: dict) -> None:
-        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state},
+        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state, **thread_record()},
                       config=state_config)
 
     def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:

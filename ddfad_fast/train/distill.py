@@ -167,7 +167,7 @@ def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: Dist
     if c.max_start_epoch + c.expert_epochs > epochs:
         raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
                              f"the {epochs} epochs of the expert trajectories")
-    if x_train.dim() != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
+    if len(x_train.shape) != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
         raise ParameterError(f"x_train must have shape (N, {', '.join(map(str, traj.in_shape))}) like the experts' "
                              f"inputs, got {tuple(x_train.shape)}")
     if y_train.shape != (x_train.shape[0],):

@@ -21,6 +21,7 @@ from ddfad_fast.config import FeatureConfig  # noqa: E402
 from ddfad_fast.ops.features import fd_mfcc as public_fd_mfcc, mfcc as public_mfcc  # noqa: E402
 from ddfad_fast.ops.reconstruct import griffin_lim as public_griffin_lim  # noqa: E402
 from stft_cases import CASES as STFT_CASES, params as stft_params, well_conditioned  # noqa: E402
+from tolerances import tol  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:n_fft=.*is too large for input signal:UserWarning")
 
@@ -39,8 +40,8 @@ PRESETS = {
     "hamming_no_top_db": FeatureConfig(window="hamming", top_db=None),
 }
 DTYPES = [torch.float32, torch.float64]
-MFCC_TOL = {torch.float32: dict(rtol=1e-5, atol=5e-4), torch.float64: dict(rtol=0, atol=1e-6)}
-DELTA_ATOL = 1e-4
+MFCC_TOL = {dtype: tol("mfcc", dtype) for dtype in DTYPES}
+DELTA_TOL = tol("deltas", "float32")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ def _check_vs_librosa(got: torch.Tensor, waves: np.ndarray, cfg: FeatureConfig) 
         np.testing.assert_allclose(got[b, 0].double().numpy(), want, **tol, err_msg=f"MFCC of clip {b}")
         for order in (1, 2):
             np.testing.assert_allclose(got[b, order].double().numpy(), _librosa_delta(want, cfg.delta_width, order),
-                                       rtol=0, atol=DELTA_ATOL, err_msg=f"delta order {order} of clip {b}")
+                                       **DELTA_TOL, err_msg=f"delta order {order} of clip {b}")
 
 
 def _waves(rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
@@ -123,7 +124,7 @@ def test_fd_mfcc_matches_reference_and_librosa(rng, backend, preset, batch, leng
     assert got.dtype == dtype
     tol = MFCC_TOL[dtype]
     torch.testing.assert_close(got[:, 0], want[:, 0], **tol)
-    torch.testing.assert_close(got[:, 1:], want[:, 1:], rtol=0, atol=DELTA_ATOL)
+    torch.testing.assert_close(got[:, 1:], want[:, 1:], **DELTA_TOL)
     # librosa on the very samples the backend saw (float32 input: its float64 copy)
     _check_vs_librosa(got, tensor.double().numpy(), cfg)
     # op "mfcc" is channel 0 of fd_mfcc
@@ -141,7 +142,7 @@ def test_fd_mfcc_every_geometry_matches_reference_and_librosa(rng, backend, case
     want = reference.fd_mfcc(tensor, cfg)
     assert got.shape == want.shape == (2, 3, cfg.n_mfcc, case.n_frames)
     torch.testing.assert_close(got[:, 0], want[:, 0], **MFCC_TOL[dtype])
-    torch.testing.assert_close(got[:, 1:], want[:, 1:], rtol=0, atol=DELTA_ATOL)
+    torch.testing.assert_close(got[:, 1:], want[:, 1:], **DELTA_TOL)
     _check_vs_librosa(got, tensor.double().numpy(), cfg)
     torch.testing.assert_close(MFCC[backend](tensor, cfg), got[:, 0], rtol=0, atol=0)
 
@@ -156,7 +157,7 @@ def test_public_ops_on_the_default_path_give_the_reference_frames(monkeypatch, r
     got = public_fd_mfcc(waves, case.sample_rate, cfg)
     assert got.shape == want.shape == (2, 3, cfg.n_mfcc, cfg.n_frames(case.length))
     torch.testing.assert_close(got[:, 0].double(), want[:, 0], **MFCC_TOL[torch.float32])
-    torch.testing.assert_close(got[:, 1:].double(), want[:, 1:], rtol=0, atol=DELTA_ATOL)
+    torch.testing.assert_close(got[:, 1:].double(), want[:, 1:], **DELTA_TOL)
     torch.testing.assert_close(public_mfcc(waves, case.sample_rate, cfg), got[:, 0], rtol=0, atol=0)
 
 
@@ -186,7 +187,7 @@ def test_fd_mfcc_fsdd_clips_match_librosa(fsdd_clips, backend, preset, dtype):
     tensor = clips.to(dtype).contiguous()
     got = FD_MFCC[backend](tensor, cfg)
     _check_vs_librosa(got, tensor.double().numpy(), cfg)
-    torch.testing.assert_close(got, reference.fd_mfcc(tensor, cfg), rtol=1e-5, atol=5e-4)
+    torch.testing.assert_close(got, reference.fd_mfcc(tensor, cfg), **MFCC_TOL[dtype])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -255,7 +256,6 @@ GLA_CASES = [(c.n_fft, c.hop_length, c.win_length, c.window, c.length) for c in 
 GLA_IDS = [c.name for c in STFT_CASES] + ["speech16k", "hamming-4001", "hop-over-half"]
 # float64 claims float64 arithmetic: librosa (float64 throughout) and the reference agree to ~1e-11 of the
 # signal's peak, so 1e-10 of it catches a float32 operation inside a float64 path (that costs ~1e-6)
-F64_ATOL = 1e-10
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -280,8 +280,7 @@ def test_griffin_lim_matches_librosa(fsdd_clips, backend, n_fft, hop, win, windo
         assert np.isfinite(got).all()
         keep = well_conditioned(n_fft, hop, win, window, length)
         got, want = got[keep], want[keep]
-    atol = (F64_ATOL if dtype == torch.float64 else 1e-4) * max(1.0, np.abs(want).max())
-    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+    np.testing.assert_allclose(got, want, **tol("griffin_lim", dtype, "any", np.abs(want).max()))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -298,8 +297,8 @@ def test_griffin_lim_matches_reference(backend, batch, n_fft, hop, win, window, 
     phase = torch.polar(torch.ones_like(mag), 2 * np.pi * torch.rand(mag.shape, generator=gen, dtype=dtype))
     got = GRIFFIN_LIM[backend](mag, n_fft, hop, win, window, 6, 0.99, phase, length)
     want = reference.griffin_lim(mag, n_fft, hop, win, window, 6, 0.99, phase, length)
-    atol = (F64_ATOL if dtype == torch.float64 else 2e-5) * max(1.0, want.abs().max().item())
-    torch.testing.assert_close(got, want, rtol=0, atol=atol)
+    torch.testing.assert_close(got, want, **tol("griffin_lim", dtype, "any" if dtype == torch.float64 else "cpu",
+                                                want.abs().max().item()))
     # one clip alone gives what it gives inside the batch
     torch.testing.assert_close(GRIFFIN_LIM[backend](mag[-1:], n_fft, hop, win, window, 6, 0.99, phase[-1:], length),
                                got[-1:], rtol=0, atol=0)
@@ -361,13 +360,12 @@ def test_cpu_gla_operators_match_torch(case, dtype):
     inv_env = tables.as_tensor(tables.inverse_envelope(window, win_length, n_fft, hop, n_frames), dtype)
     frames = torch.fft.irfft(spec.transpose(1, 2), n=n_fft).contiguous()
     signal = torch.ops.ddfad.overlap_add(frames, win, lo, hi, inv_env, hop, length, False)
-    atol = 1e-12 if dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(signal, reference.istft(spec, n_fft, hop, win_length, window, length), rtol=0,
-                               atol=atol)
+    close = tol("istft", dtype, "cpu")
+    torch.testing.assert_close(signal, reference.istft(spec, n_fft, hop, win_length, window, length), **close)
     reframed = torch.ops.ddfad.overlap_add(frames, win, lo, hi, inv_env, hop, length, True)
     padded = torch.nn.functional.pad(signal, (n_fft // 2, n_fft // 2 + n_fft))
     want = padded.unfold(-1, n_fft, hop)[:, :n_frames] * win
-    torch.testing.assert_close(reframed, want, rtol=0, atol=atol)
+    torch.testing.assert_close(reframed, want, **close)
     x = torch.empty_like(spec)
     cur, prev = torch.randn_like(spec), torch.randn_like(spec)
     mag = torch.rand(spec.shape, generator=gen, dtype=dtype)

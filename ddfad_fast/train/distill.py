@@ -27,8 +27,8 @@ Defaults, measured on the shared 2-core CPU (bench/mtt_memory.py and a 60-iterat
 
 * ``unroll="reverse"``: exact like "naive" (float64 gradients agree to 1e-12) and flat in N; see
   bench/results/mtt_memory.json for memory and time against the naive unroll.
-* ``compile=True``: compiled reverse steps ran 2-2.5x faster than eager ones (ConvNet width 32, batch
-  20, N 12: 0.30 s vs 0.71 s per iteration; naive 0.51 s). Compilation costs ~40 s once per shape (a few
+* ``compile=True``: compiled reverse steps ran 1.58x faster than eager ones (bench/results/mtt_time.json: ConvNet
+  width 128, CPC 10, N 10, 2 threads: 17.0 s vs 26.9 s per iteration; naive 26.8 s). Compilation costs ~40 s once per shape (a few
   seconds from inductor's disk cache), so it pays off beyond ~100 iterations of that size; a 60-iteration
   width-16 run took 22 s compiled vs 8 s eager. Unavailable or failing compilation falls back to eager,
   logged and recorded in ``history["sessions"]``.

@@ -10,7 +10,8 @@ from ddfad_fast.io import load_artifact
 from ddfad_fast.train.distill import CHECKPOINT_NAME, distill
 from ddfad_fast.train.evaluate import evaluate_training_set
 from ddfad_fast.train.experts import load_trajectories, train_experts
-from ddfad_fast.train.threads import ThreadCountWarning, check_resume_threads
+from ddfad_fast.errors import ThreadCountWarning
+from ddfad_fast.train.threads import check_resume_threads
 from helpers import EXPERT_CONFIG, make_split
 
 WRITTEN = 1                                      # the thread count every checkpoint here is written with

@@ -98,8 +98,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                    initial=len(accs) * epochs + sum(group.epochs))
 
     def save(group_state: dict) -> None:
-        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state, **thread_record()},
-                      config=state_config)
+        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state,
+                                                    **thread_record()}, config=state_config)
 
     def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:
         report_compile_fallback(stepper, config.compile)

@@ -13,11 +13,9 @@ from typing import Iterable, Mapping, Optional
 
 import torch
 
+from ..errors import ThreadCountWarning
+
 THREADS_FIELD = "num_threads"
-
-
-class ThreadCountWarning(RuntimeWarning):
-    """A checkpoint is resumed with another CPU thread count than the one it was written with."""
 
 
 def thread_record() -> dict:

@@ -21,6 +21,11 @@ class BackendFallbackWarning(RuntimeWarning):
     """Dispatch passed over a faster backend that cannot run here; the message names it and the reason."""
 
 
+class ThreadCountWarning(RuntimeWarning):
+    """A training checkpoint is resumed with another CPU thread count than it was written with: the result
+    stays valid but is no longer bit-identical to an uninterrupted run."""
+
+
 class FileFormatError(DDFADError, ValueError):
     """A saved file that is not ours, from another format version, or of another config."""
 

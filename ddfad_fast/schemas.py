@@ -196,6 +196,7 @@ def _trajectory(c: _Checker, obj: Mapping, config: Mapping) -> None:
 
 
 def _expert_progress(c: _Checker, obj: Mapping, config: Mapping) -> None:
+    c.number("num_threads", low=1, integer=True, optional=True)
     snapshots = c.tensor("snapshots", (2,), floating=True)
     for field in ("params", "velocity"):
         t = c.tensor(field, (1,), floating=True)
@@ -207,6 +208,7 @@ def _expert_progress(c: _Checker, obj: Mapping, config: Mapping) -> None:
 
 
 def _distill_checkpoint(c: _Checker, obj: Mapping, config: Mapping) -> None:
+    c.number("num_threads", low=1, integer=True, optional=True)
     x = c.tensor("x", (4,), floating=True)
     labels = c.tensor("labels", (1,), floating=False)
     c.same("labels", len(labels), len(x), "labels for the clips")
@@ -236,6 +238,7 @@ def _distill_checkpoint(c: _Checker, obj: Mapping, config: Mapping) -> None:
 
 
 def _eval_progress(c: _Checker, obj: Mapping, config: Mapping) -> None:
+    c.number("num_threads", low=1, integer=True, optional=True)
     for field in ("accs", "val_accs"):
         values = c.kind_of(field, list, optional=field == "val_accs")
         if values is not None and not all(isinstance(v, (int, float)) for v in values):

@@ -1,5 +1,5 @@
 """Runs several ``ddfad`` command lines in one process and writes, per command line, ``{"argv", "rc", "out",
-"err"}`` to a JSON file. tests/test_adversarial.py runs it under resource limits (``ulimit -f``, a full or
+"err"}`` to a JSON file. tests/test_adversarial_faults.py runs it under resource limits (``ulimit -f``, a full or
 read-only file system, a folder without write permission), paying for one interpreter for all of them.
 
     python tests/adversarial_driver.py CASES.json RESULTS.json

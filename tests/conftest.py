@@ -55,6 +55,19 @@ def fsdd_files(fsdd_dir):
     return files[::97][:32]
 
 
+@pytest.fixture(scope="module")
+def fsdd_clips(fsdd_files):
+    """8 real FSDD clips padded / cropped to 1 s at 8 kHz, float64 (8, 8000)."""
+    import numpy as np
+    import soundfile
+    clips = []
+    for path in fsdd_files[:8]:
+        y, sr = soundfile.read(path, dtype="float64")
+        assert sr == 8000
+        clips.append(np.pad(y, (0, max(0, 8000 - y.size)))[:8000])
+    return np.stack(clips)
+
+
 @pytest.fixture
 def rng():
     """A numpy Generator seeded per test."""
@@ -140,3 +153,33 @@ def cli_run(fsdd_dir, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return root / "data", root / "cli"
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """A sentinel tree of inputs (a class-folder data set, an FSDD-named one, a manifest whose labels are
+    ``../../../escaped``, an absolute path into the sentinel tree and 300 characters), and a finished tiny run
+    on that manifest (with its audio) and a features file, made once for the hostile-user tests
+    (tests/test_adversarial_*.py), which hash its whole tree before and after every case."""
+    import os
+
+    from ddfad_fast.cli import main
+    from helpers import HOSTILE, SHORT_RUN, World, tones, tree_state
+    root = tmp_path_factory.mktemp("adversarial")
+    sentinel = root / "sentinel"
+    tones(sentinel / "data")
+    tones(sentinel / "fsdd", per_class=6, fsdd=True)
+    (sentinel / "notes.txt").write_text("not to be touched\n")
+    os.symlink("data", sentinel / "link_to_data")
+    labels = [label if label is not None else str(sentinel / "abs_escape") for label in HOSTILE]
+    rows = ["path,label"] + [f"data/c{c}/{k}.wav,{labels[c]}" for c in range(3) for k in range(8)]
+    hostile = sentinel / "hostile.csv"
+    hostile.write_text("\n".join(rows) + "\n")
+    art = root / "art"
+    art.mkdir()
+    before = tree_state(root)
+    assert main(["run", "--data", str(hostile), "--out", str(art / "run"), *SHORT_RUN]) == 0
+    after = tree_state(root, skip=[art / "run"])
+    assert main(["features", "--data", str(hostile), "--out", str(art / "features.pt"), "--quiet"]) == 0
+    return World(root, sentinel, sentinel / "data", sentinel / "fsdd", hostile, art / "run", art / "features.pt",
+                 before, after)

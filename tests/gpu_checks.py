@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ddfad_fast.ops import dispatch, reference as ref
+from tolerances import TOLERANCES, tol
 
 GPU_BACKENDS = ["triton", "cuda"]
 
@@ -27,20 +28,21 @@ def waves(batch: int, length: int, seed: int) -> torch.Tensor:
 
 
 def check_fd_mfcc(got: torch.Tensor, want: torch.Tensor, width: int = 9) -> None:
-    """The tolerances of docs/architecture.md section 4: MFCC within 5e-4 + 1e-5 |MFCC| of the reference;
+    """The tolerances of tests/tolerances.py: MFCC within 5e-4 + 1e-5 |MFCC| of the reference;
     the delta channels within 1e-4 + 1e-5 * (largest |MFCC| of that clip and coefficient) of the
     reference deltas *of the kernel's own MFCCs* (float32 rounding grows with the size of the values
     filtered: c0 of a -100 dB clip is near -700) and, end to end, within the MFCC tolerance (a
     Savitzky-Golay filter of L1 norm < 1 cannot amplify the MFCC's error)."""
     got = got.double().cpu()
     assert torch.isfinite(got).all()
-    torch.testing.assert_close(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
+    torch.testing.assert_close(got[:, 0], want[:, 0], **tol("mfcc", "float32"))
     scale = got[:, 0].abs().amax(dim=-1, keepdim=True)
+    own, end = TOLERANCES[("deltas", "float32", "gpu")], TOLERANCES[("fd_mfcc_deltas", "float32", "gpu")]
     for order in (1, 2):
         err = (got[:, order] - ref.deltas(got[:, 0], order, width)).abs()
-        assert (err <= 1e-4 + 1e-5 * scale).all(), f"delta order {order}: max error {err.max().item():.3g}"
+        assert (err <= own.atol + own.rtol * scale).all(), f"delta order {order}: max error {err.max().item():.3g}"
         err = (got[:, order] - want[:, order]).abs()
-        assert (err <= 5e-4 + 1e-5 * scale).all(), f"delta order {order} vs reference: {err.max().item():.3g}"
+        assert (err <= end.atol + end.rtol * scale).all(), f"delta order {order} vs reference: {err.max().item():.3g}"
 
 
 def coloured(batch: int, length: int, seed: int) -> torch.Tensor:

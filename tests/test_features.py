@@ -14,6 +14,7 @@ from ddfad_fast import FeatureConfig, ParameterError, deltas, fd_mfcc, mel_filte
 from ddfad_fast.ops import dispatch, tables, reference  # noqa: E402
 from ddfad_fast.errors import BackendUnavailableError  # noqa: E402
 from stft_cases import params as stft_params  # noqa: E402
+from tolerances import tol  # noqa: E402
 
 
 def librosa_fd_mfcc(clip: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -46,10 +47,10 @@ def check_against_librosa(got: torch.Tensor, waves: np.ndarray, cfg: FeatureConf
         g = got[b].cpu().double().numpy()
         assert g.shape == want.shape
         if float64:
-            np.testing.assert_allclose(g, want, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(g, want, **tol("mfcc", "float64"))
         else:
-            np.testing.assert_allclose(g[0], want[0], rtol=1e-5, atol=5e-4)
-            np.testing.assert_allclose(g[1:], want[1:], rtol=0, atol=1e-4)
+            np.testing.assert_allclose(g[0], want[0], **tol("mfcc", "float32"))
+            np.testing.assert_allclose(g[1:], want[1:], **tol("deltas", "float32"))
 
 
 def fsdd_batch(files, length=8000, dtype=np.float32):
@@ -71,7 +72,7 @@ def test_mel_filterbank_matches_librosa():
                                    fmax=cfg.fmax, dtype=np.float64)
         got = mel_filterbank(cfg, dtype=torch.float32)
         assert got.shape == (cfg.n_mels, cfg.n_freqs) and got.dtype == torch.float32
-        assert np.abs(got.double().numpy() - want).max() <= 1e-6
+        np.testing.assert_allclose(got.double().numpy(), want, **tol("mel_filterbank", "float32"))
 
 
 @pytest.mark.parametrize("case", stft_params())
@@ -86,7 +87,7 @@ def test_feature_tables_of_every_geometry(case):
                         win_length=case.win_length, window=case.window, center=True, pad_mode="constant")
     assert spec.shape == (cfg.n_freqs, tab.n_frames)
     want = librosa.filters.mel(sr=case.sample_rate, n_fft=case.n_fft, n_mels=cfg.n_mels, dtype=np.float64)
-    assert np.abs(tab.mel - want).max() <= 1e-12
+    np.testing.assert_allclose(tab.mel, want, **tol("mel_filterbank", "float64"))
     rebuilt = np.zeros_like(tab.mel)
     for m, (lo, hi) in enumerate(tab.mel_bands):
         rebuilt[m, lo:hi] = tab.mel_weights[m, :hi - lo]
@@ -133,10 +134,10 @@ def test_window_and_dct_match_librosa_and_scipy():
     import scipy.fft
     for name in ("hann", "hamming"):
         want = librosa.util.pad_center(librosa.filters.get_window(name, 160, fftbins=True), size=256)
-        np.testing.assert_allclose(tables.window(name, 160, 256), want, atol=1e-15)
+        np.testing.assert_allclose(tables.window(name, 160, 256), want, **tol("window", "float64"))
     x = np.random.default_rng(0).standard_normal((40, 7))
     np.testing.assert_allclose(tables.dct_matrix(40, 20) @ x, scipy.fft.dct(x, type=2, norm="ortho", axis=0)[:20],
-                               atol=1e-12)
+                               **tol("dct", "float64"))
 
 
 @pytest.mark.parametrize("cfg", [FeatureConfig.fsdd(), FeatureConfig.speech16k(),
@@ -149,7 +150,7 @@ def test_power_spectrogram_matches_librosa(cfg, rng):
     spec = reference.stft(torch.tensor(y, dtype=torch.float32)[None], cfg.n_fft, cfg.hop_length, cfg.win_length,
                           cfg.window)
     got = (spec.real.square() + spec.imag.square())[0].double().numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * want.max())
+    np.testing.assert_allclose(got, want, **tol("power_spectrogram", "float32", "reference", want.max()))
 
 
 @pytest.mark.parametrize("length", [8000, 7999, 1001, 700, 100, 1])
@@ -221,10 +222,10 @@ def test_deltas_match_librosa_and_edge_rule(rng, n_frames, order):
         left = (9 - n_frames) // 2
         padded = np.pad(x, ((0, 0), (0, 0), (left, 9 - n_frames - left)), mode="edge")
         want = librosa.feature.delta(padded, width=9, order=order)[..., left:left + n_frames]
-    np.testing.assert_allclose(got, want, atol=1e-10)
+    np.testing.assert_allclose(got, want, **tol("deltas", "float64", "reference"))
     if n_frames >= 9:
         np.testing.assert_allclose(deltas(torch.from_numpy(x), order, 5).numpy(),
-                                   librosa.feature.delta(x, width=5, order=order), atol=1e-10)
+                                   librosa.feature.delta(x, width=5, order=order), **tol("deltas", "float64", "reference"))
 
 
 def test_delta_of_order_two_is_not_delta_twice(rng):

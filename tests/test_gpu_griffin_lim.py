@@ -10,15 +10,16 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 from ddfad_fast.ops import reference as ref  # noqa: E402
 from gpu_checks import GPU_BACKENDS, capture, gla_case, need, run_gla  # noqa: E402
 from stft_cases import CASES as STFT_CASES, well_conditioned  # noqa: E402
+from tolerances import tol  # noqa: E402
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
-@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("n_fft,hop,win_length,window,length",
                          [(512, 128, 320, "hann", 4000), (400, 100, 400, "hann", 3001), (255, 64, 200, "hann", 2000)]
                          + [(c.n_fft, c.hop_length, c.win_length, c.window, c.length) for c in STFT_CASES],
                          ids=["speech16k", "n_fft-400", "odd-n_fft"] + [c.name for c in STFT_CASES])
-def test_griffin_lim_matches_reference(backend, dtype, atol, n_fft, hop, win_length, window, length):
+def test_griffin_lim_matches_reference(backend, dtype, n_fft, hop, win_length, window, length):
     fn = need("griffin_lim", backend, dtype)
     mag, phase = gla_case(n_fft, hop, win_length, length, window=window)
     want = ref.griffin_lim(mag, n_fft, hop, win_length, window, 8, 0.99, phase, length)
@@ -29,7 +30,7 @@ def test_griffin_lim_matches_reference(backend, dtype, atol, n_fft, hop, win_len
         assert torch.isfinite(got).all()
         keep = torch.from_numpy(well_conditioned(n_fft, hop, win_length, window, length))
         got, want = got[:, keep], want[:, keep]
-    torch.testing.assert_close(got, want, atol=atol * max(1.0, want.abs().max().item()), rtol=0)
+    torch.testing.assert_close(got, want, **tol("griffin_lim", dtype, "any", want.abs().max().item()))
 
 
 @pytest.mark.parametrize("tile_frames,max_radix", [(1, 2), (3, 4), (8, 8), (16, 16), (0, 0), (-1, 0)],
@@ -41,7 +42,7 @@ def test_cuda_griffin_lim_variants_agree(tile_frames, max_radix):
     want = ref.griffin_lim(mag, 512, 128, 320, "hann", 4, 0.99, phase, 4000)
     got = run_gla(fn, mag, phase, 512, 128, 320, 4000, 4, torch.float64, tile_frames=tile_frames,
                    max_radix=max_radix)
-    torch.testing.assert_close(got.cpu(), want, atol=1e-10, rtol=0)
+    torch.testing.assert_close(got.cpu(), want, **tol("griffin_lim", "float64", "any"))
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
@@ -73,7 +74,7 @@ def test_griffin_lim_large_batch_matches_reference(backend):
     got = run_gla(fn, mag, phase, 512, 128, 320, 16000, 3, torch.float32)
     pick = [0, 511, 1023]
     want = ref.griffin_lim(mag[pick], 512, 128, 320, "hann", 3, 0.99, phase[pick], 16000)
-    torch.testing.assert_close(got[pick].cpu().double(), want, atol=1e-4 * max(1.0, want.abs().max().item()), rtol=0)
+    torch.testing.assert_close(got[pick].cpu().double(), want, **tol("griffin_lim", "float32", "any", want.abs().max().item()))
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)

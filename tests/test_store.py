@@ -14,8 +14,8 @@ import torch
 
 import ddfad_fast.data.store as store_module
 from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
-from ddfad_fast.data import FeatureNorm, extract_features, labelled_items, load_feature_split
-from ddfad_fast.errors import AudioFileError, FileFormatError, ResourceError
+from ddfad_fast.data import FeatureNorm, extract_features, features_on, first_channels, labelled_items, load_feature_split
+from ddfad_fast.errors import AudioFileError, FileFormatError, ParameterError, ResourceError
 from ddfad_fast.train.evaluate import data_fingerprint
 from ddfad_fast.data.store import FeatureStore, StoredFeatures, build_store
 from ddfad_fast.resources import plan_features
@@ -59,7 +59,7 @@ def test_store_equals_the_in_memory_path_for_any_shard_size_and_worker_count(tmp
     assert stores[1].features()[torch.tensor([3, 0, 11])].shape == (3, 3, 20, 101)
 
 
-def test_stored_features_index_like_a_tensor(tmp_path, rng):
+def test_stored_features_read_by_rows(tmp_path, rng):
     store = build_store(labelled_items(class_folder(tmp_path / "d"), FeatureConfig())[0], FeatureConfig(),
                         tmp_path / "s", shard_size=4, batch_size=3, workers=0)
     x = store.features()
@@ -76,10 +76,20 @@ def test_stored_features_index_like_a_tensor(tmp_path, rng):
     assert isinstance(sub, StoredFeatures) and torch.equal(sub.materialize(), full[[5, 1, 7]])
     std = norm.apply(x)                           # stored features standardise what they read
     assert isinstance(std, StoredFeatures) and torch.equal(std[idx], norm.apply(full)[idx])
-    two = std[:, :2]
-    assert two.shape == (len(x), 2, 20, 101) and torch.equal(two[idx], norm.apply(full)[:, :2][idx])
+    two = std.first_channels(2)
+    assert two.shape == (len(x), 2, 20, 101) and torch.equal(two.rows(idx), norm.apply(full)[:, :2][idx])
+    assert torch.equal(first_channels(full, 2), full[:, :2]) and first_channels(full, 2).is_contiguous()
     assert data_fingerprint(std, torch.arange(3)) == data_fingerprint(norm.apply(full), torch.arange(3))
-    assert x.to("cpu").device == torch.device("cpu") and x.float() is x and x.dim() == 4
+    assert torch.equal(x.rows(idx), x[idx]) and x.dtype == torch.float32 and len(x.shape) == 4
+    moved = x.to_device("meta")                   # a view: reads land on its device, nothing is read now
+    assert isinstance(moved, StoredFeatures) and moved.device == torch.device("meta") and x.device.type == "cpu"
+    assert moved.rows(torch.tensor([0, 1])).device.type == "meta"
+    assert features_on(x, "cpu").device.type == "cpu" and isinstance(features_on(x, "cpu"), StoredFeatures)
+    assert features_on(full.double(), "cpu").dtype == torch.float32
+    for gone in ("to", "cpu", "float", "detach", "contiguous", "dim", "size", "numel"):
+        assert not hasattr(x, gone), gone           # not a tensor: no tensor methods that would do nothing
+    with pytest.raises(ParameterError, match="first_channels"):
+        x[:, :2]
 
 
 def build_interrupted(items, folder: Path, interrupt_call) -> None:
@@ -163,6 +173,16 @@ def test_training_from_a_store_equals_training_from_memory(tmp_path):
         results.append(evaluate_training_set(xs, ys, split.x_test, split.y_test, model, ev, x_val=split.x_val,
                                              y_val=split.y_val)["accs"])
     assert results[0] == results[1]
+    # distillation, and the first two channels only (the ablation rows of a run), read from the store too
+    from ddfad_fast.config import DistillConfig
+    from ddfad_fast.train.distill import distill
+    dc = DistillConfig(cpc=1, syn_steps=2, expert_epochs=1, max_start_epoch=0, iterations=2, batch_syn=2,
+                       compile=False, eval_every=0)
+    got = [distill(split.x_train, split.y_train, trajs[0], dc, progress=False) for split in splits]
+    assert torch.equal(got[0].features, got[1].features) and got[0].alpha == got[1].alpha
+    two = [evaluate_training_set(first_channels(split.x_train, 2), split.y_train, first_channels(split.x_test, 2),
+                                 split.y_test, model, ev)["accs"] for split in splits]
+    assert two[0] == two[1]
 
 
 def _free_port() -> int:

@@ -19,6 +19,7 @@ from ddfad_fast.errors import ParameterError  # noqa: E402
 from ddfad_fast.kernels.fd_mfcc import MEL_GROUP, OUT_TILE, frame_waves  # noqa: E402
 from ddfad_fast.kernels.griffin_lim import gla_step, gla_step_pairs, overlap_add, overlap_add_pairs, pack_pairs
 from stft_cases import CASES as STFT_CASES, params as stft_params, well_conditioned  # noqa: E402
+from tolerances import tol  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -36,10 +37,10 @@ def _triton_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 
 def _check_fd_mfcc(got: np.ndarray, want: np.ndarray) -> None:
-    """Tolerances of docs/architecture.md section 4: MFCC max abs 5e-4 (rtol 1e-5), deltas max abs 1e-4 on
+    """The mfcc and deltas rows of tests/tolerances.py: MFCC max abs 5e-4 (rtol 1e-5), deltas max abs 1e-4 on
     every frame."""
-    np.testing.assert_allclose(got[:, 0], want[:, 0], atol=5e-4, rtol=1e-5)
-    np.testing.assert_allclose(got[:, 1:], want[:, 1:], atol=1e-4)
+    np.testing.assert_allclose(got[:, 0], want[:, 0], **tol("mfcc", "float32"))
+    np.testing.assert_allclose(got[:, 1:], want[:, 1:], **tol("deltas", "float32"))
 
 
 def _reference_fd_mfcc(waves: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -130,7 +131,7 @@ def test_mfcc_is_the_first_channel_and_matches_the_reference():
     assert got.shape == (2, cfg.n_mfcc, cfg.n_frames(1203)) and got.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(got, _triton_fd_mfcc(waves, cfg)[:, 0])
     want = ref.mfcc(torch.from_numpy(waves.astype(np.float64)), cfg).numpy()
-    np.testing.assert_allclose(got, want, atol=5e-4, rtol=1e-5)
+    np.testing.assert_allclose(got, want, **tol("mfcc", "float32"))
 
 
 def test_fd_mfcc_per_clip_top_db_equals_solo_result():
@@ -297,14 +298,14 @@ def _gla_case(n_fft, hop, win_length, length, seed, batch=2, window="hann"):
 
 
 # float64 is float64 arithmetic end to end: 1e-10 of the peak against the float64 reference (same phases and
-# iterations) catches a float32 operation inside the path, which costs ~1e-6
-@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+# iterations) catches a float32 operation inside the path, which costs ~1e-6 (tests/tolerances.py)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("n_fft,hop,win_length,window,length,batch",
                          [(64, 16, 64, "hann", 2000, 2), (64, 16, 48, "hann", 2005, 2), (63, 20, 40, "hann", 1001, 2),
                           (64, 16, 64, "hann", 2016, 1)]
                          + [(c.n_fft, c.hop_length, c.win_length, c.window, c.short_length(), 1) for c in STFT_CASES],
                          ids=["64-2000", "64-2005", "63-1001", "64-2016-B1"] + [c.name for c in STFT_CASES])
-def test_griffin_lim_matches_reference(dtype, atol, n_fft, hop, win_length, window, length, batch):
+def test_griffin_lim_matches_reference(dtype, n_fft, hop, win_length, window, length, batch):
     """Includes odd n_fft and an odd number of frames (the last pair has one frame)."""
     mag, phase = _gla_case(n_fft, hop, win_length, length, seed=n_fft + length, batch=batch, window=window)
     want = ref.griffin_lim(mag, n_fft, hop, win_length, window, 8, 0.99, phase, length)
@@ -315,7 +316,7 @@ def test_griffin_lim_matches_reference(dtype, atol, n_fft, hop, win_length, wind
         assert torch.isfinite(got).all()
         keep = torch.from_numpy(well_conditioned(n_fft, hop, win_length, window, length))
         got, want = got[:, keep], want[:, keep]
-    torch.testing.assert_close(got, want, atol=atol * max(1.0, want.abs().max().item()), rtol=0)
+    torch.testing.assert_close(got, want, **tol("griffin_lim", dtype, "any", want.abs().max().item()))
 
 
 def test_griffin_lim_matches_librosa_float64(librosa):
@@ -327,7 +328,7 @@ def test_griffin_lim_matches_librosa_float64(librosa):
     got = gb.griffin_lim_triton(torch.tensor(S[None], device=DEVICE), 64, 16, 48, "hann", 8, 0.99,
                                 torch.tensor(phase[None], device=DEVICE), 2005)
     # librosa computes in float64 too (it agrees with the reference to ~1e-11 of the peak)
-    np.testing.assert_allclose(got[0].cpu().numpy(), want, rtol=0, atol=1e-10 * max(1.0, np.abs(want).max()))
+    np.testing.assert_allclose(got[0].cpu().numpy(), want, **tol("griffin_lim", "float64", "any", np.abs(want).max()))
 
 
 def test_griffin_lim_zero_iterations_is_istft_of_initial_estimate():

@@ -125,8 +125,8 @@ def _channels(split, k: int):
     """``split`` with only its first ``k`` feature channels (and their standardisation)."""
     import dataclasses
 
-    from ..data import FeatureNorm
-    cut = (lambda x: None if x is None else x[:, :k].contiguous())
+    from ..data import FeatureNorm, first_channels
+    cut = (lambda x: None if x is None else first_channels(x, k))
     norm = None if split.norm is None else FeatureNorm(split.norm.mean[:k], split.norm.std[:k])
     return dataclasses.replace(split, x_train=cut(split.x_train), x_test=cut(split.x_test), x_val=cut(split.x_val),
                                norm=norm)

@@ -19,8 +19,10 @@ from .scan import ClipScan, FeatureChoice, choose_features, scan_clips, scan_sou
 from .sources import AUDIO_EXTENSIONS, Item, discover, extract_recordings, fetch_fsdd, labelled_items
 from .split import FeatureNorm, FeatureSplit, carve_validation, data_fingerprint, take_rows
 from .store import FeatureStore, StoredFeatures, build_store
+from .views import features_on, first_channels, in_memory
 
 __all__ = ["AUDIO_EXTENSIONS", "ClipScan", "FeatureChoice", "choose_features", "resolve_source", "scan_clips",
            "scan_source", "FeatureNorm", "FeatureSplit", "FeatureStore", "Item", "StoredFeatures", "build_store",
-           "carve_validation", "data_fingerprint", "discover", "extract_features", "extract_recordings", "fetch_fsdd",
+           "carve_validation", "data_fingerprint", "discover", "extract_features", "extract_recordings", "features_on",
+           "fetch_fsdd", "first_channels", "in_memory",
            "labelled_items", "load_feature_split", "prepare_store", "take_rows"]

@@ -57,7 +57,7 @@ class FeatureSplit:
 
     def to(self, device: Union[str, torch.device]) -> "FeatureSplit":
         """A copy whose features and labels are on ``device`` (the standardisation stays on the CPU)."""
-        move = (lambda t: None if t is None else t.to(device))
+        move = (lambda t: None if t is None else t.to_device(device) if isinstance(t, StoredFeatures) else t.to(device))
         return dataclasses.replace(self, x_train=move(self.x_train), y_train=move(self.y_train),
                                    x_test=move(self.x_test), y_test=move(self.y_test), x_val=move(self.x_val),
                                    y_val=move(self.y_val))
@@ -194,10 +194,10 @@ class FeatureNorm:
         """Mean and std over clips and frames of training features ``x`` (N, 3, n_mfcc, T): in float64 at once,
         or for stored features and tensors whose float64 copy would exceed FIT_IN_ONE_PASS_BYTES in two
         passes over chunks (the same statistics up to the order of the float64 sums)."""
-        if x.dim() != 4 or x.shape[0] < 2:
+        if len(x.shape) != 4 or x.shape[0] < 2:
             raise ParameterError(f"need (N >= 2, 3, n_mfcc, T) features to fit a standardisation, got {tuple(x.shape)}")
-        if hasattr(x, "chunks") or x.numel() * 8 > FIT_IN_ONE_PASS_BYTES:
-            chunks = x.chunks if hasattr(x, "chunks") else (lambda: x.split(1024))
+        if isinstance(x, StoredFeatures) or x.numel() * 8 > FIT_IN_ONE_PASS_BYTES:
+            chunks = x.chunks if isinstance(x, StoredFeatures) else (lambda: x.split(1024))
             count = x.shape[0] * x.shape[3]
             mean = sum(c.double().sum(dim=(0, 3)) for c in chunks()) / count
             var = sum(((c.double() - mean[None, :, :, None]) ** 2).sum(dim=(0, 3)) for c in chunks()) / (count - 1)
@@ -211,7 +211,7 @@ class FeatureNorm:
         """Standardised features, (N, 3, n_mfcc, T) -> same shape (stored features: a view that
         standardises what it reads)."""
         self._check(x)
-        if hasattr(x, "standardized_by"):
+        if isinstance(x, StoredFeatures):
             return x.standardized_by(self)
         return (x - self.mean.to(x)) / self.std.to(x)
 
@@ -219,7 +219,7 @@ class FeatureNorm:
         """:meth:`apply` overwriting ``x`` (the same values, no second copy of the features); stored features
         get a standardising view as with :meth:`apply`."""
         self._check(x)
-        if hasattr(x, "standardized_by"):
+        if isinstance(x, StoredFeatures):
             return x.standardized_by(self)
         return x.sub_(self.mean.to(x)).div_(self.std.to(x))
 
@@ -229,7 +229,7 @@ class FeatureNorm:
         return x * self.std.to(x) + self.mean.to(x)
 
     def _check(self, x: Tensor) -> None:
-        if x.dim() != 4 or tuple(x.shape[1:3]) != tuple(self.mean.shape[:2]):
+        if len(x.shape) != 4 or tuple(x.shape[1:3]) != tuple(self.mean.shape[:2]):
             raise ParameterError(f"features of shape {tuple(x.shape)} do not match a standardisation of "
                                  f"(3, {self.mean.shape[1]}) channels x coefficients")
 
@@ -259,7 +259,7 @@ def data_fingerprint(*tensors: Tensor) -> str:
     digest = hashlib.sha256()
     for t in tensors:
         digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        for chunk in (t.chunks() if hasattr(t, "chunks") else [t]):    # stored features: read in chunks
+        for chunk in (t.chunks() if isinstance(t, StoredFeatures) else [t]):    # stored features: read in chunks
             chunk = chunk.detach().cpu().contiguous()
             if chunk.numel():
                 digest.update(chunk.view(torch.uint8).numpy())     # the buffer itself: no copy of the bytes

@@ -27,8 +27,8 @@ Defaults, measured on the shared 2-core CPU (bench/mtt_memory.py and a 60-iterat
 
 * ``unroll="reverse"``: exact like "naive" (float64 gradients agree to 1e-12) and flat in N; see
   bench/results/mtt_memory.json for memory and time against the naive unroll.
-* ``compile=True``: compiled reverse steps ran 2-2.5x faster than eager ones (ConvNet width 32, batch
-  20, N 12: 0.30 s vs 0.71 s per iteration; naive 0.51 s). Compilation costs ~40 s once per shape (a few
+* ``compile=True``: compiled reverse steps ran 1.58x faster than eager ones (bench/results/mtt_time.json: ConvNet
+  width 128, CPC 10, N 10, 2 threads: 17.0 s vs 26.9 s per iteration; naive 26.8 s). Compilation costs ~40 s once per shape (a few
   seconds from inductor's disk cache), so it pays off beyond ~100 iterations of that size; a 60-iteration
   width-16 run took 22 s compiled vs 8 s eager. Unavailable or failing compilation falls back to eager,
   logged and recorded in ``history["sessions"]``.
@@ -58,6 +58,7 @@ from .experts import Trajectories
 from ..io import atomic_write_json, load_artifact, save_artifact
 from .callbacks import as_callbacks
 from .guards import finite_settings, is_finite
+from .threads import check_resume_threads, saved_threads, thread_record
 from .models import FunctionalNet, build_model
 from ..resources import GIB
 from .memory import MemoryPlan, plan_memory, requested_settings
@@ -167,7 +168,7 @@ def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: Dist
     if c.max_start_epoch + c.expert_epochs > epochs:
         raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
                              f"the {epochs} epochs of the expert trajectories")
-    if x_train.dim() != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
+    if len(x_train.shape) != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
         raise ParameterError(f"x_train must have shape (N, {', '.join(map(str, traj.in_shape))}) like the experts' "
                              f"inputs, got {tuple(x_train.shape)}")
     if y_train.shape != (x_train.shape[0],):
@@ -230,7 +231,7 @@ def _save_checkpoint(out_dir: Path, state: _State, history: dict, labels: Tensor
     history = _history_upto(history, state.iteration)
     payload = {"x": state.x.detach().cpu(), "labels": labels.cpu(), "alpha": state.alpha.detach().cpu(),
                "mom_x": state.mom_x.cpu(), "mom_alpha": state.mom_alpha.cpu(), "iteration": state.iteration,
-               "generator": state.generator_state, "history": history, "plan": plan.to_payload()}
+               "generator": state.generator_state, "history": history, "plan": plan.to_payload(), **thread_record()}
     if state.mom_y is not None:
         payload.update(soft_labels=state.y.detach().cpu(), mom_y=state.mom_y.cpu())
     save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND, payload, config=identity)
@@ -255,6 +256,7 @@ def _load_checkpoint(path: Path, identity: dict, device: torch.device, x: Tensor
     obj = load_artifact(path, kind=CHECKPOINT_KIND, expected_config={k: v for k, v in identity.items() if k != "data"})
     if not _same_data(obj["config"].get("data"), x, y):
         raise FileFormatError(f"{path}: made with a different config (data: another training set)")
+    check_resume_threads([saved_threads(obj)], str(path))
     labels = obj["labels"].to(device)
     soft = "soft_labels" in obj
     state = _State(obj["x"].to(device), obj["alpha"].to(device), obj["mom_x"].to(device),

@@ -20,12 +20,13 @@ import torch
 from torch import Tensor
 
 from ..config import EvalConfig, ModelConfig, rounding_free
-from ..data import data_fingerprint
+from ..data import data_fingerprint, features_on
 from ..errors import FileFormatError, ParameterError
 from .experts import NetGroup, accuracy, report_compile_fallback, train_group, training_stepper
 from ..io import load_artifact, save_artifact
 from .callbacks import as_callbacks
 from .guards import is_finite, require_finite
+from .threads import check_resume_threads, saved_threads, thread_record
 from .models import FunctionalNet, build_model
 
 DEFAULT_LR = 0.01
@@ -71,11 +72,11 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     net = build_model(model_config, tuple(x_train.shape[1:]), num_classes)
     stepper = training_stepper(net, config.compile)
     device = x_train.device
-    x_train, x_test = x_train.detach().float(), x_test.detach().float().to(device)
+    x_train, x_test = features_on(x_train, device), features_on(x_test, device)
     y_train, y_test = y_train.detach().to(device), y_test.to(device)
     has_val = x_val is not None and y_val is not None and len(y_val) > 0
     if has_val:
-        x_val, y_val = x_val.detach().float().to(device), y_val.to(device)
+        x_val, y_val = features_on(x_val, device), y_val.to(device)
     fingerprint = (x_train, y_train, x_test, y_test) + ((x_val, y_val) if has_val else ())
     state_config = {"eval": rounding_free(config.to_dict()), "model": model_config.to_dict(), "lr": lr,
                     "data": data_fingerprint(*fingerprint)} if checkpoint is not None else None
@@ -87,6 +88,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
         if saved_eval != state_config["eval"]:
             raise FileFormatError(f"{checkpoint}: made with a different config (eval: file {saved_eval!r} vs run "
                                   f"{state_config['eval']!r})")
+        check_resume_threads([saved_threads(state)], str(checkpoint))
     accs = list(state["accs"]) if state else []
     val_accs = list(state.get("val_accs", [])) if state else []
     group = NetGroup.fresh(net, [config.seed + i for i in range(len(accs), config.num_nets)], device)
@@ -102,8 +104,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                    initial=len(accs) * epochs + sum(group.epochs))
 
     def save(group_state: dict) -> None:
-        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state},
-                      config=state_config)
+        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state,
+                                                    **thread_record()}, config=state_config)
 
     def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:
         report_compile_fallback(stepper, config.compile)

@@ -28,6 +28,7 @@ from ..data import FeatureNorm
 from ..errors import DDFADError, FileFormatError, ParameterError
 from ..io import load_artifact, save_artifact
 from .callbacks import as_callbacks
+from .threads import check_resume_threads, saved_threads, thread_record
 from .guards import require_finite
 from .models import FunctionalNet, build_model
 from .unroll import AugTensors, Stepper, augment_tensors, functional_grad_and_loss
@@ -343,10 +344,12 @@ def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], 
     stepper = training_stepper(net, config.compile)
     group = NetGroup.fresh(net, [config.seed + k for k in ks], split.x_train.device)
     records = []                                 # per expert: CPU snapshots, losses and monitor accuracies so far
+    threads = []                                 # the thread counts the resumed partial files were written with
     for r, k in enumerate(ks):
         partial = _partial_path(out_dir, k)
         if resume and partial.exists():
             state = _check_same(partial, "expert_progress", file_config)
+            threads.append(saved_threads(state))
             group.params[r], group.velocity[r] = state["params"], state["velocity"]
             group.generators[r].set_state(state["generator"])
             group.epochs[r] = len(state["snapshots"]) - 1
@@ -356,6 +359,7 @@ def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], 
                 bar.update(group.epochs[r])
         else:
             records.append({"snapshots": [group.params[r].detach().cpu().clone()], "train_loss": [], "monitor_acc": []})
+    check_resume_threads(threads, f"expert checkpoints in {out_dir}")
 
     def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:
         report_compile_fallback(stepper, config.compile)
@@ -374,7 +378,8 @@ def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], 
                 save_artifact(_partial_path(out_dir, k), "expert_progress",
                               {"snapshots": torch.stack(rec["snapshots"]), "params": group.params[r].cpu().clone(),
                                "velocity": group.velocity[r].cpu().clone(), "generator": group.generators[r].get_state(),
-                               "train_loss": rec["train_loss"], "monitor_acc": rec["monitor_acc"]}, config=file_config)
+                               "train_loss": rec["train_loss"], "monitor_acc": rec["monitor_acc"], **thread_record()},
+                              config=file_config)
             else:
                 payload = {"params": torch.stack(rec["snapshots"]).float(), "seed": config.seed + k,
                            "train_loss": rec["train_loss"], "monitor_acc": rec["monitor_acc"], "monitor_split": monitor}

@@ -10,7 +10,7 @@ sf = pytest.importorskip("soundfile")
 
 import ddfad_fast as dd  # noqa: E402
 from ddfad_fast.apps.result import DistillRun  # noqa: E402
-from helpers import TINY_RUN, fsdd_subset, tiny_preset  # noqa: E402
+from helpers import tiny_preset  # noqa: E402
 
 @pytest.mark.usefixtures("single_thread")
 def test_cli_run_stores_the_feature_choice(cli_run):

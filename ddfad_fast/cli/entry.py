@@ -13,6 +13,7 @@ import time
 import sys
 from typing import List, Optional
 
+from .. import pause
 from ..errors import DDFADError, ParameterError, FileFormatError, ResourceError
 from ..outputs import describe_os_error
 from .guard import holding_outputs, out_of_memory
@@ -133,6 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if hasattr(args, "device"):
             args.device = distributed.local_device(resolve_device(args.device))
         distributed.init(args.command, getattr(args, "device", None))
+        if pause.ARMED:                 # a test-only hook (ddfad_fast.pause): a malformed value is a usage error
+            pause.configure(os.environ[pause.ENV])
         with holding_outputs(args):
             code = int(args._main(args) or 0)
         finished = True

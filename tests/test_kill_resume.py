@@ -28,7 +28,7 @@ TINY = ["--cpc", "1", "--max-per-class", "6", "--width", "8", "--num-experts", "
         "--checkpoint-every", "2", "--no-compile", "--num-nets", "2", "--eval-epochs", "12", "--full-epochs", "2"]
 STAGES = pause.STAGES
 # the pause point each stage is stopped at, and how many points a fresh tiny run passes in each stage
-STOP_AT = {"features": 1, "experts": 3, "distillation": 3, "evaluation": 5, "audio": 3, "report": 1}
+STOP_AT = {"features": 1, "experts": 3, "distillation": 3, "evaluation": 11, "audio": 3, "report": 1}
 POINTS = {"features": 1, "experts": 12, "distillation": 8, "evaluation": 12, "audio": 10, "report": 2}
 # what a run stopped in the stage must not have written yet (it went no further), and what it must have kept
 NOT_YET = {"features": "cache/*/index.json", "experts": "experts/expert_001.pt", "distillation": "cpc1/distilled.pt",
@@ -111,8 +111,10 @@ def test_a_malformed_pause_spec_is_a_usage_error(tmp_path):
 def test_ctrl_c_in_each_stage_saves_then_resume_matches_uninterrupted(stage, fsdd_dir, reference_run, tmp_path):
     out = tmp_path / "interrupted"
     proc = start_paused(run_args(fsdd_dir, out), stage, STOP_AT[stage], tmp_path / "pause")
+    sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=120)
+    print(f"{stage}: exit {proc.returncode} {time.monotonic() - sent:.2f} s after SIGINT")
     output = cli_output(proc)
     assert proc.returncode == 130, output[-3000:]
     assert "interrupted" in output and "--resume" in output, output[-3000:]
@@ -184,3 +186,13 @@ def test_sigkill_during_features_then_resume(fsdd_files, tmp_path):
     finish_cli(args + ["--resume"])
     a, b = load_artifact(whole), load_artifact(out)
     assert torch.equal(a["features"], b["features"]) and a["paths"] == b["paths"]
+
+
+def test_ctrl_c_while_starting_exits_130(monkeypatch, capsys):
+    from ddfad_fast.cli import entry
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(entry, "build_parser", interrupted)
+    assert entry.main(["run"]) == 130
+    assert "interrupted" in capsys.readouterr().err

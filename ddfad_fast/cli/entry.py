@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``ddfad ARGV``; returns the exit code (130 after Ctrl-C, at whatever point it came)."""
+    try:
+        return _command(argv)
+    except KeyboardInterrupt:       # while starting (imports, --threads), before any work of the command
+        print("ddfad: interrupted", file=sys.stderr)
+        return 130
+
+
+def _command(argv: Optional[List[str]]) -> int:
     try:                # a file name that is not UTF-8 is printed escaped, never a UnicodeEncodeError
         sys.stdout.reconfigure(errors="backslashreplace")
     except (AttributeError, ValueError):

@@ -6,17 +6,22 @@ import json
 import os
 import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 import pytest
 import soundfile
 import torch
 
+from ddfad_fast import pause
 from ddfad_fast.cli import main
 from ddfad_fast.config import ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureSplit
@@ -256,3 +261,66 @@ def namespaces(kind: str) -> list:
     if _NAMESPACES[kind] is None:
         pytest.skip(f"no {kind} namespaces here (unshare)")
     return _NAMESPACES[kind]
+
+# ---- `ddfad` in a subprocess: kill / interrupt tests (ddfad_fast.pause holds it at a known step) ----------------
+
+CLI_ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+CLI_ENV.pop(pause.ENV, None)
+
+
+def start_cli(args: Sequence[str], pause_at: Optional[str] = None) -> subprocess.Popen:
+    """Start ``python -m ddfad_fast.cli *args``; its output goes to an unnamed temporary file (a pipe could fill
+    up and stall it). ``pause_at``: the value of ddfad_fast.pause's variable. The child gets Ctrl-C's default
+    handling even when this process ignores SIGINT (as a background job of a shell script does: a child
+    inherits an ignored signal, and would then run on through every SIGINT a test sends it)."""
+    env = dict(CLI_ENV, **({pause.ENV: pause_at} if pause_at else {}))
+    log = tempfile.TemporaryFile(mode="w+")
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:                   # a handled signal is reset to the default in the child, an ignored one is not
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "ddfad_fast.cli", *args], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    proc.log = log
+    return proc
+
+
+def cli_output(proc: subprocess.Popen) -> str:
+    """Everything ``proc`` (from :func:`start_cli`) printed so far."""
+    proc.log.seek(0)
+    return proc.log.read()
+
+
+def finish_cli(args: Sequence[str], expect: int = 0) -> str:
+    """Run the CLI to its end; assert its exit code; return its output."""
+    proc = start_cli(args)
+    proc.wait(timeout=900)
+    output = cli_output(proc)
+    assert proc.returncode == expect, output[-3000:]
+    return output
+
+
+def start_paused(args: Sequence[str], stage: str, step: int, folder: Path, timeout: float = 600.0) -> subprocess.Popen:
+    """Start the CLI held at the ``step``-th pause point of ``stage`` (ddfad_fast.pause): returned once it waits
+    there. AssertionError (with its output) when it ends first or does not get there within ``timeout`` s."""
+    proc = start_cli(args, pause_at=f"{stage}:{step}:{folder}")
+    if not wait_reached(proc, folder, timeout):
+        raise AssertionError(f"ended (exit {proc.returncode}) before {stage} step {step}:\n{cli_output(proc)[-3000:]}")
+    return proc
+
+
+def wait_reached(proc: subprocess.Popen, folder: Path, timeout: float = 600.0) -> bool:
+    """True once ``proc`` waits at its pause point, False when it ended first (it then has its returncode)."""
+    deadline = time.monotonic() + timeout
+    while not (folder / pause.REACHED).is_file():
+        if proc.poll() is not None:
+            return (folder / pause.REACHED).is_file()
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"not at its pause point after {timeout:g} s:\n{cli_output(proc)[-3000:]}")
+        time.sleep(0.01)
+    return True

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from .. import pause
 from ..config import FeatureConfig, ReconstructConfig
 from ..errors import DDFADError, FileFormatError
 from ..io import atomic_write_json, atomic_write_text, load_artifact
@@ -59,6 +60,7 @@ def write_audio_set(features: torch.Tensor, names: Sequence[str], labels: Sequen
             save_audio(out_dir / name, clip * gain, config.sample_rate)
             clips.append({"path": name, "label": labels[start + k], "spectral_convergence_db": sc[k],
                           "log_spectral_distance_db": lsd[k], "gain": gain})
+            pause.point("audio")
         if bar is not None:
             bar.update(len(wave))
     if bar is not None:

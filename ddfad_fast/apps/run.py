@@ -31,6 +31,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from .. import pause
 from ..config import ROUNDING_ONLY_FIELDS
 from ..errors import FolderBusyError, OutputError, ParameterError
 from ..io import atomic_write_json, load_artifact, read_json
@@ -342,8 +343,10 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     results["failures"] = stages.failures
     if feature_choice is not None:
         results["features_choice"] = feature_choice
+    pause.point("report")
     stages.guarded("report", lambda: write_report(out, results, distilled_sets), progress)
     known = len(stages.failures)
+    pause.point("report")
     stages.guarded("report.html", lambda: write_html_report(
         out, results, distilled_sets, preset.features, split.paths_train, split.y_train.tolist(), x_train_cpu),
         progress)

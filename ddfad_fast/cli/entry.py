@@ -13,6 +13,7 @@ import time
 import sys
 from typing import List, Optional
 
+from .. import pause
 from ..errors import DDFADError, ParameterError, FileFormatError, ResourceError
 from ..outputs import describe_os_error
 from .guard import holding_outputs, out_of_memory
@@ -104,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``ddfad ARGV``; returns the exit code (130 after Ctrl-C, at whatever point it came)."""
+    try:
+        return _command(argv)
+    except KeyboardInterrupt:       # while starting (imports, --threads), before any work of the command
+        print("ddfad: interrupted", file=sys.stderr)
+        return 130
+
+
+def _command(argv: Optional[List[str]]) -> int:
     try:                # a file name that is not UTF-8 is printed escaped, never a UnicodeEncodeError
         sys.stdout.reconfigure(errors="backslashreplace")
     except (AttributeError, ValueError):
@@ -133,6 +143,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if hasattr(args, "device"):
             args.device = distributed.local_device(resolve_device(args.device))
         distributed.init(args.command, getattr(args, "device", None))
+        if pause.ARMED:                 # a test-only hook (ddfad_fast.pause): a malformed value is a usage error
+            pause.configure(os.environ[pause.ENV])
         with holding_outputs(args):
             code = int(args._main(args) or 0)
         finished = True

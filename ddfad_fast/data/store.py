@@ -33,6 +33,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from .. import pause
 from ..audio.files import RESAMPLER, load_audio
 from ..config import FeatureConfig
 from ..errors import AudioFileError, FileFormatError, ParameterError
@@ -253,6 +254,7 @@ def _compute_shards(items: Sequence[Item], config: FeatureConfig, folder: Path, 
             if first + len(good) + len(bad) == min((k + 1) * shard_size, len(items)):      # the shard's last batch
                 writes[slot] = writer.submit(write, k, buffers[slot][:rows], kept, skipped)
                 slot = (slot + 1) % len(buffers)
+            pause.point("features")
         for pending in writes:
             if pending is not None:
                 pending.result()

@@ -50,7 +50,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .. import distributed
+from .. import distributed, pause
 from ..config import ROUNDING_ONLY_FIELDS, DistillConfig, ExpertConfig, FeatureConfig
 from ..data import FeatureNorm, data_fingerprint
 from ..errors import DDFADError, FileFormatError, NonFiniteError, ParameterError
@@ -557,3 +557,4 @@ def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet
         if bar is not None:
             bar.set_postfix(loss=f"{history['loss'][new.iteration - 1]:.4f}", alpha=f"{float(new.alpha):.4g}")
             bar.update(1)
+        pause.point("distillation")

@@ -19,6 +19,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+from .. import pause
 from ..config import EvalConfig, ModelConfig, rounding_free
 from ..data import data_fingerprint, features_on
 from ..errors import FileFormatError, ParameterError
@@ -119,6 +120,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
             callbacks.on_evaluation_epoch(len(accs) + r, done, {"train_loss": float(losses[j])})
         if bar is not None:
             bar.update(len(rows))
+        pause.point("evaluation")
 
     train_group(net, group, x_train, y_train, epochs,
                 lambda epoch: lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0),

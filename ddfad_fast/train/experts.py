@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .. import distributed
+from .. import distributed, pause
 from ..config import Augment, ExpertConfig, FeatureConfig, rounding_free
 from ..ops.dispatch import warn_fallback
 from ..data import FeatureNorm
@@ -210,16 +210,16 @@ def train_group(net: FunctionalNet, group: NetGroup, x: Tensor, y: Tensor, epoch
             part = group if len(rows) == len(group.epochs) else group.select(rows)
             losses = sgd_epoch(net, part.params, part.velocity, x, y, lr_at(epoch), momentum, weight_decay,
                                batch_size, part.generators, augment, stepper, together)
-        except KeyboardInterrupt:
+            if part is not group:
+                group.params[rows], group.velocity[rows] = part.params, part.velocity
+            for r in rows:
+                group.epochs[r] += 1
+            if after_epoch is not None:
+                after_epoch(group, rows, losses)
+        except KeyboardInterrupt:       # the epoch is done again on resume, from the state it started from
             if on_interrupt is not None:
                 on_interrupt(start)
             raise
-        if part is not group:
-            group.params[rows], group.velocity[rows] = part.params, part.velocity
-        for r in rows:
-            group.epochs[r] += 1
-        if after_epoch is not None:
-            after_epoch(group, rows, losses)
     return group
 
 
@@ -391,6 +391,7 @@ def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], 
                 bar.set_postfix(expert=k, epoch=epoch, loss=f"{rec['train_loss'][-1]:.3f}",
                                 **{f"{monitor}_acc": f"{rec['monitor_acc'][-1]:.3f}"})
                 bar.update(1)
+            pause.point("experts")
 
     train_group(net, group, split.x_train, split.y_train, config.epochs, lambda epoch: config.lr, config.momentum,
                 config.weight_decay, config.batch_size, config.augment, stepper, config.ensemble, after_epoch)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+import warnings
+from typing import Any, Callable, Set, Tuple, TypeVar
 
 from ... import errors
-from ...ops import dispatch
 
 try:                                     # librosa's own class, so that ``except librosa.ParameterError`` catches ours
     from librosa.util.exceptions import ParameterError as _LibrosaParameterError
@@ -35,6 +35,14 @@ def librosa_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+_WARNED: Set[Tuple[str, str]] = set()
+
+
 def torch_variant(function: str, reason: str) -> None:
-    """Warn once (BackendFallbackWarning) that ``function`` runs in plain torch: the fast kernels lack ``reason``."""
-    dispatch.warn_fallback(f"compat.librosa.{function}", "fast kernels", reason, "plain torch")
+    """Warn once per (function, reason) with a BackendFallbackWarning that ``function`` runs in plain torch /
+    numpy, because the fast kernels lack ``reason``; the warning points at the caller of ``function``."""
+    if (function, reason) in _WARNED:
+        return
+    _WARNED.add((function, reason))
+    warnings.warn(f"ddfad_fast.compat.librosa.{function}: the fast kernels lack {reason}; computing it in plain "
+                  "torch as librosa does (slower, same result)", errors.BackendFallbackWarning, stacklevel=4)

@@ -139,10 +139,10 @@ def _fused_mfcc(y: np.ndarray, sr: float, n_mfcc: int, kwargs: dict) -> np.ndarr
     if y.ndim == 1:
         return fused_mfcc(torch.from_numpy(y), int(sr), config)[0].numpy()
     flat = torch.from_numpy(np.ascontiguousarray(y.reshape(-1, y.shape[-1])))
-    full = fused_mfcc(flat, int(sr), config.replace(n_mfcc=config.n_mels, top_db=None))
+    full = fused_mfcc(flat, int(sr), config.replace(n_mfcc=config.n_mels, top_db=None))     # (B, n_mels, T)
     dct = tables.as_tensor(tables.dct_matrix(config.n_mels, config.n_mels), full.dtype, "cpu")
     log_mel = dct.T @ full
-    log_mel = torch.maximum(log_mel, log_mel.max() - 80.0)
+    log_mel.clamp_(min=float(log_mel.max()) - 80.0)
     out = (dct[:n_mfcc] @ log_mel).numpy()
     return out.reshape(*y.shape[:-1], *out.shape[-2:])
 

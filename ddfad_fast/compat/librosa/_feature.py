@@ -141,9 +141,9 @@ def _fused_mfcc(y: np.ndarray, sr: float, n_mfcc: int, kwargs: dict) -> np.ndarr
     flat = torch.from_numpy(np.ascontiguousarray(y.reshape(-1, y.shape[-1])))
     full = fused_mfcc(flat, int(sr), config.replace(n_mfcc=config.n_mels, top_db=None))     # (B, n_mels, T)
     dct = tables.as_tensor(tables.dct_matrix(config.n_mels, config.n_mels), full.dtype, "cpu")
-    log_mel = dct.T @ full
+    log_mel = torch.einsum("mk,bkt->bmt", dct.T.contiguous(), full)       # one GEMM, not a batch of small ones
     log_mel.clamp_(min=float(log_mel.max()) - 80.0)
-    out = (dct[:n_mfcc] @ log_mel).numpy()
+    out = torch.einsum("ck,bkt->bct", dct[:n_mfcc].contiguous(), log_mel).numpy()
     return out.reshape(*y.shape[:-1], *out.shape[-2:])
 
 

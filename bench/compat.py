@@ -12,7 +12,7 @@
   batched compat call.
 
 Median ms over --repeats timed runs after a warm-up; prints a table, writes compat.json (git commit, load
-average). Usage: python bench/compat.py [--batch 256] [--repeats 5] [--out DIR] [--name compat]
+average). Usage: python bench/compat.py [--batch 256] [--repeats 5] [--out DIR] [--name compat] [--threads N]
 """
 from __future__ import annotations
 
@@ -57,7 +57,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--name", default="compat", help="JSON file name (default compat)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import librosa
     y = clips(args.batch)
     batch = torch.from_numpy(y)

@@ -5,12 +5,14 @@
   one batched compat call (librosa's shared top_db floor, as ``librosa.feature.mfcc`` on a batch), and the
   ``ddfad_fast.audio.transforms.MFCC`` module on the (B, L) batch (per-clip floor: the per-clip loop's results);
   torchaudio's MFCC transform on the batch where torchaudio imports beside this torch.
+* ``mfcc+deltas``: the per-clip loop of ``librosa.feature.mfcc`` then ``feature.delta`` of order 1 and 2, against
+  one batched compat call of each (the figure the compat front end is judged by: >= 20x).
 * ``fd_mfcc``: ``transforms.FDMFCC`` on the batch vs torchaudio's MFCC + ``compute_deltas`` twice.
 * ``griffinlim``: per-clip ``librosa.griffinlim`` (32 iterations, seeded) vs the compat loop and one
   batched compat call.
 
 Median ms over --repeats timed runs after a warm-up; prints a table, writes compat.json (git commit, load
-average). Usage: python bench/compat.py [--batch 256] [--repeats 5] [--out DIR] [--name compat]
+average). Usage: python bench/compat.py [--batch 256] [--repeats 5] [--out DIR] [--name compat] [--threads N]
 """
 from __future__ import annotations
 
@@ -43,6 +45,11 @@ def clips(batch: int) -> np.ndarray:
                      for i in range(batch)])
 
 
+def _with_deltas(lib, coefficients: np.ndarray) -> tuple:
+    """A script's features: MFCCs with their deltas of order 1 and 2 (``feature.delta``, width 9)."""
+    return coefficients, lib.feature.delta(coefficients), lib.feature.delta(coefficients, order=2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
@@ -50,7 +57,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--name", default="compat", help="JSON file name (default compat)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import librosa
     y = clips(args.batch)
     batch = torch.from_numpy(y)
@@ -62,6 +72,9 @@ def main() -> None:
         ("mfcc", "compat per-clip loop"): lambda: [fast.feature.mfcc(y=c, **KW) for c in y],
         ("mfcc", "compat batched call"): lambda: fast.feature.mfcc(y=y, **KW),
         ("mfcc", "transforms.MFCC on the batch"): lambda: module(batch),
+        ("mfcc+deltas", "librosa per-clip loop"): lambda: [_with_deltas(librosa, librosa.feature.mfcc(y=c, **KW))
+                                                           for c in y],
+        ("mfcc+deltas", "compat batched call"): lambda: _with_deltas(fast, fast.feature.mfcc(y=y, **KW)),
         ("fd_mfcc", "transforms.FDMFCC on the batch"): lambda: fd_module(batch),
     }
     anchor = torchaudio_fd_mfcc(config.replace(preemphasis=0.0))

@@ -1,5 +1,6 @@
 """ddfad_fast.compat.librosa against librosa itself: the same calls, the design doc's tolerances, on a grid of
-settings and on real FSDD clips; the settings it does not support are refused, never computed differently."""
+settings and on real FSDD clips (the defaults, on the fast kernels; the variants computed in plain torch are in
+test_compat_librosa_variants.py)."""
 import warnings
 
 import numpy as np
@@ -104,16 +105,14 @@ def test_delta_matches_librosa(rng, width, order, axis):
            librosa.feature.delta(data, width=width, order=order, axis=axis), **tol("deltas", "float32"))
 
 
-def test_delta_refuses_what_librosa_refuses_and_what_it_does_not_support(rng):
+def test_delta_refuses_what_librosa_refuses(rng):
     data = rng.standard_normal((4, 5))
-    with pytest.raises(ParameterError, match="cannot exceed"):
+    with pytest.raises(librosa.ParameterError, match="cannot exceed"):
         fast.feature.delta(data, width=9)
     with pytest.raises(ParameterError, match="odd"):
         fast.feature.delta(data, width=4)
-    with pytest.raises(ParameterError, match="mode"):
-        fast.feature.delta(rng.standard_normal((4, 20)), mode="nearest")
-    with pytest.raises(ParameterError, match="orders 1 and 2"):
-        fast.feature.delta(rng.standard_normal((4, 20)), order=3)
+    with pytest.raises(librosa.ParameterError, match="positive integer"):
+        fast.feature.delta(rng.standard_normal((4, 20)), order=0)
 
 
 @pytest.mark.parametrize("n_fft,hop", [(256, 64), (255, 80), (512, None)])
@@ -148,28 +147,13 @@ def test_mfcc_inversion(clips):
     bank = librosa.filters.mel(sr=8000, n_fft=256, n_mels=40)
     ours = fast.feature.inverse.mel_to_stft(mel, sr=8000, n_fft=256)
     theirs = librosa.feature.inverse.mel_to_stft(mel, sr=8000, n_fft=256)
-    assert ours.shape == theirs.shape and (ours >= 0).all()
+    assert (ours >= 0).all()
+    _close(ours, theirs, atol=1e-5 * float(theirs.max()), rtol=1e-4)      # librosa's own NNLS solution
     residual = (lambda x: np.linalg.norm(bank @ x ** 2 - mel) / np.linalg.norm(mel))
     assert residual(ours) <= residual(theirs) + 1e-6
     audio = fast.feature.inverse.mfcc_to_audio(m, n_mels=40, lifter=12, **kw)
     want = librosa.feature.inverse.mfcc_to_audio(m, n_mels=40, lifter=12, **kw)
     assert audio.shape == want.shape and audio.dtype == want.dtype and np.isfinite(audio).all()
-
-
-@pytest.mark.parametrize("call", [
-    lambda y: fast.feature.mfcc(y=y, sr=8000, htk=True),
-    lambda y: fast.feature.mfcc(y=y, sr=8000, dct_type=3),
-    lambda y: fast.feature.mfcc(y=y, sr=8000, norm=None),
-    lambda y: fast.feature.mfcc(y=y, sr=8000, center=False),
-    lambda y: fast.feature.mfcc(y=y, sr=8000, pad_mode="reflect"),
-    lambda y: fast.feature.melspectrogram(y=y, sr=8000, norm=None),
-    lambda y: fast.feature.melspectrogram(y=y, sr=8000, window="blackman"),
-    lambda y: fast.feature.melspectrogram(y=y, sr=8000, n_chroma=12),
-    lambda y: fast.griffinlim(np.ones((129, 10)), center=False),
-], ids=["htk", "dct3", "dct-norm", "center", "reflect", "mel-norm", "window", "unknown-kw", "gla-center"])
-def test_unsupported_settings_are_refused(clips, call):
-    with pytest.raises(ParameterError, match="not supported|unsupported"):
-        call(clips[0])
 
 
 def test_everything_else_is_librosas_own():

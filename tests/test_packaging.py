@@ -33,7 +33,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_every_subpackage_and_the_command(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("ddfad_fast/__init__.py", "ddfad_fast/train/mtt.py", "ddfad_fast/audio/transforms.py",
-                   "ddfad_fast/compat/librosa.py", "ddfad_fast/cli/run.py", "ddfad_fast/apps/run.py",
+                   "ddfad_fast/compat/librosa/__init__.py", "ddfad_fast/cli/run.py", "ddfad_fast/apps/run.py",
                    "ddfad_fast/ops/_ext.py", "ddfad_fast/data/store.py", "ddfad_fast/kernels/fd_mfcc.py"):
         assert module in names, module
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, machine_info, print_table, time_call, write_json  # noqa: E402
+from _common import print_table, time_call, write_json  # noqa: E402
 
 from ddfad_fast.config import ModelConfig  # noqa: E402
 from ddfad_fast.train.models import build_model  # noqa: E402

@@ -110,7 +110,18 @@ class StoredFeatures:
 
 
 def in_memory(x) -> Tensor:
-    """``x`` as a tensor: a :class:`StoredFeatures` view is read whole, a tensor is returned as is."""
+    """Features as a tensor.
+
+    Parameters
+    ----------
+    x : Tensor or StoredFeatures
+        (N, ...) features.
+
+    Returns
+    -------
+    Tensor
+        A :class:`StoredFeatures` view read whole; a tensor as is.
+    """
     return x.materialize() if isinstance(x, StoredFeatures) else x
 
 
@@ -118,13 +129,38 @@ Features = Union[Tensor, StoredFeatures]
 
 
 def features_on(x: Features, device: Union[str, torch.device]) -> Features:
-    """Features ``x`` for training on ``device``: a tensor detached, as float32, on ``device``; a view whose
-    reads land on ``device`` (nothing is read)."""
+    """Features for training on a device.
+
+    Parameters
+    ----------
+    x : Tensor or StoredFeatures
+        (N, ...) features.
+    device : str or torch.device
+        The training device.
+
+    Returns
+    -------
+    Tensor or StoredFeatures
+        A tensor detached, as float32, on ``device``; a view whose reads land on ``device`` (nothing is read).
+    """
     if isinstance(x, StoredFeatures):
         return x.to_device(device)
     return x.detach().float().to(device)
 
 
 def first_channels(x: Features, k: int) -> Features:
-    """The first ``k`` channels of features ``x`` (N, C, n_mfcc, T): a contiguous tensor, or a view."""
+    """The first channels of features (e.g. MFCC only, or MFCC and delta).
+
+    Parameters
+    ----------
+    x : Tensor or StoredFeatures
+        (N, C, n_mfcc, T) features.
+    k : int
+        Channels to keep, 1 <= k <= C.
+
+    Returns
+    -------
+    Tensor or StoredFeatures
+        (N, k, n_mfcc, T): a contiguous tensor, or a view of the store.
+    """
     return x.first_channels(k) if isinstance(x, StoredFeatures) else x[:, :k].contiguous()

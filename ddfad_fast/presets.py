@@ -84,57 +84,48 @@ class Preset:
 AUGMENT = Augment(max_shift=8, time_mask=10, freq_mask=3)
 
 
-def _cpu_small() -> Preset:
-    model = ModelConfig(width=32, depth=3)
+def _preset(name: str, description: str, width: int, num_experts: int, expert_epochs: int, syn_steps: int,
+            max_start_epoch: int, iterations: int, checkpoint_every: int, eval_every: int, eval_nets: int,
+            full_nets: int, full_epochs: int, full_models: Tuple[str, ...], batch_syn=None, eval_steps=None,
+            eval_epochs: int = 300, eval_batch: int = 256, multi_arch: bool = False) -> Preset:
+    """A preset of the one recipe every size shares (features, augmentation, compiled steps, learning rates),
+    from the settings that make its size."""
+    model = ModelConfig(width=width, depth=3)
     return Preset(
-        name="cpu-small", description="2-core CPU: about 20 minutes for FSDD at 10 clips per class",
-        features=FeatureConfig.fsdd(),
-        expert=ExpertConfig(num_experts=5, epochs=15, batch_size=64, model=model, augment=AUGMENT,
-                            compile=True),
-        distill=DistillConfig(syn_steps=20, expert_epochs=2, max_start_epoch=10, iterations=100,
-                              lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, batch_syn=100,
-                              checkpoint_every=10, eval_every=0, unroll="reverse", augment=AUGMENT),
-        eval=EvalConfig(num_nets=5, steps=300, batch_size=128, models=("convnet",), augment=AUGMENT,
-                        compile=True),
-        eval_full=EvalConfig(num_nets=3, epochs=20, batch_size=64, models=("convnet",), augment=AUGMENT,
-                             compile=True),
+        name=name, description=description, features=FeatureConfig.fsdd(),
+        expert=ExpertConfig(num_experts=num_experts, epochs=expert_epochs, batch_size=64, model=model,
+                            augment=AUGMENT, compile=True),
+        distill=DistillConfig(syn_steps=syn_steps, expert_epochs=2, max_start_epoch=max_start_epoch,
+                              iterations=iterations, lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01,
+                              batch_syn=batch_syn, checkpoint_every=checkpoint_every, eval_every=eval_every,
+                              unroll="reverse", augment=AUGMENT),
+        eval=EvalConfig(num_nets=eval_nets, epochs=eval_epochs, steps=eval_steps, batch_size=eval_batch,
+                        models=("convnet",), augment=AUGMENT, compile=True),
+        eval_full=EvalConfig(num_nets=full_nets, epochs=full_epochs, batch_size=64, models=full_models,
+                             augment=AUGMENT, compile=True),
+        cross_models=("vgg", "resnet") if multi_arch else (), ablation_channels=(1, 2) if multi_arch else (),
     )
+
+
+def _cpu_small() -> Preset:
+    return _preset("cpu-small", "2-core CPU: about 20 minutes for FSDD at 10 clips per class", width=32,
+                   num_experts=5, expert_epochs=15, syn_steps=20, max_start_epoch=10, iterations=100,
+                   checkpoint_every=10, eval_every=0, batch_syn=100, eval_nets=5, eval_steps=300, eval_batch=128,
+                   full_nets=3, full_epochs=20, full_models=("convnet",))
 
 
 def _cpu_large() -> Preset:
-    model = ModelConfig(width=32, depth=3)
-    return Preset(
-        name="cpu-large", description="CPU, a few hours: more experts and iterations, three architectures",
-        features=FeatureConfig.fsdd(),
-        expert=ExpertConfig(num_experts=10, epochs=30, batch_size=64, model=model, augment=AUGMENT,
-                            compile=True),
-        distill=DistillConfig(syn_steps=20, expert_epochs=2, max_start_epoch=20, iterations=500,
-                              lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, batch_syn=100,
-                              checkpoint_every=20, eval_every=0, unroll="reverse", augment=AUGMENT),
-        eval=EvalConfig(num_nets=5, steps=600, batch_size=128, models=("convnet",), augment=AUGMENT,
-                        compile=True),
-        eval_full=EvalConfig(num_nets=3, epochs=40, batch_size=64, models=("convnet", "vgg", "resnet"),
-                             augment=AUGMENT, compile=True),
-        cross_models=("vgg", "resnet"), ablation_channels=(1, 2),
-    )
+    return _preset("cpu-large", "CPU, a few hours: more experts and iterations, three architectures", width=32,
+                   num_experts=10, expert_epochs=30, syn_steps=20, max_start_epoch=20, iterations=500,
+                   checkpoint_every=20, eval_every=0, batch_syn=100, eval_nets=5, eval_steps=600, eval_batch=128,
+                   full_nets=3, full_epochs=40, full_models=("convnet", "vgg", "resnet"), multi_arch=True)
 
 
 def _paper() -> Preset:
-    model = ModelConfig(width=128, depth=3)
-    return Preset(
-        name="paper", description="GPU: the MTT sizes (width 128, 100 experts x 50 epochs, 5,000 iterations)",
-        features=FeatureConfig.fsdd(),
-        expert=ExpertConfig(num_experts=100, epochs=50, batch_size=64, model=model, augment=AUGMENT,
-                            compile=True),
-        distill=DistillConfig(syn_steps=50, expert_epochs=2, max_start_epoch=20, iterations=5000,
-                              lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, checkpoint_every=200,
-                              eval_every=500, unroll="reverse", augment=AUGMENT),
-        eval=EvalConfig(num_nets=5, epochs=1000, models=("convnet",), augment=AUGMENT,
-                        compile=True),
-        eval_full=EvalConfig(num_nets=5, epochs=100, batch_size=64, models=("convnet", "vgg", "resnet"),
-                             augment=AUGMENT, compile=True),
-        cross_models=("vgg", "resnet"), ablation_channels=(1, 2),
-    )
+    return _preset("paper", "GPU: the MTT sizes (width 128, 100 experts x 50 epochs, 5,000 iterations)", width=128,
+                   num_experts=100, expert_epochs=50, syn_steps=50, max_start_epoch=20, iterations=5000,
+                   checkpoint_every=200, eval_every=500, eval_nets=5, eval_epochs=1000,
+                   full_nets=5, full_epochs=100, full_models=("convnet", "vgg", "resnet"), multi_arch=True)
 
 
 _PRESETS = {"cpu-small": _cpu_small, "cpu-large": _cpu_large, "paper": _paper}

@@ -45,6 +45,11 @@ RUN_FILE = "run.json"
 def _comparable(run_config: dict) -> dict:
     """The parts of run.json that must match to resume (the CPC list and the iteration count may grow)."""
     out = json.loads(json.dumps(run_config, default=str))
+    try:                             # fields added since the run began hold their defaults
+        out["preset"] = Preset.from_dict(out["preset"]).to_dict()
+    except (KeyError, TypeError, ParameterError):
+        pass
+    out = json.loads(json.dumps(out, default=str))
     out.pop("cpcs", None)
     out.pop("features_choice", None)                   # how the features were chosen: the preset holds them
     out.get("preset", {}).get("distill", {}).pop("iterations", None)

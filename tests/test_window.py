@@ -108,3 +108,28 @@ def test_flags_and_presets():
     args = parser.parse_args(["distill", "--data", "d", "--experts", "e", "--cpc", "1", "--out", "o",
                               "--start-window", "ratio"])
     assert isinstance(args, argparse.Namespace) and args.start_window == "ratio"
+
+
+def test_runs_made_before_the_window_option_resume(cli_run, tmp_path):
+    """run.json of an earlier release has no start_window: the run resumes (the default is what it ran)."""
+    import json
+    import shutil
+
+    import torch
+
+    from ddfad_fast.cli import main
+    from helpers import TINY_RUN
+    data, run = cli_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    saved = json.loads((copy / "run.json").read_text())
+    del saved["preset"]["distill"]["start_window"]
+    (copy / "run.json").write_text(json.dumps(saved))
+    threads = torch.get_num_threads()
+    try:
+        assert main(["run", "--data", str(data), "--cpc", "2", "--out", str(copy), "--resume", *TINY_RUN]) == 0
+        # another window is another configuration
+        assert main(["run", "--data", str(data), "--cpc", "2", "--out", str(copy), "--resume", "--start-window",
+                     "ratio", *TINY_RUN]) == 2
+    finally:
+        torch.set_num_threads(threads)

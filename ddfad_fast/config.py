@@ -205,7 +205,8 @@ class DistillConfig(_Config):
     cpc: int = 10                       # synthetic clips per class
     syn_steps: int = 40                 # N: student steps per iteration
     expert_epochs: int = 2              # M: target is theta*_{t+M}
-    max_start_epoch: int = 20           # t is drawn from [0, max_start_epoch]
+    max_start_epoch: int = 20           # t is drawn from [0, max_start_epoch] (start_window="fixed")
+    start_window: str = "fixed"         # "fixed" | "ratio": the window set by the data ratio (train/window.py)
     iterations: int = 5000
     lr_data: float = 100.0              # SGD step on the synthetic features
     lr_alpha: float = 1e-5              # SGD step on the learnable student step size

@@ -22,6 +22,14 @@ test split), with ``bench/recipes.py``; the runs are in ``bench/results/recipes_
   size. Doubling it gave +0.5 points at 10 clips per class (95.7 %) and +0.9 at 50 (random real 97.3 vs
   96.4 %) for twice the time; smaller batches were worse (batches of 32: 92.2 %).
 * Full data: batches of 64 for 20 epochs (98.4 % validation accuracy; 2,400 clips).
+* Evaluation nets per set: 10 on the GPU (``paper``), where a net trains in seconds, so that the paired
+  interval of a report (``comparisons`` in report.json) reflects the test clips rather than a few nets. The CPU
+  presets keep 5: one cpu-small net took about 5 s at 1 clip per class but 40 s at 10 and 56 s at 50
+  (``bench/results/recipes_cpu.jsonl``), so 10 nets would add about 25 minutes to the 1 / 10 / 50 report;
+  pass ``--num-nets 10`` for a narrower interval.
+* Start-epoch window: the fixed window [0, ``max_start_epoch``] stays the default;
+  ``start_window="ratio"`` (``--start-window ratio``, :mod:`ddfad_fast.train.window`) sets it from the
+  fraction of the training set each CPC keeps.
 * Expert batch 64 instead of MTT's 256 (FSDD has 2,400 training clips: 38 steps an epoch instead of 10).
 * Expert and evaluation training steps compiled (``compile=True``): 1.2-1.5x the eager steps' speed on
   2 cores for width 32 and 128 (``bench/results/train_throughput.json``) for 13-30 s of compilation per
@@ -124,7 +132,7 @@ def _cpu_large() -> Preset:
 def _paper() -> Preset:
     return _preset("paper", "GPU: the MTT sizes (width 128, 100 experts x 50 epochs, 5,000 iterations)", width=128,
                    num_experts=100, expert_epochs=50, syn_steps=50, max_start_epoch=20, iterations=5000,
-                   checkpoint_every=200, eval_every=500, eval_nets=5, eval_epochs=1000,
+                   checkpoint_every=200, eval_every=500, eval_nets=10, eval_epochs=1000,
                    full_nets=5, full_epochs=100, full_models=("convnet", "vgg", "resnet"), multi_arch=True)
 
 

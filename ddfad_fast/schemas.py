@@ -243,6 +243,9 @@ def _eval_progress(c: _Checker, obj: Mapping, config: Mapping) -> None:
         values = c.kind_of(field, list, optional=field == "val_accs")
         if values is not None and not all(isinstance(v, (int, float)) for v in values):
             c.fail(field, "holds values that are not numbers")
+    correct = c.kind_of("test_correct", list, optional=True)
+    if correct is not None and not all(isinstance(v, str) and set(v) <= {"0", "1"} for v in correct):
+        c.fail("test_correct", "holds values that are not strings of '0'/'1'")
     if "params" not in obj:
         return
     if "generators" in obj:                      # a group of nets: (R, P)

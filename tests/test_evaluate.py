@@ -15,7 +15,7 @@ CFG = EvalConfig(num_nets=2, epochs=30, batch_size=16)
 def test_learns_and_is_seeded():
     s = make_split()
     r = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG)
-    assert set(r) == {"accs", "mean", "std", "model", "lr", "epochs"} and len(r["accs"]) == 2
+    assert set(r) == {"accs", "mean", "std", "model", "lr", "epochs", "test_correct"} and len(r["accs"]) == 2
     assert r["mean"] >= 0.9 and r["lr"] == 0.01 and r["model"] == "convnet"
     again = evaluate_training_set(s.x_train, s.y_train, s.x_test, s.y_test, MODEL, CFG)
     assert again["accs"] == r["accs"]

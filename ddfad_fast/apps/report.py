@@ -11,7 +11,12 @@
      "failures": [{"stage": str, "error": str}, ...]}
 
 where an eval dict is the return value of :func:`ddfad_fast.train.evaluate.evaluate_training_set` (test
-accuracies, and validation accuracies under ``val_*``). The tables report the test split; the
+accuracies, and validation accuracies under ``val_*``; its per-clip ``test_correct`` stays in eval.json).
+Rows ``random_soft`` / ``herding_soft``: the same clips with an expert's soft labels (runs whose distilled sets
+learn soft labels). ``results`` also holds the yardstick of :func:`ddfad_fast.apps.stats.yardstick`:
+``"gap_closed": {"cpcN": {MODEL: float or None}}`` and ``"comparisons": {"cpcN": {"distilled_vs_herding":
+{"diff_pts", "ci95_pts": [lo, hi], "method", ...}, "distilled_vs_random": {...}}}``, shown in the table
+"Against the baselines". The tables report the test split; the
 validation table is what any choice may look at.
 Plots need matplotlib (the ``report`` extra); without it they are skipped with a note in report.md.
 """
@@ -26,7 +31,10 @@ from torch import Tensor
 from ..io import atomic_write, atomic_write_json, atomic_write_text
 
 
-SETS = (("distilled", "distilled"), ("random", "random real"), ("herding", "herding coreset"))
+SETS = (("distilled", "distilled"), ("random", "random real"), ("herding", "herding coreset"),
+        ("random_soft", "random real, expert soft labels"), ("herding_soft", "herding coreset, expert soft labels"))
+YARDSTICK_HEAD = ("CPC", "model", "gap closed", "distilled − herding, points [95 % interval]",
+                  "distilled − random, points [95 % interval]")
 
 
 def pct(entry: Optional[dict], split: str = "test") -> str:
@@ -55,6 +63,47 @@ def _accuracy_table(results: dict, split: str) -> List[str]:
             cells = [pct(acc.get(key, {}).get(model), split) for key, _ in present]
             lines.append(f"| {cpc} | {model} | " + " | ".join(cells) + f" | {pct(full.get(model), split)} | "
                          f"{alpha_text} |")
+    return lines
+
+
+def yardstick_rows(results: dict) -> List[List[str]]:
+    """The rows of the yardstick table (columns :data:`YARDSTICK_HEAD`): per CPC and model, the gap closed
+    (distilled − random) / (full − random) and the paired differences with their 95 % intervals. A baseline
+    evaluated with an expert's soft labels (the distilled sets learn theirs) is marked "(soft labels)"."""
+    from .stats import interval_text
+    rows = []
+    for cpc in results["cpcs"]:
+        key = f"cpc{cpc}"
+        gaps = results.get("gap_closed", {}).get(key, {})
+        node = results.get("comparisons", {}).get(key, {})
+        for model in sorted(gaps, key=lambda m: (m != "convnet", m)):
+            found = node.get("by_model", {}).get(model)
+            if found is None:
+                found = {k: v for k, v in node.items() if isinstance(v, dict) and v.get("model") == model}
+            cells = []
+            for base in ("herding", "random"):
+                c = found.get(f"distilled_vs_{base}")
+                text = interval_text(c)
+                if c and c.get("baseline", base).endswith("_soft"):
+                    text += " (soft labels)"
+                cells.append(text)
+            gap = gaps[model]
+            rows.append([str(cpc), model, "-" if gap is None else f"{100 * gap:.0f} %"] + cells)
+    return rows
+
+
+def _yardstick_table(results: dict) -> List[str]:
+    rows = yardstick_rows(results)
+    if not rows:
+        return []
+    method = next((c.get("method") for n in results.get("comparisons", {}).values() for c in n.values()
+                   if isinstance(c, dict) and "method" in c), None)
+    lines = ["", "## Against the baselines (test split)", "",
+             "Gap closed: (distilled − random) / (full − random), of the mean accuracies (100 % = as good as the full "
+             "data). Differences: the distilled set's accuracy minus the baseline's on the same test clips, with a "
+             f"95 % interval ({method or 'paired bootstrap'}); an interval that excludes 0 calls the difference.",
+             "", "| " + " | ".join(YARDSTICK_HEAD) + " |", "|---:|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return lines
 
 
@@ -92,6 +141,7 @@ def markdown(results: dict, notes: List[str]) -> str:
              f"Mean ± std over {nets} fresh nets per set (full data: {preset.get('eval_full', {}).get('num_nets')}), "
              "trained with the same protocol (augmentation included); the test split was used for nothing else.", ""]
     lines += _accuracy_table(results, "test")
+    lines += _yardstick_table(results)
     if results.get("num_val"):
         lines += ["", "## Validation accuracy (%)", "",
                   "The split carved from the training clips, on which every choice of the preset was made.", ""]

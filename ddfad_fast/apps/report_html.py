@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_write_text
-from .report import SETS, pct
+from .report import SETS, YARDSTICK_HEAD, pct, yardstick_rows
 
 FILES_DIR = "report_files"
 
@@ -121,6 +121,13 @@ def write_html_report(out_dir: Path, results: dict, distilled: Dict[int, tuple],
              f"{len(classes)} classes, {results['num_train']} train / {results.get('num_val', 0)} validation / "
              f"{results['num_test']} test clips. Preset <code>{html.escape(results['preset']['name'])}</code>.</p>",
              "<h2>Test accuracy (%)</h2>", _table(results, "test")]
+    yard = yardstick_rows(results)
+    if yard:
+        head = "".join(f"<th>{html.escape(t)}</th>" for t in YARDSTICK_HEAD)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in yard)
+        parts += ["<h2>Against the baselines (test split)</h2><p>Gap closed: (distilled − random) / (full − random). "
+                  "Differences: distilled minus baseline on the same test clips, in points, with a 95 % paired "
+                  "bootstrap interval over test clips and evaluation nets.</p>", f"<table><tr>{head}</tr>{body}</table>"]
     if results.get("num_val"):
         parts += ["<h2>Validation accuracy (%)</h2>", _table(results, "val")]
     for name, title in (("accuracy_vs_cpc.png", "Accuracy vs clips per class"),

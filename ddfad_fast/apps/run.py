@@ -46,6 +46,11 @@ RUN_FILE = "run.json"
 def _comparable(run_config: dict) -> dict:
     """The parts of run.json that must match to resume (the CPC list and the iteration count may grow)."""
     out = json.loads(json.dumps(run_config, default=str))
+    try:                             # fields added since the run began hold their defaults
+        out["preset"] = Preset.from_dict(out["preset"]).to_dict()
+    except (KeyError, TypeError, ParameterError):
+        pass
+    out = json.loads(json.dumps(out, default=str))
     out.pop("cpcs", None)
     out.pop("features_choice", None)                   # how the features were chosen: the preset holds them
     out.get("preset", {}).get("distill", {}).pop("iterations", None)
@@ -183,7 +188,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     ``ablation/chK``)."""
     from ..data import load_feature_split
     from ..train.distill import distill
-    from ..train.evaluate import evaluate_training_set, herding_subset, random_real_subset
+    from ..train.evaluate import evaluate_training_set, expert_soft_labels, herding_subset, random_real_subset
+    from .stats import strip_correctness, yardstick
     from ..train.experts import load_trajectories, train_experts
     from ..train.callbacks import as_callbacks
     from ..train.models import build_model
@@ -259,6 +265,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                                      lr=lr)
 
     distilled_sets, alphas, audio_files, iterations = {}, {}, {}, {}
+    soft = preset.distill.labels == "soft"
+    teacher = trajectories.params[0][preset.distill.label_expert_epoch].to(device) if soft else None
     cross_cpc = preset.cross_cpc if preset.cross_cpc in cpcs else None
 
     def cpc_stage(cpc: int) -> None:
@@ -288,6 +296,10 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
             xs, ys = baselines[name]()
             stages.run(f"evaluate cpc{cpc}", lambda: evaluate_once(
                 [f"cpc{cpc}", name], xs, ys, preset.eval, models if name == "random" else preset.eval.models))
+            if soft:      # the same clips with the same kind of labels as the distilled set: an expert's logits
+                logits = expert_soft_labels(embed_net, teacher, xs)
+                stages.run(f"evaluate cpc{cpc}", lambda: evaluate_once(
+                    [f"cpc{cpc}", f"{name}_soft"], xs, logits, preset.eval, preset.eval.models))
         manifest = cpc_dir / "audio" / "manifest.csv"
         if audio and not manifest.is_file():
             stages.guarded(f"audio cpc{cpc}", lambda: stages.run(
@@ -340,6 +352,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                "alpha": alphas, "iterations": iterations, "stage_seconds": stages.seconds,
                "threads": torch.get_num_threads(), "device": str(device), "audio": audio_files,
                "skipped": [list(s) for s in split.skipped]}
+    results.update(yardstick(results["accuracy"], cpcs, preset.eval.models, soft=soft))
+    results["accuracy"] = strip_correctness(results["accuracy"])     # eval.json keeps the per-clip results
     results["failures"] = stages.failures
     if feature_choice is not None:
         results["features_choice"] = feature_choice

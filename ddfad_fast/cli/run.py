@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--syn-steps", type=int, default=None)
     group.add_argument("--max-start-epoch", type=int, default=None)
     group.add_argument("--lr-data", type=float, default=None)
+    group.add_argument("--start-window", choices=("fixed", "ratio"), default=None,
+                       help="expert start epochs: fixed = [0, max-start-epoch]; ratio = the window set by the "
+                            "fraction of the training set each CPC keeps (early epochs for tiny sets)")
     group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--batch-syn", type=int, default=None, help="synthetic clips per student step")
     group.add_argument("--checkpoint-every", type=int, default=None, help="distillation iterations per checkpoint")
@@ -98,7 +101,8 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
     if args.expert_batch_size is not None:
         expert = expert.replace(batch_size=args.expert_batch_size)
     distill = preset.distill
-    for name in ("iterations", "syn_steps", "max_start_epoch", "lr_data", "batch_syn", "checkpoint_every", "labels"):
+    for name in ("iterations", "syn_steps", "max_start_epoch", "lr_data", "batch_syn", "checkpoint_every", "labels",
+                 "start_window"):
         if getattr(args, name, None) is not None:
             distill = distill.replace(**{name: getattr(args, name)})
     if args.no_compile:

@@ -1,7 +1,8 @@
 """The MTT outer loop (docs/architecture.md section 6) with atomic checkpoints and exact resume.
 
 Every iteration draws, from one seeded generator, ``trajectories_per_iteration`` (K) trajectories, each an
-expert k, a start epoch t in [0, max_start_epoch] and the student's minibatches and augmentation seeds
+expert k, a start epoch t in the window (``start_window``: [0, max_start_epoch], or the window of the
+data ratio, :mod:`ddfad_fast.train.window`) and the student's minibatches and augmentation seeds
 (in the order j = 0..K-1); unrolls ``syn_steps`` student steps from each theta*_t
 (:mod:`ddfad_fast.train.unroll`); averages the K losses and gradients; and takes one SGD-with-momentum step on
 the synthetic features (``lr_data``) and on the student step size alpha (``lr_alpha``). The synthetic set
@@ -63,6 +64,7 @@ from .models import FunctionalNet, build_model
 from ..resources import GIB
 from .memory import MemoryPlan, plan_memory, requested_settings
 from .unroll import UNROLL_MODES, Augment, Stepper, StepPlan, make_plan, unroll
+from .window import START_WINDOWS, start_epoch_window
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,7 @@ def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: Dist
         (c.checkpoint_every >= 0 and c.eval_every >= 0,
          f"checkpoint_every and eval_every must be >= 0, got {c.checkpoint_every}, {c.eval_every}"),
         (c.max_memory_gb is None or c.max_memory_gb > 0, f"max_memory_gb must be > 0, got {c.max_memory_gb}"),
+        (c.start_window in START_WINDOWS, f"start_window must be one of {START_WINDOWS}, got {c.start_window!r}"),
         (c.labels in ("hard", "soft"), f"labels must be 'hard' or 'soft', got {c.labels!r}"),
         (c.lr_labels > 0, f"lr_labels must be > 0, got {c.lr_labels}"),
         (c.trajectories_per_iteration >= 1,
@@ -165,7 +168,7 @@ def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: Dist
     epochs = min(int(p.shape[0]) for p in traj.params) - 1
     if not -(epochs + 1) <= c.label_expert_epoch <= epochs:
         raise ParameterError(f"label_expert_epoch={c.label_expert_epoch} is outside the {epochs} epochs of the experts")
-    if c.max_start_epoch + c.expert_epochs > epochs:
+    if c.start_window == "fixed" and c.max_start_epoch + c.expert_epochs > epochs:
         raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
                              f"the {epochs} epochs of the expert trajectories")
     if len(x_train.shape) != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
@@ -202,6 +205,8 @@ def _identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int
     distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
     if distill["trajectories_per_iteration"] == 1:      # checkpoints of earlier releases have no such field
         del distill["trajectories_per_iteration"]
+    if distill["start_window"] == "fixed":              # nor this one
+        del distill["start_window"]
     expert = {k: v for k, v in traj.expert_config.to_dict().items() if k not in ROUNDING_ONLY_FIELDS}
     return {"distill": distill, "batch_syn": batch_syn, "expert": expert,
             "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
@@ -292,17 +297,25 @@ def _initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: T
     return state, labels
 
 
+def window_of(config: DistillConfig, traj: Trajectories, num_train: int) -> Tuple[int, int]:
+    """The start epochs (first, last) a distillation with ``config`` draws from, for ``traj`` and a training
+    set of ``num_train`` clips (:func:`ddfad_fast.train.window.start_epoch_window`)."""
+    epochs = min(int(p.shape[0]) for p in traj.params) - 1
+    return start_epoch_window(config.start_window, config.max_start_epoch, config.expert_epochs, epochs,
+                              config.cpc, traj.num_classes, num_train)
+
+
 def _draw(state: _State, n_syn: int, traj: Trajectories, config: DistillConfig, plan: MemoryPlan,
-          augment: Optional[Augment]) -> Tuple[List[Tuple[int, int, StepPlan]], Tensor]:
-    """The iteration's K trajectories (expert, start epoch, student-step plan), drawn in the order
-    j = 0..K-1 from the state's generator, and the generator state after them: the same on every rank
+          augment: Optional[Augment], window: Tuple[int, int]) -> Tuple[List[Tuple[int, int, StepPlan]], Tensor]:
+    """The iteration's K trajectories (expert, start epoch in ``window``, student-step plan), drawn in the
+    order j = 0..K-1 from the state's generator, and the generator state after them: the same on every rank
     and for any number of processes."""
     gen = torch.Generator()
     gen.set_state(state.generator_state)
     draws = []
     for _ in range(config.trajectories_per_iteration):
         expert = int(torch.randint(len(traj.params), (1,), generator=gen))
-        start = int(torch.randint(config.max_start_epoch + 1, (1,), generator=gen))
+        start = window[0] + int(torch.randint(window[1] - window[0] + 1, (1,), generator=gen))
         steps = make_plan(n_syn, plan.batch_syn, config.syn_steps, gen, augment is not None)
         draws.append((expert, start, steps))
     return draws, gen.get_state()
@@ -354,9 +367,10 @@ def _reduced_gradients(state: _State, draws: List[Tuple[int, int, StepPlan]], ne
 
 
 def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
-               config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment]) -> _State:
+               config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment],
+               window: Tuple[int, int]) -> _State:
     """One MTT iteration: the new state (``state`` is left untouched); appends to ``history``."""
-    draws, generator_state = _draw(state, len(labels), traj, config, plan, augment)
+    draws, generator_state = _draw(state, len(labels), traj, config, plan, augment, window)
     began = time.perf_counter()
     grad_x, grad_alpha, grad_y, losses = _reduced_gradients(state, draws, net, traj, config, plan, stepper, augment)
     loss = sum(losses) / len(losses)
@@ -387,8 +401,10 @@ def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet,
     return _State(x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state, y, mom_y)
 
 
-def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig) -> dict:
+def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig,
+                  window: Tuple[int, int]) -> dict:
     return {"start_iteration": start_iteration, "processes": distributed.world_size(),
+            "start_window": config.start_window, "start_epochs": list(window),
             "trajectories_per_iteration": config.trajectories_per_iteration,
             "unroll": plan.unroll, "batch_syn": plan.batch_syn,
             "compile_requested": bool(config.compile and plan.unroll == "reverse"), "compiled": stepper.compiled,
@@ -488,7 +504,8 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
         bar = tqdm(total=config.iterations, initial=state.iteration, desc=f"distill cpc{config.cpc}", unit="it")
     for change in plan.changed:
         _report(f"to fit max_memory_gb={config.max_memory_gb:g}: {change}", bar)
-    session = _session_info(plan, stepper, state.iteration, config)
+    window = window_of(config, trajectories, len(y_train))
+    session = _session_info(plan, stepper, state.iteration, config, window)
     history["sessions"].append(session)
     latest = [state]            # the last complete state; replaced whole, so Ctrl-C never sees half an update
     callbacks = as_callbacks(callbacks if main else None)
@@ -497,7 +514,7 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
                                          "norm": trajectories.norm})
     try:
         _run(latest, history, labels, net, trajectories, config, plan, stepper, augment, evaluate_fn, out_dir,
-             identity, bar, session, callbacks)
+             identity, bar, session, window, callbacks)
     except KeyboardInterrupt:
         if out_dir is not None and main:
             _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
@@ -522,11 +539,12 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
 
 def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
          config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment], evaluate_fn: Optional[EvaluateFn],
-         out_dir: Optional[Path], identity: dict, bar, session: dict, callbacks=None) -> None:
+         out_dir: Optional[Path], identity: dict, bar, session: dict, window: Tuple[int, int],
+         callbacks=None) -> None:
     """Iterate until ``config.iterations``, keeping the last complete state in ``latest[0]``."""
     reported = False
     while latest[0].iteration < config.iterations:
-        new = _iteration(latest[0], history, labels, net, traj, config, plan, stepper, augment)
+        new = _iteration(latest[0], history, labels, net, traj, config, plan, stepper, augment, window)
         if session["compile_requested"] and (not reported or session["compiled"] != stepper.compiled):
             session.update(compiled=stepper.compiled, compile_error=stepper.compile_error)
             if stepper.compiled:

@@ -5,9 +5,13 @@
 augmented with ``config.augment``: the protocol of every row of a report) and tested on the real test
 split, and on the validation split when one is given; the result is the mean +- std of their accuracies.
 Training sets with soft labels (logits (N, C)) are trained towards the softmax of those logits.
+Each net's per-clip results on the test split are kept (``"test_correct"``), so that two training sets can be
+compared paired, on the same clips and nets (:mod:`ddfad_fast.apps.stats`).
 
 Baselines of the same size as a distilled set: :func:`random_real_subset` and :func:`herding_subset`
-(a coreset: per class, the clips whose running mean embedding best follows the class mean).
+(a coreset: per class, the clips whose running mean embedding best follows the class mean); with
+:func:`expert_soft_labels`, an expert's logits on those clips as their labels (the baselines of a distilled set
+with learned soft labels).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from .. import pause
 from ..config import EvalConfig, ModelConfig, rounding_free
 from ..data import data_fingerprint, features_on
 from ..errors import FileFormatError, ParameterError
-from .experts import NetGroup, accuracy, report_compile_fallback, train_group, training_stepper
+from .experts import NetGroup, accuracy, correct_mask, report_compile_fallback, train_group, training_stepper
 from ..io import load_artifact, save_artifact
 from .callbacks import as_callbacks
 from .guards import is_finite, require_finite
@@ -50,7 +54,9 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     atomically every ``checkpoint_every`` epochs and on Ctrl-C; when it exists, the evaluation resumes
     from it and gives exactly the result of an uninterrupted run (a state saved with the other
     ``compile``/``ensemble`` setting resumes too, within float32 rounding). It is deleted at the end. Returns ``{"accs": [...], "mean", "std", "model",
-    "lr"}`` (test accuracies in [0, 1]) plus ``"val_accs", "val_mean", "val_std"`` with a validation split.
+    "lr", "epochs", "test_correct"}`` (test accuracies in [0, 1]; ``test_correct``: per net, a string of '0'/'1'
+    per test clip, in order: whether the net classified it right) plus ``"val_accs", "val_mean", "val_std"``
+    with a validation split.
     ``callbacks``: a :class:`~ddfad_fast.train.callbacks.Callback` or a list (the stage "evaluate", scope the
     model's name): each net's training loss per epoch and the result; they change no result.
     """
@@ -92,6 +98,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
         check_resume_threads([saved_threads(state)], str(checkpoint))
     accs = list(state["accs"]) if state else []
     val_accs = list(state.get("val_accs", [])) if state else []
+    test_correct = list(state.get("test_correct", [])) if state else []
     group = NetGroup.fresh(net, [config.seed + i for i in range(len(accs), config.num_nets)], device)
     if state is not None and "params" in state:
         _restore(group, state, device)
@@ -105,8 +112,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                    initial=len(accs) * epochs + sum(group.epochs))
 
     def save(group_state: dict) -> None:
-        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, **group_state,
-                                                    **thread_record()}, config=state_config)
+        save_artifact(checkpoint, "eval_progress", {"accs": accs, "val_accs": val_accs, "test_correct": test_correct,
+                                                    **group_state, **thread_record()}, config=state_config)
 
     def after_epoch(group: NetGroup, rows: List[int], losses: Tensor) -> None:
         report_compile_fallback(stepper, config.compile)
@@ -126,7 +133,9 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                 lambda epoch: lr * (0.1 if config.lr_decay_at_half and epoch >= epochs // 2 else 1.0),
                 config.momentum, config.weight_decay, config.batch_size, config.augment, stepper, config.ensemble,
                 after_epoch, on_interrupt=save if checkpoint is not None else None)
-    accs += [accuracy(net, p, x_test, y_test) for p in group.params]
+    masks = [correct_mask(net, p, x_test, y_test) for p in group.params]
+    accs += [int(m.sum()) / len(y_test) for m in masks]
+    test_correct += ["".join("1" if v else "0" for v in m.tolist()) for m in masks]
     if has_val:
         val_accs += [accuracy(net, p, x_val, y_val) for p in group.params]
     if bar is not None:
@@ -135,6 +144,8 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
         Path(checkpoint).unlink(missing_ok=True)
     result = {"accs": accs, "mean": statistics.fmean(accs), "std": statistics.pstdev(accs),
               "model": model_config.name, "lr": lr, "epochs": epochs}
+    if len(test_correct) == len(accs):           # a state of an earlier release kept no per-clip results
+        result["test_correct"] = test_correct
     if has_val:
         result.update(val_accs=val_accs, val_mean=statistics.fmean(val_accs), val_std=statistics.pstdev(val_accs))
     names = {"mean": "test_accuracy", "std": "test_accuracy_std", "val_mean": "val_accuracy", "val_std": "val_accuracy_std",
@@ -160,6 +171,15 @@ def _restore(group: NetGroup, state: dict, device: torch.device) -> None:
         group.params[0], group.velocity[0] = state["params"].to(device), state["velocity"].to(device)
         group.generators[0].set_state(state["generator"])
         group.epochs[0] = int(state["epoch"])
+
+
+@torch.no_grad()
+def expert_soft_labels(net: FunctionalNet, params: Tensor, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Soft labels for real clips: the logits (N, C) of ``net`` under an expert's ``params`` (P,) on ``x``
+    (N, 3, F, T), the kind of labels a distilled set with ``labels="soft"`` starts from (evaluation trains
+    towards their softmax)."""
+    params = params.to(x.device, x.dtype)
+    return torch.cat([net.forward(params, x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).detach()
 
 
 def random_real_subset(x: Tensor, y: Tensor, per_class: int, seed: int = 0) -> tuple:

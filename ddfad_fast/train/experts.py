@@ -60,10 +60,15 @@ def accuracy(net: FunctionalNet, params: Tensor, x: Tensor, y: Tensor, batch_siz
     """Fraction of ``x`` (N, 3, F, T) classified as ``y`` (N,) by ``net`` under ``params`` (P,)."""
     if len(y) == 0:
         return float("nan")
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        correct += int((net.forward(params, x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    return correct / len(y)
+    return int(correct_mask(net, params, x, y, batch_size).sum()) / len(y)
+
+
+@torch.no_grad()
+def correct_mask(net: FunctionalNet, params: Tensor, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
+    """Which clips of ``x`` (N, 3, F, T) ``net`` under ``params`` (P,) classifies as ``y`` (N,): (N,) bool."""
+    out = [net.forward(params, x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]
+           for i in range(0, len(y), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool, device=y.device)
 
 
 def augment_draws(augment: Optional[Augment], generator: torch.Generator, batch: int, n_freq: int, n_time: int,

@@ -1,20 +1,7 @@
 """``ddfad run --data DIR --cpc 10 --out runs/NAME``: the whole pipeline, each stage resumable.
 
-features (cached) -> validation split carved from the training clips -> per-coefficient standardisation
--> experts -> per CPC: distil, evaluate (distilled / random real / herding coreset of the same size, on the
-test split for the report and on the validation split for every choice), reconstruct to WAVs -> full data
--> report.json, report.md, report.html (every distilled clip to listen to, beside a real one), plots.
-
-One protocol for every row: the preset's augmentation is used by expert training, the distillation unroll
-and every evaluation (distilled, baselines and full data alike).
-
-A failure in one stage of one CPC (distillation, evaluation, reconstruction, a plot) is recorded in the
-report and the run goes on with the other stages and CPCs; the command then exits 1 naming what failed.
-
-Layout of ``--out``: run.json (the configuration), cache/, experts/ (each trajectory carries the
-standardisation), cpcN/ (distillation checkpoint, history, distilled.pt with everything evaluation and
-reconstruction need, audio/*.wav + audio/manifest.csv + reconstruction.json), eval.json (the accuracies
-computed so far), stages.json (wall seconds per stage), the report files.
+The stages, the failure rules and the layout of ``--out`` are those of :mod:`ddfad_fast.apps.run`; this
+module parses the flags into a preset and calls :func:`ddfad_fast.apps.api.distill_dataset`.
 
 ``--resume --iterations N`` continues a finished run to N distillation iterations: the distillations go on
 from their checkpoints and only what depends on them (their evaluations and audio) is redone.

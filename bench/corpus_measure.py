@@ -197,7 +197,7 @@ def child_epoch(a: dict) -> dict:
     import torch
     from ddfad_fast.config import ModelConfig
     from ddfad_fast.data import take_rows
-    from ddfad_fast.train.experts import sgd_epoch, training_stepper
+    from ddfad_fast.train.sgd import sgd_epoch, training_stepper
     from ddfad_fast.train.models import build_model
     from ddfad_fast.presets import AUGMENT
     torch.set_num_threads(a["threads"])
@@ -290,7 +290,7 @@ def child_learn(a: dict) -> dict:
     """Whether the classes are learnable: a ConvNet (width 32, depth 3) trained on all training clips."""
     import torch
     from ddfad_fast.config import ModelConfig
-    from ddfad_fast.train.experts import accuracy, sgd_epoch
+    from ddfad_fast.train.sgd import accuracy, sgd_epoch
     from ddfad_fast.train.models import build_model
     from ddfad_fast.presets import AUGMENT
     torch.set_num_threads(a["threads"])

@@ -10,7 +10,7 @@ full data (2,400 clips, batches of 64). Each row is the median over ``--repeats`
 recorded). ``nets/s`` = net-steps per second / the steps of one net in the preset (300 for CPC sets,
 20 epochs x 38 steps for full data): how many evaluation nets a second the mode would finish.
 
-* ``one-by-one``: :func:`ddfad_fast.train.experts.sgd_epoch`'s step (``training_stepper(net, compile=False)``).
+* ``one-by-one``: :func:`ddfad_fast.train.sgd.sgd_epoch`'s step (``training_stepper(net, compile=False)``).
 * ``one-by-one compiled``: the same step compiled with torch.compile (``training_stepper(net, True)``).
 * ``ensemble vmap``: all R nets in one forward/backward (vmap of the same functional model).
 
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, sync, time_call, write_json  # noqa: E402
 
 from ddfad_fast.config import ModelConfig  # noqa: E402
-from ddfad_fast.train.experts import augment_draws, training_stepper  # noqa: E402
+from ddfad_fast.train.sgd import augment_draws, training_stepper  # noqa: E402
 from ddfad_fast.train.models import build_model  # noqa: E402
 from ddfad_fast.presets import AUGMENT  # noqa: E402
 from ddfad_fast.train.unroll import functional_grad_and_loss  # noqa: E402

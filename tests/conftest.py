@@ -119,11 +119,11 @@ def interrupt_call(monkeypatch):
 
 @pytest.fixture
 def interrupt_epoch(monkeypatch):
-    """``interrupt_epoch(n)``: the n-th epoch of the shared training loop (``experts.sgd_epoch``) changes its
+    """``interrupt_epoch(n)``: the n-th epoch of the shared training loop (``sgd.sgd_epoch``) changes its
     parameters and raises KeyboardInterrupt half-way (what it changed must not be saved); returns a function
     that undoes it."""
-    import ddfad_fast.train.experts as experts
-    real = experts.sgd_epoch
+    import ddfad_fast.train.sgd as sgd
+    real = sgd.sgd_epoch
 
     def arm(stop_at: int):
         calls = {"n": 0}
@@ -135,8 +135,8 @@ def interrupt_epoch(monkeypatch):
                 raise KeyboardInterrupt
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(experts, "sgd_epoch", interrupted)
-        return lambda: monkeypatch.setattr(experts, "sgd_epoch", real)
+        monkeypatch.setattr(sgd, "sgd_epoch", interrupted)
+        return lambda: monkeypatch.setattr(sgd, "sgd_epoch", real)
     return arm
 
 

@@ -16,7 +16,8 @@ import torch.multiprocessing as mp
 from ddfad_fast.cli import main
 from ddfad_fast.config import Augment, DistillConfig, ExpertConfig, FeatureConfig, ModelConfig
 from ddfad_fast.data import FeatureSplit
-from ddfad_fast.train.distill import ALPHA_FLOOR, CHECKPOINT_NAME, _initial_state, distill
+from ddfad_fast.train.distill import ALPHA_FLOOR, CHECKPOINT_NAME, distill
+from ddfad_fast.train.distill_state import initial_state
 from ddfad_fast.errors import FileFormatError, ParameterError
 from ddfad_fast.train.experts import load_trajectories, train_experts
 from ddfad_fast.io import load_artifact
@@ -75,7 +76,7 @@ def test_k2_is_the_mean_of_two_unrolls(setup):
     config = CONFIG.replace(iterations=1)
     result = distill(x, y, traj, config, progress=False)
     net = build_model(MODEL, SHAPE, C)
-    state, labels = _initial_state(x, y, net, traj, config)
+    state, labels = initial_state(x, y, net, traj, config)
     gen = torch.Generator()
     gen.set_state(state.generator_state)
     outs, experts, starts = [], [], []

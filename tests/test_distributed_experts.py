@@ -20,6 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 import ddfad_fast.train.experts as experts
+import ddfad_fast.train.sgd as sgd
 from ddfad_fast.config import Augment
 from ddfad_fast.io import load_artifact
 from helpers import EXPERT_CONFIG as CFG, make_split
@@ -58,7 +59,7 @@ def _rank_main(rank: int, port: int, job: str, folder: str) -> None:
                                     folder / "ranks_ensemble", progress=False)
         elif job == "fail":
             if rank == 0:          # rank 0's second epoch (expert 0, after its first checkpoint) dies half-way
-                real, calls = experts.sgd_epoch, {"n": 0}
+                real, calls = sgd.sgd_epoch, {"n": 0}
 
                 def dies(*args, **kwargs):
                     calls["n"] += 1
@@ -66,7 +67,7 @@ def _rank_main(rank: int, port: int, job: str, folder: str) -> None:
                         args[1].add_(1.0)
                         raise RuntimeError("rank 0 died")
                     return real(*args, **kwargs)
-                experts.sgd_epoch = dies
+                sgd.sgd_epoch = dies
             out["fail"] = _call(experts.train_experts, split, CONFIG, folder / "ranks", progress=False)
         elif job == "resume":
             out["again"] = _call(experts.train_experts, split, CONFIG, folder / "ranks", progress=False)

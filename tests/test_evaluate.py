@@ -79,7 +79,7 @@ def test_resumes_an_earlier_releases_one_by_one_checkpoint(tmp_path):
     """A state that holds net 0 part-way (the one-by-one format of earlier releases) resumes exactly: net 1
     catches up alone, then both go on side by side."""
     from ddfad_fast.train.evaluate import data_fingerprint
-    from ddfad_fast.train.experts import sgd_epoch
+    from ddfad_fast.train.sgd import sgd_epoch
     from ddfad_fast.io import save_artifact
     s = make_split()
     cfg = CFG.replace(num_nets=2, epochs=6)
@@ -124,7 +124,7 @@ def test_steps_set_the_epochs_and_validation_is_reported():
 def test_nets_side_by_side_match_nets_trained_alone(soft):
     """R nets through one sgd_epoch call == each alone with its own generator: bit-identical when their steps
     run in turn, within float32 rounding as one batched (vmap) computation."""
-    from ddfad_fast.train.experts import sgd_epoch
+    from ddfad_fast.train.sgd import sgd_epoch
     s = make_split()
     net = build_model(MODEL, tuple(s.x_train.shape[1:]), 4)
     y = torch.randn(len(s.y_train), 4) if soft else s.y_train

@@ -5,12 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ddfad_fast.train.experts as experts
+import ddfad_fast.train.sgd as sgd
 from helpers import C, EXPERT_CONFIG, SHAPE, make_split
 from ddfad_fast.config import Augment, FeatureConfig
 from ddfad_fast.data import carve_validation
 from ddfad_fast.errors import FileFormatError, ParameterError
-from ddfad_fast.train.experts import load_trajectories, sgd_epoch, train_experts
+from ddfad_fast.train.experts import load_trajectories, train_experts
+from ddfad_fast.train.sgd import sgd_epoch
 from ddfad_fast.io import load_artifact
 from ddfad_fast.train.models import build_model
 
@@ -185,7 +186,7 @@ def test_compiled_training_step_matches_eager():
     net = build_model(CFG.model, SHAPE, C)
     finals, losses = [], []
     for compile_ in (False, True):
-        stepper = experts.training_stepper(net, compile_)
+        stepper = sgd.training_stepper(net, compile_)
         params, velocity = net.init_params(torch.Generator().manual_seed(0)), torch.zeros(net.num_params)
         gen = torch.Generator().manual_seed(1)
         losses.append([sgd_epoch(net, params, velocity, split.x_train, split.y_train, 0.05, 0.9, 5e-4, 16, gen,
@@ -193,7 +194,7 @@ def test_compiled_training_step_matches_eager():
         if compile_ and not stepper.compiled:
             pytest.fail(f"torch.compile failed on this platform: {stepper.compile_error}")
         finals.append(params)
-    assert experts.training_stepper(net, True) is experts.training_stepper(build_model(CFG.model, SHAPE, C), True)
+    assert sgd.training_stepper(net, True) is sgd.training_stepper(build_model(CFG.model, SHAPE, C), True)
     torch.testing.assert_close(finals[1], finals[0], rtol=1e-5, atol=1e-5 * float(finals[0].abs().max()))
     assert not torch.equal(finals[0], net.init_params(torch.Generator().manual_seed(0)))
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-5, atol=0)
@@ -206,7 +207,7 @@ def test_compile_failure_warns_once_and_trains_eager(tmp_path, monkeypatch):
         raise RuntimeError("inductor is broken here")
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(experts, "_STEPPERS", {})
+    monkeypatch.setattr(sgd, "_STEPPERS", {})
     monkeypatch.setattr("ddfad_fast.ops.dispatch._WARNED", set())
     cfg = CFG.replace(num_experts=2, epochs=1, compile=True)
     with pytest.warns(BackendFallbackWarning, match="inductor is broken here") as record:

@@ -12,7 +12,7 @@ literature:
   few memory clips among hundreds of new ones were forgotten: 12 % after 5 tasks on FSDD).
 
 Both train through the package's one training loop (:func:`ddfad_fast.train.evaluate.evaluate_training_set` and
-:func:`ddfad_fast.train.experts.train_group`), with the evaluation settings of the run.
+:func:`ddfad_fast.train.sgd.train_group`), with the evaluation settings of the run.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from ..config import EvalConfig, ModelConfig
 from ..errors import ParameterError
 from ..io import atomic_write_json, atomic_write_text, saved_progress
 from ..train.evaluate import DEFAULT_LR, evaluate_training_set
-from ..train.experts import NetGroup, accuracy, train_group, training_stepper
+from ..train.sgd import NetGroup, accuracy, train_group, training_stepper
 from ..train.models import build_model
 
 PROTOCOLS = ("gdumb", "finetune")

@@ -52,27 +52,24 @@ import torch
 from torch import Tensor
 
 from .. import distributed, pause
-from ..config import ROUNDING_ONLY_FIELDS, DistillConfig, ExpertConfig, FeatureConfig
-from ..data import FeatureNorm, data_fingerprint
-from ..errors import DDFADError, FileFormatError, NonFiniteError, ParameterError
+from ..config import DistillConfig, ExpertConfig, FeatureConfig
+from ..data import FeatureNorm
+from ..errors import DDFADError, NonFiniteError, ParameterError
 from .experts import Trajectories
-from ..io import atomic_write_json, load_artifact, save_artifact
+from ..io import save_artifact
 from .callbacks import as_callbacks
-from .guards import finite_settings, is_finite
-from .threads import check_resume_threads, saved_threads, thread_record
+from .guards import is_finite
 from .models import FunctionalNet, build_model
 from ..resources import GIB
-from .memory import MemoryPlan, plan_memory, requested_settings
-from .unroll import UNROLL_MODES, Augment, Stepper, StepPlan, make_plan, unroll
-from .window import START_WINDOWS, start_epoch_window
+from .memory import MemoryPlan, plan_memory
+from .unroll import Augment, Stepper, StepPlan, make_plan, unroll
+from .window import start_epoch_window
+from .distill_state import (CHECKPOINT_NAME, PER_ITERATION, DistillState, checkpoint_identity,
+                            history_upto, initial_state, load_checkpoint, new_history, save_checkpoint, state_to,
+                            stored_plan, validate_inputs)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-HISTORY_NAME = "history.json"
-CHECKPOINT_KIND = "distill_checkpoint"
-# DistillConfig fields that do not change the result of a run (the rest must match to resume)
-_FREE_FIELDS = ("iterations", "checkpoint_every", "eval_every", "max_memory_gb", "unroll", "compile", "batch_syn")
 EvaluateFn = Callable[[Tensor, Tensor, float], dict]
 ALPHA_FLOOR = 0.01        # the learned step size never falls below this fraction of alpha_init
 
@@ -118,185 +115,6 @@ class DistillResult:
         save_artifact(path, "distilled", payload, config=config)
 
 
-@dataclass
-class _State:
-    """Everything an iteration changes; replaced as a whole once an iteration is complete."""
-
-    x: Tensor
-    alpha: Tensor
-    mom_x: Tensor
-    mom_alpha: Tensor
-    iteration: int
-    generator_state: Tensor
-    y: Tensor                   # the classes (N,) int64, or the learned label logits (N, C)
-    mom_y: Optional[Tensor]     # momentum of the label logits (None for class labels)
-
-
-# ----------------------------------------------------------------------------- validation
-
-def _validate(x_train: Tensor, y_train: Tensor, traj: Trajectories, config: DistillConfig) -> None:
-    c = config
-    finite_settings([("lr_data", c.lr_data), ("lr_alpha", c.lr_alpha), ("alpha_init", c.alpha_init),
-                     ("lr_labels", c.lr_labels), ("momentum", c.momentum)])
-    checks = [
-        (c.cpc >= 1, f"cpc must be >= 1, got {c.cpc}"),
-        (-2 ** 62 <= c.seed < 2 ** 62, f"seed must be in [-2**62, 2**62), got {c.seed}"),
-        (c.syn_steps >= 1, f"syn_steps must be >= 1, got {c.syn_steps}"),
-        (c.expert_epochs >= 1, f"expert_epochs must be >= 1, got {c.expert_epochs}"),
-        (c.max_start_epoch >= 0, f"max_start_epoch must be >= 0, got {c.max_start_epoch}"),
-        (c.iterations >= 0, f"iterations must be >= 0, got {c.iterations}"),
-        (c.lr_data > 0 and c.lr_alpha >= 0, f"need lr_data > 0 and lr_alpha >= 0, got {c.lr_data}, {c.lr_alpha}"),
-        (c.alpha_init > 0, f"alpha_init must be > 0, got {c.alpha_init}"),
-        (0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}"),
-        (c.batch_syn is None or c.batch_syn >= 1, f"batch_syn must be >= 1 or None, got {c.batch_syn}"),
-        (c.unroll in UNROLL_MODES, f"unroll must be one of {UNROLL_MODES}, got {c.unroll!r}"),
-        (c.checkpoint_every >= 0 and c.eval_every >= 0,
-         f"checkpoint_every and eval_every must be >= 0, got {c.checkpoint_every}, {c.eval_every}"),
-        (c.max_memory_gb is None or c.max_memory_gb > 0, f"max_memory_gb must be > 0, got {c.max_memory_gb}"),
-        (c.start_window in START_WINDOWS, f"start_window must be one of {START_WINDOWS}, got {c.start_window!r}"),
-        (c.labels in ("hard", "soft"), f"labels must be 'hard' or 'soft', got {c.labels!r}"),
-        (c.lr_labels > 0, f"lr_labels must be > 0, got {c.lr_labels}"),
-        (c.trajectories_per_iteration >= 1,
-         f"trajectories_per_iteration must be >= 1, got {c.trajectories_per_iteration}"),
-        (c.trajectories_per_iteration >= distributed.world_size(),
-         f"trajectories_per_iteration={c.trajectories_per_iteration} is less than the {distributed.world_size()} "
-         f"processes: every process unrolls at least one trajectory per iteration"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ParameterError(message)
-    epochs = min(int(p.shape[0]) for p in traj.params) - 1
-    if not -(epochs + 1) <= c.label_expert_epoch <= epochs:
-        raise ParameterError(f"label_expert_epoch={c.label_expert_epoch} is outside the {epochs} epochs of the experts")
-    if c.start_window == "fixed" and c.max_start_epoch + c.expert_epochs > epochs:
-        raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
-                             f"the {epochs} epochs of the expert trajectories")
-    if len(x_train.shape) != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
-        raise ParameterError(f"x_train must have shape (N, {', '.join(map(str, traj.in_shape))}) like the experts' "
-                             f"inputs, got {tuple(x_train.shape)}")
-    if y_train.shape != (x_train.shape[0],):
-        raise ParameterError(f"y_train must have shape ({x_train.shape[0]},), got {tuple(y_train.shape)}")
-    counts = torch.bincount(y_train.long(), minlength=traj.num_classes)
-    if len(counts) != traj.num_classes:
-        raise ParameterError(f"y_train has labels up to {len(counts) - 1} but the experts know "
-                             f"{traj.num_classes} classes")
-    if int(counts.min()) < c.cpc:
-        raise ParameterError(f"cpc={c.cpc} exceeds the {int(counts.min())} training clips of class "
-                             f"{int(counts.argmin())}")
-
-
-# ----------------------------------------------------------------------------- memory
-
-# ----------------------------------------------------------------------------- checkpoints
-
-def _same_data(saved, x: Tensor, y: Tensor) -> bool:
-    """Whether a checkpoint's data fingerprint is this data's; checkpoints of earlier releases hold
-    [N, sum x, sum x^2, sum y] in float64, equal up to summation order."""
-    if isinstance(saved, str):
-        return saved == data_fingerprint(x, y)
-    x64 = x.detach().double()
-    now = [float(x.shape[0]), float(x64.sum()), float((x64 * x64).sum()), float(y.long().sum())]
-    return (isinstance(saved, list) and len(saved) == 4 and
-            all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(saved, now)))
-
-
-def _identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int], x: Tensor, y: Tensor) -> dict:
-    """What a checkpoint must have been made with to be resumed (ROUNDING_ONLY_FIELDS of the experts excluded)."""
-    distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
-    if distill["trajectories_per_iteration"] == 1:      # checkpoints of earlier releases have no such field
-        del distill["trajectories_per_iteration"]
-    if distill["start_window"] == "fixed":              # nor this one
-        del distill["start_window"]
-    expert = {k: v for k, v in traj.expert_config.to_dict().items() if k not in ROUNDING_ONLY_FIELDS}
-    return {"distill": distill, "batch_syn": batch_syn, "expert": expert,
-            "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
-            "in_shape": list(traj.in_shape), "data": data_fingerprint(x, y)}   # bytes: thread-count independent
-
-
-_PER_ITERATION = ("loss", "alpha", "expert", "start_epoch", "seconds")
-
-
-def _new_history() -> dict:
-    """Per iteration: loss (the mean over the K trajectories), alpha (before the update), expert and
-    start_epoch (ints for K = 1, lists of K for K > 1), seconds (of this process's unrolls);
-    ``eval``: [{iteration, mean, std}]; ``sessions``: one dict per (re)start (unroll, compiled, ...)."""
-    return {**{k: [] for k in _PER_ITERATION}, "eval": [], "sessions": []}
-
-
-def _history_upto(history: dict, iteration: int) -> dict:
-    """A copy of ``history`` holding the first ``iteration`` iterations only."""
-    out = {k: list(history[k][:iteration]) for k in _PER_ITERATION}
-    out["eval"] = [dict(e) for e in history["eval"] if e["iteration"] <= iteration]
-    out["sessions"] = [dict(s) for s in history["sessions"]]
-    return out
-
-
-def _save_checkpoint(out_dir: Path, state: _State, history: dict, labels: Tensor, identity: dict,
-                     plan: MemoryPlan) -> None:
-    history = _history_upto(history, state.iteration)
-    payload = {"x": state.x.detach().cpu(), "labels": labels.cpu(), "alpha": state.alpha.detach().cpu(),
-               "mom_x": state.mom_x.cpu(), "mom_alpha": state.mom_alpha.cpu(), "iteration": state.iteration,
-               "generator": state.generator_state, "history": history, "plan": plan.to_payload(), **thread_record()}
-    if state.mom_y is not None:
-        payload.update(soft_labels=state.y.detach().cpu(), mom_y=state.mom_y.cpu())
-    save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND, payload, config=identity)
-    atomic_write_json(out_dir / HISTORY_NAME, history)
-
-
-def stored_plan(path: Path, config: DistillConfig) -> Optional[MemoryPlan]:
-    """The memory plan stored in the checkpoint ``path`` when it was made for ``config``'s unroll,
-    batch_syn and max_memory_gb; None when there is no checkpoint, it holds no plan, or the plan answers
-    other settings. FileFormatError for a file that is not a distillation checkpoint."""
-    if not Path(path).is_file():
-        return None
-    record = load_artifact(path, kind=CHECKPOINT_KIND).get("plan")
-    if not isinstance(record, dict) or record.get("requested") != requested_settings(config):
-        return None
-    return MemoryPlan(record["unroll"], record["batch_syn"], int(record["estimate_bytes"]),
-                      int(record["baseline_bytes"]), list(record["changed"]), dict(record["requested"]))
-
-
-def _load_checkpoint(path: Path, identity: dict, device: torch.device, x: Tensor,
-                     y: Tensor) -> Tuple[_State, dict, Tensor]:
-    obj = load_artifact(path, kind=CHECKPOINT_KIND, expected_config={k: v for k, v in identity.items() if k != "data"})
-    if not _same_data(obj["config"].get("data"), x, y):
-        raise FileFormatError(f"{path}: made with a different config (data: another training set)")
-    check_resume_threads([saved_threads(obj)], str(path))
-    labels = obj["labels"].to(device)
-    soft = "soft_labels" in obj
-    state = _State(obj["x"].to(device), obj["alpha"].to(device), obj["mom_x"].to(device),
-                   obj["mom_alpha"].to(device), int(obj["iteration"]), obj["generator"],
-                   obj["soft_labels"].to(device) if soft else labels, obj["mom_y"].to(device) if soft else None)
-    return state, obj["history"], labels
-
-
-# ----------------------------------------------------------------------------- the loop
-
-def _initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Trajectories,
-                   config: DistillConfig) -> Tuple[_State, Tensor]:
-    """``cpc`` random real clips per class (seeded), alpha = alpha_init, zero momentum; soft labels start
-    as the logits of expert 0's snapshot ``label_expert_epoch`` on those clips. (A herding coreset as the
-    start did not win on the validation split: 74.8 / 95.9 / 97.4 % at 1 / 10 / 50 clips per class against
-    78.2 / 95.2 / 97.2 % from random clips, within one standard deviation of each other.)"""
-    gen = torch.Generator().manual_seed(config.seed)
-    idx, labels = [], []
-    for c in range(traj.num_classes):
-        members = torch.nonzero(y_train.cpu() == c).flatten()
-        idx.append(members[torch.randperm(len(members), generator=gen)[:config.cpc]])
-        labels.append(torch.full((config.cpc,), c, dtype=torch.int64))
-    x = x_train[torch.cat(idx).to(x_train.device)].detach().clone()
-    labels = torch.cat(labels).to(x.device)
-    alpha = torch.tensor(config.alpha_init, dtype=x.dtype, device=x.device)
-    y, mom_y = labels, None
-    if config.labels == "soft":
-        teacher = traj.params[0][config.label_expert_epoch].to(device=x.device, dtype=x.dtype)
-        with torch.no_grad():
-            y = net.forward(teacher, x).detach()
-        mom_y = torch.zeros_like(y)
-    state = _State(x, alpha, torch.zeros_like(x), torch.zeros_like(alpha), 0, gen.get_state(), y, mom_y)
-    return state, labels
-
-
 def window_of(config: DistillConfig, traj: Trajectories, num_train: int) -> Tuple[int, int]:
     """The start epochs (first, last) a distillation with ``config`` draws from, for ``traj`` and a training
     set of ``num_train`` clips (:func:`ddfad_fast.train.window.start_epoch_window`)."""
@@ -305,7 +123,7 @@ def window_of(config: DistillConfig, traj: Trajectories, num_train: int) -> Tupl
                               config.cpc, traj.num_classes, num_train)
 
 
-def _draw(state: _State, n_syn: int, traj: Trajectories, config: DistillConfig, plan: MemoryPlan,
+def _draw(state: DistillState, n_syn: int, traj: Trajectories, config: DistillConfig, plan: MemoryPlan,
           augment: Optional[Augment], window: Tuple[int, int]) -> Tuple[List[Tuple[int, int, StepPlan]], Tensor]:
     """The iteration's K trajectories (expert, start epoch in ``window``, student-step plan), drawn in the
     order j = 0..K-1 from the state's generator, and the generator state after them: the same on every rank
@@ -321,7 +139,7 @@ def _draw(state: _State, n_syn: int, traj: Trajectories, config: DistillConfig, 
     return draws, gen.get_state()
 
 
-def _reduced_gradients(state: _State, draws: List[Tuple[int, int, StepPlan]], net: FunctionalNet,
+def _reduced_gradients(state: DistillState, draws: List[Tuple[int, int, StepPlan]], net: FunctionalNet,
                        traj: Trajectories, config: DistillConfig, plan: MemoryPlan, stepper: Stepper,
                        augment: Optional[Augment]) -> Tuple[Tensor, Tensor, Optional[Tensor], List[float]]:
     """This rank's trajectories (j % world_size == rank) unrolled, summed over every rank and divided by K:
@@ -366,9 +184,9 @@ def _reduced_gradients(state: _State, draws: List[Tuple[int, int, StepPlan]], ne
     return grad_x, grad_alpha, grad_y, [float(v) for v in flat[nx + 1 + ny:nx + 1 + ny + k]]
 
 
-def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
+def _iteration(state: DistillState, history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
                config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment],
-               window: Tuple[int, int]) -> _State:
+               window: Tuple[int, int]) -> DistillState:
     """One MTT iteration: the new state (``state`` is left untouched); appends to ``history``."""
     draws, generator_state = _draw(state, len(labels), traj, config, plan, augment, window)
     began = time.perf_counter()
@@ -389,7 +207,7 @@ def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet,
     experts, starts = [d[0] for d in draws], [d[1] for d in draws]
     if len(draws) == 1:
         experts, starts = experts[0], starts[0]
-    for key, value in zip(_PER_ITERATION, (loss, float(state.alpha), experts, starts, time.perf_counter() - began)):
+    for key, value in zip(PER_ITERATION, (loss, float(state.alpha), experts, starts, time.perf_counter() - began)):
         del history[key][state.iteration:]
         history[key].append(value)
     # a step size must stay positive: alpha is kept at or above 1 % of its initial value
@@ -398,7 +216,7 @@ def _iteration(state: _State, history: dict, labels: Tensor, net: FunctionalNet,
     if not is_finite(x, alpha, y):
         raise DistillationDiverged(f"the synthetic set became NaN or infinite at iteration {state.iteration + 1} "
                                    f"(lr_data {config.lr_data:g}, lr_alpha {config.lr_alpha:g}); lower lr_data")
-    return _State(x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state, y, mom_y)
+    return DistillState(x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state, y, mom_y)
 
 
 def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig,
@@ -421,20 +239,12 @@ def _report(message: str, bar, level: int = logging.INFO) -> None:
         bar.write(f"distill: {message}")
 
 
-def _state_to(state: _State, device: torch.device) -> _State:
-    """``state`` with its tensors on ``device`` (the generator state stays on the CPU)."""
-    def move(t):
-        return None if t is None else t.to(device)
-    return _State(move(state.x), move(state.alpha), move(state.mom_x), move(state.mom_alpha), state.iteration,
-                  state.generator_state, move(state.y), move(state.mom_y))
-
-
 def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
               resume_from: Optional[Path] = None) -> Tuple[FunctionalNet, MemoryPlan]:
     """Check a distillation before it starts: ParameterError for bad settings, ResourceError when it
     cannot fit ``config.max_memory_gb``. Returns the student net and the memory plan: the one stored in
     the checkpoint ``resume_from`` when it answers the same settings (:func:`stored_plan`), else a new one."""
-    _validate(x_train, y_train, trajectories, config)
+    validate_inputs(x_train, y_train, trajectories, config)
     net = build_model(trajectories.expert_config.model, trajectories.in_shape, trajectories.num_classes)
     plan = stored_plan(resume_from, config) if resume_from is not None else None
     if plan is None:
@@ -468,19 +278,19 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     plan = distributed.broadcast_object(plan)         # rank 0's: every rank must draw the same batches
     device = x_train.device
     # what a checkpoint must match (its data fingerprint reads the whole training set): only with files
-    identity = _identity(config, trajectories, plan.batch_syn, x_train, y_train) if out_dir is not None else {}
+    identity = checkpoint_identity(config, trajectories, plan.batch_syn, x_train, y_train) if out_dir is not None else {}
 
-    def start() -> Tuple[_State, dict, Tensor]:
+    def start() -> Tuple[DistillState, dict, Tensor]:
         if checkpoint is not None and checkpoint.exists():
             if not resume:
                 raise ParameterError(f"{checkpoint} exists; pass resume=True (--resume) to continue it")
-            state, history, labels = _load_checkpoint(checkpoint, identity, device, x_train, y_train)
+            state, history, labels = load_checkpoint(checkpoint, identity, device, x_train, y_train)
             if state.iteration > config.iterations:
                 raise ParameterError(f"{checkpoint} is at iteration {state.iteration}, beyond iterations="
                                      f"{config.iterations}")
         else:
-            state, labels = _initial_state(x_train, y_train, net, trajectories, config)
-            history = _new_history()
+            state, labels = initial_state(x_train, y_train, net, trajectories, config)
+            history = new_history()
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
         return state, history, labels
@@ -489,12 +299,12 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
         state, history, labels = start()
     else:                  # rank 0 starts (fresh or from its checkpoint) and sends its state to the others
         begun = distributed.together(start, run=main)
-        shared = distributed.broadcast_object((_state_to(begun[0], torch.device("cpu")), begun[1], begun[2].cpu())
+        shared = distributed.broadcast_object((state_to(begun[0], torch.device("cpu")), begun[1], begun[2].cpu())
                                               if main else None)
         if main:
             state, history, labels = begun
         else:
-            state, history, labels = _state_to(shared[0], device), shared[1], shared[2].to(device)
+            state, history, labels = state_to(shared[0], device), shared[1], shared[2].to(device)
 
     stepper = Stepper(net, compile=config.compile and plan.unroll == "reverse")
     augment = config.augment
@@ -517,12 +327,12 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
              identity, bar, session, window, callbacks)
     except KeyboardInterrupt:
         if out_dir is not None and main:
-            _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
+            save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
             _report(f"interrupted: checkpoint at iteration {latest[0].iteration} in {checkpoint}", bar)
         raise
     except DistillationDiverged as exc:          # the last finite state is kept; nothing non-finite is written
         if out_dir is not None and main:
-            _save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
+            save_checkpoint(out_dir, latest[0], history, labels, identity, plan)
             raise DistillationDiverged(f"{exc}; the last finite state (iteration {latest[0].iteration}) is in "
                                        f"{checkpoint}") from None
         raise
@@ -533,11 +343,11 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     callbacks.on_stage_end("distill", {"scope": f"cpc{config.cpc}", "iteration": state.iteration,
                                        "alpha": float(state.alpha)})
     return DistillResult(state.x.detach().clone(), labels.clone(), float(state.alpha),
-                         _history_upto(history, state.iteration), config, trajectories.num_classes,
+                         history_upto(history, state.iteration), config, trajectories.num_classes,
                          state.y.detach().clone() if state.mom_y is not None else None, trajectories.norm)
 
 
-def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
+def _run(latest: List[DistillState], history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
          config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment], evaluate_fn: Optional[EvaluateFn],
          out_dir: Optional[Path], identity: dict, bar, session: dict, window: Tuple[int, int],
          callbacks=None) -> None:
@@ -563,7 +373,7 @@ def _run(latest: List[_State], history: dict, labels: Tensor, net: FunctionalNet
         if out_dir is not None and distributed.is_main() and (
                 new.iteration == config.iterations or
                 (config.checkpoint_every and new.iteration % config.checkpoint_every == 0)):
-            _save_checkpoint(out_dir, new, history, labels, identity, plan)
+            save_checkpoint(out_dir, new, history, labels, identity, plan)
         if callbacks:           # after the checkpoint: a failing callback loses no iteration
             done = new.iteration - 1
             metrics = {"loss": history["loss"][done], "alpha": float(new.alpha), "seconds": history["seconds"][done]}

@@ -27,7 +27,7 @@ from .. import pause
 from ..config import EvalConfig, ModelConfig, rounding_free
 from ..data import data_fingerprint, features_on
 from ..errors import FileFormatError, ParameterError
-from .experts import NetGroup, accuracy, correct_mask, report_compile_fallback, train_group, training_stepper
+from .sgd import NetGroup, accuracy, correct_mask, report_compile_fallback, train_group, training_stepper
 from ..io import load_artifact, save_artifact
 from .callbacks import as_callbacks
 from .guards import is_finite, require_finite
@@ -46,7 +46,7 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
     test on (x_test, y_test) and, when given, on the validation split (x_val, y_val).
 
     ``lr``: the step size (e.g. a distilled set's learned alpha); else ``config.lr``; else 0.01.
-    The nets train side by side through :func:`~ddfad_fast.train.experts.train_group` (the loop experts use), net
+    The nets train side by side through :func:`~ddfad_fast.train.sgd.train_group` (the loop experts use), net
     ``i`` from seed ``config.seed + i``: ``config.ensemble`` runs each batch's steps as one batched
     computation (equal within float32 rounding), else each net's step in turn (compiled when
     ``config.compile``), bit-identical to training them one after another.

@@ -167,8 +167,8 @@ def train_group(net: FunctionalNet, group: NetGroup, x: Tensor, y: Tensor, epoch
     one epoch at a time, then all go on side by side (:func:`sgd_epoch`, ``together`` as there).
     ``lr_at(epoch)``: the step size of that epoch. ``after_epoch(group, rows, losses)``: called after every
     epoch with the rows of the nets that just trained and their mean losses. ``on_interrupt(state)``: on
-    Ctrl-C, called with :meth:`NetGroup.state` as it was at the start of the interrupted epoch, then the
-    KeyboardInterrupt goes on.
+    Ctrl-C during an epoch or its ``after_epoch``, called with :meth:`NetGroup.state` as it was at the start
+    of that epoch, then the KeyboardInterrupt goes on.
     """
     while group.epochs and min(group.epochs) < epochs:
         epoch = min(group.epochs)

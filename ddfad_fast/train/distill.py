@@ -255,20 +255,52 @@ def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, conf
 def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
             out_dir=None, resume: bool = False, evaluate_fn: Optional[EvaluateFn] = None,
             progress: bool = True, callbacks=None) -> DistillResult:
-    """Distil ``cpc`` clips per class from (x_train (N, 3, F, T), y_train (N,)) by matching ``trajectories``.
+    """Distil ``cpc`` clips per class from a training set by matching expert trajectories (MTT).
 
-    ``out_dir``: where checkpoints go (None: no files). ``resume``: continue from ``out_dir``'s
-    checkpoint (it must match this config, expert set and data; FileFormatError otherwise); without
-    ``resume`` an existing checkpoint is an error (ParameterError). ``evaluate_fn(x, y, alpha)`` ->
-    dict with "mean" runs every ``config.eval_every`` iterations. ``config.max_memory_gb``: the unroll
-    mode and batch are chosen to fit it, or ResourceError is raised before anything starts.
     On Ctrl-C a checkpoint of the last complete iteration is written, then KeyboardInterrupt re-raised.
-
     Under torchrun (several processes in a process group) every rank calls this with the same arguments;
     ``config.trajectories_per_iteration`` must be at least the number of processes. Rank 0 alone reads
     and writes ``out_dir``, evaluates and shows progress; every rank returns the same result.
-    ``callbacks``: a :class:`~ddfad_fast.train.callbacks.Callback` or a list (rank 0 only; the stage "distill",
-    scope ``cpc{cpc}``): each iteration's metrics and synthetic set; they change no result.
+
+    Parameters
+    ----------
+    x_train : Tensor or StoredFeatures
+        (N, 3, F, T) standardised training features.
+    y_train : Tensor
+        (N,) int64 classes.
+    trajectories : Trajectories
+        The experts (:func:`ddfad_fast.train.experts.load_trajectories`).
+    config : DistillConfig
+        ``cpc``, iterations, student steps, learning rates, window, labels, unroll mode, ``max_memory_gb``
+        (the unroll mode and batch are chosen to fit it).
+    out_dir : Path, optional
+        Where the checkpoint and history go (None: no files).
+    resume : bool
+        Continue from ``out_dir``'s checkpoint (it must match this config, expert set and data); without it
+        an existing checkpoint is an error.
+    evaluate_fn : callable, optional
+        ``evaluate_fn(x, y, alpha) -> dict`` with "mean", run every ``config.eval_every`` iterations.
+    progress : bool
+        Show a progress bar.
+    callbacks : Callback or list of Callback, optional
+        Rank 0 only; the stage "distill", scope ``cpc{cpc}``: each iteration's metrics and synthetic set.
+        They change no result.
+
+    Returns
+    -------
+    DistillResult
+        Features (cpc x C, 3, F, T), labels, learned step size, soft labels when learned, history.
+
+    Raises
+    ------
+    ParameterError
+        Bad settings, or an existing checkpoint without ``resume``.
+    FileFormatError
+        A checkpoint made with another config, expert set or training data.
+    ResourceError
+        The distillation cannot fit ``config.max_memory_gb``.
+    DistillationDiverged
+        The synthetic set or its gradient became non-finite (the last finite checkpoint is kept).
     """
     out_dir = Path(out_dir) if out_dir is not None else None
     checkpoint = out_dir / CHECKPOINT_NAME if out_dir is not None else None

@@ -83,24 +83,45 @@ def _validate(config: ExpertConfig, split) -> None:
 
 def train_experts(split, config: ExpertConfig, out_dir: Path, resume: bool = False,
                   progress: bool = True, callbacks=None) -> List[Path]:
-    """Train ``config.num_experts`` experts on ``split`` (a FeatureSplit); one trajectory file each.
+    """Train ``config.num_experts`` experts on a feature split; one trajectory file each.
 
-    Returns the paths ``out_dir/expert_{k:03d}.pt``. Without ``resume`` an existing expert file is an
-    error (ParameterError naming it, before any training); with ``resume`` finished experts of the same
-    config are kept and unfinished ones continue from their last epoch. ``config.ensemble``: the
-    unfinished experts train together (:func:`train_group`, ``together=True``), else one after another;
-    either way each keeps its own seed, trajectory file and per-epoch checkpoint.
+    ``config.ensemble``: the unfinished experts train together (:func:`~ddfad_fast.train.sgd.train_group`,
+    ``together=True``), else one after another; either way each keeps its own seed, trajectory file and
+    per-epoch checkpoint. Under torchrun (:mod:`ddfad_fast.distributed`, W > 1 processes) rank 0 checks
+    ``out_dir`` and deals the unfinished experts out in order, the i-th to rank i % W; every file is the one a
+    single process writes (expert k keeps seed ``config.seed + k``). When any rank fails every rank raises
+    (the failed one its own error, the others a DDFADError), and every finished expert and per-epoch
+    checkpoint stays for ``resume``.
 
-    Under torchrun (:mod:`ddfad_fast.distributed`, W > 1 processes): rank 0 checks ``out_dir`` and deals
-    the unfinished experts out in order, the i-th to rank i % W (a fresh run: expert k on rank k % W);
-    each rank trains its own (together with ``config.ensemble``) and writes their files into the shared
-    ``out_dir``. Every file is the one a single process writes (expert k keeps seed ``config.seed + k``).
-    Then the ranks wait for each other; when any rank failed every rank raises (the failed one its own
-    error, the others a DDFADError), and every finished expert and per-epoch checkpoint stays for
-    ``resume``. Every rank returns all K paths.
+    Parameters
+    ----------
+    split : FeatureSplit
+        Standardised features; the validation split (else test) is monitored, never chosen on.
+    config : ExpertConfig
+        Count, epochs, SGD settings, model, augmentation, compile and ensemble.
+    out_dir : Path
+        Folder of the trajectory files.
+    resume : bool
+        Keep finished experts of the same config and continue unfinished ones from their last epoch;
+        without it an existing expert file is an error.
+    progress : bool
+        Show a progress bar.
+    callbacks : Callback or list of Callback, optional
+        The stage "experts": every expert's epoch (train loss, monitor accuracy), on the rank that trains
+        it. They change no result.
 
-    ``callbacks``: a :class:`~ddfad_fast.train.callbacks.Callback` or a list (the stage "experts"): every
-    expert's epoch (train loss, monitor accuracy), on the rank that trains it; they change no result.
+    Returns
+    -------
+    list of Path
+        ``out_dir/expert_{k:03d}.pt`` for every expert (on every rank).
+
+    Raises
+    ------
+    ParameterError
+        Bad settings, an empty training split, or an existing expert file without ``resume`` (named,
+        before any training).
+    FileFormatError
+        With ``resume``: a file made with another config.
     """
     _validate(config, split)
     out_dir = Path(out_dir)

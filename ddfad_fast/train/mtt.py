@@ -136,18 +136,47 @@ def convnet(channels: int = 3, num_classes: int = 10, width: int = 128, depth: i
 def match(net: ModuleNet, x_syn: Tensor, y_syn: Tensor, lr: Union[Tensor, float], start: Params, target: Params,
           steps: Union[int, StepPlan], batch: Optional[int] = None, generator: Optional[torch.Generator] = None,
           unroll_mode: str = "reverse", compile: bool = False, stepper: Optional[Stepper] = None) -> UnrollResult:
-    """One MTT iteration: the matching loss and its gradients (:class:`~ddfad_fast.train.unroll.UnrollResult`:
-    ``loss``, ``grad_x`` like ``x_syn``, ``grad_alpha`` like ``lr``, ``grad_y`` like soft-label logits,
-    ``theta_final``).
+    """One MTT iteration on any nn.Module: the matching loss and its gradients, in memory constant in the steps.
 
-    ``x_syn`` (N, ...) synthetic inputs; ``y_syn`` (N,) class indices or (N, C) label logits; ``lr`` the
-    student step size (a 0-dim tensor or a float); ``start``/``target`` the expert's parameters (flat, a dict
-    or a list, see :meth:`ModuleNet.flatten`). ``steps``: the number of student steps (minibatches of
-    ``batch`` clips, None: all, and augmentation seeds drawn from ``generator``), or a ready
-    :class:`StepPlan`. ``unroll_mode``: "reverse" (constant memory in the steps) or "naive".
-    ``compile``: ``torch.compile`` the per-step functions (reverse mode; a failure falls back to eager,
-    see :class:`~ddfad_fast.train.unroll.Stepper`); ``stepper`` reuses one across calls. Tensors share one device
-    and float dtype.
+    Parameters
+    ----------
+    net : ModuleNet
+        The student (any nn.Module without BatchNorm running statistics or dropout).
+    x_syn : Tensor
+        (N, ...) synthetic inputs.
+    y_syn : Tensor
+        (N,) class indices or (N, C) label logits.
+    lr : Tensor or float
+        The student step size (a 0-dim tensor to get its gradient).
+    start, target : Tensor, dict or list
+        The expert's parameters at the start and M epochs later (flat, a dict or a list; see
+        :meth:`ModuleNet.flatten`).
+    steps : int or StepPlan
+        Student steps (minibatches of ``batch`` clips and augmentation seeds drawn from ``generator``), or a
+        ready :class:`StepPlan`.
+    batch : int, optional
+        Clips per student step (None: all).
+    generator : torch.Generator, optional
+        Source of the minibatches.
+    unroll_mode : str
+        "reverse" (exact, constant memory in the steps) or "naive" (autograd through every step).
+    compile : bool
+        ``torch.compile`` the per-step functions (reverse mode; a failure falls back to eager, see
+        :class:`~ddfad_fast.train.unroll.Stepper`).
+    stepper : Stepper, optional
+        Reuse one across calls.
+
+    Returns
+    -------
+    UnrollResult
+        ``loss``, ``grad_x`` like ``x_syn``, ``grad_alpha`` like ``lr``, ``grad_y`` like soft-label logits,
+        ``theta_final``.
+
+    Raises
+    ------
+    ParameterError
+        ``net`` is not a ModuleNet, an unknown ``unroll_mode``, or parameters that do not match the net
+        (shape, names or count).
     """
     if not isinstance(net, ModuleNet):
         raise ParameterError(f"match needs a ModuleNet (ModuleNet(your_module)), got {type(net).__name__}")

@@ -42,23 +42,52 @@ def evaluate_training_set(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_te
                           progress: bool = False, checkpoint: Optional[Path] = None,
                           checkpoint_every: int = 10, x_val: Optional[Tensor] = None,
                           y_val: Optional[Tensor] = None, callbacks=None) -> dict:
-    """Train ``config.num_nets`` nets on (x_train (N, 3, F, T), y_train (N,) or soft-label logits (N, C)),
-    test on (x_test, y_test) and, when given, on the validation split (x_val, y_val).
+    """Train fresh nets on a training set and test them: the evaluation of distilled sets and baselines.
 
-    ``lr``: the step size (e.g. a distilled set's learned alpha); else ``config.lr``; else 0.01.
     The nets train side by side through :func:`~ddfad_fast.train.sgd.train_group` (the loop experts use), net
     ``i`` from seed ``config.seed + i``: ``config.ensemble`` runs each batch's steps as one batched
     computation (equal within float32 rounding), else each net's step in turn (compiled when
     ``config.compile``), bit-identical to training them one after another.
-    ``checkpoint``: a file where the state (the nets' parameters, momentum, RNG and epochs) is saved
-    atomically every ``checkpoint_every`` epochs and on Ctrl-C; when it exists, the evaluation resumes
-    from it and gives exactly the result of an uninterrupted run (a state saved with the other
-    ``compile``/``ensemble`` setting resumes too, within float32 rounding). It is deleted at the end. Returns ``{"accs": [...], "mean", "std", "model",
-    "lr", "epochs", "test_correct"}`` (test accuracies in [0, 1]; ``test_correct``: per net, a string of '0'/'1'
-    per test clip, in order: whether the net classified it right) plus ``"val_accs", "val_mean", "val_std"``
-    with a validation split.
-    ``callbacks``: a :class:`~ddfad_fast.train.callbacks.Callback` or a list (the stage "evaluate", scope the
-    model's name): each net's training loss per epoch and the result; they change no result.
+
+    Parameters
+    ----------
+    x_train : Tensor or StoredFeatures
+        (N, 3, F, T) features.
+    y_train : Tensor
+        (N,) classes, or (N, C) soft-label logits (the nets train towards their softmax).
+    x_test, y_test : Tensor
+        The test split.
+    model_config : ModelConfig
+        The architecture (width, depth) of ``config.models``' nets.
+    config : EvalConfig
+        Number of nets, epochs or SGD steps, batch, momentum, weight decay, augmentation, seed.
+    lr : float, optional
+        The step size (e.g. a distilled set's learned alpha); else ``config.lr``; else 0.01.
+    progress : bool
+        Show a progress bar.
+    checkpoint : Path, optional
+        A file where the state (the nets' parameters, momentum, RNG, epochs, thread count) is saved
+        atomically every ``checkpoint_every`` epochs and on Ctrl-C; when it exists, the evaluation resumes
+        from it and gives exactly the result of an uninterrupted run. It is deleted at the end.
+    checkpoint_every : int
+        Epochs between checkpoints.
+    x_val, y_val : Tensor, optional
+        A validation split, evaluated too.
+    callbacks : Callback or list of Callback, optional
+        The stage "evaluate", scope the model's name: each net's training loss per epoch and the result.
+        They change no result.
+
+    Returns
+    -------
+    dict
+        ``accs`` (test accuracy of each net, in [0, 1]), ``mean``, ``std``, ``model``, ``lr``, ``epochs``,
+        ``test_correct`` (per net, a string of '0'/'1' per test clip, in order) and, with a validation split,
+        ``val_accs``, ``val_mean``, ``val_std``.
+
+    Raises
+    ------
+    ParameterError
+        A non-finite or non-positive lr, non-finite training data, fewer than one net, epoch or step.
     """
     lr = float(lr if lr is not None else (config.lr if config.lr is not None else DEFAULT_LR))
     if not (lr > 0 and math.isfinite(lr)):

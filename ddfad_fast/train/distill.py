@@ -241,9 +241,32 @@ def _report(message: str, bar, level: int = logging.INFO) -> None:
 
 def preflight(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config: DistillConfig,
               resume_from: Optional[Path] = None) -> Tuple[FunctionalNet, MemoryPlan]:
-    """Check a distillation before it starts: ParameterError for bad settings, ResourceError when it
-    cannot fit ``config.max_memory_gb``. Returns the student net and the memory plan: the one stored in
-    the checkpoint ``resume_from`` when it answers the same settings (:func:`stored_plan`), else a new one."""
+    """Check a distillation before it starts, and plan its memory.
+
+    Parameters
+    ----------
+    x_train, y_train : Tensor
+        As for :func:`distill`.
+    trajectories : Trajectories
+        The experts.
+    config : DistillConfig
+        The distillation settings.
+    resume_from : Path, optional
+        A checkpoint whose stored memory plan is reused when it answers the same settings
+        (:func:`~ddfad_fast.train.distill_state.stored_plan`).
+
+    Returns
+    -------
+    (FunctionalNet, MemoryPlan)
+        The student net and the memory plan (unroll mode and per-step batch).
+
+    Raises
+    ------
+    ParameterError
+        Bad settings.
+    ResourceError
+        The distillation cannot fit ``config.max_memory_gb``.
+    """
     validate_inputs(x_train, y_train, trajectories, config)
     net = build_model(trajectories.expert_config.model, trajectories.in_shape, trajectories.num_classes)
     plan = stored_plan(resume_from, config) if resume_from is not None else None

@@ -212,7 +212,24 @@ def expert_soft_labels(net: FunctionalNet, params: Tensor, x: Tensor, batch_size
 
 
 def random_real_subset(x: Tensor, y: Tensor, per_class: int, seed: int = 0) -> tuple:
-    """A seeded random subset of ``per_class`` samples of every class: (x (C*per_class, ...), y)."""
+    """A seeded random subset of every class: the random-real baseline.
+
+    Parameters
+    ----------
+    x : Tensor or StoredFeatures
+        (N, ...) features.
+    y : Tensor
+        (N,) classes.
+    per_class : int
+        Clips per class.
+    seed : int
+        Seed of the draw.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        x (C * per_class, ...) and y (C * per_class,).
+    """
     if per_class < 1:
         raise ParameterError(f"per_class must be >= 1, got {per_class}")
     gen = torch.Generator().manual_seed(seed)
@@ -229,11 +246,31 @@ def random_real_subset(x: Tensor, y: Tensor, per_class: int, seed: int = 0) -> t
 @torch.no_grad()
 def herding_subset(x: Tensor, y: Tensor, per_class: int, net: FunctionalNet, params: Tensor,
                    batch_size: int = 512) -> tuple:
-    """A herding coreset of ``per_class`` clips of every class: (x (C*per_class, ...), y).
+    """A herding coreset of every class: the coreset baseline.
 
     Clips are embedded by ``net`` under ``params`` (e.g. a trained expert's last snapshot); per class, each
     step adds the clip that brings the mean embedding of the chosen clips closest to the class mean
     (Welling 2009, as in iCaRL). Deterministic.
+
+    Parameters
+    ----------
+    x : Tensor or StoredFeatures
+        (N, ...) features.
+    y : Tensor
+        (N,) classes.
+    per_class : int
+        Clips per class.
+    net : FunctionalNet
+        The embedding net.
+    params : Tensor
+        (P,) its flat parameters.
+    batch_size : int
+        Clips per embedding batch.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        x (C * per_class, ...) and y (C * per_class,).
     """
     if per_class < 1:
         raise ParameterError(f"per_class must be >= 1, got {per_class}")

@@ -250,12 +250,25 @@ def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], 
 
 
 def load_trajectories(out_dir: Path, feature_config: Optional[FeatureConfig] = None) -> Trajectories:
-    """All ``expert_*.pt`` trajectories of ``out_dir``; they must share one config (but the expert count).
+    """All ``expert_*.pt`` trajectories of a folder; they must share one config (but the expert count).
 
-    ``expert_config.num_experts`` of the result is the number of files found.
+    Parameters
+    ----------
+    out_dir : Path
+        The folder of :func:`train_experts`.
+    feature_config : FeatureConfig, optional
+        When given, the features the experts must have been trained on.
 
-    Raises FileFormatError if there are none, if they disagree, or if ``feature_config`` is given and
-    differs from the one they were trained with.
+    Returns
+    -------
+    Trajectories
+        Flat parameter snapshots (epochs + 1, P) per expert, their configs and standardisation;
+        ``expert_config.num_experts`` is the number of files found.
+
+    Raises
+    ------
+    FileFormatError
+        No file, files that disagree, or another feature config than ``feature_config``.
     """
     out_dir = Path(out_dir)
     files = sorted(p for p in out_dir.glob("expert_*.pt") if not p.name.endswith(".partial.pt"))

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS_DIR, machine_info  # noqa: E402
 
-from ddfad_fast.config import Augment, DistillConfig, EvalConfig, ExpertConfig, ModelConfig  # noqa: E402
+from ddfad_fast.config import Augment, DistillConfig, FeatureConfig, EvalConfig, ExpertConfig, ModelConfig  # noqa: E402
 from ddfad_fast.data import FeatureNorm, load_feature_split  # noqa: E402
 from ddfad_fast.train.distill import distill  # noqa: E402
 from ddfad_fast.train.evaluate import evaluate_training_set, herding_subset, random_real_subset  # noqa: E402
@@ -70,6 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cpc", type=int, action="append", default=None)
+    parser.add_argument("--feature-preset", choices=("fsdd", "speech16k"), default="fsdd")
+    parser.add_argument("--duration", type=float, default=None, help="clip length in seconds (default: the preset's)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--expert", default="")
@@ -99,7 +101,10 @@ def main() -> None:
     times = {}
 
     t0 = time.perf_counter()
-    split = load_feature_split(args.data, cache_dir=args.work / "cache", val_fraction=0.1, progress=False)
+    features = getattr(FeatureConfig, args.feature_preset)()
+    if args.duration is not None:
+        features = features.replace(fixed_length=int(round(args.duration * features.sample_rate)))
+    split = load_feature_split(args.data, features, cache_dir=args.work / "cache", val_fraction=0.1, progress=False)
     norm = (_ChannelNorm if args.norm == "channel" else FeatureNorm).fit(split.x_train)
     split = split.standardized(FeatureNorm(norm.mean, norm.std))
     for name in ("x_train", "y_train", "x_val", "y_val"):
@@ -107,7 +112,7 @@ def main() -> None:
     x_val, y_val = split.x_val, split.y_val
     times["features"] = time.perf_counter() - t0
 
-    key = hashlib.sha256(json.dumps([expert.to_dict(), args.norm], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([expert.to_dict(), args.norm, features.to_dict()], sort_keys=True).encode()).hexdigest()[:12]
     expert_dir = args.work / f"experts_{key}"
     t0 = time.perf_counter()
     train_experts(split, expert, expert_dir, resume=True, progress=False)
@@ -121,7 +126,7 @@ def main() -> None:
                                iterations=100, lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01, batch_syn=None,
                                checkpoint_every=0, eval_every=0, augment=augment)
         config = config.replace(**_parse(args.distill))
-        row = {"tag": args.tag, "cpc": cpc, "norm": args.norm, "expert": expert.to_dict(),
+        row = {"tag": args.tag, "data": str(args.data), "features": features.to_dict(), "cpc": cpc, "norm": args.norm, "expert": expert.to_dict(),
                "distill": config.to_dict(), "eval": eval_config.to_dict(), "expert_val_acc": expert_val,
                "split": "val", "acc": {}, "seconds": dict(times)}
         if args.load:

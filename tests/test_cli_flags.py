@@ -126,3 +126,21 @@ def test_deterministic_flag_turns_on_deterministic_kernels(tmp_path):
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"]
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_full_data_evaluation_is_sized_in_steps():
+    """The full-data row trains for a number of SGD steps, so that a corpus of 400 clips gets as much training
+    as one of 2,400; --full-steps sets it, --full-epochs replaces it by whole passes."""
+    from ddfad_fast.cli.run import apply_overrides
+    from ddfad_fast.presets import get_preset
+    preset = get_preset("cpu-small")
+    assert preset.eval_full.steps == 760 and preset.eval_full.batch_size == 64
+    assert preset.eval_full.epochs_for(2400) == 20           # FSDD: 38 batches an epoch
+    assert preset.eval_full.epochs_for(387) == 109           # 7 batches an epoch: 763 steps
+    run = ["run", "--data", "d", "--cpc", "1", "--out", "o"]
+    parser = build_parser()
+    full = apply_overrides(preset, parser.parse_args(run + ["--full-steps", "100"])).eval_full
+    assert (full.steps, full.epochs_for(2400)) == (100, 3)
+    full = apply_overrides(preset, parser.parse_args(run + ["--full-epochs", "4"])).eval_full
+    assert (full.steps, full.epochs_for(2400)) == (None, 4)
+    assert apply_overrides(preset, parser.parse_args(run)).eval_full == preset.eval_full

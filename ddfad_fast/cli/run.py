@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eval-epochs", type=int, default=None,
                        help="epochs of distilled / baseline evaluation (instead of the preset's SGD steps)")
     group.add_argument("--eval-steps", type=int, default=None, help="SGD steps of distilled / baseline evaluation")
-    group.add_argument("--full-epochs", type=int, default=None, help="epochs of the full-data evaluation")
+    group.add_argument("--full-epochs", type=int, default=None,
+                       help="epochs of the full-data evaluation (instead of the preset's SGD steps)")
+    group.add_argument("--full-steps", type=int, default=None, help="SGD steps of the full-data evaluation")
     group.add_argument("--models", default=None, help="evaluation architectures, comma-separated")
     group.add_argument("--cross-models", default=None,
                        help="architectures the distilled set is also evaluated on at --cross-cpc ('' for none)")
@@ -111,7 +113,9 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
     if getattr(args, "eval_steps", None) is not None:
         ev = ev.replace(steps=args.eval_steps)
     if args.full_epochs is not None:
-        ev_full = ev_full.replace(epochs=args.full_epochs)
+        ev_full = ev_full.replace(epochs=args.full_epochs, steps=None)
+    if getattr(args, "full_steps", None) is not None:
+        ev_full = ev_full.replace(steps=args.full_steps)
     if args.models:
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
         ev, ev_full = ev.replace(models=models), ev_full.replace(models=models)

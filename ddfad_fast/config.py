@@ -224,6 +224,8 @@ class DistillConfig(_Config):
     lr_labels: float = 10.0             # SGD step on the soft-label logits (labels="soft")
     label_expert_epoch: int = -1        # the expert snapshot whose logits initialise soft labels (-1: the last)
     trajectories_per_iteration: int = 1  # K: expert trajectories unrolled and averaged per update (split over ranks)
+    init: str = "random"                # initial clips: "random" real ones | "herding" (the coreset baseline's clips)
+    distill_fraction: float = 1.0       # share of each class's clips that are updated; the rest stay real (SelMatch)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,16 @@ def make_split(seed: int = 0, n_train: int = 48, n_test: int = 24) -> FeatureSpl
     return FeatureSplit(xt, yt, xs, ys, [str(i) for i in range(C)], FeatureConfig(), [])
 
 
+def tiny_trajectories(folder: Path, epochs: int, n_train: int = 96):
+    """A 4-class split of ``n_train`` synthetic clips and 2 width-4 experts of ``epochs`` epochs trained into
+    ``folder``: (split, Trajectories)."""
+    from ddfad_fast.train.experts import load_trajectories, train_experts
+    split = make_split(n_train=n_train)
+    train_experts(split, ExpertConfig(num_experts=2, epochs=epochs, batch_size=16, lr=0.05,
+                                      model=ModelConfig(width=4, depth=2)), folder, progress=False)
+    return split, load_trajectories(folder)
+
+
 def tone_dataset(folder: Path, classes: int = 3, per_class: int = 12, seconds: float = 0.25, sr: int = 8000) -> None:
     """Class sub-folders ``c0, c1, ...`` of short tones (one pitch per class, random phase and a little noise)."""
     rng = np.random.default_rng(0)

@@ -3,12 +3,11 @@ import argparse
 
 import pytest
 
-from helpers import make_split
-from ddfad_fast.config import DistillConfig, ExpertConfig, ModelConfig
+from helpers import tiny_trajectories
+from ddfad_fast.config import DistillConfig
 from ddfad_fast.errors import ParameterError
 from ddfad_fast.presets import get_preset
 from ddfad_fast.train.distill import distill
-from ddfad_fast.train.experts import load_trajectories, train_experts
 from ddfad_fast.train.window import data_ratio, ratio_window, start_epoch_window
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -60,11 +59,7 @@ def test_bad_input():
 
 @pytest.fixture(scope="module")
 def trajectories(tmp_path_factory):
-    split = make_split(n_train=96)
-    folder = tmp_path_factory.mktemp("experts")
-    train_experts(split, ExpertConfig(num_experts=2, epochs=10, batch_size=16, lr=0.05,
-                                      model=ModelConfig(width=4, depth=2)), folder, progress=False)
-    return split, load_trajectories(folder)
+    return tiny_trajectories(tmp_path_factory.mktemp("experts"), epochs=10)
 
 
 @pytest.mark.parametrize("cpc, window", [(1, (0, 4)), (24, (4, 6))])

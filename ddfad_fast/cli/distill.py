@@ -67,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--augment", dest="augment", action="store_true", default=None,
                        help="differentiable time shift and time/frequency masking (the preset's sizes, else the defaults)")
     group.add_argument("--no-augment", dest="augment", action="store_false")
+    group.add_argument("--init", choices=("random", "herding"), default=None,
+                       help="initial synthetic clips: random real ones or the herding coreset")
+    group.add_argument("--distill-fraction", type=float, default=None, metavar="F",
+                       help="share of each class's clips that distillation updates; the rest stay real (default 1)")
     group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--lr-labels", type=float, default=None, help="step size of the soft-label logits")
     group.add_argument("--checkpoint-every", type=int, default=None)
@@ -82,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _OVERRIDES = ("iterations", "syn_steps", "expert_epochs", "lr_data", "lr_alpha", "alpha_init", "batch_syn",
               "unroll", "compile", "checkpoint_every", "eval_every", "seed", "labels", "lr_labels",
-              "start_window")
+              "start_window", "init", "distill_fraction")
 
 
 def distill_config(preset, args: argparse.Namespace, expert_epochs: int):

@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--start-window", choices=("fixed", "ratio"), default=None,
                        help="expert start epochs: fixed = [0, max-start-epoch]; ratio = the window set by the "
                             "fraction of the training set each CPC keeps (early epochs for tiny sets)")
+    group.add_argument("--init", choices=("random", "herding"), default=None,
+                       help="initial synthetic clips: random real ones or the herding coreset")
+    group.add_argument("--distill-fraction", type=float, default=None, metavar="F",
+                       help="share of each class's clips that distillation updates; the rest stay real (default 1)")
     group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--batch-syn", type=int, default=None, help="synthetic clips per student step")
     group.add_argument("--checkpoint-every", type=int, default=None, help="distillation iterations per checkpoint")
@@ -91,7 +95,7 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         expert = expert.replace(batch_size=args.expert_batch_size)
     distill = preset.distill
     for name in ("iterations", "syn_steps", "max_start_epoch", "lr_data", "batch_syn", "checkpoint_every", "labels",
-                 "start_window"):
+                 "start_window", "init", "distill_fraction"):
         if getattr(args, name, None) is not None:
             distill = distill.replace(**{name: getattr(args, name)})
     if args.no_compile:

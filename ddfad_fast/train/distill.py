@@ -6,7 +6,9 @@ data ratio, :mod:`ddfad_fast.train.window`) and the student's minibatches and au
 (in the order j = 0..K-1); unrolls ``syn_steps`` student steps from each theta*_t
 (:mod:`ddfad_fast.train.unroll`); averages the K losses and gradients; and takes one SGD-with-momentum step on
 the synthetic features (``lr_data``) and on the student step size alpha (``lr_alpha``). The synthetic set
-starts as ``cpc`` random real clips of every class. K = 1 is the original MTT loop.
+starts as ``cpc`` real clips of every class (random ones, or the herding coreset: ``init``); with
+``distill_fraction`` < 1 only that share of each class's clips is updated and the rest stay real
+(partial update, after SelMatch). K = 1 is the original MTT loop.
 
 Several processes (``torchrun``, :mod:`ddfad_fast.distributed`): every rank draws all K trajectories
 and unrolls those with j % world_size == rank; one all-reduce sums the gradients and losses, and every
@@ -66,7 +68,7 @@ from .unroll import Augment, Stepper, StepPlan, make_plan, unroll
 from .window import start_epoch_window
 from .distill_state import (CHECKPOINT_NAME, PER_ITERATION, DistillState, checkpoint_identity,
                             history_upto, initial_state, load_checkpoint, new_history, save_checkpoint, state_to,
-                            stored_plan, validate_inputs)
+                            stored_plan, update_mask, validate_inputs)
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,9 @@ def _iteration(state: DistillState, history: dict, labels: Tensor, net: Function
         raise DistillationDiverged(f"the {what} became NaN or infinite at iteration {state.iteration + 1} "
                                    f"(loss {loss:.4g}, alpha {float(state.alpha):.4g}); lower lr_data "
                                    f"({config.lr_data:g}) or lr_alpha")
+    mask = update_mask(config, labels)
+    if mask is not None:            # partial update: the kept real clips get no step
+        grad_x = grad_x * mask.to(grad_x.dtype)
     mom_x = config.momentum * state.mom_x + grad_x
     mom_alpha = config.momentum * state.mom_alpha + grad_alpha
     y, mom_y = state.y, state.mom_y

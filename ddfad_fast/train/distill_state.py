@@ -7,6 +7,7 @@ with another configuration, expert set or training data (:func:`checkpoint_ident
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
@@ -19,6 +20,7 @@ from ..config import ROUNDING_ONLY_FIELDS, DistillConfig
 from ..data import data_fingerprint
 from ..errors import FileFormatError, ParameterError
 from ..io import atomic_write_json, load_artifact, save_artifact
+from .evaluate import herding_subset
 from .experts import Trajectories
 from .guards import finite_settings
 from .memory import MemoryPlan, requested_settings
@@ -26,6 +28,8 @@ from .models import FunctionalNet
 from .threads import check_resume_threads, saved_threads, thread_record
 from .unroll import UNROLL_MODES
 from .window import START_WINDOWS
+
+INITS = ("random", "herding")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"
@@ -72,6 +76,8 @@ def validate_inputs(x_train: Tensor, y_train: Tensor, traj: Trajectories, config
         (c.start_window in START_WINDOWS, f"start_window must be one of {START_WINDOWS}, got {c.start_window!r}"),
         (c.labels in ("hard", "soft"), f"labels must be 'hard' or 'soft', got {c.labels!r}"),
         (c.lr_labels > 0, f"lr_labels must be > 0, got {c.lr_labels}"),
+        (c.init in INITS, f"init must be one of {INITS}, got {c.init!r}"),
+        (0 < c.distill_fraction <= 1, f"distill_fraction must be in (0, 1], got {c.distill_fraction}"),
         (c.trajectories_per_iteration >= 1,
          f"trajectories_per_iteration must be >= 1, got {c.trajectories_per_iteration}"),
         (c.trajectories_per_iteration >= distributed.world_size(),
@@ -119,8 +125,9 @@ def checkpoint_identity(config: DistillConfig, traj: Trajectories, batch_syn: Op
     distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
     if distill["trajectories_per_iteration"] == 1:      # checkpoints of earlier releases have no such field
         del distill["trajectories_per_iteration"]
-    if distill["start_window"] == "fixed":              # nor this one
-        del distill["start_window"]
+    for name, default in (("start_window", "fixed"), ("init", "random"), ("distill_fraction", 1.0)):
+        if distill[name] == default:                    # nor these
+            del distill[name]
     expert = {k: v for k, v in traj.expert_config.to_dict().items() if k not in ROUNDING_ONLY_FIELDS}
     return {"distill": distill, "batch_syn": batch_syn, "expert": expert,
             "features": traj.feature_config.to_dict(), "num_classes": traj.num_classes,
@@ -188,18 +195,22 @@ def load_checkpoint(path: Path, identity: dict, device: torch.device, x: Tensor,
 
 def initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Trajectories,
                    config: DistillConfig) -> Tuple[DistillState, Tensor]:
-    """``cpc`` random real clips per class (seeded), alpha = alpha_init, zero momentum; soft labels start
-    as the logits of expert 0's snapshot ``label_expert_epoch`` on those clips. (A herding coreset as the
-    start did not win on the validation split: 74.8 / 95.9 / 97.4 % at 1 / 10 / 50 clips per class against
-    78.2 / 95.2 / 97.2 % from random clips, within one standard deviation of each other.)"""
+    """``cpc`` real clips per class, class by class: random ones (seeded; ``init="random"``) or the herding
+    coreset of expert 0's last snapshot (``init="herding"``, in the order herding picks them: the same clips
+    as the herding baseline); alpha = alpha_init, zero momentum; soft labels start as the logits of expert
+    0's snapshot ``label_expert_epoch`` on those clips."""
     gen = torch.Generator().manual_seed(config.seed)
-    idx, labels = [], []
-    for c in range(traj.num_classes):
-        members = torch.nonzero(y_train.cpu() == c).flatten()
-        idx.append(members[torch.randperm(len(members), generator=gen)[:config.cpc]])
-        labels.append(torch.full((config.cpc,), c, dtype=torch.int64))
-    x = x_train[torch.cat(idx).to(x_train.device)].detach().clone()
-    labels = torch.cat(labels).to(x.device)
+    if config.init == "herding":
+        x, labels = herding_subset(x_train, y_train, config.cpc, net, traj.params[0][-1])
+        x = x.detach().clone()
+    else:
+        idx = []
+        for c in range(traj.num_classes):
+            members = torch.nonzero(y_train.cpu() == c).flatten()
+            idx.append(members[torch.randperm(len(members), generator=gen)[:config.cpc]])
+        x = x_train[torch.cat(idx).to(x_train.device)].detach().clone()
+        labels = torch.arange(traj.num_classes).repeat_interleave(config.cpc)
+    labels = labels.to(device=x.device, dtype=torch.int64)
     alpha = torch.tensor(config.alpha_init, dtype=x.dtype, device=x.device)
     y, mom_y = labels, None
     if config.labels == "soft":
@@ -209,6 +220,23 @@ def initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Tr
         mom_y = torch.zeros_like(y)
     state = DistillState(x, alpha, torch.zeros_like(x), torch.zeros_like(alpha), 0, gen.get_state(), y, mom_y)
     return state, labels
+
+
+def update_mask(config: DistillConfig, labels: Tensor) -> Optional[Tensor]:
+    """(N, 1, 1, 1) float mask of the synthetic clips that distillation updates, or None when all are.
+
+    Per class, the last ``ceil(distill_fraction * cpc)`` clips are updated and the others stay the real
+    clips they started as (partial update, after SelMatch, Lee et al., ICML 2024); with ``init="herding"``
+    the kept ones are the coreset's first picks, the clips herding values most."""
+    if config.distill_fraction >= 1:
+        return None
+    updated = math.ceil(config.distill_fraction * config.cpc)
+    rank = torch.zeros(len(labels), dtype=torch.int64)
+    for c in torch.unique(labels.cpu()).tolist():
+        members = torch.nonzero(labels.cpu() == c).flatten()
+        rank[members] = torch.arange(len(members))
+    mask = (rank >= config.cpc - updated).to(torch.float32)
+    return mask.view(-1, 1, 1, 1).to(labels.device)
 
 
 def state_to(state: DistillState, device: torch.device) -> DistillState:

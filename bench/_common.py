@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
+
+from ddfad_fast.provenance import git_commit  # noqa: F401  (re-exported for the scripts)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -44,23 +44,6 @@ def reset_peak() -> bool:
         return True
     except OSError:
         return False
-
-
-def git_commit() -> str:
-    """HEAD of the checkout; for a tree with uncommitted changes to tracked files, ``HEAD+dirty:<hash>`` with the
-    first 12 hex digits of the SHA-256 of ``git diff HEAD`` (so the exact code a result came from can be told
-    apart from HEAD's); DDFAD_GIT_COMMIT where there is no .git."""
-    try:
-        root = Path(__file__).resolve().parents[1]
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if head.returncode == 0:
-            diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, timeout=60).stdout
-            if not diff:
-                return head.stdout.strip()
-            return f"{head.stdout.strip()}+dirty:{hashlib.sha256(diff).hexdigest()[:12]}"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return os.environ.get("DDFAD_GIT_COMMIT", "unknown")
 
 
 def backend_info() -> Dict[str, object]:

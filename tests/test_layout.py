@@ -16,7 +16,7 @@ from ddfad_fast._moved import MOVED
 
 PACKAGE = Path(ddfad_fast.__file__).parent
 # each module or sub-package, by floor: a module may import its own floor and the floors below it
-FLOORS = {"errors": 0, "_moved": 0, "names": 0, "config": 1, "io": 1, "outputs": 1, "schemas": 1, "distributed": 1,
+FLOORS = {"errors": 0, "_moved": 0, "names": 0, "provenance": 0, "config": 1, "io": 1, "outputs": 1, "schemas": 1, "distributed": 1,
           "pause": 1, "resources": 2, "presets": 2,
           "_C": 0, "kernels": 3, "ops": 3, "audio": 4, "compat": 5, "data": 5, "train": 6, "apps": 7, "cli": 8}
 

@@ -25,12 +25,11 @@ def _config(**changes) -> DistillConfig:
 
 
 def test_update_mask_keeps_the_first_clips_of_every_class():
-    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    mask = update_mask(_config(distill_fraction=0.5), labels).flatten()
+    mask = update_mask(_config(distill_fraction=0.5), 8).flatten()     # 2 classes x 4 clips, class-major
     assert mask.tolist() == [0, 0, 1, 1, 0, 0, 1, 1]
     # the updated share is rounded up: at least one clip per class moves
-    assert update_mask(_config(distill_fraction=0.1), labels).flatten().tolist() == [0, 0, 0, 1, 0, 0, 0, 1]
-    assert update_mask(_config(distill_fraction=1.0), labels) is None
+    assert update_mask(_config(distill_fraction=0.1), 8).flatten().tolist() == [0, 0, 0, 1, 0, 0, 0, 1]
+    assert update_mask(_config(distill_fraction=1.0), 8) is None
 
 
 def test_herding_start_and_partial_update(trajectories):
@@ -79,3 +78,15 @@ def test_flags():
     args = parser.parse_args(["distill", "--data", "d", "--experts", "e", "--cpc", "1", "--out", "o",
                               "--init", "herding", "--distill-fraction", "0.5"])
     assert (args.init, args.distill_fraction) == ("herding", 0.5)
+
+
+def test_provenance_names_the_code():
+    from ddfad_fast.provenance import git_commit, provenance
+    record = provenance()
+    assert set(record) == {"git_commit", "date", "load_average_1_5_15", "cpu_count"}
+    assert record["git_commit"] == git_commit() and record["git_commit"]
+    # outside a git checkout: the environment's value, else "unknown", never another repository's HEAD
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as folder:
+        assert git_commit(Path(folder)) in ("unknown", __import__("os").environ.get("DDFAD_GIT_COMMIT"))

@@ -7,7 +7,8 @@
                                            "herding": {...}},
                                  "full": {MODEL: eval dict}},
      "alpha": {"cpc10": float}, "iterations": {"cpc10": int}, "stage_seconds": {stage: seconds},
-     "threads": int, "device": str, "skipped": [[file, reason], ...], "audio": {"cpc10": "cpc10/audio/manifest.csv"},
+     "threads": int, "device": str, "provenance": {"git_commit", "date", "load_average_1_5_15", "cpu_count"},
+     "skipped": [[file, reason], ...], "audio": {"cpc10": "cpc10/audio/manifest.csv"},
      "failures": [{"stage": str, "error": str}, ...]}
 
 where an eval dict is the return value of :func:`ddfad_fast.train.evaluate.evaluate_training_set` (test
@@ -150,7 +151,8 @@ def markdown(results: dict, notes: List[str]) -> str:
     if results.get("failures"):
         lines += ["", "## Failed stages", ""]
         lines += [f"- **{f['stage']}**: {f['error']}" for f in results["failures"]]
-    lines += ["", "## Wall time per stage", "", f"Threads: {results.get('threads', '-')}; device: {results.get('device', 'cpu')}.", "",
+    lines += ["", "## Wall time per stage", "", f"Threads: {results.get('threads', '-')}; device: {results.get('device', 'cpu')}; code: "
+              f"{results.get('provenance', {}).get('git_commit', '-')}.", "",
               "| stage | seconds |", "|---|---:|"]
     for stage, seconds in results.get("stage_seconds", {}).items():
         lines.append(f"| {stage} | {seconds:.1f} |")

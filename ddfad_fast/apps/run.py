@@ -193,6 +193,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     from ..train.experts import load_trajectories, train_experts
     from ..train.callbacks import as_callbacks
     from ..train.models import build_model
+    from ..provenance import provenance
     from .report import write_report
     from .report_html import write_html_report
     from .export import write_distilled_audio
@@ -205,6 +206,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
     if feature_choice is not None:
         run_config["features_choice"] = feature_choice
     _prepare_out(out, run_config, resume, overwrite)
+    started = provenance()          # the code and machine of this session (a resumed run: of the last one)
     stages = _Stages(out / "stages.json")
     callbacks = as_callbacks(callbacks)
 
@@ -350,7 +352,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                                             k in {f"cpc{c}" for c in cpcs}}, stages.failures),
                "cross_cpc": cross_cpc,
                "alpha": alphas, "iterations": iterations, "stage_seconds": stages.seconds,
-               "threads": torch.get_num_threads(), "device": str(device), "audio": audio_files,
+               "threads": torch.get_num_threads(), "device": str(device), "audio": audio_files, "provenance": started,
                "skipped": [list(s) for s in split.skipped]}
     results.update(yardstick(results["accuracy"], cpcs, preset.eval.models, soft=soft))
     results["accuracy"] = strip_correctness(results["accuracy"])     # eval.json keeps the per-clip results

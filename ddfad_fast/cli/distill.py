@@ -25,8 +25,8 @@ from .. import distributed
 from ..config import Augment
 from ..errors import ParameterError
 from ..outputs import MARKER, check_deletable, clear, mark
-from .options import (DeprecatedAlias, add_source_options, add_tensorboard_options, check_tensorboard,
-                      tensorboard_callbacks)
+from .options import (DeprecatedAlias, add_selection_options, add_source_options, add_tensorboard_options,
+                      check_tensorboard, tensorboard_callbacks)
 
 HELP = "distil a data set into CPC synthetic clips per class by matching expert trajectories (MTT)"
 DISTILLED_NAME = "distilled.pt"
@@ -67,10 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--augment", dest="augment", action="store_true", default=None,
                        help="differentiable time shift and time/frequency masking (the preset's sizes, else the defaults)")
     group.add_argument("--no-augment", dest="augment", action="store_false")
-    group.add_argument("--init", choices=("random", "herding"), default=None,
-                       help="initial synthetic clips: random real ones or the herding coreset")
-    group.add_argument("--distill-fraction", type=float, default=None, metavar="F",
-                       help="share of each class's clips that distillation updates; the rest stay real (default 1)")
+    add_selection_options(group)
     group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--lr-labels", type=float, default=None, help="step size of the soft-label logits")
     group.add_argument("--checkpoint-every", type=int, default=None)

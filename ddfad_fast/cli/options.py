@@ -32,6 +32,14 @@ class DeprecatedAlias(argparse.Action):
 
 
 
+def add_selection_options(group) -> None:
+    """``--init`` and ``--distill-fraction``: where the synthetic set starts and which share of it is distilled."""
+    group.add_argument("--init", choices=("random", "herding"), default=None,
+                       help="initial synthetic clips: random real ones or the herding coreset")
+    group.add_argument("--distill-fraction", type=float, default=None, metavar="F",
+                       help="share of each class's clips that distillation updates; the rest stay real (default 1)")
+
+
 def add_tensorboard_options(parser: argparse.ArgumentParser) -> None:
     """``--tensorboard DIR`` and ``--tensorboard-every K`` (see :class:`ddfad_fast.train.callbacks.TensorBoardCallback`)."""
     parser.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ParameterError
 from ..presets import PRESET_NAMES, Preset, get_preset
 from .features import add_data_options, features_in_memory
-from .options import add_source_options, add_tensorboard_options, add_training_options
+from .options import add_selection_options, add_source_options, add_tensorboard_options, add_training_options
 from ..apps.api import distill_dataset
 
 HELP = "the whole pipeline: features -> experts -> distill per CPC -> evaluate -> audio -> report"
@@ -47,10 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--start-window", choices=("fixed", "ratio"), default=None,
                        help="expert start epochs: fixed = [0, max-start-epoch]; ratio = the window set by the "
                             "fraction of the training set each CPC keeps (early epochs for tiny sets)")
-    group.add_argument("--init", choices=("random", "herding"), default=None,
-                       help="initial synthetic clips: random real ones or the herding coreset")
-    group.add_argument("--distill-fraction", type=float, default=None, metavar="F",
-                       help="share of each class's clips that distillation updates; the rest stay real (default 1)")
+    add_selection_options(group)
     group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--batch-syn", type=int, default=None, help="synthetic clips per student step")
     group.add_argument("--checkpoint-every", type=int, default=None, help="distillation iterations per checkpoint")

@@ -188,7 +188,7 @@ def _reduced_gradients(state: DistillState, draws: List[Tuple[int, int, StepPlan
 
 def _iteration(state: DistillState, history: dict, labels: Tensor, net: FunctionalNet, traj: Trajectories,
                config: DistillConfig, plan: MemoryPlan, stepper: Stepper, augment: Optional[Augment],
-               window: Tuple[int, int]) -> DistillState:
+               window: Tuple[int, int], mask: Optional[Tensor]) -> DistillState:
     """One MTT iteration: the new state (``state`` is left untouched); appends to ``history``."""
     draws, generator_state = _draw(state, len(labels), traj, config, plan, augment, window)
     began = time.perf_counter()
@@ -200,9 +200,8 @@ def _iteration(state: DistillState, history: dict, labels: Tensor, net: Function
         raise DistillationDiverged(f"the {what} became NaN or infinite at iteration {state.iteration + 1} "
                                    f"(loss {loss:.4g}, alpha {float(state.alpha):.4g}); lower lr_data "
                                    f"({config.lr_data:g}) or lr_alpha")
-    mask = update_mask(config, labels)
     if mask is not None:            # partial update: the kept real clips get no step
-        grad_x = grad_x * mask.to(grad_x.dtype)
+        grad_x = grad_x * mask
     mom_x = config.momentum * state.mom_x + grad_x
     mom_alpha = config.momentum * state.mom_alpha + grad_alpha
     y, mom_y = state.y, state.mom_y
@@ -413,8 +412,11 @@ def _run(latest: List[DistillState], history: dict, labels: Tensor, net: Functio
          callbacks=None) -> None:
     """Iterate until ``config.iterations``, keeping the last complete state in ``latest[0]``."""
     reported = False
+    mask = update_mask(config, len(labels))
+    if mask is not None:
+        mask = mask.to(device=latest[0].x.device, dtype=latest[0].x.dtype)
     while latest[0].iteration < config.iterations:
-        new = _iteration(latest[0], history, labels, net, traj, config, plan, stepper, augment, window)
+        new = _iteration(latest[0], history, labels, net, traj, config, plan, stepper, augment, window, mask)
         if session["compile_requested"] and (not reported or session["compiled"] != stepper.compiled):
             session.update(compiled=stepper.compiled, compile_error=stepper.compile_error)
             if stepper.compiled:

@@ -222,21 +222,18 @@ def initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Tr
     return state, labels
 
 
-def update_mask(config: DistillConfig, labels: Tensor) -> Optional[Tensor]:
-    """(N, 1, 1, 1) float mask of the synthetic clips that distillation updates, or None when all are.
+def update_mask(config: DistillConfig, num_clips: int) -> Optional[Tensor]:
+    """(N, 1, 1, 1) 0/1 mask of the synthetic clips that distillation updates, or None when all are.
 
+    The synthetic set is class-major (``cpc`` clips of class 0, then of class 1, ...: :func:`initial_state`).
     Per class, the last ``ceil(distill_fraction * cpc)`` clips are updated and the others stay the real
     clips they started as (partial update, after SelMatch, Lee et al., ICML 2024); with ``init="herding"``
     the kept ones are the coreset's first picks, the clips herding values most."""
     if config.distill_fraction >= 1:
         return None
     updated = math.ceil(config.distill_fraction * config.cpc)
-    rank = torch.zeros(len(labels), dtype=torch.int64)
-    for c in torch.unique(labels.cpu()).tolist():
-        members = torch.nonzero(labels.cpu() == c).flatten()
-        rank[members] = torch.arange(len(members))
-    mask = (rank >= config.cpc - updated).to(torch.float32)
-    return mask.view(-1, 1, 1, 1).to(labels.device)
+    rank = torch.arange(num_clips) % config.cpc         # position of each clip within its class
+    return (rank >= config.cpc - updated).to(torch.float32).view(-1, 1, 1, 1)
 
 
 def state_to(state: DistillState, device: torch.device) -> DistillState:

@@ -1,0 +1,41 @@
+"""Where a result came from: the code's git commit (with a hash of any uncommitted diff), the date and the
+machine's load, recorded in reports (``provenance`` in a run's report.json) and benchmark JSON."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Dict
+
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit(root: Path = SOURCE_ROOT) -> str:
+    """HEAD of the checkout at ``root``; for a tree with uncommitted changes to tracked files,
+    ``HEAD+dirty:<hash>`` with the first 12 hex digits of the SHA-256 of ``git diff HEAD`` (so the exact code a
+    result came from can be told apart from HEAD's); DDFAD_GIT_COMMIT (else "unknown") where ``root`` is not a
+    git checkout (an installed wheel)."""
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True,
+                             timeout=10)
+        if top.returncode == 0 and Path(top.stdout.strip()).resolve() == Path(root).resolve():
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+            diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, timeout=60).stdout
+            if not diff:
+                return head.stdout.strip()
+            return f"{head.stdout.strip()}+dirty:{hashlib.sha256(diff).hexdigest()[:12]}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return os.environ.get("DDFAD_GIT_COMMIT", "unknown")
+
+
+def provenance() -> Dict[str, object]:
+    """{"git_commit", "date" (UTC, ISO 8601), "load_average_1_5_15", "cpu_count"} of this process, now."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"git_commit": git_commit(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "load_average_1_5_15": load, "cpu_count": os.cpu_count()}

@@ -198,6 +198,9 @@ def rounding_free(config: dict, *also: str) -> dict:
     return dict(config, **dict.fromkeys(ROUNDING_ONLY_FIELDS + also))
 
 
+INITS = ("random", "correct", "herding")     # DistillConfig.init: where the synthetic clips start
+
+
 @dataclass(frozen=True)
 class DistillConfig(_Config):
     """MTT distillation (docs/architecture.md section 6). Step sizes are per unit of the features the nets see."""
@@ -220,12 +223,14 @@ class DistillConfig(_Config):
     seed: int = 0
     compile: bool = True                # torch.compile the reverse mode's per-step functions (eager fallback)
     augment: Optional[Augment] = None   # applied to every student step (None: no augmentation)
-    labels: str = "hard"                # "hard" (class indices) | "soft" (learned logits, initialised from an expert)
+    labels: str = "hard"                # "hard" (class indices) | "soft" (learned logits, initialised from the experts)
     lr_labels: float = 10.0             # SGD step on the soft-label logits (labels="soft")
-    label_expert_epoch: int = -1        # the expert snapshot whose logits initialise soft labels (-1: the last)
+    label_expert_epoch: int = -1        # the experts' snapshot whose logits initialise soft labels (-1: the last)
     trajectories_per_iteration: int = 1  # K: expert trajectories unrolled and averaged per update (split over ranks)
-    init: str = "random"                # initial clips: "random" real ones | "herding" (the coreset baseline's clips)
+    init: str = "random"                # initial clips: "random" real ones | "correct" (ones the experts get right)
+    #                                     | "herding" (the coreset baseline's clips)
     distill_fraction: float = 1.0       # share of each class's clips that are updated; the rest stay real (SelMatch)
+    ema_decay: float = 0.0              # > 0: the result is an exponential moving average of the synthetic set (FTD)
 
 
 @dataclass(frozen=True)

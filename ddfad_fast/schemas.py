@@ -215,9 +215,10 @@ def _distill_checkpoint(c: _Checker, obj: Mapping, config: Mapping) -> None:
     num_classes = config.get("num_classes")
     if isinstance(num_classes, int) and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         c.fail("labels", f"holds classes from {int(labels.min())} to {int(labels.max())}, outside [0, {num_classes})")
-    mom_x = c.tensor("mom_x", (4,), floating=True)
-    if mom_x.shape != x.shape:
-        c.fail("mom_x", f"has shape {tuple(mom_x.shape)}, expected {tuple(x.shape)} like x")
+    for field in ("mom_x", "x_ema"):
+        t = c.tensor(field, (4,), floating=True, optional=field == "x_ema")
+        if t is not None and t.shape != x.shape:
+            c.fail(field, f"has shape {tuple(t.shape)}, expected {tuple(x.shape)} like x")
     for field in ("alpha", "mom_alpha"):
         t = c.tensor(field, (0, 1), floating=True)
         if t.numel() != 1:

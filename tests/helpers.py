@@ -55,6 +55,17 @@ def tiny_trajectories(folder: Path, epochs: int, n_train: int = 96):
     return split, load_trajectories(folder)
 
 
+def reference_soft_labels(net, traj, x: torch.Tensor, y: torch.Tensor, epoch: int = -1) -> torch.Tensor:
+    """Clip by clip: the mean logits of the experts (snapshot ``epoch``) that classify it correctly, or of
+    all of them when none does (the rule soft labels start from)."""
+    rows = []
+    for i in range(len(y)):
+        logits = [net.forward(p[epoch], x[i:i + 1])[0] for p in traj.params]
+        right = [l for l in logits if int(l.argmax()) == int(y[i])] or logits
+        rows.append(torch.stack(right).mean(0))
+    return torch.stack(rows).detach()
+
+
 def tone_dataset(folder: Path, classes: int = 3, per_class: int = 12, seconds: float = 0.25, sr: int = 8000) -> None:
     """Class sub-folders ``c0, c1, ...`` of short tones (one pitch per class, random phase and a little noise)."""
     rng = np.random.default_rng(0)

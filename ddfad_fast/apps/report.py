@@ -13,7 +13,7 @@
 
 where an eval dict is the return value of :func:`ddfad_fast.train.evaluate.evaluate_training_set` (test
 accuracies, and validation accuracies under ``val_*``; its per-clip ``test_correct`` stays in eval.json).
-Rows ``random_soft`` / ``herding_soft``: the same clips with an expert's soft labels (runs whose distilled sets
+Rows ``random_soft`` / ``herding_soft``: the same clips with the experts' soft labels (runs whose distilled sets
 learn soft labels). ``results`` also holds the yardstick of :func:`ddfad_fast.apps.stats.yardstick`:
 ``"gap_closed": {"cpcN": {MODEL: float or None}}`` and ``"comparisons": {"cpcN": {"distilled_vs_herding":
 {"diff_pts", "ci95_pts": [lo, hi], "method", ...}, "distilled_vs_random": {...}}}``, shown in the table

@@ -268,7 +268,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
 
     distilled_sets, alphas, audio_files, iterations = {}, {}, {}, {}
     soft = preset.distill.labels == "soft"
-    teacher = trajectories.params[0][preset.distill.label_expert_epoch].to(device) if soft else None
+    teachers = (torch.stack([p[preset.distill.label_expert_epoch] for p in trajectories.params]).to(device)
+                if soft else None)
     cross_cpc = preset.cross_cpc if preset.cross_cpc in cpcs else None
 
     def cpc_stage(cpc: int) -> None:
@@ -298,8 +299,8 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
             xs, ys = baselines[name]()
             stages.run(f"evaluate cpc{cpc}", lambda: evaluate_once(
                 [f"cpc{cpc}", name], xs, ys, preset.eval, models if name == "random" else preset.eval.models))
-            if soft:      # the same clips with the same kind of labels as the distilled set: an expert's logits
-                logits = expert_soft_labels(embed_net, teacher, xs)
+            if soft:      # the same clips with the same kind of labels as the distilled set: the experts' logits
+                logits = expert_soft_labels(embed_net, teachers, xs, ys)
                 stages.run(f"evaluate cpc{cpc}", lambda: evaluate_once(
                     [f"cpc{cpc}", f"{name}_soft"], xs, logits, preset.eval, preset.eval.models))
         manifest = cpc_dir / "audio" / "manifest.csv"

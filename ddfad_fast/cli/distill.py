@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 _OVERRIDES = ("iterations", "syn_steps", "expert_epochs", "lr_data", "lr_alpha", "alpha_init", "batch_syn",
               "unroll", "compile", "checkpoint_every", "eval_every", "seed", "labels", "lr_labels",
-              "start_window", "init", "distill_fraction")
+              "start_window", "init", "distill_fraction", "ema_decay")
 
 
 def distill_config(preset, args: argparse.Namespace, expert_epochs: int):

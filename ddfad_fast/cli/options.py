@@ -6,6 +6,8 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+from ..config import INITS
+
 _WARNED: set = set()
 
 
@@ -33,11 +35,16 @@ class DeprecatedAlias(argparse.Action):
 
 
 def add_selection_options(group) -> None:
-    """``--init`` and ``--distill-fraction``: where the synthetic set starts and which share of it is distilled."""
-    group.add_argument("--init", choices=("random", "herding"), default=None,
-                       help="initial synthetic clips: random real ones or the herding coreset")
+    """``--init``, ``--distill-fraction`` and ``--ema-decay``: where the synthetic set starts, which share of it
+    is distilled, and whether the run returns a moving average of it."""
+    group.add_argument("--init", choices=INITS, default=None,
+                       help="initial synthetic clips: random real ones, random ones the experts classify correctly, "
+                            "or the herding coreset")
     group.add_argument("--distill-fraction", type=float, default=None, metavar="F",
                        help="share of each class's clips that distillation updates; the rest stay real (default 1)")
+    group.add_argument("--ema-decay", type=float, default=None, metavar="D",
+                       help="return an exponential moving average of the synthetic set, decay D per iteration "
+                            "(default 0: the last iterate)")
 
 
 def add_tensorboard_options(parser: argparse.ArgumentParser) -> None:

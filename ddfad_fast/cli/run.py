@@ -92,7 +92,7 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         expert = expert.replace(batch_size=args.expert_batch_size)
     distill = preset.distill
     for name in ("iterations", "syn_steps", "max_start_epoch", "lr_data", "batch_syn", "checkpoint_every", "labels",
-                 "start_window", "init", "distill_fraction"):
+                 "start_window", "init", "distill_fraction", "ema_decay"):
         if getattr(args, name, None) is not None:
             distill = distill.replace(**{name: getattr(args, name)})
     if args.no_compile:

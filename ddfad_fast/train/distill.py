@@ -6,9 +6,12 @@ data ratio, :mod:`ddfad_fast.train.window`) and the student's minibatches and au
 (in the order j = 0..K-1); unrolls ``syn_steps`` student steps from each theta*_t
 (:mod:`ddfad_fast.train.unroll`); averages the K losses and gradients; and takes one SGD-with-momentum step on
 the synthetic features (``lr_data``) and on the student step size alpha (``lr_alpha``). The synthetic set
-starts as ``cpc`` real clips of every class (random ones, or the herding coreset: ``init``); with
+starts as ``cpc`` real clips of every class (random ones, random ones the experts classify correctly, or
+the herding coreset: ``init``); with
 ``distill_fraction`` < 1 only that share of each class's clips is updated and the rest stay real
-(partial update, after SelMatch). K = 1 is the original MTT loop.
+(partial update, after SelMatch). With ``ema_decay`` d > 0 the run also keeps x_ema = d x_ema + (1 - d) x
+after every update, from the initial clips, and returns it (and evaluates and checkpoints it) instead of the
+last x (after FTD, Du et al., CVPR 2023). K = 1 is the original MTT loop.
 
 Several processes (``torchrun``, :mod:`ddfad_fast.distributed`): every rank draws all K trajectories
 and unrolls those with j % world_size == rank; one all-reduce sums the gradients and losses, and every
@@ -37,8 +40,9 @@ Defaults, measured on the shared 2-core CPU (bench/mtt_memory.py and a 60-iterat
   logged and recorded in ``history["sessions"]``.
 * ``augment``: the :class:`~ddfad_fast.config.Augment` of the experts and of evaluation, applied to every
   student step (the presets set one family for all three; see ddfad_fast/presets.py for measurements).
-* ``labels="soft"``: the labels are learnable logits (N, C), initialised with the logits that an
-  expert's snapshot ``label_expert_epoch`` gives the initial clips, and updated by SGD with momentum
+* ``labels="soft"``: the labels are learnable logits (N, C), initialised, per clip, with the mean
+  logits of the experts' snapshots ``label_expert_epoch`` that classify it correctly (all experts' where none
+  does; after DATM), and updated by SGD with momentum
   (``lr_labels``) from the same reverse sweep; evaluation trains towards their softmax.
 """
 from __future__ import annotations
@@ -220,7 +224,10 @@ def _iteration(state: DistillState, history: dict, labels: Tensor, net: Function
     if not is_finite(x, alpha, y):
         raise DistillationDiverged(f"the synthetic set became NaN or infinite at iteration {state.iteration + 1} "
                                    f"(lr_data {config.lr_data:g}, lr_alpha {config.lr_alpha:g}); lower lr_data")
-    return DistillState(x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state, y, mom_y)
+    x_ema = None
+    if state.x_ema is not None:
+        x_ema = config.ema_decay * state.x_ema + (1 - config.ema_decay) * x.detach()
+    return DistillState(x, alpha, mom_x, mom_alpha, state.iteration + 1, generator_state, y, mom_y, x_ema)
 
 
 def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig,
@@ -401,7 +408,7 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     state = latest[0]
     callbacks.on_stage_end("distill", {"scope": f"cpc{config.cpc}", "iteration": state.iteration,
                                        "alpha": float(state.alpha)})
-    return DistillResult(state.x.detach().clone(), labels.clone(), float(state.alpha),
+    return DistillResult(state.synthetic().detach().clone(), labels.clone(), float(state.alpha),
                          history_upto(history, state.iteration), config, trajectories.num_classes,
                          state.y.detach().clone() if state.mom_y is not None else None, trajectories.norm)
 
@@ -426,7 +433,7 @@ def _run(latest: List[DistillState], history: dict, labels: Tensor, net: Functio
             reported = True
         if (evaluate_fn is not None and config.eval_every and new.iteration % config.eval_every == 0
                 and distributed.is_main()):
-            result = evaluate_fn(new.x.detach().clone(), new.y.detach().clone(), float(new.alpha))
+            result = evaluate_fn(new.synthetic().detach().clone(), new.y.detach().clone(), float(new.alpha))
             history["eval"] = [e for e in history["eval"] if e["iteration"] < new.iteration]
             history["eval"].append({"iteration": new.iteration, "mean": float(result["mean"]),
                                     "std": float(result.get("std", 0.0))})
@@ -443,7 +450,7 @@ def _run(latest: List[DistillState], history: dict, labels: Tensor, net: Functio
             if evaluated:
                 metrics["val_accuracy"] = evaluated[-1]
             callbacks.on_distill_iteration(new.iteration, metrics)
-            callbacks.on_distilled_set(new.iteration, new.x.detach().clone(), labels.clone())
+            callbacks.on_distilled_set(new.iteration, new.synthetic().detach().clone(), labels.clone())
         if bar is not None:
             bar.set_postfix(loss=f"{history['loss'][new.iteration - 1]:.4f}", alpha=f"{float(new.alpha):.4g}")
             bar.update(1)

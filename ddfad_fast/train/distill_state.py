@@ -16,11 +16,11 @@ import torch
 from torch import Tensor
 
 from .. import distributed
-from ..config import ROUNDING_ONLY_FIELDS, DistillConfig
+from ..config import INITS, ROUNDING_ONLY_FIELDS, DistillConfig
 from ..data import data_fingerprint
 from ..errors import FileFormatError, ParameterError
 from ..io import atomic_write_json, load_artifact, save_artifact
-from .evaluate import herding_subset
+from .evaluate import class_subset_indices, correct_real_subset, expert_soft_labels, herding_subset
 from .experts import Trajectories
 from .guards import finite_settings
 from .memory import MemoryPlan, requested_settings
@@ -28,8 +28,6 @@ from .models import FunctionalNet
 from .threads import check_resume_threads, saved_threads, thread_record
 from .unroll import UNROLL_MODES
 from .window import START_WINDOWS
-
-INITS = ("random", "herding")
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"
@@ -50,6 +48,11 @@ class DistillState:
     generator_state: Tensor
     y: Tensor                   # the classes (N,) int64, or the learned label logits (N, C)
     mom_y: Optional[Tensor]     # momentum of the label logits (None for class labels)
+    x_ema: Optional[Tensor] = None  # moving average of x (ema_decay > 0), the set the run returns
+
+    def synthetic(self) -> Tensor:
+        """The synthetic set this state stands for: the moving average when one is kept, else x."""
+        return self.x if self.x_ema is None else self.x_ema
 
 
 # ----------------------------------------------------------------------------- validation
@@ -78,6 +81,7 @@ def validate_inputs(x_train: Tensor, y_train: Tensor, traj: Trajectories, config
         (c.lr_labels > 0, f"lr_labels must be > 0, got {c.lr_labels}"),
         (c.init in INITS, f"init must be one of {INITS}, got {c.init!r}"),
         (0 < c.distill_fraction <= 1, f"distill_fraction must be in (0, 1], got {c.distill_fraction}"),
+        (0 <= c.ema_decay < 1, f"ema_decay must be in [0, 1), got {c.ema_decay}"),
         (c.trajectories_per_iteration >= 1,
          f"trajectories_per_iteration must be >= 1, got {c.trajectories_per_iteration}"),
         (c.trajectories_per_iteration >= distributed.world_size(),
@@ -125,7 +129,8 @@ def checkpoint_identity(config: DistillConfig, traj: Trajectories, batch_syn: Op
     distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
     if distill["trajectories_per_iteration"] == 1:      # checkpoints of earlier releases have no such field
         del distill["trajectories_per_iteration"]
-    for name, default in (("start_window", "fixed"), ("init", "random"), ("distill_fraction", 1.0)):
+    for name, default in (("start_window", "fixed"), ("init", "random"), ("distill_fraction", 1.0),
+                          ("ema_decay", 0.0)):
         if distill[name] == default:                    # nor these
             del distill[name]
     expert = {k: v for k, v in traj.expert_config.to_dict().items() if k not in ROUNDING_ONLY_FIELDS}
@@ -160,6 +165,8 @@ def save_checkpoint(out_dir: Path, state: DistillState, history: dict, labels: T
                "generator": state.generator_state, "history": history, "plan": plan.to_payload(), **thread_record()}
     if state.mom_y is not None:
         payload.update(soft_labels=state.y.detach().cpu(), mom_y=state.mom_y.cpu())
+    if state.x_ema is not None:
+        payload.update(x_ema=state.x_ema.detach().cpu())
     save_artifact(out_dir / CHECKPOINT_NAME, CHECKPOINT_KIND, payload, config=identity)
     atomic_write_json(out_dir / HISTORY_NAME, history)
 
@@ -187,7 +194,8 @@ def load_checkpoint(path: Path, identity: dict, device: torch.device, x: Tensor,
     soft = "soft_labels" in obj
     state = DistillState(obj["x"].to(device), obj["alpha"].to(device), obj["mom_x"].to(device),
                    obj["mom_alpha"].to(device), int(obj["iteration"]), obj["generator"],
-                   obj["soft_labels"].to(device) if soft else labels, obj["mom_y"].to(device) if soft else None)
+                   obj["soft_labels"].to(device) if soft else labels, obj["mom_y"].to(device) if soft else None,
+                   obj["x_ema"].to(device) if "x_ema" in obj else None)
     return state, obj["history"], labels
 
 
@@ -195,30 +203,32 @@ def load_checkpoint(path: Path, identity: dict, device: torch.device, x: Tensor,
 
 def initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Trajectories,
                    config: DistillConfig) -> Tuple[DistillState, Tensor]:
-    """``cpc`` real clips per class, class by class: random ones (seeded; ``init="random"``) or the herding
-    coreset of expert 0's last snapshot (``init="herding"``, in the order herding picks them: the same clips
-    as the herding baseline); alpha = alpha_init, zero momentum; soft labels start as the logits of expert
-    0's snapshot ``label_expert_epoch`` on those clips."""
+    """``cpc`` real clips per class, class by class: random ones (seeded; ``init="random"``), random ones
+    among those the experts' snapshots ``label_expert_epoch`` classify correctly (``init="correct"``, DATM) or
+    the herding coreset of expert 0's last snapshot (``init="herding"``, in the order herding picks them: the
+    same clips as the herding baseline); alpha = alpha_init, zero momentum; soft labels start as the mean
+    logits of the experts' snapshots ``label_expert_epoch`` that classify the clip correctly."""
     gen = torch.Generator().manual_seed(config.seed)
+    teachers = None
+    if config.init == "correct" or config.labels == "soft":
+        teachers = torch.stack([p[config.label_expert_epoch] for p in traj.params]).to(x_train.device)
     if config.init == "herding":
         x, labels = herding_subset(x_train, y_train, config.cpc, net, traj.params[0][-1])
-        x = x.detach().clone()
+    elif config.init == "correct":
+        x, labels = correct_real_subset(x_train, y_train, config.cpc, net, teachers, seed=gen)
     else:
-        idx = []
-        for c in range(traj.num_classes):
-            members = torch.nonzero(y_train.cpu() == c).flatten()
-            idx.append(members[torch.randperm(len(members), generator=gen)[:config.cpc]])
-        x = x_train[torch.cat(idx).to(x_train.device)].detach().clone()
-        labels = torch.arange(traj.num_classes).repeat_interleave(config.cpc)
+        idx = class_subset_indices(y_train, config.cpc, gen)
+        x, labels = x_train[idx.to(x_train.device)], y_train[idx]
+    x = x.detach().clone()
     labels = labels.to(device=x.device, dtype=torch.int64)
     alpha = torch.tensor(config.alpha_init, dtype=x.dtype, device=x.device)
     y, mom_y = labels, None
     if config.labels == "soft":
-        teacher = traj.params[0][config.label_expert_epoch].to(device=x.device, dtype=x.dtype)
         with torch.no_grad():
-            y = net.forward(teacher, x).detach()
+            y = expert_soft_labels(net, teachers.to(device=x.device, dtype=x.dtype), x, labels)
         mom_y = torch.zeros_like(y)
-    state = DistillState(x, alpha, torch.zeros_like(x), torch.zeros_like(alpha), 0, gen.get_state(), y, mom_y)
+    state = DistillState(x, alpha, torch.zeros_like(x), torch.zeros_like(alpha), 0, gen.get_state(), y, mom_y,
+                         x.clone() if config.ema_decay > 0 else None)
     return state, labels
 
 
@@ -241,4 +251,4 @@ def state_to(state: DistillState, device: torch.device) -> DistillState:
     def move(t):
         return None if t is None else t.to(device)
     return DistillState(move(state.x), move(state.alpha), move(state.mom_x), move(state.mom_alpha), state.iteration,
-                  state.generator_state, move(state.y), move(state.mom_y))
+                  state.generator_state, move(state.y), move(state.mom_y), move(state.x_ema))

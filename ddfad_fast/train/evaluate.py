@@ -10,8 +10,8 @@ compared paired, on the same clips and nets (:mod:`ddfad_fast.apps.stats`).
 
 Baselines of the same size as a distilled set: :func:`random_real_subset` and :func:`herding_subset`
 (a coreset: per class, the clips whose running mean embedding best follows the class mean); with
-:func:`expert_soft_labels`, an expert's logits on those clips as their labels (the baselines of a distilled set
-with learned soft labels).
+:func:`expert_soft_labels`, the experts' logits on those clips as their labels (the baselines of a distilled set
+with learned soft labels); :func:`correct_real_subset`, real clips the experts classify correctly (an initialisation).
 """
 from __future__ import annotations
 
@@ -203,12 +203,68 @@ def _restore(group: NetGroup, state: dict, device: torch.device) -> None:
 
 
 @torch.no_grad()
-def expert_soft_labels(net: FunctionalNet, params: Tensor, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Soft labels for real clips: the logits (N, C) of ``net`` under an expert's ``params`` (P,) on ``x``
-    (N, 3, F, T), the kind of labels a distilled set with ``labels="soft"`` starts from (evaluation trains
-    towards their softmax)."""
-    params = params.to(x.device, x.dtype)
-    return torch.cat([net.forward(params, x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).detach()
+def expert_logits(net: FunctionalNet, params: Tensor, x: Tensor, batch_size: int = 512) -> Tensor:
+    """The logits (E, N, C) of ``net`` under each of E experts' flat parameters ``params`` (E, P) on the
+    clips ``x`` (N, 3, F, T) (a Tensor or StoredFeatures), in batches of ``batch_size`` clips."""
+    out = []
+    for p in params.to(x.device, x.dtype):
+        out.append(torch.cat([net.forward(p, x[i:i + batch_size]) for i in range(0, len(x), batch_size)]))
+    return torch.stack(out).detach()
+
+
+def expert_soft_labels(net: FunctionalNet, params: Tensor, x: Tensor, y: Optional[Tensor] = None,
+                       batch_size: int = 512) -> Tensor:
+    """Soft labels for real clips: the logits (N, C) that a distilled set with ``labels="soft"`` starts from
+    (evaluation trains towards their softmax).
+
+    ``params`` is one expert's flat parameters (P,) or several experts' (E, P); with classes ``y`` (N,),
+    each clip gets the mean logits of the experts that classify it correctly (DATM, Guo et al., ICLR 2024),
+    or of all of them when none does; without ``y``, the mean over all experts."""
+    logits = expert_logits(net, params.view(-1, params.shape[-1]), x, batch_size)       # (E, N, C)
+    if y is None:
+        return logits.mean(0)
+    right = (logits.argmax(-1) == y.to(logits.device).view(1, -1)).to(logits.dtype)   # (E, N)
+    right = torch.where(right.sum(0, keepdim=True) > 0, right, torch.ones_like(right))
+    return (logits * right.unsqueeze(-1)).sum(0) / right.sum(0).unsqueeze(-1)
+
+
+def class_subset_indices(y: Tensor, per_class: int, generator: torch.Generator,
+                         score: Optional[Tensor] = None) -> Tensor:
+    """Indices of ``per_class`` clips of every class, class by class: per class, a random permutation (drawn
+    from ``generator``) of its clips, stably sorted by ``score`` (N,) high to low when one is given; the
+    first ``per_class``. ParameterError when a class has fewer clips."""
+    if per_class < 1:
+        raise ParameterError(f"per_class must be >= 1, got {per_class}")
+    y_cpu, idx = y.cpu(), []
+    for c in torch.unique(y_cpu).tolist():
+        members = torch.nonzero(y_cpu == c).flatten()
+        if len(members) < per_class:
+            raise ParameterError(f"class {c} has {len(members)} samples, fewer than per_class={per_class}")
+        members = members[torch.randperm(len(members), generator=generator)]
+        if score is not None:
+            members = members[torch.sort(score.cpu()[members], descending=True, stable=True).indices]
+        idx.append(members[:per_class])
+    return torch.cat(idx).to(y.device)
+
+
+def correct_real_subset(x: Tensor, y: Tensor, per_class: int, net: FunctionalNet, params: Tensor,
+                        seed=0, batch_size: int = 512) -> tuple:
+    """Per class, ``per_class`` real clips that the experts classify correctly (DATM's initialisation).
+
+    Clips are ranked by how many of the experts ``params`` (E, P) classify them correctly and drawn at random
+    among equals (``seed``: an int or a torch.Generator): clips every expert gets right first, then, where a
+    class has too few of those, clips fewer experts get right.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        x (C * per_class, ...) and y (C * per_class,), class by class.
+    """
+    gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    logits = expert_logits(net, params.view(-1, params.shape[-1]), x, batch_size)
+    votes = (logits.argmax(-1) == y.to(logits.device).view(1, -1)).sum(0)
+    idx = class_subset_indices(y, per_class, gen, votes)
+    return x[idx], y[idx]
 
 
 def random_real_subset(x: Tensor, y: Tensor, per_class: int, seed: int = 0) -> tuple:
@@ -230,16 +286,7 @@ def random_real_subset(x: Tensor, y: Tensor, per_class: int, seed: int = 0) -> t
     (Tensor, Tensor)
         x (C * per_class, ...) and y (C * per_class,).
     """
-    if per_class < 1:
-        raise ParameterError(f"per_class must be >= 1, got {per_class}")
-    gen = torch.Generator().manual_seed(seed)
-    idx = []
-    for c in torch.unique(y).tolist():
-        members = torch.nonzero(y == c).flatten()
-        if len(members) < per_class:
-            raise ParameterError(f"class {c} has {len(members)} samples, fewer than per_class={per_class}")
-        idx.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
-    idx = torch.cat(idx)
+    idx = class_subset_indices(y, per_class, torch.Generator().manual_seed(seed))
     return x[idx], y[idx]
 
 

@@ -57,9 +57,8 @@ test split), with ``bench/recipes.py``; the runs are in ``bench/results/recipes_
   real clips 38.4 ± 4.6 %, herding coreset 42.5 ± 3.7 %), as DATM predicts for large sets; at 5 clips per class (9 %, start
   epochs 3-8; 5 nets each) 42.7 ± 3.0 % against 37.3 ± 1.1 %. At 50 clips per
   class on FSDD (20.6 %: start epochs 6-9; batches of 100, 5 nets, ``datm-fsdd-ratio``) it gave 98.0 ± 0.3 %
-  against the herding coreset's 97.8 ± 0.3 % (the same experts) and the fixed window's 97.3 % (the report's
-  validation row, other experts of the same config): above full distillation with the fixed window, level with
-  the coreset. The presets keep
+  against the herding coreset's 97.8 ± 0.3 % and the fixed window's 97.9 ± 0.8 % (the same experts,
+  ``datm-fsdd-fixed``): all three level. The presets keep
   the fixed window until the size at which to switch is measured and the committed reports are re-run with it;
   pass ``--start-window ratio`` for large CPCs.
 * Expert batch 64 instead of MTT's 256 (FSDD has 2,400 training clips: 38 steps an epoch instead of 10).

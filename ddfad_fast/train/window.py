@@ -20,7 +20,7 @@ Both ends are non-decreasing in the ratio and the start is always below the end.
 2,430 training clips after the validation split) CPC 1 / 10 / 50 keep 0.4 / 4.1 / 20.6 % of the clips.
 Measured there at CPC 1 on the validation split with the cpu-small experts (15 epochs: window 0-1), it lost to
 the fixed window 0-10 (66.8 vs 75.3 %); on EmoDB at CPC 10 (18 %: window 6-9 of 15 epochs) it won (49.5 vs
-43.4 %) and on FSDD at CPC 50 it gave 98.0 % against 97.3 % (see ddfad_fast/presets.py). "fixed" stays the default.
+43.4 %) and on FSDD at CPC 50 the two were level (98.0 vs 97.9 %; see ddfad_fast/presets.py). "fixed" stays the default.
 """
 from __future__ import annotations
 

@@ -268,8 +268,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
 
     distilled_sets, alphas, audio_files, iterations = {}, {}, {}, {}
     soft = preset.distill.labels == "soft"
-    teachers = (torch.stack([p[preset.distill.label_expert_epoch] for p in trajectories.params]).to(device)
-                if soft else None)
+    teachers = trajectories.snapshots(preset.distill.label_expert_epoch).to(device) if soft else None
     cross_cpc = preset.cross_cpc if preset.cross_cpc in cpcs else None
 
     def cpc_stage(cpc: int) -> None:

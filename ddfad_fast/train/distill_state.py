@@ -211,7 +211,7 @@ def initial_state(x_train: Tensor, y_train: Tensor, net: FunctionalNet, traj: Tr
     gen = torch.Generator().manual_seed(config.seed)
     teachers = None
     if config.init == "correct" or config.labels == "soft":
-        teachers = torch.stack([p[config.label_expert_epoch] for p in traj.params]).to(x_train.device)
+        teachers = traj.snapshots(config.label_expert_epoch).to(x_train.device)
     if config.init == "herding":
         x, labels = herding_subset(x_train, y_train, config.cpc, net, traj.params[0][-1])
     elif config.init == "correct":

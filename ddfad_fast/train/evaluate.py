@@ -204,10 +204,11 @@ def _restore(group: NetGroup, state: dict, device: torch.device) -> None:
 
 @torch.no_grad()
 def expert_logits(net: FunctionalNet, params: Tensor, x: Tensor, batch_size: int = 512) -> Tensor:
-    """The logits (E, N, C) of ``net`` under each of E experts' flat parameters ``params`` (E, P) on the
-    clips ``x`` (N, 3, F, T) (a Tensor or StoredFeatures), in batches of ``batch_size`` clips."""
+    """The logits (E, N, C) of ``net`` under each of E experts' flat parameters ``params`` (E, P) (or one
+    expert's (P,): E = 1) on the clips ``x`` (N, 3, F, T) (a Tensor or StoredFeatures), in batches of
+    ``batch_size`` clips."""
     out = []
-    for p in params.to(x.device, x.dtype):
+    for p in params.view(-1, params.shape[-1]).to(x.device, x.dtype):
         out.append(torch.cat([net.forward(p, x[i:i + batch_size]) for i in range(0, len(x), batch_size)]))
     return torch.stack(out).detach()
 
@@ -220,7 +221,7 @@ def expert_soft_labels(net: FunctionalNet, params: Tensor, x: Tensor, y: Optiona
     ``params`` is one expert's flat parameters (P,) or several experts' (E, P); with classes ``y`` (N,),
     each clip gets the mean logits of the experts that classify it correctly (DATM, Guo et al., ICLR 2024),
     or of all of them when none does; without ``y``, the mean over all experts."""
-    logits = expert_logits(net, params.view(-1, params.shape[-1]), x, batch_size)       # (E, N, C)
+    logits = expert_logits(net, params, x, batch_size)                                  # (E, N, C)
     if y is None:
         return logits.mean(0)
     right = (logits.argmax(-1) == y.to(logits.device).view(1, -1)).to(logits.dtype)   # (E, N)
@@ -236,13 +237,14 @@ def class_subset_indices(y: Tensor, per_class: int, generator: torch.Generator,
     if per_class < 1:
         raise ParameterError(f"per_class must be >= 1, got {per_class}")
     y_cpu, idx = y.cpu(), []
+    score = None if score is None else score.cpu()
     for c in torch.unique(y_cpu).tolist():
         members = torch.nonzero(y_cpu == c).flatten()
         if len(members) < per_class:
             raise ParameterError(f"class {c} has {len(members)} samples, fewer than per_class={per_class}")
         members = members[torch.randperm(len(members), generator=generator)]
         if score is not None:
-            members = members[torch.sort(score.cpu()[members], descending=True, stable=True).indices]
+            members = members[torch.sort(score[members], descending=True, stable=True).indices]
         idx.append(members[:per_class])
     return torch.cat(idx).to(y.device)
 
@@ -261,8 +263,9 @@ def correct_real_subset(x: Tensor, y: Tensor, per_class: int, net: FunctionalNet
         x (C * per_class, ...) and y (C * per_class,), class by class.
     """
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
-    logits = expert_logits(net, params.view(-1, params.shape[-1]), x, batch_size)
-    votes = (logits.argmax(-1) == y.to(logits.device).view(1, -1)).sum(0)
+    y_on = y.to(x.device)
+    votes = sum(correct_mask(net, p, x, y_on, batch_size).to(torch.int64)
+                for p in params.view(-1, params.shape[-1]).to(x.device, x.dtype))
     idx = class_subset_indices(y, per_class, gen, votes)
     return x[idx], y[idx]
 

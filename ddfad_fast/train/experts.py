@@ -45,6 +45,10 @@ class Trajectories:
     feature_config: FeatureConfig
     norm: Optional[FeatureNorm] = None
 
+    def snapshots(self, epoch: int) -> Tensor:
+        """Every expert's snapshot ``epoch`` (0: the initialisation, -1: the last): (num_experts, P)."""
+        return torch.stack([p[epoch] for p in self.params])
+
 
 def expert_path(out_dir: Path, k: int) -> Path:
     return Path(out_dir) / f"expert_{k:03d}.pt"

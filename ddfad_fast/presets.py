@@ -137,7 +137,7 @@ def _preset(name: str, description: str, width: int, num_experts: int, expert_ep
         distill=DistillConfig(syn_steps=syn_steps, expert_epochs=2, max_start_epoch=max_start_epoch,
                               iterations=iterations, lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01,
                               batch_syn=batch_syn, checkpoint_every=checkpoint_every, eval_every=eval_every,
-                              unroll="reverse", augment=AUGMENT),
+                              unroll="reverse", augment=AUGMENT, start_window="auto"),
         eval=EvalConfig(num_nets=eval_nets, epochs=eval_epochs, steps=eval_steps, batch_size=eval_batch,
                         models=("convnet",), augment=AUGMENT, compile=True),
         eval_full=EvalConfig(num_nets=full_nets, steps=full_steps, batch_size=64, models=full_models,

@@ -6,9 +6,10 @@ import pytest
 from helpers import tiny_trajectories
 from ddfad_fast.config import DistillConfig
 from ddfad_fast.errors import ParameterError
-from ddfad_fast.presets import get_preset
+from ddfad_fast.presets import all_presets, get_preset
 from ddfad_fast.train.distill import distill
-from ddfad_fast.train.window import data_ratio, ratio_window, start_epoch_window
+from ddfad_fast.train.window import (AUTO_MIN_RATIO, data_ratio, ratio_window, resolve_start_window,
+                                     start_epoch_window)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -45,6 +46,17 @@ def test_epochs_of_the_window():
     assert data_ratio(50, 10, 100) == 1.0
 
 
+def test_auto_switches_at_the_measured_ratio():
+    assert resolve_start_window("auto", AUTO_MIN_RATIO) == "ratio"
+    assert resolve_start_window("auto", AUTO_MIN_RATIO * 0.999) == "fixed"
+    assert resolve_start_window("fixed", 0.5) == "fixed" and resolve_start_window("ratio", 0.001) == "ratio"
+    # FSDD (2,430 training clips): CPC 1 keeps 0.4 % (fixed window), CPC 50 20.6 % (the ratio window)
+    assert start_epoch_window("auto", 10, 2, 15, 1, 10, 2430) == (0, 10)
+    assert start_epoch_window("auto", 10, 2, 15, 50, 10, 2430) == (6, 9)
+    with pytest.raises(ParameterError, match="start_window"):
+        resolve_start_window("late", 0.1)
+
+
 def test_bad_input():
     for bad in (0.0, -0.1, 1.5, float("nan")):
         with pytest.raises(ParameterError, match="data ratio"):
@@ -75,6 +87,12 @@ def test_distillation_draws_inside_the_window(trajectories, cpc, window):
     fixed = distill(split.x_train, split.y_train, traj, config.replace(start_window="fixed"), progress=False)
     assert max(fixed.history["start_epoch"]) > window[1] or min(fixed.history["start_epoch"]) < window[0]
     assert fixed.history["sessions"][0]["start_epochs"] == [0, 7]
+    # "auto": CPC 1 keeps 4.2 % (< 5 %: the fixed window's draws), CPC 24 all of them (the ratio window's)
+    auto = distill(split.x_train, split.y_train, traj, config.replace(start_window="auto"), progress=False)
+    expected = result if cpc == 24 else fixed
+    assert auto.history["start_epoch"] == expected.history["start_epoch"]
+    assert auto.history["sessions"][0]["start_window_used"] == ("ratio" if cpc == 24 else "fixed")
+    assert auto.history["sessions"][0]["start_window"] == "auto"
 
 
 def test_bad_window_setting(trajectories):
@@ -87,17 +105,23 @@ def test_bad_window_setting(trajectories):
     with pytest.raises(ParameterError, match="max_start_epoch"):
         distill(split.x_train, split.y_train, traj, config, progress=False)
     distill(split.x_train, split.y_train, traj, config.replace(start_window="ratio"), progress=False)
+    # "auto" is checked as the window it resolves to: fixed at CPC 1 (4.2 %), the ratio one at CPC 24
+    with pytest.raises(ParameterError, match="max_start_epoch"):
+        distill(split.x_train, split.y_train, traj, config.replace(start_window="auto"), progress=False)
+    distill(split.x_train, split.y_train, traj, config.replace(start_window="auto", cpc=24), progress=False)
 
 
 def test_flags_and_presets():
     from ddfad_fast.cli.entry import build_parser
     from ddfad_fast.cli.run import apply_overrides
-    assert get_preset("cpu-small").distill.start_window == "fixed"
+    assert {p.distill.start_window for p in all_presets().values()} == {"auto"}
+    assert DistillConfig().start_window == "fixed"          # MTT's window for a bare DistillConfig
     parser = build_parser()
-    args = parser.parse_args(["run", "--data", "d", "--cpc", "1", "--out", "o", "--start-window", "ratio"])
-    assert apply_overrides(get_preset("cpu-small"), args).distill.start_window == "ratio"
+    for flag in ("ratio", "fixed"):
+        args = parser.parse_args(["run", "--data", "d", "--cpc", "1", "--out", "o", "--start-window", flag])
+        assert apply_overrides(get_preset("cpu-small"), args).distill.start_window == flag
     args = parser.parse_args(["run", "--data", "d", "--cpc", "1", "--out", "o"])
-    assert apply_overrides(get_preset("cpu-small"), args).distill.start_window == "fixed"
+    assert apply_overrides(get_preset("cpu-small"), args).distill.start_window == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--data", "d", "--cpc", "1", "--out", "o", "--start-window", "late"])
     args = parser.parse_args(["distill", "--data", "d", "--experts", "e", "--cpc", "1", "--out", "o",
@@ -105,8 +129,10 @@ def test_flags_and_presets():
     assert isinstance(args, argparse.Namespace) and args.start_window == "ratio"
 
 
-def test_runs_made_before_the_window_option_resume(cli_run, tmp_path):
-    """run.json of an earlier release has no start_window: the run resumes (the default is what it ran)."""
+def test_runs_made_before_the_window_option_resume(cli_run, tmp_path, capsys):
+    """run.json of an earlier release has no start_window: it ran the fixed window, which is what it holds when
+    read back; resuming it with the presets' "auto" is refused naming the setting, with --start-window fixed
+    it resumes."""
     import json
     import shutil
 
@@ -122,7 +148,11 @@ def test_runs_made_before_the_window_option_resume(cli_run, tmp_path):
     (copy / "run.json").write_text(json.dumps(saved))
     threads = torch.get_num_threads()
     try:
-        assert main(["run", "--data", str(data), "--cpc", "2", "--out", str(copy), "--resume", *TINY_RUN]) == 0
+        capsys.readouterr()
+        assert main(["run", "--data", str(data), "--cpc", "2", "--out", str(copy), "--resume", *TINY_RUN]) == 2
+        assert "preset.distill.start_window: 'fixed' in the run, 'auto' now" in capsys.readouterr().err
+        assert main(["run", "--data", str(data), "--cpc", "2", "--out", str(copy), "--resume", "--start-window",
+                     "fixed", *TINY_RUN]) == 0
         # another window is another configuration
         assert main(["run", "--data", str(data), "--cpc", "2", "--out", str(copy), "--resume", "--start-window",
                      "ratio", *TINY_RUN]) == 2

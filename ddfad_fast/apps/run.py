@@ -61,6 +61,14 @@ def _comparable(run_config: dict) -> dict:
     return out
 
 
+def _differences(saved, now, path: str = "") -> List[str]:
+    """The settings that differ between two run configurations, as "where: saved -> now" lines."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [line for key in sorted(set(saved) | set(now), key=str)
+                for line in _differences(saved.get(key), now.get(key), f"{path}.{key}" if path else str(key))]
+    return [] if saved == now else [f"{path or 'configuration'}: {saved!r} in the run, {now!r} now"]
+
+
 def _prepare_out(out: Path, run_config: dict, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise ParameterError("--resume and --overwrite exclude each other")
@@ -77,8 +85,9 @@ def _prepare_out(out: Path, run_config: dict, resume: bool, overwrite: bool) -> 
     if exists:
         saved = read_json(out / RUN_FILE, "run configuration") if (out / RUN_FILE).is_file() else None
         if saved is not None and _comparable(saved) != _comparable(run_config):
-            raise ParameterError(f"{out} was made with another configuration (see {out / RUN_FILE}); "
-                                 "use another --out or --overwrite")
+            changed = "; ".join(_differences(_comparable(saved), _comparable(run_config))[:5])
+            raise ParameterError(f"{out} was made with another configuration (see {out / RUN_FILE}): {changed}; "
+                                 "pass the same options, or use another --out or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     if not exists:
         mark(out, "run")                   # a folder this command made: a later --overwrite may empty it

@@ -52,8 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="M: match theta*_{t+M}, the expert M epochs ahead of the start")
     group.add_argument("--expert-epochs", dest="expert_epochs", type=int, action=DeprecatedAlias, new="--match-epochs")
     group.add_argument("--max-start-epoch", type=int, default=None)
-    group.add_argument("--start-window", choices=("fixed", "ratio"), default=None,
-                       help="expert start epochs: fixed = [0, max-start-epoch]; ratio = set by the data ratio")
     group.add_argument("--lr-data", type=float, default=None)
     group.add_argument("--lr-alpha", type=float, default=None)
     group.add_argument("--alpha-init", type=float, default=None)

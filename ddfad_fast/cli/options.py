@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import INITS
+from ..train.window import AUTO_MIN_RATIO, START_WINDOWS
 
 _WARNED: set = set()
 
@@ -35,8 +36,13 @@ class DeprecatedAlias(argparse.Action):
 
 
 def add_selection_options(group) -> None:
-    """``--init``, ``--distill-fraction`` and ``--ema-decay``: where the synthetic set starts, which share of it
-    is distilled, and whether the run returns a moving average of it."""
+    """``--start-window``, ``--init``, ``--distill-fraction`` and ``--ema-decay``: which expert epochs are matched,
+    where the synthetic set starts, which share of it is distilled, and whether the run returns a moving
+    average of it."""
+    group.add_argument("--start-window", choices=START_WINDOWS, default=None,
+                       help="expert start epochs: fixed = [0, max-start-epoch]; ratio = the window set by the "
+                            "fraction of the training set each CPC keeps (early epochs for tiny sets); auto = ratio "
+                            f"from {AUTO_MIN_RATIO * 100:g} %% of the training set, fixed below (the presets' choice)")
     group.add_argument("--init", choices=INITS, default=None,
                        help="initial synthetic clips: random real ones, random ones the experts classify correctly, "
                             "or the herding coreset")

@@ -44,9 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--syn-steps", type=int, default=None)
     group.add_argument("--max-start-epoch", type=int, default=None)
     group.add_argument("--lr-data", type=float, default=None)
-    group.add_argument("--start-window", choices=("fixed", "ratio"), default=None,
-                       help="expert start epochs: fixed = [0, max-start-epoch]; ratio = the window set by the "
-                            "fraction of the training set each CPC keeps (early epochs for tiny sets)")
     add_selection_options(group)
     group.add_argument("--labels", choices=("hard", "soft"), default=None, help="class labels or learned soft labels")
     group.add_argument("--batch-syn", type=int, default=None, help="synthetic clips per student step")

@@ -27,7 +27,7 @@ from .memory import MemoryPlan, requested_settings
 from .models import FunctionalNet
 from .threads import check_resume_threads, saved_threads, thread_record
 from .unroll import UNROLL_MODES
-from .window import START_WINDOWS
+from .window import START_WINDOWS, data_ratio, resolve_start_window
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"
@@ -94,7 +94,8 @@ def validate_inputs(x_train: Tensor, y_train: Tensor, traj: Trajectories, config
     epochs = min(int(p.shape[0]) for p in traj.params) - 1
     if not -(epochs + 1) <= c.label_expert_epoch <= epochs:
         raise ParameterError(f"label_expert_epoch={c.label_expert_epoch} is outside the {epochs} epochs of the experts")
-    if c.start_window == "fixed" and c.max_start_epoch + c.expert_epochs > epochs:
+    ratio = data_ratio(c.cpc, traj.num_classes, int(x_train.shape[0]))
+    if resolve_start_window(c.start_window, ratio) == "fixed" and c.max_start_epoch + c.expert_epochs > epochs:
         raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
                              f"the {epochs} epochs of the expert trajectories")
     if len(x_train.shape) != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):

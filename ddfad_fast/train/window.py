@@ -29,7 +29,9 @@ from typing import Sequence, Tuple
 
 from ..errors import ParameterError
 
-START_WINDOWS = ("fixed", "ratio")
+START_WINDOWS = ("fixed", "ratio", "auto")
+# "auto": the ratio window from this data ratio up, the fixed window below it (module docstring)
+AUTO_MIN_RATIO = 0.05
 # (ratio, fraction of expert training): the window's end, and its start
 END_ANCHORS: Tuple[Tuple[float, float], ...] = ((0.004, 0.04), (0.04, 0.40), (0.20, 0.60))
 START_ANCHORS: Tuple[Tuple[float, float], ...] = ((0.04, 0.0), (0.20, 0.40))
@@ -76,6 +78,16 @@ def ratio_window(ratio: float) -> Tuple[float, float]:
     return _interpolate(START_ANCHORS, ratio), _interpolate(END_ANCHORS, ratio)
 
 
+def resolve_start_window(mode: str, ratio: float) -> str:
+    """The window a ``start_window`` setting uses at a data ratio: "fixed" or "ratio" ("auto": "ratio" from
+    :data:`AUTO_MIN_RATIO` up)."""
+    if mode not in START_WINDOWS:
+        raise ParameterError(f"start_window must be one of {START_WINDOWS}, got {mode!r}")
+    if mode == "auto":
+        return "ratio" if ratio >= AUTO_MIN_RATIO else "fixed"
+    return mode
+
+
 def start_epoch_window(mode: str, max_start_epoch: int, match_epochs: int, expert_epochs: int, cpc: int,
                        num_classes: int, num_train: int) -> Tuple[int, int]:
     """The epochs (first, last) a start epoch is drawn from, both included.
@@ -83,7 +95,8 @@ def start_epoch_window(mode: str, max_start_epoch: int, match_epochs: int, exper
     Parameters
     ----------
     mode : str
-        "fixed": (0, ``max_start_epoch``); "ratio": :func:`ratio_window` of the data ratio times
+        "fixed": (0, ``max_start_epoch``); "auto": one of the two (:func:`resolve_start_window`);
+        "ratio": :func:`ratio_window` of the data ratio times
         ``expert_epochs``, rounded to the nearest epoch (the end at least the start), the end capped at
         ``expert_epochs - match_epochs`` so that the target epoch t + M exists.
     max_start_epoch, match_epochs, expert_epochs : int
@@ -101,15 +114,14 @@ def start_epoch_window(mode: str, max_start_epoch: int, match_epochs: int, exper
     ParameterError
         An unknown ``mode``, or trajectories shorter than ``match_epochs``.
     """
-    if mode not in START_WINDOWS:
-        raise ParameterError(f"start_window must be one of {START_WINDOWS}, got {mode!r}")
-    if mode == "fixed":
+    ratio = data_ratio(cpc, num_classes, num_train)
+    if resolve_start_window(mode, ratio) == "fixed":
         return 0, int(max_start_epoch)
     last_possible = expert_epochs - match_epochs
     if last_possible < 0:
         raise ParameterError(f"the expert trajectories have {expert_epochs} epochs, fewer than the "
                              f"{match_epochs} epochs a match spans")
-    lo, hi = ratio_window(data_ratio(cpc, num_classes, num_train))
+    lo, hi = ratio_window(ratio)
     first = math.floor(lo * expert_epochs + 0.5)
     last = max(first, math.floor(hi * expert_epochs + 0.5))
     last = min(last, last_possible)

@@ -2,6 +2,7 @@
 import argparse
 
 import pytest
+import torch
 
 from helpers import tiny_trajectories
 from ddfad_fast.config import DistillConfig
@@ -158,3 +159,25 @@ def test_runs_made_before_the_window_option_resume(cli_run, tmp_path, capsys):
                      "ratio", *TINY_RUN]) == 2
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cpc, same", [(1, "fixed"), (24, "ratio")])
+def test_auto_resumes_a_checkpoint_of_the_window_it_uses(trajectories, tmp_path, cpc, same):
+    """A checkpoint is identified by the window the CPC uses: "auto" resumes one made with that window
+    (bit for bit as an uninterrupted run) and refuses one made with the other."""
+    from ddfad_fast.errors import FileFormatError
+    split, traj = trajectories      # 4 classes, 96 clips: CPC 1 keeps 4.2 % (fixed), CPC 24 all (ratio)
+    config = DistillConfig(cpc=cpc, syn_steps=2, expert_epochs=2, max_start_epoch=7, iterations=4, lr_data=1.0,
+                           compile=False, checkpoint_every=1, eval_every=0, start_window="auto")
+    whole = distill(split.x_train, split.y_train, traj, config, progress=False)
+    other = "ratio" if same == "fixed" else "fixed"
+    distill(split.x_train, split.y_train, traj, config.replace(start_window=other, iterations=2),
+            out_dir=tmp_path / other, progress=False)
+    with pytest.raises(FileFormatError, match="start_window"):
+        distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / other, resume=True, progress=False)
+    distill(split.x_train, split.y_train, traj, config.replace(start_window=same, iterations=2),
+            out_dir=tmp_path / same, progress=False)
+    resumed = distill(split.x_train, split.y_train, traj, config, out_dir=tmp_path / same, resume=True,
+                      progress=False)
+    assert resumed.history["sessions"][-1]["start_iteration"] == 2
+    assert torch.equal(resumed.features, whole.features) and resumed.alpha == whole.alpha

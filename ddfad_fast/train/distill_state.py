@@ -128,6 +128,9 @@ def same_data(saved, x: Tensor, y: Tensor) -> bool:
 def checkpoint_identity(config: DistillConfig, traj: Trajectories, batch_syn: Optional[int], x: Tensor, y: Tensor) -> dict:
     """What a checkpoint must have been made with to be resumed (ROUNDING_ONLY_FIELDS of the experts excluded)."""
     distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
+    # the window this CPC uses: "auto" resumes a checkpoint of the same window made with "fixed" or "ratio"
+    distill["start_window"] = resolve_start_window(config.start_window,
+                                                   data_ratio(config.cpc, traj.num_classes, int(x.shape[0])))
     if distill["trajectories_per_iteration"] == 1:      # checkpoints of earlier releases have no such field
         del distill["trajectories_per_iteration"]
     for name, default in (("start_window", "fixed"), ("init", "random"), ("distill_fraction", 1.0),

@@ -69,7 +69,7 @@ from .models import FunctionalNet, build_model
 from ..resources import GIB
 from .memory import MemoryPlan, plan_memory
 from .unroll import Augment, Stepper, StepPlan, make_plan, unroll
-from .window import data_ratio, resolve_start_window, start_epoch_window
+from .window import start_epoch_window, window_used
 from .distill_state import (CHECKPOINT_NAME, PER_ITERATION, DistillState, checkpoint_identity,
                             history_upto, initial_state, load_checkpoint, new_history, save_checkpoint, state_to,
                             stored_plan, update_mask, validate_inputs)
@@ -231,9 +231,9 @@ def _iteration(state: DistillState, history: dict, labels: Tensor, net: Function
 
 
 def _session_info(plan: MemoryPlan, stepper: Stepper, start_iteration: int, config: DistillConfig,
-                  window: Tuple[int, int], window_used: str) -> dict:
+                  window: Tuple[int, int], used: str) -> dict:
     return {"start_iteration": start_iteration, "processes": distributed.world_size(),
-            "start_window": config.start_window, "start_window_used": window_used, "start_epochs": list(window),
+            "start_window": config.start_window, "start_window_used": used, "start_epochs": list(window),
             "trajectories_per_iteration": config.trajectories_per_iteration,
             "unroll": plan.unroll, "batch_syn": plan.batch_syn,
             "compile_requested": bool(config.compile and plan.unroll == "reverse"), "compiled": stepper.compiled,
@@ -381,9 +381,8 @@ def distill(x_train: Tensor, y_train: Tensor, trajectories: Trajectories, config
     for change in plan.changed:
         _report(f"to fit max_memory_gb={config.max_memory_gb:g}: {change}", bar)
     window = window_of(config, trajectories, len(y_train))
-    window_used = resolve_start_window(config.start_window,
-                                       data_ratio(config.cpc, trajectories.num_classes, len(y_train)))
-    session = _session_info(plan, stepper, state.iteration, config, window, window_used)
+    used = window_used(config.start_window, config.cpc, trajectories.num_classes, len(y_train))
+    session = _session_info(plan, stepper, state.iteration, config, window, used)
     history["sessions"].append(session)
     latest = [state]            # the last complete state; replaced whole, so Ctrl-C never sees half an update
     callbacks = as_callbacks(callbacks if main else None)

@@ -27,7 +27,7 @@ from .memory import MemoryPlan, requested_settings
 from .models import FunctionalNet
 from .threads import check_resume_threads, saved_threads, thread_record
 from .unroll import UNROLL_MODES
-from .window import START_WINDOWS, data_ratio, resolve_start_window
+from .window import START_WINDOWS, window_used
 
 CHECKPOINT_NAME = "checkpoint.pt"
 HISTORY_NAME = "history.json"
@@ -94,8 +94,7 @@ def validate_inputs(x_train: Tensor, y_train: Tensor, traj: Trajectories, config
     epochs = min(int(p.shape[0]) for p in traj.params) - 1
     if not -(epochs + 1) <= c.label_expert_epoch <= epochs:
         raise ParameterError(f"label_expert_epoch={c.label_expert_epoch} is outside the {epochs} epochs of the experts")
-    ratio = data_ratio(c.cpc, traj.num_classes, int(x_train.shape[0]))
-    if resolve_start_window(c.start_window, ratio) == "fixed" and c.max_start_epoch + c.expert_epochs > epochs:
+    if window_used(c.start_window, c.cpc, traj.num_classes, int(x_train.shape[0])) == "fixed" and c.max_start_epoch + c.expert_epochs > epochs:
         raise ParameterError(f"max_start_epoch + expert_epochs = {c.max_start_epoch} + {c.expert_epochs} exceeds "
                              f"the {epochs} epochs of the expert trajectories")
     if len(x_train.shape) != 4 or tuple(x_train.shape[1:]) != tuple(traj.in_shape):
@@ -129,8 +128,7 @@ def checkpoint_identity(config: DistillConfig, traj: Trajectories, batch_syn: Op
     """What a checkpoint must have been made with to be resumed (ROUNDING_ONLY_FIELDS of the experts excluded)."""
     distill = {k: v for k, v in config.to_dict().items() if k not in _FREE_FIELDS}
     # the window this CPC uses: "auto" resumes a checkpoint of the same window made with "fixed" or "ratio"
-    distill["start_window"] = resolve_start_window(config.start_window,
-                                                   data_ratio(config.cpc, traj.num_classes, int(x.shape[0])))
+    distill["start_window"] = window_used(config.start_window, config.cpc, traj.num_classes, int(x.shape[0]))
     if distill["trajectories_per_iteration"] == 1:      # checkpoints of earlier releases have no such field
         del distill["trajectories_per_iteration"]
     for name, default in (("start_window", "fixed"), ("init", "random"), ("distill_fraction", 1.0),

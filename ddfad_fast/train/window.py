@@ -106,6 +106,12 @@ def resolve_start_window(mode: str, ratio: float) -> str:
     return mode
 
 
+def window_used(mode: str, cpc: int, num_classes: int, num_train: int) -> str:
+    """:func:`resolve_start_window` at the data ratio of ``cpc`` clips per class of ``num_classes`` classes out
+    of ``num_train`` training clips."""
+    return resolve_start_window(mode, data_ratio(cpc, num_classes, num_train))
+
+
 def start_epoch_window(mode: str, max_start_epoch: int, match_epochs: int, expert_epochs: int, cpc: int,
                        num_classes: int, num_train: int) -> Tuple[int, int]:
     """The epochs (first, last) a start epoch is drawn from, both included.
@@ -132,14 +138,13 @@ def start_epoch_window(mode: str, max_start_epoch: int, match_epochs: int, exper
     ParameterError
         An unknown ``mode``, or trajectories shorter than ``match_epochs``.
     """
-    ratio = data_ratio(cpc, num_classes, num_train)
-    if resolve_start_window(mode, ratio) == "fixed":
+    if window_used(mode, cpc, num_classes, num_train) == "fixed":
         return 0, int(max_start_epoch)
     last_possible = expert_epochs - match_epochs
     if last_possible < 0:
         raise ParameterError(f"the expert trajectories have {expert_epochs} epochs, fewer than the "
                              f"{match_epochs} epochs a match spans")
-    lo, hi = ratio_window(ratio)
+    lo, hi = ratio_window(data_ratio(cpc, num_classes, num_train))
     first = math.floor(lo * expert_epochs + 0.5)
     last = max(first, math.floor(hi * expert_epochs + 0.5))
     last = min(last, last_possible)

@@ -171,6 +171,7 @@ def _load_sources(cache: Path, workers: int) -> Dict[int, list]:
     for digit, speaker, index, wave in loaded:
         out.setdefault(digit, []).append((speaker, index, wave))
     rows = [(d, sp, i, w) for d in sorted(out) for sp, i, w in out[d]]
+    cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp.npz")
     np.savez(tmp, stamp=np.array(stamp), digits=np.array([r[0] for r in rows], dtype=np.int64),
              speakers=np.array([r[1] for r in rows]), indices=np.array([r[2] for r in rows], dtype=np.int64),

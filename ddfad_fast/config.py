@@ -181,11 +181,22 @@ class ExpertConfig(_Config):
     momentum: float = 0.0
     weight_decay: float = 0.0
     batch_size: int = 256
+    # an epoch (one saved snapshot) is at least this many SGD steps: as many passes over a small training set
+    # as that takes (None: one pass, MTT's rule); see :meth:`passes_per_epoch`
+    min_epoch_steps: Optional[int] = None
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: Optional[Augment] = None   # applied to every training batch (None: no augmentation)
     compile: bool = False               # torch.compile each training step (eager fallback, said once)
     ensemble: bool = False              # train the unfinished experts together (torch.func.vmap)
+
+    def passes_per_epoch(self, n_train: int) -> int:
+        """Passes over ``n_train`` training clips that make one expert epoch: 1, or enough batches of
+        ``batch_size`` to reach ``min_epoch_steps`` SGD steps (e.g. 387 clips, batches of 64, 32 steps: 5)."""
+        if self.min_epoch_steps is None:
+            return 1
+        batches = -(-n_train // self.batch_size)
+        return max(1, -(-self.min_epoch_steps // batches))
 
 
 # settings that change speed and float32 rounding only: never part of what a file must match to be resumed

@@ -137,8 +137,8 @@ def _preset(name: str, description: str, width: int, num_experts: int, expert_ep
     model = ModelConfig(width=width, depth=3)
     return Preset(
         name=name, description=description, features=FeatureConfig.fsdd(),
-        expert=ExpertConfig(num_experts=num_experts, epochs=expert_epochs, batch_size=64, model=model,
-                            augment=AUGMENT, compile=True),
+        expert=ExpertConfig(num_experts=num_experts, epochs=expert_epochs, batch_size=64, min_epoch_steps=32,
+                            model=model, augment=AUGMENT, compile=True),
         distill=DistillConfig(syn_steps=syn_steps, expert_epochs=2, max_start_epoch=max_start_epoch,
                               iterations=iterations, lr_data=1000.0, lr_alpha=1e-5, alpha_init=0.01,
                               batch_syn=batch_syn, checkpoint_every=checkpoint_every, eval_every=eval_every,

@@ -12,7 +12,7 @@ from ddfad_fast.data import carve_validation
 from ddfad_fast.errors import FileFormatError, ParameterError
 from ddfad_fast.train.experts import load_trajectories, train_experts
 from ddfad_fast.train.sgd import sgd_epoch
-from ddfad_fast.io import load_artifact
+from ddfad_fast.io import load_artifact, save_artifact
 from ddfad_fast.train.models import build_model
 
 CFG = EXPERT_CONFIG
@@ -216,3 +216,43 @@ def test_compile_failure_warns_once_and_trains_eager(tmp_path, monkeypatch):
     eager = tmp_path / "eager"
     train_experts(make_split(), cfg.replace(compile=False), eager, progress=False)
     assert torch.equal(load_artifact(tmp_path / "expert_001.pt")["params"], load_artifact(eager / "expert_001.pt")["params"])
+
+
+def test_an_epoch_of_a_small_set_is_several_passes(tmp_path):
+    """min_epoch_steps: an epoch of 48 clips in batches of 16 (3 steps a pass) is 3 passes when it must be at
+    least 7 steps; its snapshots are every third one of one-pass epochs, bit for bit, and its loss their mean."""
+    split = make_split()
+    aug = Augment(max_shift=2, time_mask=3, freq_mask=2)
+    one_pass = CFG.replace(num_experts=1, epochs=6, augment=aug)
+    passes = one_pass.replace(epochs=2, min_epoch_steps=7)
+    assert passes.passes_per_epoch(48) == 3 and passes.passes_per_epoch(112) == 1 and one_pass.passes_per_epoch(5) == 1
+    train_experts(split, one_pass, tmp_path / "one", progress=False)
+    train_experts(split, passes, tmp_path / "three", progress=False)
+    a, b = load_artifact(tmp_path / "one" / "expert_000.pt"), load_artifact(tmp_path / "three" / "expert_000.pt")
+    assert b["params"].shape[0] == 3 and torch.equal(b["params"], a["params"][::3])
+    for e in range(2):
+        assert b["train_loss"][e] == pytest.approx(sum(a["train_loss"][3 * e:3 * e + 3]) / 3, rel=1e-12)
+    assert b["monitor_acc"] == [a["monitor_acc"][2], a["monitor_acc"][5]]
+    assert load_trajectories(tmp_path / "three").expert_config == passes
+    with pytest.raises(ParameterError, match="min_epoch_steps"):
+        train_experts(split, passes.replace(min_epoch_steps=0), tmp_path / "bad", progress=False)
+    with pytest.raises(ParameterError, match="passes per epoch"):
+        sgd.train_group(None, None, split.x_train, split.y_train, 1, lambda e: 0.1, 0.0, 0.0, 16, passes=0)
+
+
+def test_files_from_before_min_epoch_steps_resume(tmp_path):
+    """An expert file written before ExpertConfig had min_epoch_steps (its config lacks the field) is the
+    same config as min_epoch_steps=None: kept on resume; one made with passes is not."""
+    split = make_split()
+    cfg = CFG.replace(num_experts=1)
+    train_experts(split, cfg, tmp_path, progress=False)
+    path = tmp_path / "expert_000.pt"
+    obj = load_artifact(path)
+    config = obj.pop("config")
+    del config["expert"]["min_epoch_steps"]
+    payload = {k: v for k, v in obj.items() if k not in ("format", "kind", "version")}
+    save_artifact(path, "trajectory", payload, config=config)
+    train_experts(split, cfg.replace(num_experts=2), tmp_path, resume=True, progress=False)
+    assert torch.equal(load_artifact(path)["params"], obj["params"])
+    with pytest.raises(FileFormatError, match="different expert config"):
+        train_experts(split, cfg.replace(min_epoch_steps=7), tmp_path, resume=True, progress=False)

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu-small", help="configuration preset (default cpu-small)")
     parser.add_argument("--num-experts", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--min-epoch-steps", type=int, default=None,
+                        help="SGD steps an epoch (snapshot) takes at least: several passes over a small training set "
+                             "(0: one pass; default: the preset's)")
     parser.add_argument("--width", type=int, default=None, help="ConvNet width")
     parser.add_argument("--resume", action="store_true", help="keep finished experts, continue an unfinished one")
     add_source_options(parser, cache_help="feature cache folder (default OUT/cache)")
@@ -40,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
         expert = expert.replace(num_experts=args.num_experts)
     if args.epochs is not None:
         expert = expert.replace(epochs=args.epochs)
+    if args.min_epoch_steps is not None:
+        expert = expert.replace(min_epoch_steps=args.min_epoch_steps or None)
     if args.width is not None:
         expert = expert.replace(model=expert.model.replace(width=args.width))
     if args.no_compile:

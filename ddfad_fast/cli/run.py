@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-experts", type=int, default=None)
     group.add_argument("--expert-epochs", type=int, default=None, help="epochs per expert")
     group.add_argument("--expert-batch-size", type=int, default=None, help="expert SGD batch size")
+    group.add_argument("--expert-epoch-steps", type=int, default=None,
+                       help="SGD steps an expert epoch (snapshot) takes at least: several passes over a small training "
+                            "set (0: one pass; default: the preset's)")
     group.add_argument("--iterations", type=int, default=None,
                        help="distillation iterations (with --resume: continue a finished run to this many)")
     group.add_argument("--syn-steps", type=int, default=None)
@@ -87,6 +90,8 @@ def apply_overrides(preset: Preset, args: argparse.Namespace) -> Preset:
         expert = expert.replace(epochs=args.expert_epochs)
     if args.expert_batch_size is not None:
         expert = expert.replace(batch_size=args.expert_batch_size)
+    if args.expert_epoch_steps is not None:
+        expert = expert.replace(min_epoch_steps=args.expert_epoch_steps or None)
     distill = preset.distill
     for name in ("iterations", "syn_steps", "max_start_epoch", "lr_data", "batch_syn", "checkpoint_every", "labels",
                  "start_window", "init", "distill_fraction", "ema_decay"):

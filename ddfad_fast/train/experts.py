@@ -68,8 +68,9 @@ def _check_same(path: Path, kind: str, file_config: dict) -> dict:
     """Load ``path`` and check it was made with ``file_config`` (the expert count may differ)."""
     obj = load_artifact(path, kind=kind, expected_config=file_config,
                         config_keys=("features", "in_shape", "num_classes", "standardized"))
-    if rounding_free(obj["config"].get("expert", {}), "num_experts") != rounding_free(file_config["expert"],
-                                                                                     "num_experts"):
+    saved = obj["config"].get("expert", {})
+    saved = ExpertConfig.from_dict(saved).to_dict() if isinstance(saved, dict) else {}   # fields added since: defaults
+    if rounding_free(saved, "num_experts") != rounding_free(file_config["expert"], "num_experts"):
         raise FileFormatError(f"{path}: made with a different expert config ({obj['config'].get('expert')} "
                               f"vs {file_config['expert']})")
     return obj
@@ -81,6 +82,8 @@ def _validate(config: ExpertConfig, split) -> None:
     if not (config.lr > 0 and math.isfinite(config.lr)) or config.batch_size < 1:
         raise ParameterError(f"expert lr must be finite and > 0 and batch_size >= 1, got {config.lr}, "
                              f"{config.batch_size}")
+    if config.min_epoch_steps is not None and config.min_epoch_steps < 1:
+        raise ParameterError(f"expert min_epoch_steps must be None or >= 1, got {config.min_epoch_steps}")
     if len(split.y_train) == 0:
         raise ParameterError("the training split is empty")
 
@@ -250,7 +253,8 @@ def _train_some(net: FunctionalNet, split, config: ExpertConfig, ks: List[int], 
             pause.point("experts")
 
     train_group(net, group, split.x_train, split.y_train, config.epochs, lambda epoch: config.lr, config.momentum,
-                config.weight_decay, config.batch_size, config.augment, stepper, config.ensemble, after_epoch)
+                config.weight_decay, config.batch_size, config.augment, stepper, config.ensemble, after_epoch,
+                passes=config.passes_per_epoch(len(split.y_train)))
 
 
 def load_trajectories(out_dir: Path, feature_config: Optional[FeatureConfig] = None) -> Trajectories:

@@ -160,7 +160,7 @@ def train_group(net: FunctionalNet, group: NetGroup, x: Tensor, y: Tensor, epoch
                 momentum: float, weight_decay: float, batch_size: int, augment: Optional[Augment] = None,
                 stepper: Optional[Stepper] = None, together: bool = False,
                 after_epoch: Optional[Callable[[NetGroup, List[int], Tensor], None]] = None,
-                on_interrupt: Optional[Callable[[dict], None]] = None) -> NetGroup:
+                on_interrupt: Optional[Callable[[dict], None]] = None, passes: int = 1) -> NetGroup:
     """Train every net of ``group`` to ``epochs`` epochs: the one training loop of experts and evaluation.
 
     Nets at different epochs (a resumed run) are brought level first, the ones furthest behind trained
@@ -168,16 +168,20 @@ def train_group(net: FunctionalNet, group: NetGroup, x: Tensor, y: Tensor, epoch
     ``lr_at(epoch)``: the step size of that epoch. ``after_epoch(group, rows, losses)``: called after every
     epoch with the rows of the nets that just trained and their mean losses. ``on_interrupt(state)``: on
     Ctrl-C during an epoch or its ``after_epoch``, called with :meth:`NetGroup.state` as it was at the start
-    of that epoch, then the KeyboardInterrupt goes on.
+    of that epoch, then the KeyboardInterrupt goes on. ``passes``: passes over ``x`` per epoch (its loss is
+    their mean), so that an epoch of a small training set can be several of its passes.
     """
+    if passes < 1:
+        raise ParameterError(f"passes per epoch must be >= 1, got {passes}")
     while group.epochs and min(group.epochs) < epochs:
         epoch = min(group.epochs)
         rows = [r for r, e in enumerate(group.epochs) if e == epoch]
         start = group.state() if on_interrupt is not None else None
         try:
             part = group if len(rows) == len(group.epochs) else group.select(rows)
-            losses = sgd_epoch(net, part.params, part.velocity, x, y, lr_at(epoch), momentum, weight_decay,
-                               batch_size, part.generators, augment, stepper, together)
+            losses = sum(sgd_epoch(net, part.params, part.velocity, x, y, lr_at(epoch), momentum, weight_decay,
+                                   batch_size, part.generators, augment, stepper, together)
+                         for _ in range(passes)) / passes
             if part is not group:
                 group.params[rows], group.velocity[rows] = part.params, part.velocity
             for r in rows:

@@ -75,7 +75,10 @@ test split), with ``bench/recipes.py``; the runs are in ``bench/results/recipes_
   EmoDB report's validation rows, the same command at both settings (``bench/results/emodb_report/``):
   distilled 39.1 / 58.2 / 56.8 % at 1 / 5 / 10 clips per class against 36.8 / 42.3 / 49.5 % with one pass
   (test split: 43.7 / 56.7 / 61.7 against 45.8 / 51.7 / 60.6 %). The other EmoDB figures here and in the
-  window module's table were measured with one-pass experts.
+  window module's table were measured with one-pass experts. With the passes (``bench/recipes.py``, EmoDB's
+  validation split, tags ``passes-emodb-*`` in ``bench/results/recipes_cpu.jsonl``): at 1 clip per class (10
+  nets) the fixed window 38.6 +- 3.5 %, the ratio window 35.5 +- 3.1 % (so ``auto`` keeps the fixed one there),
+  the herding start 40.9 +- 3.7 %; at 5 (5 nets) 100 iterations 56.4 +- 3.9 %, 300 iterations 56.4 +- 6.6 %.
 * Expert batch 64 instead of MTT's 256 (FSDD has 2,400 training clips: 38 steps an epoch instead of 10).
 * Expert and evaluation training steps compiled (``compile=True``): 1.2-1.5x the eager steps' speed on
   2 cores for width 32 and 128 (``bench/results/train_throughput.json``) for 13-30 s of compilation per

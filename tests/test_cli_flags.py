@@ -144,3 +144,19 @@ def test_full_data_evaluation_is_sized_in_steps():
     full = apply_overrides(preset, parser.parse_args(run + ["--full-epochs", "4"])).eval_full
     assert (full.steps, full.epochs_for(2400)) == (None, 4)
     assert apply_overrides(preset, parser.parse_args(run)).eval_full == preset.eval_full
+
+
+def test_expert_epoch_steps_flags():
+    """--expert-epoch-steps (run) and --min-epoch-steps (experts) set ExpertConfig.min_epoch_steps; 0 is one pass."""
+    from ddfad_fast.cli.run import apply_overrides
+    from ddfad_fast.presets import get_preset
+    preset = get_preset("cpu-small")
+    parser = build_parser()
+    run = ["run", "--data", "d", "--cpc", "1", "--out", "o"]
+    assert apply_overrides(preset, parser.parse_args(run)).expert.min_epoch_steps == 32
+    expert = apply_overrides(preset, parser.parse_args(run + ["--expert-epoch-steps", "70"])).expert
+    assert expert.min_epoch_steps == 70 and expert.passes_per_epoch(387) == 10
+    expert = apply_overrides(preset, parser.parse_args(run + ["--expert-epoch-steps", "0"])).expert
+    assert expert.min_epoch_steps is None and expert.passes_per_epoch(387) == 1
+    args = parser.parse_args(["experts", "--data", "d", "--out", "o", "--min-epoch-steps", "64"])
+    assert args.min_epoch_steps == 64

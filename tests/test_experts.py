@@ -256,3 +256,13 @@ def test_files_from_before_min_epoch_steps_resume(tmp_path):
     assert torch.equal(load_artifact(path)["params"], obj["params"])
     with pytest.raises(FileFormatError, match="different expert config"):
         train_experts(split, cfg.replace(min_epoch_steps=7), tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("preset", ["cpu-small", "cpu-large", "paper"])
+def test_presets_keep_one_pass_on_fsdd_and_take_five_on_emodb(preset):
+    """The presets' expert epochs: one pass over FSDD's 2,400 training clips and the 100k corpus's 80,903 (the
+    committed FSDD and 100k reports stand), five over EmoDB's 387 (7 batches of 64: 35 steps >= 32)."""
+    from ddfad_fast.presets import get_preset
+    expert = get_preset(preset).expert
+    assert expert.passes_per_epoch(2400) == 1 and expert.passes_per_epoch(80903) == 1
+    assert expert.passes_per_epoch(387) == 5 and expert.passes_per_epoch(1) == 32

@@ -193,10 +193,14 @@ class ExpertConfig(_Config):
     def passes_per_epoch(self, n_train: int) -> int:
         """Passes over ``n_train`` training clips that make one expert epoch: 1, or enough batches of
         ``batch_size`` to reach ``min_epoch_steps`` SGD steps (e.g. 387 clips, batches of 64, 32 steps: 5)."""
-        if self.min_epoch_steps is None:
-            return 1
-        batches = -(-n_train // self.batch_size)
-        return max(1, -(-self.min_epoch_steps // batches))
+        return 1 if self.min_epoch_steps is None else passes_for_steps(self.min_epoch_steps, n_train, self.batch_size)
+
+
+def passes_for_steps(steps: int, n_train: int, batch_size: int) -> int:
+    """Passes over ``n_train`` clips in batches of ``batch_size`` (the last one partial) that make at least
+    ``steps`` SGD steps, and at least one."""
+    batches_per_pass = -(-n_train // batch_size)
+    return max(1, -(-steps // batches_per_pass))
 
 
 # settings that change speed and float32 rounding only: never part of what a file must match to be resumed
@@ -252,8 +256,7 @@ class EvalConfig(_Config):
         """Epochs for a training set of ``n_train`` clips: ``epochs``, or ``steps`` SGD steps rounded up to epochs."""
         if self.steps is None:
             return self.epochs
-        per_epoch = -(-n_train // self.batch_size)
-        return max(1, -(-self.steps // per_epoch))
+        return passes_for_steps(self.steps, n_train, self.batch_size)
 
     num_nets: int = 5
     epochs: int = 300                   # passes over the training set (see ``steps``)

@@ -68,8 +68,7 @@ def _check_same(path: Path, kind: str, file_config: dict) -> dict:
     """Load ``path`` and check it was made with ``file_config`` (the expert count may differ)."""
     obj = load_artifact(path, kind=kind, expected_config=file_config,
                         config_keys=("features", "in_shape", "num_classes", "standardized"))
-    saved = obj["config"].get("expert", {})
-    saved = ExpertConfig.from_dict(saved).to_dict() if isinstance(saved, dict) else {}   # fields added since: defaults
+    saved = ExpertConfig.from_dict(obj["config"].get("expert", {})).to_dict()   # fields added since: their defaults
     if rounding_free(saved, "num_experts") != rounding_free(file_config["expert"], "num_experts"):
         raise FileFormatError(f"{path}: made with a different expert config ({obj['config'].get('expert')} "
                               f"vs {file_config['expert']})")

@@ -16,6 +16,8 @@ written once, as they stream, into the run's ``cache/source_<hash>/`` (:mod:`ddf
 source the pipeline then reads like a CSV manifest. The feature settings are chosen from a header scan of the
 clips unless given (:mod:`ddfad_fast.data.scan`); the choice is printed and stored in run.json and the report.
 No global state: the seeds, the device and the output folder are arguments; progress bars are tqdm.auto.
+For the CPU training speed of the ``ddfad`` commands, call :func:`ddfad_fast.resources.keep_freed_memory`
+once before (a process-wide allocator setting, so it is left to the caller).
 """
 from __future__ import annotations
 

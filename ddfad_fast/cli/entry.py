@@ -133,6 +133,9 @@ def _command(argv: Optional[List[str]]) -> int:
     import torch
     if args.threads is not None or not os.environ.get("OMP_NUM_THREADS"):    # an explicit OMP_NUM_THREADS stands
         torch.set_num_threads(args.threads or free_cores())
+    if getattr(args, "max_memory", None) is None:      # under a memory limit the allocator's defaults stand
+        from ..resources import keep_freed_memory
+        keep_freed_memory()
     from .. import distributed
     if getattr(args, "deterministic", False):
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")       # cuBLAS's condition for determinism

@@ -53,25 +53,21 @@ def keep_freed_memory() -> bool:
     global _LIBC
     if _LIBC is not None:
         return True
-    libc = None
+    libc, why = None, "not a glibc Linux"
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        except OSError:
-            libc = None
-    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "malloc_trim"):
-        warnings.warn("ddfad_fast: glibc's mallopt is not available here (not a glibc Linux); freed memory goes "
-                      "back to the system as its allocator decides (CPU training may be slower)",
-                      BackendFallbackWarning, stacklevel=2)
-        return False
-    ok = (libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(KEEP_MMAP_THRESHOLD)) == 1
-          and libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(KEEP_TRIM_THRESHOLD)) == 1)
-    if not ok:
-        warnings.warn("ddfad_fast: glibc refused the mallopt thresholds; freed memory goes back to the system "
-                      "as its allocator decides (CPU training may be slower)", BackendFallbackWarning, stacklevel=2)
-        return False
-    _LIBC = libc
-    return True
+        except OSError as exc:
+            why = f"libc did not load: {exc}"
+    if libc is not None:
+        why = "glibc refused the thresholds"
+        if (libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(KEEP_MMAP_THRESHOLD)) == 1
+                and libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(KEEP_TRIM_THRESHOLD)) == 1):
+            _LIBC = libc
+            return True
+    warnings.warn(f"ddfad_fast: glibc's mallopt is not available here ({why}); freed memory goes back to the "
+                  "system as its allocator decides (CPU training may be slower)", BackendFallbackWarning, stacklevel=2)
+    return False
 
 
 def _release_free_memory() -> None:

@@ -13,6 +13,7 @@ gradients are averaged with an all-reduce).
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 import pickle
 from typing import Any, Callable, Optional, Union
@@ -72,12 +73,19 @@ def init(command: str, device: Optional[torch.device] = None, timeout_s: float =
     if device is not None and torch.device(device).type == "cuda":
         torch.cuda.set_device(torch.device(device))
         backend = "nccl"
+    # torch._dynamo (imported by torch.compile and torch.func.grad) keeps references to a process group that
+    # exists when it is first imported, so destroy_process_group would leave the group and its worker threads
+    # alive; a gloo worker that releases its last collective's tensors while the interpreter shuts down then
+    # aborts the process (SIGABRT after a finished run, about 1 launch in 30 on a 2-core host). Imported
+    # first, it holds none and shutdown() joins the workers.
+    importlib.import_module("torch._dynamo")
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
 
 
 def shutdown(wait: bool = True) -> None:
     """Leave the process group; ``wait``: after a barrier, so no rank exits while others still talk to it
-    (a rank that failed leaves at once: the launcher then stops the others)."""
+    (a rank that failed leaves at once: the launcher then stops the others). A group made by :func:`init`
+    is destroyed here, its worker threads joined before the interpreter exits."""
     if dist.is_available() and dist.is_initialized():
         if wait:
             dist.barrier()

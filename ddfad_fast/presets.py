@@ -1,6 +1,6 @@
 """Named run presets: the FeatureConfig, ExpertConfig, DistillConfig and EvalConfigs of one `ddfad run`.
 
-* ``cpu-small`` (default): a 2-core CPU, about 20 minutes for FSDD at 10 clips per class (ConvNet
+* ``cpu-small`` (default): a 2-core CPU, 13-19 minutes for FSDD at 10 clips per class (ConvNet
   width 32, 5 experts x 15 epochs, 100 distillation iterations of 20 student steps).
 * ``cpu-large``: a longer CPU run (10 experts x 30 epochs, 500 iterations, three architectures).
 * ``paper``: the GPU sizes of MTT (ConvNet width 128, 100 experts x 50 epochs, 5,000 iterations).
@@ -165,7 +165,7 @@ def _preset(name: str, description: str, width: int, num_experts: int, expert_ep
 
 
 def _cpu_small() -> Preset:
-    return _preset("cpu-small", "2-core CPU: about 20 minutes for FSDD at 10 clips per class", width=32,
+    return _preset("cpu-small", "2-core CPU: 13-19 minutes for FSDD at 10 clips per class", width=32,
                    num_experts=5, expert_epochs=15, syn_steps=20, max_start_epoch=10, iterations=100,
                    checkpoint_every=10, eval_every=0, batch_syn=100, eval_nets=5, eval_steps=300, eval_batch=128,
                    full_nets=3, full_steps=760, full_models=("convnet",))

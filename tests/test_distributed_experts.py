@@ -5,7 +5,6 @@ the real CLI); expert k is trained by rank k % 2 with seed ``seed + k``, so ever
 single-process one tensor for tensor. A rank that fails makes every rank raise (none waits forever), and
 ``resume`` (the same launch again) finishes the set where an uninterrupted run ends.
 """
-import datetime
 import json
 import os
 import socket
@@ -19,6 +18,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import ddfad_fast.distributed as distributed
 import ddfad_fast.train.experts as experts
 import ddfad_fast.train.sgd as sgd
 from ddfad_fast.config import Augment
@@ -49,7 +49,7 @@ def _rank_main(rank: int, port: int, job: str, folder: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=90))
+    distributed.init("experts", timeout_s=90)
     folder = Path(folder)
     split, out = make_split(), {}
     try:
@@ -73,8 +73,15 @@ def _rank_main(rank: int, port: int, job: str, folder: str) -> None:
             out["again"] = _call(experts.train_experts, split, CONFIG, folder / "ranks", progress=False)
             out["resume"] = _call(experts.train_experts, split, CONFIG, folder / "ranks", resume=True, progress=False)
     finally:
+        distributed.shutdown()
+        out["threads_left"] = _thread_names()
         (folder / f"{job}_rank{rank}.json").write_text(json.dumps(out))
-        torch.distributed.destroy_process_group()
+
+
+def _thread_names() -> list:
+    """The names of this process's threads (Linux; empty elsewhere)."""
+    tasks = Path("/proc/self/task")
+    return [(task / "comm").read_text().strip() for task in tasks.iterdir()] if tasks.is_dir() else []
 
 
 def spawn(job: str, folder: Path, limit_s: float = 120.0) -> list:
@@ -109,8 +116,12 @@ def assert_same_files(a: Path, b: Path, exact: bool = True) -> None:
 
 def test_ranks_train_disjoint_experts_equal_to_one_process(tmp_path):
     """3 experts on 2 ranks (0 and 2 on rank 0, 1 on rank 1) into one folder: each file equals the single
-    process's, tensor for tensor; with ensemble=True each rank trains its own together (float32 rounding)."""
+    process's, tensor for tensor; with ensemble=True each rank trains its own together (float32 rounding).
+    Leaving the group joins gloo's worker threads (torch.func.grad imports torch._dynamo, which held the group
+    alive when imported after it was made, and a worker left running could abort the exiting process)."""
     seen = spawn("train", tmp_path)
+    for rank in seen:
+        assert not [name for name in rank["threads_left"] if "gloo" in name], rank["threads_left"]
     experts.train_experts(make_split(), CONFIG, tmp_path / "one", progress=False)
     experts.train_experts(make_split(), CONFIG.replace(ensemble=True), tmp_path / "one_ensemble", progress=False)
     for mode, folder in (("plain", "ranks"), ("ensemble", "ranks_ensemble")):

@@ -1,10 +1,8 @@
 """Shared helpers of the benchmark scripts: timing, machine facts, table printing, JSON output."""
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -12,7 +10,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from ddfad_fast.provenance import git_commit  # noqa: F401  (re-exported for the scripts)
+from ddfad_fast.provenance import git_commit, provenance  # noqa: F401  (git_commit: re-exported for the scripts)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -59,28 +57,9 @@ def backend_info() -> Dict[str, object]:
 
 
 def machine_info() -> Dict[str, object]:
-    """The machine, library versions, git commit, load average and ddfad_fast backends (:func:`backend_info`)."""
-    info: Dict[str, object] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "git_commit": git_commit(),
-        "load_average_1_5_15": list(os.getloadavg()),
-    }
-    for name in ("numpy", "numba", "librosa", "torchaudio", "triton"):
-        try:
-            info[name] = __import__(name).__version__
-        except Exception:
-            info[name] = None
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-    info["ddfad_backends"] = backend_info()
-    return info
+    """The machine, library versions, git commit, load average (:func:`ddfad_fast.provenance.provenance`, as in a
+    run's report) and the ddfad_fast backends (:func:`backend_info`)."""
+    return {**provenance(), "ddfad_backends": backend_info()}
 
 
 def print_table(rows: List[Dict[str, object]], columns: List[str]) -> None:
@@ -106,21 +85,32 @@ def fastest(rows: List[Dict[str, object]], impls) -> Dict[str, str]:
     return {key: str(r["impl"]) for key, r in best.items()}
 
 
+def is_committed_result(path: Path) -> bool:
+    """Whether ``path`` lies in bench/results (the committed results)."""
+    results, path = RESULTS_DIR.resolve(), Path(path).resolve()
+    return path == results or results in path.parents
+
+
+def refuse_dirty(path: Path, commit: str) -> None:
+    """Exit with a message where ``path`` is a committed result (in bench/results) and ``commit`` names
+    uncommitted changes, unless DDFAD_BENCH_DIRTY_OK=1 (the commit then records the diff's hash)."""
+    if "+dirty" in str(commit) and is_committed_result(path) and os.environ.get("DDFAD_BENCH_DIRTY_OK") != "1":
+        raise SystemExit(f"refusing to write {path} from a tree with uncommitted changes ({commit}): commit "
+                         f"first, or set DDFAD_BENCH_DIRTY_OK=1 to record the diff's hash")
+
+
 def write_json(name: str, rows: List[Dict[str, object]], extra: Optional[Dict[str, object]] = None,
-               out_dir: Optional[Path] = None) -> Path:
+               out_dir: Optional[Path] = None, machine: Optional[Dict[str, object]] = None) -> Path:
     """Write ``{"machine": ..., "rows": rows, **extra}`` to ``out_dir/name.json`` (default bench/results).
 
-    The machine record holds the date, the load average and the commit; a result meant for bench/results (the
-    committed ones) from a tree with uncommitted changes is refused unless DDFAD_BENCH_DIRTY_OK=1, and then its
-    commit names the hash of the diff (:func:`git_commit`)."""
+    The machine record (``machine``, else :func:`machine_info` now) holds the date, the load average and the
+    commit; a result meant for bench/results (the committed ones) from a tree with uncommitted changes is
+    refused (:func:`refuse_dirty`)."""
     out = Path(out_dir or os.environ.get("DDFAD_BENCH_OUT", RESULTS_DIR))
-    machine = machine_info()
-    if ("+dirty" in str(machine["git_commit"]) and out.resolve() == RESULTS_DIR.resolve()
-            and os.environ.get("DDFAD_BENCH_DIRTY_OK") != "1"):
-        raise SystemExit(f"refusing to write {out / (name + '.json')} from a tree with uncommitted changes "
-                         f"({machine['git_commit']}): commit first, or set DDFAD_BENCH_DIRTY_OK=1 to record the diff's hash")
-    out.mkdir(parents=True, exist_ok=True)
+    machine = machine or machine_info()
     path = out / f"{name}.json"
+    refuse_dirty(path, machine["git_commit"])
+    out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine, "rows": rows, **(extra or {})}, indent=2) + "\n")
     return path
 

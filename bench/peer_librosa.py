@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, git_commit, write_json  # noqa: E402
+from _common import RESULTS_DIR, git_commit, refuse_dirty, write_json  # noqa: E402
 from peer_librosa_plugin import SWAPPED  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,9 +74,7 @@ def main() -> None:
     parser.add_argument("--files", nargs="+", default=list(FILES), help="test files to run (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args()
-    if ("+dirty" in git_commit() and args.out.resolve() == RESULTS_DIR.resolve()
-            and os.environ.get("DDFAD_BENCH_DIRTY_OK") != "1"):
-        raise SystemExit("the tree has uncommitted changes: commit first (or set DDFAD_BENCH_DIRTY_OK=1)")
+    refuse_dirty(args.out, git_commit())
     import librosa
     tests = args.librosa_tests.resolve()
     if tests.name != "tests" or not (tests / "data").is_dir():

@@ -1,11 +1,14 @@
-"""Where a result came from: the code's git commit (with a hash of any uncommitted diff), the date and the
-machine's load, recorded in reports (``provenance`` in a run's report.json) and benchmark JSON."""
+"""Where a result came from: the code's git commit (with a hash of any uncommitted diff), the date, the
+machine, its load and the library versions, recorded in reports (``machine`` in a run's report.json) and in
+benchmark JSON (``machine``)."""
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
 import os
+import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Dict
 
@@ -31,11 +34,32 @@ def git_commit(root: Path = SOURCE_ROOT) -> str:
     return os.environ.get("DDFAD_GIT_COMMIT", "unknown")
 
 
+VERSIONED = ("torch", "numpy", "numba", "soundfile", "librosa", "torchaudio", "triton")
+
+
+def _version(package: str):
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def provenance() -> Dict[str, object]:
-    """{"git_commit", "date" (UTC, ISO 8601), "load_average_1_5_15", "cpu_count"} of this process, now."""
+    """This process's code and machine, now: {"git_commit", "date" (UTC, ISO 8601), "load_average_1_5_15",
+    "cpu_count", "platform", "processor", "python", "torch_threads"}, the installed version (or None) of each of
+    :data:`VERSIONED`, and "gpu" / "cuda" where CUDA is available."""
+    import torch
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"git_commit": git_commit(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "load_average_1_5_15": load, "cpu_count": os.cpu_count()}
+    record: Dict[str, object] = {
+        "git_commit": git_commit(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_1_5_15": load, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads()}
+    record.update({name: _version(name) for name in VERSIONED})
+    if torch.cuda.is_available():
+        record["gpu"] = torch.cuda.get_device_name(0)
+        record["cuda"] = torch.version.cuda
+    return record

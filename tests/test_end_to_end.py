@@ -101,7 +101,8 @@ def test_distilled_beats_random_real(fsdd_dir, tmp_path):
     assert distilled > random, (distilled, random)
     assert report["num_train"] + report["num_val"] == 500 and report["num_val"] >= 40
     from ddfad_fast.provenance import git_commit
-    assert report["provenance"]["git_commit"] == git_commit()       # the code the run came from
+    assert report["machine"]["git_commit"] == git_commit()          # the code and machine the run came from
+    assert report["machine"]["torch"] and len(report["machine"]["load_average_1_5_15"]) == 3
     assert report["classes"] == [str(d) for d in range(10)] and not report["failures"]
     assert "val_mean" in acc["distilled"]["convnet"] and "herding" in acc
     manifest = (out / "cpc1" / "audio" / "manifest.csv").read_text().splitlines()

@@ -84,7 +84,8 @@ def test_flags():
 def test_provenance_names_the_code():
     from ddfad_fast.provenance import git_commit, provenance
     record = provenance()
-    assert set(record) == {"git_commit", "date", "load_average_1_5_15", "cpu_count"}
+    assert {"git_commit", "date", "load_average_1_5_15", "cpu_count", "python", "torch", "numpy"} <= set(record)
+    assert record["torch"] == __import__("torch").__version__ and record["cpu_count"] == __import__("os").cpu_count()
     assert record["git_commit"] == git_commit() and record["git_commit"]
     # outside a git checkout: the environment's value, else "unknown", never another repository's HEAD
     import tempfile

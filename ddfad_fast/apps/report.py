@@ -7,7 +7,7 @@
                                            "herding": {...}},
                                  "full": {MODEL: eval dict}},
      "alpha": {"cpc10": float}, "iterations": {"cpc10": int}, "stage_seconds": {stage: seconds},
-     "threads": int, "device": str, "provenance": {"git_commit", "date", "load_average_1_5_15", "cpu_count"},
+     "threads": int, "device": str, "machine": {"git_commit", "date", "load_average_1_5_15", versions, ...},
      "skipped": [[file, reason], ...], "audio": {"cpc10": "cpc10/audio/manifest.csv"},
      "failures": [{"stage": str, "error": str}, ...]}
 
@@ -17,7 +17,8 @@ Rows ``random_soft`` / ``herding_soft``: the same clips with the experts' soft l
 learn soft labels). ``results`` also holds the yardstick of :func:`ddfad_fast.apps.stats.yardstick`:
 ``"gap_closed": {"cpcN": {MODEL: float or None}}`` and ``"comparisons": {"cpcN": {"distilled_vs_herding":
 {"diff_pts", "ci95_pts": [lo, hi], "method", ...}, "distilled_vs_random": {...}}}``, shown in the table
-"Against the baselines". The tables report the test split; the
+"Against the baselines". ``machine`` is :func:`ddfad_fast.provenance.provenance` at the run's start (reports
+made before it was added hold ``provenance``, its first four keys). The tables report the test split; the
 validation table is what any choice may look at.
 Plots need matplotlib (the ``report`` extra); without it they are skipped with a note in report.md.
 """
@@ -152,7 +153,7 @@ def markdown(results: dict, notes: List[str]) -> str:
         lines += ["", "## Failed stages", ""]
         lines += [f"- **{f['stage']}**: {f['error']}" for f in results["failures"]]
     lines += ["", "## Wall time per stage", "", f"Threads: {results.get('threads', '-')}; device: {results.get('device', 'cpu')}; code: "
-              f"{results.get('provenance', {}).get('git_commit', '-')}.", "",
+              f"{results.get('machine', results.get('provenance', {})).get('git_commit', '-')}.", "",
               "| stage | seconds |", "|---|---:|"]
     for stage, seconds in results.get("stage_seconds", {}).items():
         lines.append(f"| {stage} | {seconds:.1f} |")

@@ -361,7 +361,7 @@ def run_pipeline(data: str, cpcs: List[int], out: Path, preset: Preset, resume: 
                                             k in {f"cpc{c}" for c in cpcs}}, stages.failures),
                "cross_cpc": cross_cpc,
                "alpha": alphas, "iterations": iterations, "stage_seconds": stages.seconds,
-               "threads": torch.get_num_threads(), "device": str(device), "audio": audio_files, "provenance": started,
+               "threads": torch.get_num_threads(), "device": str(device), "audio": audio_files, "machine": started,
                "skipped": [list(s) for s in split.skipped]}
     results.update(yardstick(results["accuracy"], cpcs, preset.eval.models, soft=soft))
     results["accuracy"] = strip_correctness(results["accuracy"])     # eval.json keeps the per-clip results
